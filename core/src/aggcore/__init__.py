@@ -1,0 +1,67 @@
+"""aggcore: exact L2 books from many crypto exchanges, merged into one consolidated book per pair.
+
+Library use::
+
+    from aggcore import Aggregator
+
+    async with Aggregator(config) as agg:
+        async for summary in agg.subscribe_summaries():
+            print(summary.symbol, summary.spread)
+"""
+
+from .errors import (
+    AggregatorError,
+    BookSyncError,
+    ConfigError,
+    ExchangeError,
+    NetworkError,
+    ParsingError,
+    PluginError,
+    RateLimitError,
+    TimeoutError,
+    WebSocketError,
+)
+from .models import (
+    ArbitrageOpportunity,
+    BookState,
+    HealthStatus,
+    Metrics,
+    PriceLevel,
+    Summary,
+    SymbolHealth,
+    TradingPair,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aggregator",
+    "AggregatorError",
+    "ArbitrageOpportunity",
+    "BookState",
+    "BookSyncError",
+    "ConfigError",
+    "ExchangeError",
+    "HealthStatus",
+    "Metrics",
+    "NetworkError",
+    "ParsingError",
+    "PluginError",
+    "PriceLevel",
+    "RateLimitError",
+    "Summary",
+    "SymbolHealth",
+    "TimeoutError",
+    "TradingPair",
+    "WebSocketError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Aggregator pulls in the runtime (anyio, httpx, OpenTelemetry): import it on first use
+    if name == "Aggregator":
+        from .aggregator import Aggregator
+
+        return Aggregator
+    raise AttributeError(f"module 'aggcore' has no attribute {name!r}")

@@ -1,0 +1,520 @@
+"""L2 books and the per-symbol sync state machine: the hot path.
+
+Everything here is plain synchronous code with no pydantic, no queues and no hooks per
+message. A connector's parser turns a frame into :class:`BookUpdate` objects and hands
+each one to the :class:`SymbolBook` of its symbol, which checks it against the exchange's
+rules (:class:`SyncRules`), applies it and tells its listener (the consolidated view).
+
+Book sides are a ``dict[float, float]`` plus an ascending ``list[float]`` of prices kept
+with :mod:`bisect` (see ``perf-anchors.md``). Prices are parsed with ``float()`` from the
+exchange's wire strings; where a checksum needs the exact wire strings, the book keeps them
+too (``keep_strings``).
+
+States (one machine per (exchange, symbol))::
+
+    SYNCING ──snapshot + continuous delta──▶ LIVE ──gap / checksum / crossed──▶ RESYNCING
+       ▲                                      │  ▲                                 │
+       │                                      ▼  │ data again                      │
+       └──────────────────────────────────── STALE ◀──── no data for stale_after ──┘
+
+A book that is not LIVE is never used downstream (:attr:`SymbolBook.live` is False).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .models import BookState
+
+__all__ = [
+    "BookListener",
+    "BookSide",
+    "BookUpdate",
+    "OrderBook",
+    "SequenceMode",
+    "SnapshotSource",
+    "SymbolBook",
+    "SyncRules",
+]
+
+Level = Sequence[Any]  # (price, quantity, ...) as the exchange sends it: strings or numbers
+
+
+class BookUpdate:
+    """One parsed book message for one symbol: a snapshot or a delta.
+
+    ``bids``/``asks`` are sequences of levels whose first two items are price and quantity,
+    as wire strings (preferred) or numbers. ``first``/``last`` are the sequence range the
+    message covers, normalized so that a delta follows the previous one when
+    ``first == previous.last + 1``:
+
+    - Binance ``U``/``u`` -> ``first=U, last=u``; Bybit ``u`` -> ``first=last=u``;
+    - OKX ``prevSeqId``/``seqId`` and Crypto.com ``pu``/``u`` -> ``first=prev+1, last=seq``;
+    - Bitstamp ``microtimestamp`` -> ``first=last=microtimestamp`` (``SequenceMode.MONOTONIC``).
+
+    ``checksum`` is the exchange's value, ``None`` or ``0`` when not provided. ``exchange_ts``
+    is the exchange's event time in seconds since the epoch, when it sends one.
+    """
+
+    __slots__ = ("symbol", "bids", "asks", "snapshot", "first", "last", "checksum", "exchange_ts")
+
+    def __init__(
+        self,
+        symbol: str,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        *,
+        snapshot: bool = False,
+        first: int | None = None,
+        last: int | None = None,
+        checksum: int | None = None,
+        exchange_ts: float | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.bids = bids
+        self.asks = asks
+        self.snapshot = snapshot
+        self.first = first
+        self.last = last
+        self.checksum = checksum
+        self.exchange_ts = exchange_ts
+
+    def __repr__(self) -> str:
+        kind = "snapshot" if self.snapshot else "delta"
+        return (
+            f"BookUpdate({self.symbol!r}, {kind}, first={self.first}, last={self.last}, "
+            f"bids={len(self.bids)}, asks={len(self.asks)}, checksum={self.checksum})"
+        )
+
+
+class SnapshotSource(str, enum.Enum):
+    """Where a book's snapshot comes from."""
+
+    REST = "rest"  # fetched over REST while deltas are buffered (Binance, Bitstamp, OKX REST mode)
+    INBAND = "inband"  # the first message of a subscription (Bybit, OKX, Crypto.com, Coinbase, Kraken)
+
+
+class SequenceMode(str, enum.Enum):
+    """How consecutive updates are checked."""
+
+    CONTIGUOUS = "contiguous"  # each delta: first == previous last + 1; else gap
+    MONOTONIC = "monotonic"  # deltas at or before the snapshot's id are dropped; no gap detection
+    NONE = "none"  # no sequence at all (checksum only, e.g. Kraken)
+
+
+@dataclass(frozen=True)
+class SyncRules:
+    """The exchange facts a connector declares; the engine does the rest.
+
+    ``checksum`` computes the exchange's checksum from a book (it is called only when an
+    update carries a non-zero checksum). ``keep_strings`` keeps each level's wire strings in
+    ``OrderBook.bids.raw`` / ``asks.raw`` for checksums over exact strings.
+    ``check_crossed`` resyncs a LIVE book whose best bid reaches its best ask.
+    """
+
+    snapshot: SnapshotSource
+    sequence: SequenceMode
+    checksum: Callable[["OrderBook"], int] | None = None
+    keep_strings: bool = False
+    check_crossed: bool = True
+    max_buffer: int = 50_000
+
+
+class BookSide:
+    """One side of a book: ``levels`` maps price -> quantity; ``keys`` are the prices ascending."""
+
+    __slots__ = ("levels", "keys", "bids", "raw")
+
+    def __init__(self, bids: bool, keep_strings: bool = False) -> None:
+        self.levels: dict[float, float] = {}
+        self.keys: list[float] = []
+        self.bids = bids
+        self.raw: dict[float, tuple[str, str]] | None = {} if keep_strings else None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def clear(self) -> None:
+        self.levels.clear()
+        self.keys.clear()
+        if self.raw is not None:
+            self.raw.clear()
+
+    def apply(self, levels: Sequence[Level]) -> int:
+        """Apply ``(price, quantity, ...)`` levels; quantity zero (any spelling) deletes."""
+        book = self.levels
+        keys = self.keys
+        raw = self.raw
+        for level in levels:
+            p = level[0]
+            price = float(p)
+            qty = float(level[1])
+            if qty == 0.0:
+                if book.pop(price, None) is not None:
+                    del keys[bisect_left(keys, price)]
+                    if raw is not None:
+                        raw.pop(price, None)
+                continue
+            if price not in book:
+                insort(keys, price)
+            book[price] = qty
+            if raw is not None:
+                raw[price] = (p if isinstance(p, str) else repr(p), level[1] if isinstance(level[1], str) else repr(level[1]))
+        return len(levels)
+
+    def best(self) -> float | None:
+        keys = self.keys
+        if not keys:
+            return None
+        return keys[-1] if self.bids else keys[0]
+
+    def prices(self, n: int) -> list[float]:
+        """The best ``n`` prices, best first."""
+        keys = self.keys
+        if self.bids:
+            return keys[: -n - 1 : -1] if n < len(keys) else keys[::-1]
+        return keys[:n]
+
+    def top(self, n: int) -> list[tuple[float, float]]:
+        """The best ``n`` levels as ``(price, quantity)``, best first."""
+        levels = self.levels
+        return [(p, levels[p]) for p in self.prices(n)]
+
+    def truncate(self, depth: int) -> None:
+        """Keep only the best ``depth`` levels (for exchanges that send no delete out of range)."""
+        keys = self.keys
+        extra = len(keys) - depth
+        if extra <= 0:
+            return
+        if self.bids:
+            dropped = keys[:extra]
+            del keys[:extra]
+        else:
+            dropped = keys[depth:]
+            del keys[depth:]
+        levels = self.levels
+        raw = self.raw
+        for price in dropped:
+            del levels[price]
+            if raw is not None:
+                raw.pop(price, None)
+
+
+class OrderBook:
+    __slots__ = ("bids", "asks")
+
+    def __init__(self, keep_strings: bool = False) -> None:
+        self.bids = BookSide(True, keep_strings)
+        self.asks = BookSide(False, keep_strings)
+
+    def clear(self) -> None:
+        self.bids.clear()
+        self.asks.clear()
+
+    def crossed(self) -> bool:
+        bid = self.bids.best()
+        ask = self.asks.best()
+        return bid is not None and ask is not None and bid >= ask
+
+
+class BookListener(Protocol):
+    """Told when a book changes while LIVE, and when it leaves or enters LIVE."""
+
+    def book_changed(self, book: "SymbolBook", receipt_ns: int) -> None: ...
+
+    def book_state_changed(self, book: "SymbolBook") -> None: ...
+
+
+class SymbolBook:
+    """The book of one (exchange, symbol) and its sync state machine.
+
+    The connector calls :meth:`apply` with every parsed update, :meth:`snapshot_fetched`
+    with a REST snapshot, and :meth:`begin_sync` when it (re)subscribes. When the book must
+    be rebuilt, the book calls ``request_resync(symbol, reason)`` which the connector
+    implements (fetch a fresh REST snapshot, or resubscribe that symbol only).
+    """
+
+    __slots__ = (
+        "exchange",
+        "symbol",
+        "pair",
+        "rules",
+        "depth",
+        "book",
+        "state",
+        "last_seq",
+        "buffer",
+        "awaiting_first",
+        "listener",
+        "request_resync",
+        "last_update_ns",
+        "last_exchange_ts",
+        "messages",
+        "level_updates",
+        "gaps",
+        "resyncs",
+        "checksum_failures",
+        "crossed_books",
+        "dropped_stale",
+        "error",
+        "snapshot_seq",
+        "on_event",
+    )
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        pair: str,
+        rules: SyncRules,
+        *,
+        depth: int | None = None,
+        listener: BookListener | None = None,
+        request_resync: Callable[[str, str], None] | None = None,
+        on_event: Callable[[str, "SymbolBook", str], None] | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.pair = pair
+        self.rules = rules
+        self.depth = depth
+        self.book = OrderBook(rules.keep_strings)
+        self.state = BookState.SYNCING
+        self.last_seq: int | None = None
+        self.snapshot_seq: int | None = None
+        self.buffer: deque[BookUpdate] = deque()
+        self.awaiting_first = False
+        self.listener = listener
+        self.request_resync = request_resync
+        self.on_event = on_event
+        self.last_update_ns = 0
+        self.last_exchange_ts: float | None = None
+        self.messages = 0
+        self.level_updates = 0
+        self.gaps = 0
+        self.resyncs = 0
+        self.checksum_failures = 0
+        self.crossed_books = 0
+        self.dropped_stale = 0
+        self.error: str | None = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        return self.state is BookState.LIVE
+
+    def _set_state(self, state: BookState) -> None:
+        if state is not self.state:
+            self.state = state
+            if self.listener is not None:
+                self.listener.book_state_changed(self)
+
+    def begin_sync(self) -> None:
+        """A (re)subscription starts: forget the book and wait for a snapshot."""
+        self.book.clear()
+        self.buffer.clear()
+        self.last_seq = None
+        self.snapshot_seq = None
+        self.awaiting_first = False
+        self._set_state(BookState.SYNCING if self.state is not BookState.RESYNCING else BookState.RESYNCING)
+
+    def fail(self, reason: str) -> None:
+        """An exchange error for this symbol (unknown symbol, rejected subscription)."""
+        self.error = reason
+        self.book.clear()
+        self.buffer.clear()
+        self._set_state(BookState.FAILED)
+
+    def mark_stale(self, reason: str) -> None:
+        if self.state is BookState.LIVE:
+            self.error = reason
+            self._set_state(BookState.STALE)
+
+    def resync(self, reason: str, kind: str = "gap") -> None:
+        """Throw the book away and ask the connector for a fresh one (this symbol only)."""
+        self.resyncs += 1
+        self.error = reason
+        self.book.clear()
+        self.buffer.clear()
+        self.last_seq = None
+        self.snapshot_seq = None
+        self.awaiting_first = False
+        self._set_state(BookState.RESYNCING)
+        if self.on_event is not None:
+            self.on_event(kind, self, reason)
+        if self.request_resync is not None:
+            self.request_resync(self.symbol, reason)
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def apply(self, update: BookUpdate, receipt_ns: int = 0) -> bool:
+        """Check and apply one update. Returns True when a LIVE book changed."""
+        self.messages += 1
+        self.last_update_ns = receipt_ns or time.monotonic_ns()
+        if update.exchange_ts is not None:
+            self.last_exchange_ts = update.exchange_ts
+        state = self.state
+        if update.snapshot:
+            return self._apply_snapshot(update, receipt_ns)
+        if state is BookState.LIVE or state is BookState.STALE:
+            last = self.last_seq
+            mode = self.rules.sequence
+            if mode is SequenceMode.CONTIGUOUS and last is not None and update.first is not None:
+                if update.first != last + 1:
+                    if update.last is not None and update.last <= last:
+                        # a duplicate or an old message: nothing new in it
+                        self.dropped_stale += 1
+                        return False
+                    self.gaps += 1
+                    self.resync(f"sequence gap: expected {last + 1}, got {update.first}", "gap")
+                    return False
+            elif mode is SequenceMode.MONOTONIC and last is not None and update.last is not None:
+                if update.last <= last:
+                    self.dropped_stale += 1
+                    return False
+            if state is BookState.STALE:
+                self.error = None
+                self._set_state(BookState.LIVE)
+            return self._apply_delta(update, receipt_ns)
+        if self.rules.snapshot is SnapshotSource.REST:
+            if self.snapshot_seq is None:
+                if len(self.buffer) >= self.rules.max_buffer:
+                    self.buffer.popleft()
+                    self.gaps += 1
+                    self.resync("buffer overflow while waiting for the REST snapshot", "gap")
+                    return False
+                self.buffer.append(update)
+                return False
+            return self._first_after_snapshot(update, receipt_ns)
+        # in-band snapshot expected first: deltas before it carry nothing we can use
+        return False
+
+    def _apply_delta(self, update: BookUpdate, receipt_ns: int) -> bool:
+        book = self.book
+        n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
+        self.level_updates += n
+        if update.last is not None:
+            self.last_seq = update.last
+        depth = self.depth
+        if depth is not None:
+            if len(book.bids.keys) > depth:
+                book.bids.truncate(depth)
+            if len(book.asks.keys) > depth:
+                book.asks.truncate(depth)
+        if not self._verify(update):
+            return False
+        listener = self.listener
+        if listener is not None:
+            listener.book_changed(self, receipt_ns)
+        return True
+
+    def _verify(self, update: BookUpdate) -> bool:
+        rules = self.rules
+        if update.checksum and rules.checksum is not None:
+            ours = rules.checksum(self.book)
+            if ours != update.checksum:
+                self.checksum_failures += 1
+                self.resync(f"checksum mismatch: exchange {update.checksum}, book {ours}", "checksum")
+                return False
+        if rules.check_crossed and self.book.crossed():
+            self.crossed_books += 1
+            self.resync(
+                f"crossed book: best bid {self.book.bids.best()} >= best ask {self.book.asks.best()}", "crossed"
+            )
+            return False
+        return True
+
+    def _apply_snapshot(self, update: BookUpdate, receipt_ns: int) -> bool:
+        """A snapshot replaces the book, whenever it comes (first or mid-stream)."""
+        book = self.book
+        book.clear()
+        self.buffer.clear()
+        n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
+        self.level_updates += n
+        self.last_seq = update.last
+        self.snapshot_seq = update.last
+        self.awaiting_first = False
+        if self.depth is not None:
+            book.bids.truncate(self.depth)
+            book.asks.truncate(self.depth)
+        if not self._verify(update):
+            return False
+        self.error = None
+        self._set_state(BookState.LIVE)
+        if self.listener is not None:
+            self.listener.book_changed(self, receipt_ns)
+        return True
+
+    # -- REST snapshot + buffered deltas ---------------------------------------------------
+
+    def snapshot_fetched(self, snapshot: BookUpdate, receipt_ns: int = 0) -> bool:
+        """A REST snapshot arrived: seed the book and replay the buffered deltas.
+
+        Buffered deltas that end at or before the snapshot are dropped; the first one applied
+        must cover ``snapshot.last + 1`` (CONTIGUOUS) or simply be newer (MONOTONIC). The book
+        turns LIVE once that first delta applied, or at once when there is no sequence rule.
+        """
+        book = self.book
+        book.clear()
+        book.bids.apply(snapshot.bids)
+        book.asks.apply(snapshot.asks)
+        if self.depth is not None:
+            book.bids.truncate(self.depth)
+            book.asks.truncate(self.depth)
+        self.snapshot_seq = snapshot.last
+        self.last_seq = snapshot.last
+        self.awaiting_first = True
+        buffered = list(self.buffer)
+        self.buffer.clear()
+        if self.rules.sequence is not SequenceMode.CONTIGUOUS:
+            # no continuity to prove: the snapshot itself is the book
+            self.awaiting_first = False
+            self.error = None
+            self._set_state(BookState.LIVE)
+            changed = False
+            for update in buffered:
+                changed = self.apply(update, receipt_ns) or changed
+                if not self.live:
+                    return False
+            if self.listener is not None and self.live:
+                self.listener.book_changed(self, receipt_ns)
+            return self.live
+        for update in buffered:
+            if self.state is BookState.LIVE:
+                self.apply(update, receipt_ns)
+            else:
+                self._first_after_snapshot(update, receipt_ns)
+            if self.snapshot_seq is None and not self.live:
+                return False  # resync requested
+        return self.live
+
+    def _first_after_snapshot(self, update: BookUpdate, receipt_ns: int) -> bool:
+        snap = self.snapshot_seq
+        assert snap is not None
+        last = update.last
+        if last is not None and last <= snap:
+            self.dropped_stale += 1
+            return False
+        mode = self.rules.sequence
+        if mode is SequenceMode.CONTIGUOUS and update.first is not None and update.first > snap + 1:
+            self.gaps += 1
+            self.resync(f"first delta after snapshot {snap} starts at {update.first}", "gap")
+            return False
+        self.awaiting_first = False
+        self.error = None
+        self._set_state(BookState.LIVE)
+        return self._apply_delta(update, receipt_ns)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def age_ms(self, now_ns: int | None = None) -> float | None:
+        if not self.last_update_ns:
+            return None
+        return ((now_ns or time.monotonic_ns()) - self.last_update_ns) / 1e6

@@ -1,0 +1,640 @@
+"""The connector base class: the I/O every exchange shares.
+
+An exchange plugin subclasses :class:`Connector`, declares its facts as class attributes
+(URLs, :class:`~aggcore.book.SyncRules`, limits) and implements a handful of small methods:
+
+=========================  ===========================================================
+``load_symbols()``         async: the exchange's instrument list -> :class:`SymbolTable`
+``subscribe_frames(syms)`` the frames that subscribe these native symbols
+``unsubscribe_frames()``   the frames that unsubscribe them (for per-symbol resync)
+``on_frame(conn, frame)``  sync, the hot path: parse, then ``self.books[sym].apply(u)``
+``fetch_snapshot(sym)``    async, REST-snapshot exchanges only
+``keepalive_frame()``      the application-level ping, if the exchange wants one
+``on_open(conn)``          async hook after connect, before subscribing
+=========================  ===========================================================
+
+The base class does the rest: connect with timeout and a frame limit fit for multi-MB
+snapshots, subscribe in batches under the exchange's message rate, keepalive, reconnect with
+exponential backoff and jitter (reset after a stable period), resync of one symbol (a fresh
+REST snapshot or an unsubscribe/subscribe of that symbol only), REST calls through a
+per-exchange weight budget that honours 429/418 and ``Retry-After``, and stale-feed detection.
+All I/O goes through the injected ``httpx.AsyncClient`` and WebSocket opener, so fake
+servers and recordings drive the same code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar
+
+import anyio
+import httpx
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
+
+from .book import BookListener, BookUpdate, SnapshotSource, SymbolBook, SyncRules
+from .errors import (
+    AggregatorError,
+    ExchangeError,
+    NetworkError,
+    ParsingError,
+    RateLimitError,
+    TimeoutError,
+    WebSocketError,
+)
+from .models import BookState
+from .symbols import Instrument, SymbolTable
+
+__all__ = [
+    "Connection",
+    "Connector",
+    "ConnectorConfig",
+    "RateBudget",
+    "RateLimitConfig",
+    "WsOpener",
+]
+
+log = logging.getLogger("aggcore.connector")
+
+WsOpener = Callable[..., AbstractAsyncContextManager[ClientConnection]]
+
+
+class RateLimitConfig(BaseModel):
+    """Client-side REST budget (the specification's ``rate_limit`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_second: float = Field(10.0, gt=0)
+    burst_size: int = Field(20, ge=1)
+
+
+class ConnectorConfig(BaseModel):
+    """Settings every connector accepts (``exchanges.<name>``); plugins subclass it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    trading_pairs: list[str] = Field(default_factory=list, description="BTC/USDT or as the exchange writes it")
+    ws_url: str | None = Field(None, description="WebSocket base URL (fake servers, regional hosts, testnets)")
+    rest_url: str | None = Field(None, description="REST base URL")
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    depth: int | None = Field(None, ge=1, description="book depth to subscribe and keep; plugin default when unset")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0)
+    stale_after_s: float = Field(30.0, gt=0, description="a book with no data for this long is STALE")
+    reconnect_min_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    stable_after_s: float = Field(60.0, gt=0, description="a connection up this long resets the backoff")
+
+
+class RateBudget:
+    """A weight budget for one exchange's REST calls: a token bucket plus a hard pause.
+
+    ``acquire(weight)`` waits until the bucket holds ``weight`` tokens. ``pause(seconds)``
+    (after a 429/418 with ``Retry-After``) blocks every caller until then.
+    """
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate = rate_per_s
+        self.capacity = max(burst, 1.0)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self.paused_until = 0.0
+        self._lock = anyio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+    async def acquire(self, weight: float = 1.0) -> None:
+        weight = min(weight, self.capacity)
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                if now < self.paused_until:
+                    await anyio.sleep(self.paused_until - now)
+                    continue
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= weight:
+                    self.tokens -= weight
+                    return
+                await anyio.sleep((weight - self.tokens) / self.rate)
+
+
+class _Limiter:
+    """Outgoing WebSocket message rate (messages per second, pongs included)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.next_at = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if now < self.next_at:
+            await anyio.sleep(self.next_at - now)
+            now = self.next_at
+        self.next_at = now + self.interval
+
+
+class Connection:
+    """One WebSocket connection of a connector and the native symbols it carries.
+
+    ``send_soon`` is safe from synchronous code (the hot path): frames are queued and written
+    by the connection's writer task under the exchange's message rate. ``state`` is free for
+    the plugin (e.g. Coinbase keeps its per-connection ``sequence_num`` there).
+    """
+
+    def __init__(self, connector: "Connector", ws: ClientConnection, symbols: list[str], index: int) -> None:
+        self.connector = connector
+        self.ws = ws
+        self.symbols = symbols
+        self.index = index
+        self.state: dict[str, Any] = {}
+        self.outbox: deque[str | bytes] = deque()
+        self._wake = anyio.Event()
+        self._limiter = _Limiter(connector.max_messages_per_second)
+        self.opened_at = time.monotonic()
+        self.last_frame_ns = time.monotonic_ns()
+        self.closed = False
+
+    def send_soon(self, frame: str | bytes | dict[str, Any] | list[Any]) -> None:
+        if isinstance(frame, (dict, list)):
+            frame = orjson.dumps(frame).decode()
+        self.outbox.append(frame)
+        self._wake.set()
+
+    async def send(self, frame: str | bytes | dict[str, Any] | list[Any]) -> None:
+        """Send now (still under the message rate)."""
+        if isinstance(frame, (dict, list)):
+            frame = orjson.dumps(frame).decode()
+        await self._limiter.wait()
+        await self.ws.send(frame)
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                while self.outbox:
+                    frame = self.outbox.popleft()
+                    await self._limiter.wait()
+                    await self.ws.send(frame)
+                self._wake = anyio.Event()
+                if self.outbox:
+                    continue
+                await self._wake.wait()
+        except ConnectionClosed:
+            return  # the reader sees the close and reports it
+
+    async def close(self, reason: str = "") -> None:
+        self.closed = True
+        await self.ws.close(1000, reason[:120])
+
+
+class Connector:
+    """Base class of exchange connectors. See the module docstring for what to implement."""
+
+    # -- exchange facts, declared by each plugin --------------------------------------------
+    name: ClassVar[str]
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+    rules: ClassVar[SyncRules]
+    ws_url: ClassVar[str]
+    rest_url: ClassVar[str] = ""
+    default_depth: ClassVar[int | None] = None
+    max_frame_bytes: ClassVar[int] = 64 * 1024 * 1024
+    max_symbols_per_connection: ClassVar[int] = 200
+    max_messages_per_second: ClassVar[float] = 5.0
+    keepalive_interval_s: ClassVar[float | None] = None
+    ws_ping_interval_s: ClassVar[float | None] = 20.0
+    rest_rate_per_s: ClassVar[float | None] = None  # weight per second; from config when None
+    rest_burst: ClassVar[float | None] = None
+    #: "module:Class" of the plugin's fake exchange server (for tests, conformance and --simulate)
+    fake_server: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        *,
+        http: httpx.AsyncClient | None = None,
+        ws_connect: WsOpener | None = None,
+        listener: BookListener | None = None,
+        on_event: Callable[[str, SymbolBook, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.http = http or httpx.AsyncClient()
+        self._own_http = http is None
+        self.ws_connect: WsOpener = ws_connect or ws_connect_default
+        self.listener = listener
+        self.on_event = on_event
+        self.ws_base = (config.ws_url or type(self).ws_url).rstrip("/") if (config.ws_url or type(self).ws_url) else ""
+        self.rest_base = (config.rest_url or type(self).rest_url).rstrip("/")
+        self.depth = config.depth or self.default_depth
+        rate = self.rest_rate_per_s or config.rate_limit.requests_per_second
+        burst = self.rest_burst or float(config.rate_limit.burst_size)
+        self.budget = RateBudget(rate, burst)
+        self.symbols: SymbolTable | None = None
+        self.books: dict[str, SymbolBook] = {}
+        self.pair_errors: dict[str, str] = {}  # configured pair -> why it is not subscribed
+        self.connections: dict[int, Connection] = {}
+        self.symbol_conn: dict[str, int] = {}
+        self.connected = False
+        self.reconnects = 0
+        self.errors = 0
+        self.error_counts: dict[str, int] = {}
+        self.last_error: str | None = None
+        self.messages = 0
+        self._pending_snapshots: set[str] = set()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._snapshot_slot = 0.0
+
+    # -- to implement -------------------------------------------------------------------------
+
+    async def load_symbols(self) -> SymbolTable:
+        raise NotImplementedError
+
+    def subscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        raise NotImplementedError
+
+    def unsubscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        return []
+
+    def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        raise NotImplementedError
+
+    async def fetch_snapshot(self, symbol: str) -> BookUpdate:
+        raise NotImplementedError(f"{self.name} has no REST snapshots")
+
+    def keepalive_frame(self) -> str | dict[str, Any] | None:
+        return None
+
+    async def on_open(self, conn: Connection) -> None:
+        return None
+
+    def connection_url(self, symbols: list[str]) -> str:
+        """The URL to connect to for these symbols (Binance puts streams in the URL)."""
+        return self.ws_base
+
+    # -- helpers for plugins ----------------------------------------------------------------------
+
+    def report_error(
+        self, message: str, *, symbol: str | None = None, kind: str = "exchange", code: int | str | None = None
+    ) -> None:
+        """Record an exchange/parsing error. With a symbol, that book fails (health shows why);
+        without, it is a connection-level error. Never raises: the hot path goes on."""
+        self.errors += 1
+        self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
+        text = f"{message} (code {code})" if code is not None else message
+        self.last_error = text
+        log.warning("%s: %s%s", self.name, f"{symbol}: " if symbol else "", text)
+        if symbol is not None and symbol in self.books:
+            self.books[symbol].fail(text)
+
+    def parse_error(self, frame: str | bytes, exc: BaseException, conn: Connection | None = None) -> None:
+        snippet = frame[:200] if isinstance(frame, str) else frame[:200].decode("utf-8", "replace")
+        self.report_error(f"cannot parse frame ({type(exc).__name__}: {exc}): {snippet!r}", kind="parsing")
+
+    def instrument(self, symbol: str) -> Instrument:
+        assert self.symbols is not None
+        return self.symbols.by_symbol[symbol]
+
+    async def rest_get(self, path: str, params: dict[str, Any] | None = None, *, weight: float = 1.0, retries: int = 4) -> Any:
+        """GET ``rest_base + path`` as JSON under the REST budget.
+
+        429/418 pause the whole exchange's budget for ``Retry-After`` (or a backoff) and the call
+        is retried; 5xx and transport errors are retried with backoff; other statuses raise.
+        """
+        url = path if path.startswith("http") else self.rest_base + path
+        delay = 0.5
+        for attempt in range(retries + 1):
+            await self.budget.acquire(weight)
+            try:
+                resp = await self.http.get(url, params=params, timeout=self.config.request_timeout_s)
+            except httpx.TimeoutException as exc:
+                err: AggregatorError = TimeoutError(f"GET {url} timed out", exchange=self.name)
+                err.__cause__ = exc
+            except httpx.HTTPError as exc:
+                err = NetworkError(f"GET {url} failed: {exc}", exchange=self.name)
+                err.__cause__ = exc
+            else:
+                if resp.status_code in (429, 418):
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    self.budget.pause(retry_after if retry_after is not None else delay * 4)
+                    self.error_counts["rate_limit"] = self.error_counts.get("rate_limit", 0) + 1
+                    err = RateLimitError(
+                        f"GET {url}: HTTP {resp.status_code}, retry after {retry_after}s",
+                        status=resp.status_code,
+                        retry_after=retry_after,
+                        exchange=self.name,
+                    )
+                    self.last_error = str(err)
+                    if attempt < retries:
+                        continue
+                    raise err
+                if resp.status_code >= 500:
+                    err = NetworkError(f"GET {url}: HTTP {resp.status_code}", status=resp.status_code, exchange=self.name)
+                elif resp.status_code >= 400:
+                    raise ExchangeError(
+                        f"GET {url}: HTTP {resp.status_code}: {resp.text[:300]}", code=resp.status_code, exchange=self.name
+                    )
+                else:
+                    try:
+                        return orjson.loads(resp.content)
+                    except orjson.JSONDecodeError as exc:
+                        raise ParsingError(f"GET {url}: body is not JSON: {resp.text[:200]!r}", exchange=self.name) from exc
+            if attempt >= retries:
+                raise err
+            await anyio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Load the instrument list and create one book per configured pair that exists."""
+        delay = self.config.reconnect_min_s
+        while True:
+            try:
+                self.symbols = await self.load_symbols()
+                break
+            except (NetworkError, TimeoutError) as exc:
+                self.last_error = f"loading instruments: {exc}"
+                log.warning("%s: %s; retrying in %.1fs", self.name, self.last_error, delay)
+                await anyio.sleep(delay * (1 + random.random() * 0.2))
+                delay = min(delay * 2, self.config.reconnect_max_s)
+        for text in self.config.trading_pairs:
+            try:
+                inst = self.symbols.resolve(text)
+            except KeyError as exc:
+                msg = str(exc.args[0])
+                self.pair_errors[text] = msg
+                self.last_error = msg
+                log.error("%s: %s", self.name, msg)
+                continue
+            if inst.symbol in self.books:
+                continue
+            self.books[inst.symbol] = self.make_book(inst)
+
+    def make_book(self, inst: Instrument) -> SymbolBook:
+        return SymbolBook(
+            self.name,
+            inst.symbol,
+            inst.pair,
+            self.rules,
+            depth=self.depth,
+            listener=self.listener,
+            request_resync=self.request_resync,
+            on_event=self.on_event,
+        )
+
+    def groups(self) -> list[list[str]]:
+        syms = list(self.books)
+        n = self.max_symbols_per_connection
+        return [syms[i : i + n] for i in range(0, len(syms), n)] or []
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled: set up, then one supervised loop per connection."""
+        try:
+            await self.setup()
+            task_status.started()
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._watchdog)
+                for index, group in enumerate(self.groups()):
+                    for sym in group:
+                        self.symbol_conn[sym] = index
+                    tg.start_soon(self._connection_loop, index, group)
+        finally:
+            self._tg = None
+            if self._own_http:
+                with anyio.CancelScope(shield=True):
+                    await self.http.aclose()
+
+    async def _connection_loop(self, index: int, symbols: list[str]) -> None:
+        delay = self.config.reconnect_min_s
+        first = True
+        while True:
+            if not first:
+                self.reconnects += 1
+            first = False
+            started = time.monotonic()
+            try:
+                await self._session(index, symbols)
+                reason = "connection closed by the exchange"
+            except (ConnectionClosed, OSError, InvalidHandshake, InvalidURI, AggregatorError, PayloadTooBig) as exc:
+                reason = _describe(exc)
+            except anyio.get_cancelled_exc_class():
+                raise
+            finally:
+                self.connections.pop(index, None)
+                self.connected = bool(self.connections)
+            self.last_error = reason
+            self.errors += 1
+            kind = "websocket" if "close" in reason or "WebSocket" in reason else "network"
+            self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
+            for sym in symbols:
+                book = self.books[sym]
+                if book.state is not BookState.FAILED:
+                    book.state = BookState.RESYNCING
+                    book.error = reason
+                    book.book.clear()
+                    if self.listener is not None:
+                        self.listener.book_state_changed(book)
+            if time.monotonic() - started >= self.config.stable_after_s:
+                delay = self.config.reconnect_min_s
+            wait = delay * (0.5 + random.random())
+            log.warning("%s[%d]: %s; reconnecting in %.2fs", self.name, index, reason, wait)
+            await anyio.sleep(wait)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    async def _session(self, index: int, symbols: list[str]) -> None:
+        url = self.connection_url(symbols)
+        opener = self.ws_connect(
+            url,
+            max_size=self.max_frame_bytes,
+            open_timeout=self.config.connect_timeout_s,
+            ping_interval=self.ws_ping_interval_s,
+            ping_timeout=self.ws_ping_interval_s,
+            compression=None,
+            max_queue=4096,
+        )
+        try:
+            ws = await opener.__aenter__()
+        except builtins.TimeoutError as exc:  # websockets' open_timeout
+            raise TimeoutError(f"connecting to {url} timed out", exchange=self.name) from exc
+        error: Exception | None = None
+        try:
+            conn = Connection(self, ws, symbols, index)
+            self.connections[index] = conn
+            self.connected = True
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(conn._writer)
+                if self.keepalive_interval_s:
+                    tg.start_soon(self._keepalive, conn)
+                try:
+                    await self.on_open(conn)
+                    self.subscribe(conn, symbols)
+                    await self._read(conn)
+                except Exception as exc:  # surfaced below, outside the task group (no ExceptionGroup)
+                    error = exc
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opener.__aexit__(None, None, None)
+        if error is not None:
+            raise error
+
+    async def _read(self, conn: Connection) -> None:
+        """The hot loop: every frame goes straight to the plugin's parser, in this task."""
+        on_frame = self.on_frame
+        clock = time.monotonic_ns
+        async for frame in conn.ws:
+            now = clock()
+            conn.last_frame_ns = now
+            self.messages += 1
+            try:
+                on_frame(conn, frame, now)
+            except AggregatorError as exc:
+                self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                self.parse_error(frame, exc, conn)
+
+    def subscribe(self, conn: Connection, symbols: list[str]) -> None:
+        """Start syncing these symbols on this connection (books reset, frames queued)."""
+        for sym in symbols:
+            book = self.books[sym]
+            if book.state is not BookState.FAILED:
+                book.begin_sync()
+        live = [s for s in symbols if self.books[s].state is not BookState.FAILED]
+        for frame in self.subscribe_frames(live) if live else []:
+            conn.send_soon(frame)
+        if self.rules.snapshot is SnapshotSource.REST:
+            for sym in live:
+                self.schedule_snapshot(sym)
+
+    async def _keepalive(self, conn: Connection) -> None:
+        interval = self.keepalive_interval_s
+        assert interval
+        while True:
+            await anyio.sleep(interval)
+            frame = self.keepalive_frame()
+            if frame is not None:
+                conn.send_soon(frame)  # through the writer: counted in the message rate
+
+    async def _watchdog(self) -> None:
+        """Mark books STALE after ``stale_after_s`` without data; reconnect a silent connection."""
+        limit_ns = int(self.config.stale_after_s * 1e9)
+        while True:
+            await anyio.sleep(min(1.0, self.config.stale_after_s / 4))
+            now = time.monotonic_ns()
+            for book in self.books.values():
+                if book.state is BookState.LIVE and book.last_update_ns and now - book.last_update_ns > limit_ns:
+                    book.mark_stale(f"no data for {self.config.stale_after_s:g}s")
+            for conn in list(self.connections.values()):
+                if now - conn.last_frame_ns > 2 * limit_ns and not conn.closed:
+                    self.last_error = f"connection silent for {2 * self.config.stale_after_s:g}s; reconnecting"
+                    log.warning("%s[%d]: %s", self.name, conn.index, self.last_error)
+                    with anyio.move_on_after(2):
+                        await conn.close("stale feed")
+
+    # -- resync ---------------------------------------------------------------------------------------
+
+    def request_resync(self, symbol: str, reason: str) -> None:
+        """Called by a book that must be rebuilt: this symbol only, the connection goes on."""
+        log.info("%s: resync %s: %s", self.name, symbol, reason)
+        if self.rules.snapshot is SnapshotSource.REST:
+            self.schedule_snapshot(symbol)
+        else:
+            self.resubscribe(symbol)
+
+    def resubscribe(self, symbol: str) -> None:
+        conn = self.connections.get(self.symbol_conn.get(symbol, -1))
+        if conn is None:
+            return  # the reconnect will resubscribe it
+        for frame in self.unsubscribe_frames([symbol]):
+            conn.send_soon(frame)
+        for frame in self.subscribe_frames([symbol]):
+            conn.send_soon(frame)
+
+    def schedule_snapshot(self, symbol: str) -> None:
+        if symbol in self._pending_snapshots or self._tg is None:
+            return
+        self._pending_snapshots.add(symbol)
+        # stagger snapshot requests so a reconnect of many symbols does not burst the REST budget
+        now = time.monotonic()
+        self._snapshot_slot = max(self._snapshot_slot, now)
+        delay = self._snapshot_slot - now
+        self._snapshot_slot += 0.05
+        self._tg.start_soon(self._snapshot_task, symbol, delay)
+
+    async def _snapshot_task(self, symbol: str, delay: float) -> None:
+        book = self.books[symbol]
+        backoff = 0.5
+        try:
+            if delay > 0:
+                await anyio.sleep(delay)
+            while True:
+                try:
+                    with anyio.fail_after(self.config.request_timeout_s * 3):
+                        snap = await self.fetch_snapshot(symbol)
+                except ExchangeError as exc:
+                    self.report_error(f"snapshot: {exc.message}", symbol=symbol, code=exc.code)
+                    return
+                except (NetworkError, ParsingError, TimeoutError, builtins.TimeoutError) as exc:
+                    book.error = f"snapshot failed: {_describe(exc)}"
+                    self.last_error = book.error
+                    await anyio.sleep(backoff * (1 + random.random()))
+                    backoff = min(backoff * 2, self.config.reconnect_max_s)
+                    continue
+                break
+            self._pending_snapshots.discard(symbol)
+            if self.symbol_conn.get(symbol) not in self.connections:
+                return  # disconnected meanwhile; the reconnect fetches a new one
+            book.snapshot_fetched(snap, time.monotonic_ns())
+        finally:
+            self._pending_snapshots.discard(symbol)
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def iter_books(self) -> Iterable[SymbolBook]:
+        return self.books.values()
+
+
+def ws_connect_default(url: str, **kwargs: Any) -> AbstractAsyncContextManager[ClientConnection]:
+    return ws_connect(url, **kwargs)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        rcvd = exc.rcvd
+        if rcvd is not None:
+            return f"WebSocket closed by the exchange: code {rcvd.code} {rcvd.reason!r}".strip()
+        return "WebSocket connection lost"
+    if isinstance(exc, PayloadTooBig):
+        return f"WebSocket frame too big: {exc}"
+    if isinstance(exc, InvalidHandshake):
+        return f"WebSocket handshake failed: {exc}"
+    if isinstance(exc, AggregatorError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,11 @@
+"""aggcore's testing kit: fake exchanges over real sockets, fault injection, recordings, fixtures.
+
+Plugin authors build their exchange's fake on :class:`FakeExchange` and get, for free, the
+server on 127.0.0.1 (WebSocket and REST on one ephemeral port), a generative order book per
+symbol with its truth (:class:`GenBook`), and the faults of :class:`Fault`.
+"""
+
+from .market import Change, GenBook
+from .server import FakeExchange, Fault, InstrumentSpec, Session
+
+__all__ = ["Change", "FakeExchange", "Fault", "GenBook", "InstrumentSpec", "Session"]

@@ -1,0 +1,426 @@
+"""The fake-exchange server base: WebSocket and REST on one 127.0.0.1 port, fault injection.
+
+An exchange plugin's ``fake.py`` subclasses :class:`FakeExchange` and implements its
+protocol; the base class runs the server (websockets' own server, which answers plain
+HTTP requests for the REST routes too), steps one :class:`~aggcore.testing.market.GenBook`
+per symbol, and applies faults on demand::
+
+    async with FakeBinance(symbols=["BTCUSDT"], seed=1) as fake:
+        config = {"ws_url": fake.ws_url, "rest_url": fake.rest_url, ...}
+        fake.inject(Fault.GAP, "BTCUSDT")
+
+What a subclass implements (all synchronous, return frames as ``str``):
+
+==================================  ======================================================
+``instruments()``                   the instrument list: ``{native: InstrumentSpec}``
+``rest(path, query)``               REST routes -> ``(status, json-able body)``
+``on_message(session, text)``       a client frame (subscribe, ping, ...); use
+                                    ``session.send``/``self.subscribe``
+``snapshot_frames(session, sym)``   in-band snapshot frames (or ``[]`` for REST-snapshot
+                                    exchanges)
+``delta_frames(session, sym, chs)`` frames for one step of changes
+``error_frame(session, sym, msg)``  the exchange's error reply
+``corrupt(frame)``                  the frame with a wrong checksum (checksum exchanges)
+``heartbeat_frames(session)``       periodic server heartbeats, if any
+==================================  ======================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import http
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .market import Change, GenBook
+
+__all__ = ["Fault", "FakeExchange", "InstrumentSpec", "Session"]
+
+log = logging.getLogger("aggcore.testing")
+
+
+class Fault(str, enum.Enum):
+    """Faults a fake exchange injects on demand (``FakeExchange.inject``)."""
+
+    GAP = "gap"  # drop one delta frame: the client sees a sequence gap
+    REORDER = "reorder"  # swap the next two delta frames
+    DUPLICATE = "duplicate"  # send the next delta frame twice
+    BAD_CHECKSUM = "bad_checksum"  # corrupt the checksum of the next delta
+    DISCONNECT = "disconnect"  # close the connection
+    STALL = "stall"  # stop sending anything for ``seconds``
+    MALFORMED = "malformed"  # send a frame that is not JSON
+    ERROR_REPLY = "error_reply"  # send the exchange's error frame for a symbol
+    REST_429 = "rest_429"  # the next REST call gets 429 with Retry-After
+    REST_418 = "rest_418"  # the next REST call gets 418 with Retry-After
+    SNAPSHOT = "snapshot"  # a fresh in-band snapshot mid-stream
+    OVERSIZE_SNAPSHOT = "oversize_snapshot"  # the next snapshot carries thousands of extra levels
+
+
+@dataclass
+class InstrumentSpec:
+    """One instrument of a fake exchange (what its instrument list will say)."""
+
+    base: str
+    quote: str
+    mid: float = 30000.0
+    tick: float = 0.01
+    price_precision: int = 2
+    qty_precision: int = 6
+    kind: str = "spot"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    fault: Fault
+    symbol: str | None
+    params: dict[str, Any]
+
+
+class Session:
+    """One client connection to the fake: its subscriptions and its per-connection state."""
+
+    def __init__(self, fake: "FakeExchange", ws: ServerConnection) -> None:
+        self.fake = fake
+        self.ws = ws
+        self.path = ws.request.path if ws.request is not None else "/"
+        self.subscribed: dict[str, dict[str, Any]] = {}  # symbol -> per-subscription state
+        self.state: dict[str, Any] = {}
+        self.held: dict[str, str] = {}  # symbol -> a delta held back for REORDER
+        self.received: list[str] = []  # every client frame, for assertions
+        self.queue: asyncio.Queue[str | bytes] = asyncio.Queue()
+
+    async def send(self, frame: str | bytes) -> None:
+        try:
+            await self.ws.send(frame)
+        except ConnectionClosed:
+            pass
+
+    def send_soon(self, frame: str | bytes) -> None:
+        """Queue a frame; frames go out in order from the session's writer."""
+        self.queue.put_nowait(frame)
+
+    async def _writer(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            await self.send(frame)
+
+
+class FakeExchange:
+    """Base of every plugin's fake exchange server. See the module docstring."""
+
+    name: ClassVar[str] = "fake"
+    #: faults this exchange's protocol can express (the conformance suite tries each one)
+    supported_faults: ClassVar[frozenset[Fault]] = frozenset(
+        {Fault.GAP, Fault.DUPLICATE, Fault.REORDER, Fault.DISCONNECT, Fault.STALL, Fault.MALFORMED, Fault.ERROR_REPLY}
+    )
+    default_symbols: ClassVar[dict[str, InstrumentSpec]] = {}
+    ws_path: ClassVar[str] = "/ws"
+    rest_path: ClassVar[str] = ""
+    max_size: ClassVar[int | None] = 1 << 20  # the largest client frame accepted
+
+    def __init__(
+        self,
+        symbols: Iterable[str] | dict[str, InstrumentSpec] | None = None,
+        *,
+        seed: int = 0,
+        rate_hz: float = 20.0,
+        depth: int = 50,
+        drift: float = 0.0,
+        autostart: bool = True,
+    ) -> None:
+        specs = self.instruments()
+        if isinstance(symbols, dict):
+            specs = {**specs, **symbols}
+            active = list(symbols)
+        elif symbols is not None:
+            active = list(symbols)
+        else:
+            active = list(specs)
+        self.specs = specs
+        self.seed = seed
+        self.rate_hz = rate_hz
+        self.depth = depth
+        self.books: dict[str, GenBook] = {}
+        for i, sym in enumerate(active):
+            spec = specs[sym]
+            self.books[sym] = GenBook(
+                mid=spec.mid,
+                tick=spec.tick,
+                price_precision=spec.price_precision,
+                qty_precision=spec.qty_precision,
+                depth=depth,
+                seed=seed * 1000 + i,
+                drift=drift,
+            )
+        self.sessions: list[Session] = []
+        self.faults: deque[_Pending] = deque()
+        self.rest_log: list[str] = []
+        self.running = autostart
+        self.stalled_until = 0.0
+        self._server: Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self.port = 0
+        self.rng = random.Random(seed)
+
+    # -- to implement -----------------------------------------------------------------------------------
+    def instruments(self) -> dict[str, InstrumentSpec]:
+        return dict(self.default_symbols)
+
+    def rest(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        return 404, {"error": f"no route {path}"}
+
+    def on_message(self, session: Session, text: str) -> None:
+        raise NotImplementedError
+
+    def snapshot_frames(self, session: Session, symbol: str) -> list[str]:
+        return []
+
+    def delta_frames(self, session: Session, symbol: str, changes: list[Change]) -> list[str]:
+        raise NotImplementedError
+
+    def error_frame(self, session: Session, symbol: str | None, message: str) -> str:
+        return orjson.dumps({"error": message, "symbol": symbol}).decode()
+
+    def corrupt(self, frame: str) -> str:
+        return frame
+
+    def heartbeat_frames(self, session: Session) -> list[str]:
+        return []
+
+    heartbeat_interval_s: ClassVar[float | None] = None
+
+    # -- urls -------------------------------------------------------------------------------------------
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.ws_path}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.rest_path}"
+
+    def connector_config(self, **overrides: Any) -> dict[str, Any]:
+        """The ``exchanges.<name>`` section that points the plugin's connector at this fake."""
+        config: dict[str, Any] = {"ws_url": self.ws_url, "rest_url": self.rest_url, "trading_pairs": list(self.books)}
+        config.update(overrides)
+        return config
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> "FakeExchange":
+        self._server = await serve(
+            self._handle,
+            "127.0.0.1",
+            0,
+            process_request=self._process_request,
+            max_size=self.max_size,
+            compression=None,
+            ping_interval=None,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> "FakeExchange":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- control -------------------------------------------------------------------------------------------
+    def inject(self, fault: Fault | str, symbol: str | None = None, **params: Any) -> None:
+        """Queue a fault; it applies at the next opportunity (next delta of ``symbol``, next REST call...)."""
+        fault = Fault(fault)
+        if fault is Fault.DISCONNECT:
+            for s in self._sessions_for(symbol):
+                asyncio.get_running_loop().create_task(s.ws.close(1011, "fault injected"))
+            return
+        if fault is Fault.STALL:
+            self.stalled_until = asyncio.get_running_loop().time() + float(params.get("seconds", 5))
+            return
+        if fault is Fault.MALFORMED:
+            for s in self._sessions_for(symbol):
+                s.send_soon('{"this is": not json')
+            return
+        if fault is Fault.ERROR_REPLY:
+            for s in self._sessions_for(symbol):
+                s.send_soon(self.error_frame(s, symbol, params.get("message", "fault injected")))
+            return
+        if fault is Fault.SNAPSHOT:
+            for s in self._sessions_for(symbol):
+                assert symbol is not None
+                for frame in self.snapshot_frames(s, symbol):
+                    s.send_soon(frame)
+            return
+        self.faults.append(_Pending(fault, symbol, params))
+
+    def pause(self) -> None:
+        """Stop the order flow (books freeze; heartbeats go on)."""
+        self.running = False
+
+    def resume(self) -> None:
+        self.running = True
+
+    def step(self, n: int = 1) -> None:
+        """Advance every book ``n`` steps now and send the deltas (also while paused)."""
+        for _ in range(n):
+            self._step_all()
+
+    def subscribe(self, session: Session, symbol: str, **state: Any) -> None:
+        """Record a subscription and send the in-band snapshot, if the exchange has one."""
+        session.subscribed[symbol] = dict(state)
+        for frame in self.snapshot_frames(session, symbol):
+            session.send_soon(frame)
+
+    def unsubscribe(self, session: Session, symbol: str) -> None:
+        session.subscribed.pop(symbol, None)
+        session.held.pop(symbol, None)
+
+    def take_fault(self, kind: Fault, symbol: str | None = None) -> _Pending | None:
+        for pending in self.faults:
+            if pending.fault is kind and (pending.symbol is None or symbol is None or pending.symbol == symbol):
+                self.faults.remove(pending)
+                return pending
+        return None
+
+    def snapshot_levels(self, symbol: str, depth: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The current book as wire strings for a snapshot, best first; padded with thousands of
+        far levels when an ``OVERSIZE_SNAPSHOT`` fault is pending."""
+        book = self.books[symbol]
+        pending = self.take_fault(Fault.OVERSIZE_SNAPSHOT, symbol)
+        if pending is not None:
+            return book.deep_snapshot(int(pending.params.get("levels", 20000)))
+        return book.top(depth or book.depth)
+
+    def _sessions_for(self, symbol: str | None) -> list[Session]:
+        return [s for s in self.sessions if symbol is None or symbol in s.subscribed]
+
+    # -- server ----------------------------------------------------------------------------------------------
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        parts = urlsplit(request.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        path = parts.path
+        if self.rest_path and path.startswith(self.rest_path):
+            path = path[len(self.rest_path) :] or "/"
+        self.rest_log.append(request.path)
+        for kind, status in ((Fault.REST_429, 429), (Fault.REST_418, 418)):
+            pending = self.take_fault(kind)
+            if pending is not None:
+                return self._response(status, {"code": -1003, "msg": "Too many requests"}, {"Retry-After": str(pending.params.get("retry_after", 1))})
+        try:
+            status, body = self.rest(path, query)
+        except Exception as exc:  # a fake's bug shows as a 500 with the error
+            log.exception("fake %s REST %s failed", self.name, path)
+            status, body = 500, {"error": repr(exc)}
+        return self._response(status, body)
+
+    @staticmethod
+    def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+        data = body.encode() if isinstance(body, str) else orjson.dumps(body)
+        h = Headers()
+        h["Content-Type"] = "application/json"
+        h["Content-Length"] = str(len(data))
+        h["Connection"] = "close"
+        for k, v in (headers or {}).items():
+            h[k] = v
+        return Response(status, http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else "Error", h, data)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session = Session(self, ws)
+        self.sessions.append(session)
+        hb: asyncio.Task[None] | None = None
+        writer = asyncio.get_running_loop().create_task(session._writer())
+        if self.heartbeat_interval_s:
+            hb = asyncio.get_running_loop().create_task(self._heartbeats(session))
+        try:
+            self.on_connect(session)
+            async for message in ws:
+                text = message if isinstance(message, str) else message.decode()
+                session.received.append(text)
+                try:
+                    self.on_message(session, text)
+                except Exception:
+                    log.exception("fake %s: handling %r failed", self.name, text[:200])
+        except ConnectionClosed:
+            pass
+        finally:
+            if hb is not None:
+                hb.cancel()
+            writer.cancel()
+            self.sessions.remove(session)
+
+    def on_connect(self, session: Session) -> None:
+        """A client connected (URL-subscribed exchanges subscribe here from ``session.path``)."""
+
+    async def _heartbeats(self, session: Session) -> None:
+        assert self.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            for frame in self.heartbeat_frames(session):
+                session.send_soon(frame)
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / self.rate_hz if self.rate_hz > 0 else 0.05
+        while True:
+            await asyncio.sleep(interval)
+            if not self.running or loop.time() < self.stalled_until:
+                continue
+            self._step_all()
+
+    def _step_all(self) -> None:
+        for symbol, book in self.books.items():
+            changes = book.step()
+            self.on_step(symbol, changes)
+            for session in self.sessions:
+                if symbol not in session.subscribed:
+                    continue
+                self._deliver(session, symbol, self.delta_frames(session, symbol, changes))
+
+    def on_step(self, symbol: str, changes: list[Change]) -> None:
+        """Called once per book step before delivery (REST-snapshot fakes keep history here)."""
+
+    def _deliver(self, session: Session, symbol: str, frames: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.stalled_until:
+            return
+        for frame in frames:
+            if self.take_fault(Fault.GAP, symbol) is not None:
+                continue
+            if self.take_fault(Fault.BAD_CHECKSUM, symbol) is not None:
+                frame = self.corrupt(frame)
+            if self.take_fault(Fault.DUPLICATE, symbol) is not None:
+                session.send_soon(frame)
+            if symbol in session.held:
+                session.send_soon(frame)
+                session.send_soon(session.held.pop(symbol))
+                continue
+            if self.take_fault(Fault.REORDER, symbol) is not None:
+                session.held[symbol] = frame
+                continue
+            session.send_soon(frame)
