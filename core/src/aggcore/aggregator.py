@@ -1,0 +1,445 @@
+"""The :class:`Aggregator`: the library API, and the supervisor of every task.
+
+Tasks (one anyio task group)::
+
+    connector[binance] ─┐  frame -> parse -> SymbolBook -> view.mark_dirty   (hot path, per connection)
+    connector[kraken]  ─┤
+    ...                 ┘
+    analysis   dirty views -> analyzers (summary, arbitrage) -> Hub.publish   (<= every analyze_interval_ms)
+    ticker     analyzers.on_tick, venues ageing out of the view               (every 100 ms)
+    health     HealthStatus + Metrics -> Hub.publish("health"/"metrics")       (every health_check_interval_ms)
+    sink[name] bounded buffer -> sink.write(batch)                             (one task per sink)
+    telemetry  /metrics /healthz /readyz                                       (when prometheus is enabled)
+
+A connector that crashes (a plugin bug) is logged, shown in its health, and restarted after a
+pause; the other exchanges, sinks and subscribers go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+from anyio.abc import TaskGroup
+
+from .analyzer import Analyzer
+from .connector import Connector, WsOpener
+from .consolidated import ConsolidatedView, Router
+from .errors import ConfigError
+from .fanout import Hub, SinkRunner, Subscription
+from .models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary, SymbolHealth, TradingPair
+from .sink import Event, Sink
+
+if TYPE_CHECKING:
+    from .config import AppConfig
+    from .plugins import PluginRegistry
+    from .telemetry import Telemetry
+
+__all__ = ["Aggregator"]
+
+log = logging.getLogger("aggcore")
+
+
+def _wall(mono_ns: int, now_mono: int, now_wall: float) -> datetime:
+    return datetime.fromtimestamp(now_wall - (now_mono - mono_ns) / 1e9, timezone.utc)
+
+
+class Aggregator:
+    """Consolidated order books from every configured exchange.
+
+    ``config`` is an :class:`~aggcore.config.AppConfig`, a mapping of the same shape, or the
+    path of a YAML/JSON file. Use ``async with Aggregator(config) as agg:`` (or ``await
+    agg.start()`` / ``await agg.stop()`` from one task).
+    """
+
+    def __init__(
+        self,
+        config: "AppConfig | Mapping[str, Any] | str | Path",
+        *,
+        registry: "PluginRegistry | None" = None,
+        http: httpx.AsyncClient | None = None,
+        ws_connect: WsOpener | None = None,
+        sinks: list[Sink] | None = None,
+    ) -> None:
+        from .config import AppConfig, load_config
+        from .plugins import load_plugins
+
+        self.registry = registry if registry is not None else load_plugins()
+        self.config: AppConfig = config if isinstance(config, AppConfig) else load_config(config, registry=self.registry)
+        agg = self.config.aggregation
+        self.router = Router(agg.quote_groups)
+        self.hub = Hub()
+        self._http = http
+        self._ws_connect = ws_connect
+        self.connectors: dict[str, Connector] = {}
+        self.analyzers: list[Analyzer] = []
+        self._extra_sinks = list(sinks or [])
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._wake = anyio.Event()
+        self.telemetry: Telemetry | None = None
+        self.metrics_port: int | None = None
+        self._health: dict[str, HealthStatus] = {}
+        self._prev_counts: dict[tuple[str, str], tuple[int, float]] = {}
+        self._rates: dict[tuple[str, str], float] = {}
+        self._latency_ms: dict[tuple[str, str], float] = {}
+        self._crashes: dict[str, str] = {}
+        self.started = False
+        self._build()
+
+    # -- construction ------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg = self.config
+        for name, section in cfg.exchanges.items():
+            if not section.enabled:
+                continue
+            cls = self.registry.connectors.get(name)
+            if cls is None:  # load_config already rejects this; kept for hand-built AppConfig
+                raise ConfigError(f"exchanges.{name}: no connector plugin named {name!r} is installed")
+            self.connectors[name] = cls(
+                section,
+                http=self._http,
+                ws_connect=self._ws_connect,
+                listener=self.router,
+                on_event=None,
+            )
+        analyzer_sections = dict(cfg.analyzers) if cfg.analyzers else {}
+        if not analyzer_sections:
+            for name in ("summary", "arbitrage"):
+                acls = self.registry.analyzers.get(name)
+                if acls is not None:
+                    analyzer_sections[name] = acls.Config()
+        for name, asection in analyzer_sections.items():
+            if not asection.enabled:
+                continue
+            self.analyzers.append(self.registry.analyzers[name](asection, self.hub.publish, cfg.aggregation))
+        for name, ssection in cfg.sinks.items():
+            if ssection.enabled:
+                self.hub.sinks.append(SinkRunner(self.registry.sinks[name](ssection)))
+        for sink in self._extra_sinks:
+            self.hub.sinks.append(SinkRunner(sink))
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    async def __aenter__(self) -> "Aggregator":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        from .telemetry import Telemetry
+
+        mon = self.config.monitoring
+        prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
+        self.telemetry = Telemetry(self, prometheus=prom)
+        self._stack = AsyncExitStack()
+        if self._http is None:
+            self._http = await self._stack.enter_async_context(httpx.AsyncClient())
+            for c in self.connectors.values():
+                c.http = self._http
+                c._own_http = False
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self.router.on_dirty = self._wake.set
+        for runner in self.hub.sinks:
+            self._tg.start_soon(runner.run)
+        for connector in self.connectors.values():
+            self._tg.start_soon(self._supervise, connector)
+        self._tg.start_soon(self._analysis)
+        self._tg.start_soon(self._ticker)
+        self._tg.start_soon(self._health_loop)
+        if prom:
+            p = mon.metrics.prometheus
+            self.metrics_port = await self._tg.start(self.telemetry.serve, p.host, p.port)
+        self.started = True
+
+    async def stop(self, flush_deadline_s: float = 5.0) -> None:
+        """Stop reading, flush sinks within ``flush_deadline_s``, close everything."""
+        if not self.started or self._stack is None or self._tg is None:
+            return
+        self.started = False
+        tg = self._tg
+        # publish a last health snapshot, then drain the sinks
+        self._publish_health()
+        with anyio.CancelScope(shield=True):
+            for runner in self.hub.sinks:
+                if not await runner.flush(flush_deadline_s):
+                    log.warning("sink %s: not flushed within %.1fs; %d events dropped", runner.name, flush_deadline_s, len(runner.buffer))
+            tg.cancel_scope.cancel()
+            try:
+                await self._stack.aclose()
+            finally:
+                for runner in self.hub.sinks:
+                    if runner.opened:
+                        try:
+                            with anyio.fail_after(flush_deadline_s):
+                                await runner.sink.close()
+                        except Exception as exc:
+                            log.warning("sink %s: close failed: %s", runner.name, exc)
+                self.hub.close()
+                if self.telemetry is not None:
+                    self.telemetry.shutdown()
+                self._tg = None
+                self._stack = None
+
+    async def run_forever(self) -> None:
+        async with self:
+            await anyio.sleep_forever()
+
+    # -- tasks -----------------------------------------------------------------------------------------------------
+    async def _supervise(self, connector: Connector) -> None:
+        delay = 1.0
+        while True:
+            try:
+                async with anyio.create_task_group() as tg:
+                    await tg.start(connector.run)
+                    for book in connector.books.values():
+                        self.router.attach(book)
+                    self._wake.set()
+                    self._crashes.pop(connector.name, None)
+            except Exception as exc:  # a plugin bug: contain it to this exchange
+                self._crashes[connector.name] = f"connector crashed: {type(exc).__name__}: {exc}"
+                log.exception("%s: connector crashed; restarting in %.0fs", connector.name, delay)
+                for book in connector.books.values():
+                    book.state = BookState.RESYNCING
+                    book.error = self._crashes[connector.name]
+                    if book.listener is not None:
+                        book.listener.book_state_changed(book)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def _analysis(self) -> None:
+        interval = self.config.aggregation.analyze_interval_ms / 1000
+        last = 0.0
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            self.router.on_dirty = self._wake.set
+            wait = last + interval - time.monotonic()
+            if wait > 0:
+                await anyio.sleep(wait)
+            last = time.monotonic()
+            self._analyse(self.router.take_dirty())
+
+    def _analyse(self, views: list[ConsolidatedView]) -> None:
+        if not views:
+            return
+        now = time.time()
+        now_ns = time.monotonic_ns()
+        for view in views:
+            for analyzer in self.analyzers:
+                try:
+                    analyzer.on_update(view, now)
+                except Exception:
+                    log.exception("analyzer %s failed on %s", analyzer.name, view.pair)
+            if self.telemetry is not None and view.first_dirty_ns:
+                self.telemetry.summary_latency.record((time.monotonic_ns() - view.first_dirty_ns) / 1e9)
+            # exchange time -> receipt, sampled once per analysed view and venue
+            for name, book in view.venues.items():
+                ts = book.last_exchange_ts
+                if ts is None or not book.last_update_ns:
+                    continue
+                lag = now - (now_ns - book.last_update_ns) / 1e9 - ts
+                key = (book.exchange, book.pair)
+                prev = self._latency_ms.get(key)
+                self._latency_ms[key] = lag * 1000 if prev is None else prev * 0.9 + lag * 100
+                if self.telemetry is not None and lag >= 0:
+                    self.telemetry.exchange_latency.record(lag, {"exchange": book.exchange})
+
+    async def _ticker(self) -> None:
+        max_age = self.config.aggregation.max_age_ms
+        used: dict[str, frozenset[str]] = {}
+        while True:
+            await anyio.sleep(0.1)
+            now = time.time()
+            now_ns = time.monotonic_ns()
+            limit = max_age * 1e6
+            for pair, view in self.router.views.items():
+                fresh = frozenset(
+                    n for n, b in view.venues.items()
+                    if b.state is BookState.LIVE and b.last_update_ns and now_ns - b.last_update_ns <= limit
+                )  # fmt: skip
+                if used.get(pair) != fresh:
+                    used[pair] = fresh
+                    view.touch()
+            for analyzer in self.analyzers:
+                try:
+                    analyzer.on_tick(self.router.views, now)
+                except Exception:
+                    log.exception("analyzer %s failed on tick", analyzer.name)
+
+    async def _health_loop(self) -> None:
+        interval = self.config.monitoring.health_check_interval_ms / 1000
+        while True:
+            await anyio.sleep(interval)
+            self._publish_health()
+
+    def _publish_health(self) -> None:
+        statuses = self.get_all_health_statuses()
+        for status in statuses.values():
+            self.hub.publish(Event("health", status))
+        for m in self.get_all_metrics():
+            self.hub.publish(Event("metrics", m))
+
+    # -- subscriptions -----------------------------------------------------------------------------------------------
+    def subscribe_summaries(self, pair: str | None = None, *, maxsize: int = 1000) -> Subscription[Summary]:
+        """Summaries as they change. Policy: conflate to the latest per pair (a slow reader
+        skips intermediate states, never sees stale ones); replaced summaries are counted."""
+        accept = None
+        if pair is not None:
+            key = self._view_name(pair)
+            accept = lambda s: s.symbol == key  # noqa: E731
+        sub: Subscription[Summary] = Subscription(
+            "summary", maxsize=maxsize, policy="conflate", key=lambda s: s.symbol, accept=accept
+        )
+        return self.hub.subscribe(sub)
+
+    def subscribe_arbitrage(self, *, maxsize: int = 1000) -> Subscription[ArbitrageOpportunity]:
+        """Arbitrage events (opened/updated/closed). Policy: drop the oldest when full (counted)."""
+        return self.hub.subscribe(Subscription("arbitrage", maxsize=maxsize, policy="drop_oldest"))
+
+    def subscribe_health(self, *, maxsize: int = 1000) -> Subscription[HealthStatus]:
+        """Health statuses every ``health_check_interval_ms``. Policy: drop the oldest when full."""
+        return self.hub.subscribe(Subscription("health", maxsize=maxsize, policy="drop_oldest"))
+
+    # -- reading ----------------------------------------------------------------------------------------------------------
+    def _view_name(self, pair: str | TradingPair) -> str:
+        text = str(pair)
+        if "/" not in text:
+            for c in self.connectors.values():
+                if c.symbols is not None and text in c.symbols:
+                    text = c.symbols.pair_of(text)
+                    break
+        else:
+            text = str(TradingPair.parse(text)) + (":" + text.split(":", 1)[1].upper() if ":" in text else "")
+        from .consolidated import view_key
+
+        return view_key(text, self.config.aggregation.quote_groups)
+
+    def get_summary(self, pair: str | TradingPair) -> Summary | None:
+        """The consolidated summary of ``pair`` now (None when the pair is not configured)."""
+        from .builtins.analyzers.summary import build_summary
+
+        view = self.router.views.get(self._view_name(pair))
+        if view is None:
+            return None
+        agg = self.config.aggregation
+        return build_summary(view.merge(agg.max_price_levels, agg.max_age_ms), time.time())
+
+    def get_all_summaries(self) -> dict[str, Summary]:
+        out = {}
+        for pair in list(self.router.views):
+            summary = self.get_summary(pair)
+            if summary is not None:
+                out[pair] = summary
+        return out
+
+    def pairs_without_live_venue(self) -> list[str]:
+        missing = []
+        for pair, view in self.router.views.items():
+            if not any(b.state is BookState.LIVE for b in view.venues.values()):
+                missing.append(pair)
+        for c in self.connectors.values():
+            for text in c.pair_errors:
+                missing.append(f"{c.name}:{text}")
+        if not self.router.views and self.connectors:
+            missing.append("(no book set up yet)")
+        return sorted(missing)
+
+    def get_all_health_statuses(self) -> dict[str, HealthStatus]:
+        """Per exchange (and per sink): healthy or why not, with every symbol's book state."""
+        now_ns = time.monotonic_ns()
+        now = time.time()
+        out: dict[str, HealthStatus] = {}
+        for name, c in self.connectors.items():
+            symbols: dict[str, SymbolHealth] = {}
+            problems: list[str] = []
+            last_ns = 0
+            for b in c.books.values():
+                last_ns = max(last_ns, b.last_update_ns)
+                symbols[b.pair] = SymbolHealth(
+                    symbol=b.pair,
+                    state=b.state,
+                    last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
+                    age_ms=b.age_ms(now_ns),
+                    last_sequence=b.last_seq,
+                    resyncs=b.resyncs,
+                    gaps=b.gaps,
+                    checksum_failures=b.checksum_failures,
+                    crossed_books=b.crossed_books,
+                    error_message=b.error if b.state is not BookState.LIVE else None,
+                )
+                if b.state is not BookState.LIVE:
+                    problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
+            for text, err in c.pair_errors.items():
+                symbols[text] = SymbolHealth(symbol=text, state=BookState.FAILED, error_message=err)
+                problems.append(f"{text}: {err}")
+            crash = self._crashes.get(name)
+            if crash:
+                problems.insert(0, crash)
+            if not c.connected:
+                problems.insert(0, f"not connected: {c.last_error}" if c.last_error else "not connected")
+            out[name] = HealthStatus(
+                exchange=name,
+                is_healthy=not problems and bool(c.books),
+                last_update=_wall(last_ns, now_ns, now) if last_ns else None,
+                error_message="; ".join(problems) or None,
+                connected=c.connected,
+                reconnects=c.reconnects,
+                resyncs=sum(b.resyncs for b in c.books.values()),
+                checksum_failures=sum(b.checksum_failures for b in c.books.values()),
+                symbols=symbols,
+            )
+        for runner in self.hub.sinks:
+            err = runner.health_error
+            out[f"sink:{runner.name}"] = HealthStatus(
+                exchange=f"sink:{runner.name}",
+                kind="sink",
+                is_healthy=err is None and runner.dropped == 0,
+                last_update=datetime.fromtimestamp(runner.last_write, timezone.utc) if runner.last_write else None,
+                error_message=err or (f"{runner.dropped} events dropped (buffer {runner.maxsize})" if runner.dropped else None),
+                connected=runner.opened,
+            )
+        self._health = out
+        return out
+
+    def get_all_metrics(self) -> list[Metrics]:
+        """The specification's Metrics per (exchange, symbol), from the same counters as Prometheus."""
+        now_ns = time.monotonic_ns()
+        now = time.time()
+        out = []
+        for c in self.connectors.values():
+            for b in c.books.values():
+                key = (c.name, b.pair)
+                prev = self._prev_counts.get(key)
+                rate = self._rates.get(key, 0.0)
+                if prev is None or now - prev[1] >= 0.5:
+                    if prev is not None:
+                        rate = (b.level_updates - prev[0]) / (now - prev[1])
+                    self._prev_counts[key] = (b.level_updates, now)
+                    self._rates[key] = rate
+                out.append(
+                    Metrics(
+                        exchange=c.name,
+                        symbol=b.pair,
+                        updates_per_second=round(rate, 3),
+                        latency_ms=round(self._latency_ms.get(key, 0.0), 3),
+                        error_count=b.gaps + b.checksum_failures + b.crossed_books + (1 if b.state is BookState.FAILED else 0),
+                        last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
+                        messages=b.messages,
+                        level_updates=b.level_updates,
+                        gaps=b.gaps,
+                        resyncs=b.resyncs,
+                        checksum_failures=b.checksum_failures,
+                    )
+                )
+        return out

@@ -1,0 +1,94 @@
+"""The ``summary`` analyzer: a :class:`~aggcore.models.Summary` per pair when its top-N changes.
+
+With ``aggregation.summary_interval_ms`` set, a pair's summary is emitted at most that often
+(the latest state wins); unset, every change of what a reader would see is emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, Field
+
+from ...analyzer import Analyzer, AnalyzerConfig
+from ...consolidated import ConsolidatedView, Merged
+from ...models import PriceLevel, Summary
+from ...sink import Event
+
+__all__ = ["SummaryAnalyzer", "SummaryConfig", "build_summary"]
+
+
+class SummaryConfig(AnalyzerConfig):
+    depth: int | None = Field(None, ge=1, description="levels per side; aggregation.max_price_levels when unset")
+
+
+def build_summary(merged: Merged, wall: float) -> Summary:
+    """A Summary from a merged view (``wall``: the time to stamp, seconds since the epoch)."""
+    ts = datetime.fromtimestamp(wall, timezone.utc)
+    stamps: dict[str, datetime] = {}
+    for name, age in merged.ages_ms.items():
+        stamps[name] = datetime.fromtimestamp(wall - age / 1000, timezone.utc)
+
+    def levels(rows: list[tuple[float, float, str]]) -> list[PriceLevel]:
+        return [PriceLevel(price=p, quantity=q, exchange=ex, timestamp=stamps.get(ex, ts)) for p, q, ex in rows]
+
+    bid, ask = merged.best_bid, merged.best_ask
+    return Summary(
+        symbol=merged.pair,
+        spread=merged.spread,
+        bids=levels(merged.bids),
+        asks=levels(merged.asks),
+        timestamp=ts,
+        mid=merged.mid,
+        best_bid=bid,
+        best_ask=ask,
+        crossed=bid is not None and ask is not None and bid >= ask,
+        venues=merged.venues,
+        excluded=merged.excluded,
+        venue_age_ms=merged.ages_ms,
+    )
+
+
+class SummaryAnalyzer(Analyzer):
+    name = "summary"
+    Config = SummaryConfig
+
+    def __init__(self, config: AnalyzerConfig, emit: Callable[[Event], None], settings: BaseModel) -> None:
+        super().__init__(config, emit, settings)
+        assert isinstance(config, SummaryConfig)
+        self.depth: int = config.depth or int(getattr(settings, "max_price_levels", 20))
+        self.max_age_ms = float(getattr(settings, "max_age_ms", 5000))
+        interval = getattr(settings, "summary_interval_ms", None)
+        self.interval_s = interval / 1000 if interval else 0.0
+        self.last_key: dict[str, tuple[object, ...]] = {}
+        self.last_emit: dict[str, float] = {}
+        self.pending: dict[str, ConsolidatedView] = {}
+        self.latest: dict[str, Summary] = {}
+
+    def on_update(self, view: ConsolidatedView, now: float) -> None:
+        merged = view.merge(self.depth, self.max_age_ms)
+        key = merged.key()
+        if self.last_key.get(view.pair) == key:
+            return
+        if self.interval_s and now - self.last_emit.get(view.pair, 0.0) < self.interval_s:
+            self.pending[view.pair] = view
+            return
+        self._emit(view.pair, merged, key, now)
+
+    def on_tick(self, views: dict[str, ConsolidatedView], now: float) -> None:
+        for pair, view in list(self.pending.items()):
+            if now - self.last_emit.get(pair, 0.0) >= self.interval_s:
+                del self.pending[pair]
+                merged = view.merge(self.depth, self.max_age_ms)
+                key = merged.key()
+                if self.last_key.get(pair) != key:
+                    self._emit(pair, merged, key, now)
+
+    def _emit(self, pair: str, merged: Merged, key: tuple[object, ...], now: float) -> None:
+        self.last_key[pair] = key
+        self.last_emit[pair] = now
+        self.pending.pop(pair, None)
+        summary = build_summary(merged, now)
+        self.latest[pair] = summary
+        self.emit(Event("summary", summary, now))

@@ -1,0 +1,217 @@
+"""Bounded fan-out from the analysis task to subscribers and sinks.
+
+Nothing downstream can slow the books: publishing is a synchronous, non-blocking append to
+each consumer's bounded buffer, and every consumer drains its buffer in its own task.
+
+Policies (stated, and counted when they drop):
+
+- ``conflate``: one slot per key (the pair); a newer summary replaces an undelivered older
+  one of the same pair. Used for summary subscriptions.
+- ``drop_oldest``: a FIFO of ``maxsize``; when full, the oldest item is dropped. Used for
+  arbitrage and health subscriptions and in front of every sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Generic, Literal, TypeVar
+
+import anyio
+
+from .models import utcnow
+from .sink import Event, EventKind, Sink
+
+__all__ = ["Hub", "SinkRunner", "Subscription"]
+
+log = logging.getLogger("aggcore.fanout")
+T = TypeVar("T")
+Policy = Literal["conflate", "drop_oldest"]
+
+
+class Subscription(AsyncIterator[T], Generic[T]):
+    """An async iterator over published items with a bounded buffer (see the module docstring)."""
+
+    def __init__(
+        self,
+        kind: EventKind,
+        *,
+        maxsize: int = 1000,
+        policy: Policy = "drop_oldest",
+        key: Callable[[T], Hashable] | None = None,
+        accept: Callable[[T], bool] | None = None,
+        on_close: Callable[["Subscription[T]"], None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.maxsize = maxsize
+        self.policy = policy
+        self.key = key
+        self.accept = accept
+        self.dropped = 0
+        self.delivered = 0
+        self._fifo: deque[T] = deque()
+        self._slots: OrderedDict[Hashable, T] = OrderedDict()
+        self._wake = anyio.Event()
+        self._closed = False
+        self._on_close = on_close
+
+    def __len__(self) -> int:
+        return len(self._fifo) + len(self._slots)
+
+    def put(self, item: T) -> None:
+        if self._closed or (self.accept is not None and not self.accept(item)):
+            return
+        if self.policy == "conflate" and self.key is not None:
+            k = self.key(item)
+            if k in self._slots:
+                self.dropped += 1  # an undelivered older item of this key is replaced
+            elif len(self._slots) >= self.maxsize:
+                self._slots.popitem(last=False)
+                self.dropped += 1
+            self._slots[k] = item
+        else:
+            if len(self._fifo) >= self.maxsize:
+                self._fifo.popleft()
+                self.dropped += 1
+            self._fifo.append(item)
+        self._wake.set()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._wake.set()
+            if self._on_close is not None:
+                self._on_close(self)
+
+    def __aiter__(self) -> "Subscription[T]":
+        return self
+
+    async def __anext__(self) -> T:
+        while True:
+            if self._fifo:
+                self.delivered += 1
+                return self._fifo.popleft()
+            if self._slots:
+                self.delivered += 1
+                return self._slots.popitem(last=False)[1]
+            if self._closed:
+                raise StopAsyncIteration
+            self._wake = anyio.Event()
+            await self._wake.wait()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Subscription[T]":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SinkRunner:
+    """Drives one sink from its own task, behind a bounded drop-oldest buffer."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.kinds = set(sink.config.events)
+        self.buffer: deque[Event] = deque()
+        self.maxsize = sink.config.buffer_size
+        self.dropped = 0
+        self.written = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_write: float | None = None
+        self.opened = False
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._busy = False
+
+    def put(self, event: Event) -> None:
+        if event.kind not in self.kinds:
+            return
+        if len(self.buffer) >= self.maxsize:
+            self.buffer.popleft()
+            self.dropped += 1
+        self.buffer.append(event)
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            await self.sink.open()
+            self.opened = True
+        except Exception as exc:
+            self.errors += 1
+            self.last_error = f"cannot open: {exc}"
+            log.error("sink %s: %s", self.name, self.last_error)
+            self._idle.set()
+            return
+        while True:
+            if not self.buffer:
+                self._idle.set()
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            batch = list(self.buffer)
+            self.buffer.clear()
+            try:
+                await self.sink.write(batch)
+                self.written += len(batch)
+                self.last_write = time.time()
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("sink %s: write failed: %s", self.name, self.last_error)
+
+    async def flush(self, deadline_s: float) -> bool:
+        """Wait until the buffer is written (or the deadline passes); True when drained."""
+        with anyio.move_on_after(deadline_s):
+            while self.buffer or not self._idle.is_set():
+                await self._idle.wait()
+                if self.buffer:
+                    await anyio.sleep(0.01)
+            return True
+        return False
+
+    @property
+    def health_error(self) -> str | None:
+        return self.sink.health_error or self.last_error
+
+    def health_time(self) -> object:
+        return utcnow()
+
+
+class Hub:
+    """Publishes events to subscriptions (by kind) and to sink runners."""
+
+    def __init__(self) -> None:
+        self.subscriptions: dict[str, list[Subscription[object]]] = {}
+        self.sinks: list[SinkRunner] = []
+        self.published: dict[str, int] = {}
+
+    def subscribe(self, sub: Subscription[T]) -> Subscription[T]:
+        self.subscriptions.setdefault(sub.kind, []).append(sub)  # type: ignore[arg-type]
+        sub._on_close = self._remove  # type: ignore[assignment]
+        return sub
+
+    def _remove(self, sub: Subscription[object]) -> None:
+        subs = self.subscriptions.get(sub.kind, [])
+        if sub in subs:
+            subs.remove(sub)
+
+    def publish(self, event: Event) -> None:
+        self.published[event.kind] = self.published.get(event.kind, 0) + 1
+        for sub in self.subscriptions.get(event.kind, ()):
+            sub.put(event.payload)
+        for runner in self.sinks:
+            runner.put(event)
+
+    def close(self) -> None:
+        for subs in list(self.subscriptions.values()):
+            for sub in list(subs):
+                sub.close()
