@@ -1,0 +1,1 @@
+"""Built-in sinks: stdout, file, webhook, console."""

@@ -1,0 +1,13 @@
+"""Entry point ``stdout``: registers the built-in sink :class:`~aggcore.builtins.sinks.stdout.StdoutSink`."""
+
+from __future__ import annotations
+
+from ..hookspecs import hookimpl
+from ..sink import Sink
+
+
+@hookimpl
+def aggcore_register_sinks() -> list[type[Sink]]:
+    from .sinks.stdout import StdoutSink  # lazy: a broken built-in is this plugin's load error only
+
+    return [StdoutSink]

@@ -1,0 +1,212 @@
+"""The ``aggcore`` command: ``plugins``, ``validate``, ``run``.
+
+Logs and diagnostics go to stderr; stdout carries only a command's result (the plugin
+table, the validation summary, or the stdout sink's events under ``run``).
+
+Exit codes: 0 success, 1 runtime or plugin error (strict mode), 2 usage or configuration error,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from . import __version__
+from .errors import AggregatorError, ConfigError, PluginError
+from .plugins import PluginInfo, PluginRegistry, load_plugins
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("aggcore.cli")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script passes it to ``sys.exit``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command | None = getattr(args, "func", None)
+    if command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return command(args)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return EXIT_CONFIG
+    except PluginError as exc:
+        cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ is not None else ""
+        print(f"aggcore: plugin error{cause}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except AggregatorError as exc:
+        print(f"aggcore: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. ``aggcore plugins --json | head``
+        _silence_stdout()
+        return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (sub-commands are ``add_parser`` calls on ``parser.commands``)."""
+    # options accepted before or after the sub-command; SUPPRESS keeps a sub-parser from
+    # overwriting a value given before it with its default
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="fail on the first plugin that does not load (also AGGCORE_STRICT_PLUGINS=1)",
+    )
+    common.add_argument("--log-level", default=argparse.SUPPRESS, metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR")
+    common.add_argument("--log-format", choices=["human", "json"], default=argparse.SUPPRESS, help="log lines on stderr")
+
+    parser = argparse.ArgumentParser(
+        prog="aggcore",
+        description="Consolidated L2 order books across crypto exchanges.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"aggcore {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    parser.set_defaults(commands=commands)
+
+    p = commands.add_parser("plugins", parents=[common], help="list installed plugins and their status")
+    p.add_argument("--all", action="store_true", help="include the built-in sinks and analyzers")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_plugins)
+    # ``aggcore plugins <SUBCOMMAND>`` (e.g. ``check NAME``): p.add_subparsers(dest="plugins_command")
+    # here, each sub-parser with its own ``func`` default; without a sub-command cmd_plugins runs
+
+    p = commands.add_parser("validate", parents=[common], help="check a configuration file; exit 2 on errors")
+    p.add_argument("file", metavar="FILE", help="YAML or JSON configuration")
+    p.set_defaults(func=cmd_validate)
+
+    p = commands.add_parser("run", parents=[common], help="run the aggregator with a configuration file")
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration")
+    p.add_argument("--simulate", action="store_true", help="use built-in fake exchanges instead of the network")
+    p.add_argument("--live", action="store_true", help="connect to the real exchanges")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    _setup_logging(args, default_level="WARNING")
+    registry = _load_plugins(args)
+    rows = [p for p in registry.plugins if args.all or not p.builtin]
+    if args.json:
+        json.dump([p.to_dict() for p in rows], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if not rows:
+        print("no external plugins installed (--all includes the built-ins)", file=sys.stderr)
+        return EXIT_OK
+    _print_table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    _setup_logging(args, default_level="WARNING")
+    registry = _load_plugins(args)
+    config = load_config(args.file, registry=registry)
+    exchanges = ", ".join(
+        f"{name} ({len(cfg.trading_pairs)} pair{'s' if len(cfg.trading_pairs) != 1 else ''}"
+        f"{'' if cfg.enabled else ', disabled'})"
+        for name, cfg in config.exchanges.items()
+    )
+    sinks = ", ".join(config.sinks) or "none (stdout by default)"
+    analyzers = ", ".join(config.analyzers) or "none"
+    print(f"{args.file}: OK")
+    print(f"  exchanges: {exchanges or 'none'}")
+    print(f"  sinks:     {sinks}")
+    print(f"  analyzers: {analyzers}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    _setup_logging(args, default_level="INFO")
+    registry = _load_plugins(args)
+    config = load_config(args.config, registry=registry)
+    # the file's logging section applies unless the command line said otherwise
+    _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
+    try:
+        from .runtime import run_cli
+    except ImportError as exc:
+        print(f"aggcore: error: the runtime is not available: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return run_cli(config, registry, simulate=args.simulate, live=args.live)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _load_plugins(args: argparse.Namespace) -> PluginRegistry:
+    strict = True if getattr(args, "strict_plugins", False) else None  # None: AGGCORE_STRICT_PLUGINS decides
+    registry = load_plugins(strict=strict)
+    return registry
+
+
+def _setup_logging(args: argparse.Namespace, *, default_level: str, default_format: str = "human") -> None:
+    from .log import setup_logging
+
+    level = getattr(args, "log_level", default_level)
+    fmt = getattr(args, "log_format", default_format)
+    try:
+        setup_logging(level, "json" if fmt == "json" else "human")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    if exc.errors:
+        source = exc.source or "<config>"
+        for loc, msg in exc.errors:
+            print(f"{source}: {loc}: {msg}", file=sys.stderr)
+        n = len(exc.errors)
+        print(f"{source}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+    else:
+        print(f"aggcore: configuration error: {exc}", file=sys.stderr)
+
+
+def _print_table(rows: list[PluginInfo], out: TextIO) -> None:
+    header = ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS")
+    table = [
+        (p.name, p.distribution or "-", p.version or "-", ", ".join(p.provides) or "-", p.status)
+        for p in rows
+    ]
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header) - 1)]
+    for row in [header, *table]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
