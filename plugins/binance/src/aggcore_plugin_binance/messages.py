@@ -1,0 +1,116 @@
+"""Pure parsing of Binance spot WebSocket frames and REST bodies: no I/O, orjson, fast.
+
+Frames on a combined-stream connection (``/stream``) are wrapped as
+``{"stream": "<name>", "data": <payload>}``; on a raw connection (``/ws``) the payload comes
+bare. Both are accepted. What a frame can be:
+
+- ``depthUpdate`` (diff depth, ``<symbol>@depth@100ms`` or ``@depth``)::
+
+      {"e":"depthUpdate","E":1672515782136,"s":"BNBBTC","U":157,"u":160,
+       "b":[["0.0024","10"]],"a":[["0.0026","100"]]}
+
+  -> :class:`~aggcore.book.BookUpdate` with ``first=U``, ``last=u`` (quantities are absolute;
+  ``"0.00000000"`` removes the level).
+- control replies: ack ``{"result":null,"id":1}`` -> :class:`Ack`; errors, either the documented
+  ``{"code":2,"msg":"...","id":1}`` or the shape live servers send
+  ``{"error":{"code":2,"msg":"Invalid request: invalid stream","data":"..."},"id":2}``
+  -> :class:`ErrorReply`.
+- maintenance: ``{"e":"serverShutdown","E":...}`` (also wrapped as stream ``!serverShutdown``)
+  -> :class:`ServerShutdown`: reconnect as soon as possible.
+
+Anything else (other streams, partial-depth payloads) parses to ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aggcore.book import BookUpdate
+
+__all__ = ["Ack", "ErrorReply", "Event", "ServerShutdown", "parse", "parse_snapshot", "stream_name"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Reply to a control message (``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS``)."""
+
+    id: int | str | None
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """An error reply; ``id`` is the request's id, ``data`` the offending stream when given."""
+
+    id: int | str | None
+    code: int | str | None
+    msg: str
+    data: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerShutdown:
+    """The server announces it is going down (maintenance): reconnect now."""
+
+    ts: float | None
+
+
+Event = BookUpdate | Ack | ErrorReply | ServerShutdown | None
+
+
+def stream_name(symbol: str, speed_ms: int = 100) -> str:
+    """The diff-depth stream of a native symbol: ``btcusdt@depth@100ms`` (streams are lowercase)."""
+    base = f"{symbol.lower()}@depth"
+    return base if speed_ms == 1000 else f"{base}@{speed_ms}ms"
+
+
+def parse(frame: str | bytes) -> Event:
+    """Parse one received frame. Raises ``orjson.JSONDecodeError``/``KeyError`` on garbage."""
+    msg = orjson.loads(frame)
+    if type(msg) is not dict:
+        raise ValueError(f"unexpected frame type {type(msg).__name__}")
+    data = msg.get("data")
+    payload = data if type(data) is dict else msg
+    event = payload.get("e")
+    if event == "depthUpdate":
+        return BookUpdate(
+            payload["s"],
+            payload["b"],
+            payload["a"],
+            first=payload["U"],
+            last=payload["u"],
+            exchange_ts=payload["E"] / 1000.0 if "E" in payload else None,
+        )
+    if event == "serverShutdown":
+        ts = payload.get("E")
+        return ServerShutdown(ts / 1000.0 if ts is not None else None)
+    if "id" in msg and event is None:
+        error = msg.get("error")
+        if type(error) is dict:
+            return ErrorReply(msg["id"], error.get("code"), str(error.get("msg", "")), error.get("data"))
+        if "result" in msg:
+            return Ack(msg["id"], msg["result"])
+        if "code" in msg and "msg" in msg:
+            return ErrorReply(msg["id"], msg["code"], str(msg["msg"]), msg.get("data"))
+    if "code" in msg and "msg" in msg and event is None:
+        return ErrorReply(msg.get("id"), msg["code"], str(msg["msg"]), msg.get("data"))
+    return None
+
+
+def parse_snapshot(symbol: str, body: dict[str, Any]) -> BookUpdate:
+    """``GET /api/v3/depth`` body ``{"lastUpdateId":1027024,"bids":[...],"asks":[...]}`` -> snapshot."""
+    last = int(body["lastUpdateId"])
+    return BookUpdate(symbol, body["bids"], body["asks"], snapshot=True, first=last, last=last)
+
+
+def depth_weight(limit: int) -> int:
+    """REST request weight of ``GET /api/v3/depth`` for a ``limit`` (1-100: 5, -500: 25, -1000: 50, -5000: 250)."""
+    if limit <= 100:
+        return 5
+    if limit <= 500:
+        return 25
+    if limit <= 1000:
+        return 50
+    return 250
