@@ -1,0 +1,157 @@
+"""``aggcore run``: the process around an :class:`~aggcore.aggregator.Aggregator`.
+
+Runs until SIGINT or SIGTERM, then stops reading, flushes sinks within a deadline and exits 0.
+With ``--simulate`` it first starts, in-process, the fake exchange server that every
+configured exchange's plugin ships (over loopback), points the connectors at them, and keeps
+their markets drifting around a shared reference price, so spreads move and cross-venue
+arbitrage appears now and then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import signal
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import ConfigError, PluginError
+from .sink import Sink
+from .symbols import normalize_asset
+
+if TYPE_CHECKING:
+    from .config import AppConfig
+    from .plugins import PluginRegistry
+    from .testing.server import FakeExchange
+
+__all__ = ["Simulation", "run_cli"]
+
+log = logging.getLogger("aggcore")
+
+#: reference prices of the demo markets, by base asset
+REFERENCE = {"BTC": 60000.0, "ETH": 3000.0, "SOL": 150.0, "XRP": 0.6, "DOGE": 0.15, "LTC": 80.0}
+
+
+def run_cli(config: "AppConfig", registry: "PluginRegistry", *, simulate: bool = False, live: bool = False) -> int:
+    try:
+        return anyio.run(_main, config, registry, simulate, live)
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return 130
+
+
+async def _main(config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool) -> int:
+    from .aggregator import Aggregator
+
+    async with AsyncExitStack() as stack:
+        if simulate:
+            sim = Simulation(config, registry)
+            config = await stack.enter_async_context(sim)
+        sinks: list[Sink] = []
+        if live:
+            sinks.append(_builtin_sink(registry, "console", {}))
+        elif not any(s.enabled for s in config.sinks.values()):
+            sinks.append(_builtin_sink(registry, "stdout", {}))
+        agg = Aggregator(config, registry=registry, sinks=sinks)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            await agg.start()
+            log.info(
+                "aggcore running: %s; Ctrl-C to stop",
+                ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
+            )
+            try:
+                async for sig in signals:
+                    log.info("%s received: stopping", signal.Signals(sig).name)
+                    break
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await agg.stop()
+    return 0
+
+
+def _builtin_sink(registry: "PluginRegistry", name: str, section: dict[str, Any]) -> Sink:
+    cls = registry.sinks.get(name)
+    if cls is None:
+        raise PluginError(f"the built-in {name!r} sink is not available (disabled or failed to load)", plugin=name)
+    return cls(cls.Config.model_validate(section))
+
+
+class Simulation:
+    """The fake servers of every configured exchange, drifting around shared reference prices."""
+
+    def __init__(self, config: "AppConfig", registry: "PluginRegistry", *, seed: int = 7, rate_hz: float = 10.0) -> None:
+        self.config = config
+        self.registry = registry
+        self.seed = seed
+        self.rate_hz = rate_hz
+        self.fakes: dict[str, FakeExchange] = {}
+        self._stack = AsyncExitStack()
+
+    def _fake_class(self, name: str) -> "type[FakeExchange]":
+        cls = self.registry.connectors.get(name)
+        if cls is None or not cls.fake_server:
+            raise ConfigError(f"exchanges.{name}: --simulate needs a fake server, and plugin {name!r} ships none")
+        module, _, attr = cls.fake_server.partition(":")
+        fake_cls: type[FakeExchange] = getattr(importlib.import_module(module), attr)
+        return fake_cls
+
+    async def __aenter__(self) -> "AppConfig":
+        from .testing.market import GenBook
+
+        await self._stack.__aenter__()
+        exchanges = {}
+        rng = random.Random(self.seed)
+        for i, (name, section) in enumerate(self.config.exchanges.items()):
+            if not section.enabled:
+                exchanges[name] = section
+                continue
+            fake = self._fake_class(name)(seed=self.seed + i, rate_hz=self.rate_hz)
+            for sym, book in list(fake.books.items()):
+                spec = fake.specs[sym]
+                ref = REFERENCE.get(normalize_asset(spec.base))
+                if ref is None:
+                    continue
+                fake.books[sym] = GenBook(
+                    mid=ref * (1 + rng.gauss(0, 0.0005)),
+                    tick=spec.tick,
+                    price_precision=spec.price_precision,
+                    qty_precision=spec.qty_precision,
+                    depth=book.depth,
+                    seed=self.seed * 1000 + i * 17 + len(sym),
+                )
+            await self._stack.enter_async_context(fake)
+            self.fakes[name] = fake
+            exchanges[name] = section.model_copy(update={"ws_url": fake.ws_url, "rest_url": fake.rest_url})
+            log.info("simulating %s on %s", name, fake.ws_url)
+        tg = await self._stack.enter_async_context(anyio.create_task_group())
+        tg.start_soon(self._drift)
+        self._tg = tg
+        return self.config.model_copy(update={"exchanges": exchanges})
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._tg.cancel_scope.cancel()
+        await self._stack.__aexit__(None, None, None)
+
+    async def _drift(self) -> None:
+        """A shared random walk per asset; each venue's mid wanders around it (mean-reverting),
+        so venues disagree by a few basis points and, now and then, by more than the fees."""
+        rng = random.Random(self.seed)
+        refs = dict(REFERENCE)
+        offsets: dict[tuple[str, str], float] = {}
+        while True:
+            await anyio.sleep(0.1)
+            for asset in refs:
+                refs[asset] *= 1 + rng.gauss(0, 0.0002)
+            for name, fake in self.fakes.items():
+                for sym, book in fake.books.items():
+                    asset = normalize_asset(fake.specs[sym].base)
+                    ref = refs.get(asset)
+                    if ref is None:
+                        continue
+                    key = (name, sym)
+                    off = offsets.get(key, 0.0)
+                    off = off * 0.97 + rng.gauss(0, 0.0004)
+                    offsets[key] = off
+                    book.mid = ref * (1 + off)

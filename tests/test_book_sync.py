@@ -1,0 +1,168 @@
+"""The per-symbol sync state machine: every rule of issue 3, on hand-made updates."""
+
+from __future__ import annotations
+
+import zlib
+
+from aggcore.book import BookUpdate, OrderBook, SequenceMode, SnapshotSource, SymbolBook, SyncRules
+from aggcore.models import BookState
+
+REST = SyncRules(SnapshotSource.REST, SequenceMode.CONTIGUOUS)
+INBAND = SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.resyncs: list[tuple[str, str]] = []
+        self.changes = 0
+
+    def request(self, symbol: str, reason: str) -> None:
+        self.resyncs.append((symbol, reason))
+
+    def book_changed(self, book: SymbolBook, receipt_ns: int) -> None:
+        assert book.live, "a book that is not LIVE must never reach the view"
+        self.changes += 1
+
+    def book_state_changed(self, book: SymbolBook) -> None:
+        pass
+
+
+def make(rules: SyncRules, depth: int | None = None) -> tuple[SymbolBook, Recorder]:
+    rec = Recorder()
+    return SymbolBook("x", "BTCUSDT", "BTC/USDT", rules, depth=depth, listener=rec, request_resync=rec.request), rec
+
+
+def delta(first: int, last: int, bids=(), asks=(), **kw) -> BookUpdate:  # type: ignore[no-untyped-def]
+    return BookUpdate("BTCUSDT", list(bids), list(asks), first=first, last=last, **kw)
+
+
+def snap(last: int, bids, asks, **kw) -> BookUpdate:  # type: ignore[no-untyped-def]
+    return BookUpdate("BTCUSDT", bids, asks, snapshot=True, first=last, last=last, **kw)
+
+
+def test_rest_snapshot_buffers_deltas_drops_stale_and_checks_first() -> None:
+    book, rec = make(REST)
+    # deltas arrive while the snapshot is being fetched: buffered, not applied
+    book.apply(delta(95, 99, bids=[["10", "1"]]))
+    book.apply(delta(100, 102, bids=[["11", "2"]]))
+    book.apply(delta(103, 104, asks=[["13", "1"]]))
+    assert book.state is BookState.SYNCING and not book.book.bids.levels
+    book.snapshot_fetched(snap(101, [["9", "5"]], [["12", "5"]]))
+    # 95-99 dropped (u <= 101), 100-102 straddles 102 = 101 + 1: applied, then 103-104
+    assert book.state is BookState.LIVE
+    assert book.book.bids.top(5) == [(11.0, 2.0), (9.0, 5.0)]
+    assert book.book.asks.top(5) == [(12.0, 5.0), (13.0, 1.0)]
+    assert book.dropped_stale == 1 and book.last_seq == 104 and not rec.resyncs
+
+
+def test_snapshot_older_than_every_buffered_delta_resyncs() -> None:
+    book, rec = make(REST)
+    book.apply(delta(200, 210, bids=[["10", "1"]]))
+    book.snapshot_fetched(snap(150, [["9", "5"]], [["12", "5"]]))
+    assert book.state is BookState.RESYNCING and rec.resyncs and "starts at 200" in rec.resyncs[0][1]
+
+
+def test_snapshot_newer_than_buffer_waits_for_first_covering_delta() -> None:
+    book, rec = make(REST)
+    book.snapshot_fetched(snap(50, [["9", "5"]], [["12", "5"]]))
+    assert not book.live  # no delta has proven continuity yet
+    book.apply(delta(40, 50))  # stale: dropped
+    assert not book.live
+    book.apply(delta(49, 52, bids=[["10", "1"]]))
+    assert book.live and book.book.bids.best() == 10.0
+
+
+def test_gap_while_live_resyncs_that_symbol_and_clears_the_book() -> None:
+    book, rec = make(INBAND)
+    book.apply(snap(10, [["9", "1"]], [["11", "1"]]))
+    book.apply(delta(11, 11, bids=[["9.5", "1"]]))
+    assert book.live
+    book.apply(delta(13, 13, bids=[["9.6", "1"]]))  # 12 lost
+    assert book.state is BookState.RESYNCING and book.gaps == 1 and book.resyncs == 1
+    assert not book.book.bids.levels and rec.resyncs == [("BTCUSDT", "sequence gap: expected 12, got 13")]
+    # deltas before the new snapshot are ignored; the snapshot makes it LIVE again
+    book.apply(delta(14, 14, bids=[["1", "1"]]))
+    assert not book.book.bids.levels
+    book.apply(snap(20, [["9", "2"]], [["11", "2"]]))
+    assert book.live and book.book.bids.top(1) == [(9.0, 2.0)]
+
+
+def test_duplicate_and_out_of_order_old_messages_are_dropped_not_gaps() -> None:
+    book, rec = make(INBAND)
+    book.apply(snap(10, [["9", "1"]], [["11", "1"]]))
+    book.apply(delta(11, 11, bids=[["9.5", "1"]]))
+    book.apply(delta(11, 11, bids=[["9.5", "7"]]))  # duplicate
+    assert book.live and book.book.bids.levels[9.5] == 1.0 and book.dropped_stale == 1
+    book.apply(delta(13, 13))  # 12 missing: out of order is a gap
+    assert book.state is BookState.RESYNCING
+
+
+def test_in_band_deltas_before_snapshot_are_ignored() -> None:
+    book, rec = make(INBAND)
+    book.apply(delta(5, 5, bids=[["9", "1"]]))
+    assert book.state is BookState.SYNCING and not book.book.bids.levels and rec.changes == 0
+
+
+def test_midstream_snapshot_replaces_the_book() -> None:
+    book, _ = make(INBAND)
+    book.apply(snap(10, [["9", "1"], ["8", "1"]], [["11", "1"]]))
+    book.apply(snap(1, [["7", "3"]], [["12", "3"]]))  # e.g. Bybit u=1 after a service restart
+    assert book.book.bids.top(5) == [(7.0, 3.0)] and book.book.asks.top(5) == [(12.0, 3.0)]
+    book.apply(delta(2, 2, asks=[["12", "0.000"]]))
+    assert book.live and book.book.asks.top(5) == []
+
+
+def test_zero_in_any_spelling_deletes() -> None:
+    book, _ = make(SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, check_crossed=False))
+    book.apply(snap(0, [["9", "1"], ["8", "1"], ["7", "1"]], []))
+    book.apply(BookUpdate("BTCUSDT", [["9", "0"], ["8", "0.00000000"], [7.0, 0]], []))
+    assert book.book.bids.top(5) == []
+
+
+def test_crossed_book_resyncs() -> None:
+    book, rec = make(INBAND)
+    book.apply(snap(1, [["9", "1"]], [["11", "1"]]))
+    book.apply(delta(2, 2, bids=[["11.5", "1"]]))
+    assert book.state is BookState.RESYNCING and book.crossed_books == 1 and "crossed" in rec.resyncs[0][1]
+
+
+def crc(ob: OrderBook) -> int:
+    text = ":".join(f"{p}:{q}" for p, q in ob.bids.top(10) + ob.asks.top(10))
+    return zlib.crc32(text.encode())
+
+
+def test_checksum_mismatch_resyncs_and_zero_means_not_provided() -> None:
+    rules = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, checksum=crc)
+    book, rec = make(rules)
+    book.apply(snap(0, [["9", "1"]], [["11", "1"]]))
+    good = BookUpdate("BTCUSDT", [["9", "2"]], [])
+    expected = OrderBook()
+    expected.bids.apply([["9", "2"]])
+    expected.asks.apply([["11", "1"]])
+    good.checksum = crc(expected)
+    book.apply(good)
+    assert book.live
+    book.apply(BookUpdate("BTCUSDT", [["9", "3"]], [], checksum=0))  # 0: not provided (OKX since 2026)
+    assert book.live
+    book.apply(BookUpdate("BTCUSDT", [["9", "4"]], [], checksum=12345))
+    assert book.state is BookState.RESYNCING and book.checksum_failures == 1
+
+
+def test_depth_truncation_keeps_the_best_levels() -> None:
+    book, _ = make(SyncRules(SnapshotSource.INBAND, SequenceMode.NONE), depth=3)
+    book.apply(snap(0, [[str(p), "1"] for p in range(90, 100)], [[str(p), "1"] for p in range(101, 111)]))
+    assert book.book.bids.prices(10) == [99.0, 98.0, 97.0]
+    assert book.book.asks.prices(10) == [101.0, 102.0, 103.0]
+    book.apply(BookUpdate("BTCUSDT", [["98.5", "1"]], [["100.5", "1"]]))
+    assert book.book.bids.prices(10) == [99.0, 98.5, 98.0]
+    assert book.book.asks.prices(10) == [100.5, 101.0, 102.0]
+
+
+def test_monotonic_mode_drops_diffs_at_or_before_the_snapshot() -> None:
+    book, _ = make(SyncRules(SnapshotSource.REST, SequenceMode.MONOTONIC))
+    book.apply(delta(1000, 1000, bids=[["8", "1"]]))
+    book.apply(delta(1500, 1500, bids=[["10", "1"]]))
+    book.snapshot_fetched(snap(1000, [["9", "5"]], [["12", "5"]]))
+    assert book.live and book.book.bids.top(5) == [(10.0, 1.0), (9.0, 5.0)]
+    book.apply(delta(1400, 1400, bids=[["7", "1"]]))  # older than what we have: dropped
+    assert 7.0 not in book.book.bids.levels
