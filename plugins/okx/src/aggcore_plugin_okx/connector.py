@@ -1,0 +1,316 @@
+"""The OKX v5 public connector: channel ``books`` (400 levels, 100 ms), spot and swaps.
+
+Exchange facts (OKX docs v5, scraped 2026-08-22):
+
+- WebSocket ``wss://ws.okx.com:8443/ws/v5/public``; REST ``https://openapi.okx.com``
+  (formerly ``https://www.okx.com``; both configurable).
+- Subscribe ``{"id": "7", "op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}``,
+  one ack per arg; errors ``{"event": "error", "code": "60018", "msg": ...}``; the maintenance
+  notice ``{"event": "notice", "code": "64008"}`` comes 60 s before a service upgrade closes
+  the connection (we reconnect at once).
+- Limits: 3 connection requests per second per IP; 480 subscribe/unsubscribe requests per
+  connection per hour; the args of one request at most 64 KB; fewer than 30 ``books``
+  channels per connection is recommended.
+- Sync: in-band snapshot (``prevSeqId = -1``) then updates, each in order only when its
+  ``prevSeqId`` equals the last ``seqId`` (idle heartbeats ``seqId == prevSeqId`` and
+  maintenance resets ``seqId < prevSeqId`` pass that test); otherwise that instrument is
+  resubscribed (unsubscribe + subscribe). The announced REST bootstrap
+  (``GET /api/v5/market/books?instId=..&sz=400`` with ``seqId``; 40 requests per 2 s) is
+  chosen with ``snapshot_source: rest``: in-band snapshots are then ignored and deltas are
+  buffered until the REST snapshot, the first applied one satisfying
+  ``prevSeqId <= snapshot seqId < seqId``.
+- ``checksum`` is 0 since 2026-06-23; a non-zero one (older feeds) is verified: signed CRC32
+  of the interleaved top-25 levels over the exact wire strings.
+- Keepalive: the server drops a connection without traffic for 30 s (close 4004): when no
+  frame came for ``ping_after_s`` (< 30) we send the text ``ping`` and expect ``pong``; no
+  answer within ``ping_after_s`` more -> reconnect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from typing import Any, ClassVar, Literal
+
+import anyio
+import orjson
+from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SyncRules
+from aggcore.connector import Connection, Connector, ConnectorConfig
+from aggcore.errors import ExchangeError, NetworkError
+from aggcore.models import BookState
+from aggcore.symbols import SymbolTable
+from pydantic import Field, field_validator
+
+from .messages import Event, checksum, parse
+from .symbols import parse_instruments
+
+__all__ = ["OkxConfig", "OkxConnector"]
+
+CHANNEL = "books"
+MAX_DEPTH = 400  # levels per side of the ``books`` channel and of GET /api/v5/market/books
+SUBSCRIBE_OPS_PER_HOUR = 480
+MAX_ARGS_BYTES = 64 * 1024
+MAINTENANCE_CODES = frozenset({"64008"})
+RATE_LIMIT_CODES = frozenset({"60014"})  # "Requests too frequent"
+
+INBAND_RULES = SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS, checksum=checksum, keep_strings=True)
+REST_RULES = SyncRules(SnapshotSource.REST, SequenceMode.CONTIGUOUS, checksum=checksum, keep_strings=True)
+
+
+class OkxConfig(ConnectorConfig):
+    """``exchanges.okx``: the common keys plus OKX's own."""
+
+    snapshot_source: Literal["inband", "rest"] = Field(
+        "inband", description="in-band snapshot (current) or GET /api/v5/market/books + seqId (announced)"
+    )
+    inst_types: list[Literal["SPOT", "SWAP", "FUTURES"]] = Field(
+        default_factory=lambda: ["SPOT", "SWAP"], description="instrument lists to load"
+    )
+    verify_checksum: bool = Field(True, description="verify non-zero checksums (OKX sends 0 since 2026-06-23)")
+    ping_after_s: float = Field(20.0, gt=0, lt=30, description="send text 'ping' after this long without a frame")
+
+    @field_validator("depth")
+    @classmethod
+    def _depth_max(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_DEPTH:
+            raise ValueError(f"OKX books carry at most {MAX_DEPTH} levels per side")
+        return value
+
+
+class OkxConnector(Connector):
+    """OKX v5 public order books (``books`` channel). See the module docstring."""
+
+    name = "okx"
+    Config = OkxConfig
+    rules: ClassVar[SyncRules] = INBAND_RULES
+    ws_url = "wss://ws.okx.com:8443/ws/v5/public"
+    rest_url = "https://openapi.okx.com"
+    default_depth = MAX_DEPTH
+    max_symbols_per_connection = 29
+    max_messages_per_second = 3.0
+    keepalive_interval_s = 1.0  # how often the idle check runs; see _keepalive
+    ws_ping_interval_s = None  # OKX's JSON API documents text ping/pong, not ping frames
+    fake_server = "aggcore_plugin_okx.fake:FakeOkx"
+
+    config: OkxConfig
+
+    def __init__(self, config: ConnectorConfig, **kwargs: Any) -> None:
+        if not isinstance(config, OkxConfig):
+            config = OkxConfig.model_validate(config.model_dump())
+        super().__init__(config, **kwargs)
+        rules = REST_RULES if config.snapshot_source == "rest" else INBAND_RULES
+        if not config.verify_checksum:
+            rules = SyncRules(rules.snapshot, rules.sequence)
+        self.rules = rules  # type: ignore[misc]  # chosen per instance by config
+        self.rest_snapshots = config.snapshot_source == "rest"
+        self._ids = itertools.count(1)
+        self._requests: dict[str, tuple[str, list[str]]] = {}  # request id -> (op, instIds)
+        self._prev: dict[str, int] = {}  # instId -> prevSeqId of the last applied message
+
+    # -- symbols --------------------------------------------------------------------------------
+
+    async def load_symbols(self) -> SymbolTable:
+        entries: list[dict[str, Any]] = []
+        for inst_type in self.config.inst_types:
+            body = await self.rest_get("/api/v5/public/instruments", {"instType": inst_type})
+            entries.extend(_data(body, f"instruments {inst_type}"))
+        return parse_instruments(entries)
+
+    async def setup(self) -> None:
+        await super().setup()
+        for sym, book in self.books.items():
+            inst = self.instrument(sym)
+            if not inst.active:
+                self.report_error(f"instrument {sym} is not trading (state {inst.extra.get('state')})", symbol=sym)
+
+    # -- frames -------------------------------------------------------------------------------------
+
+    def _request(self, op: str, symbols: list[str]) -> list[str | dict[str, Any]]:
+        frames: list[str | dict[str, Any]] = []
+        batch: list[str] = []
+        size = 0
+        for sym in symbols:
+            arg_size = len(sym) + 40
+            if batch and size + arg_size > MAX_ARGS_BYTES:
+                frames.append(self._frame(op, batch))
+                batch, size = [], 0
+            batch.append(sym)
+            size += arg_size
+        if batch:
+            frames.append(self._frame(op, batch))
+        return frames
+
+    def _frame(self, op: str, symbols: list[str]) -> dict[str, Any]:
+        rid = str(next(self._ids))
+        self._requests[rid] = (op, list(symbols))
+        if len(self._requests) > 1000:
+            self._requests.pop(next(iter(self._requests)))
+        return {"id": rid, "op": op, "args": [{"channel": CHANNEL, "instId": s} for s in symbols]}
+
+    def subscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        return self._request("subscribe", symbols)
+
+    def unsubscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        return self._request("unsubscribe", symbols)
+
+    def keepalive_frame(self) -> str:
+        return "ping"
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        result = parse(frame)
+        if isinstance(result, Event):
+            self.on_event_frame(conn, result)
+            return
+        books = self.books
+        for update in result:
+            sym = update.symbol
+            book = books.get(sym)
+            if book is None:
+                continue
+            if update.snapshot:
+                if self.rest_snapshots:
+                    continue  # the announced procedure: ignore the in-band snapshot, use REST
+                self._prev[sym] = -1
+                book.apply(update, receipt_ns)
+                continue
+            first = update.first
+            seq = update.last
+            if first is None or seq is None:
+                book.apply(update, receipt_ns)  # no sequence (2022 feeds): checksum only
+                continue
+            prev = first - 1
+            last = book.last_seq
+            if last is not None and prev != last and (book.state is BookState.LIVE or book.state is BookState.STALE):
+                if not (seq == last and prev == self._prev.get(sym)):
+                    # out of order and not a repeat of the last message: OKX says resubscribe
+                    update.last = None  # the engine counts a gap and resyncs this symbol
+            book.apply(update, receipt_ns)
+            if book.last_seq == seq:
+                self._prev[sym] = prev
+
+    # -- events ----------------------------------------------------------------------------------------
+
+    def on_event_frame(self, conn: Connection, event: Event) -> None:
+        kind = event.kind
+        if kind in ("pong", "subscribe", "unsubscribe", "other"):
+            return
+        if kind == "notice" or event.code in MAINTENANCE_CODES:
+            self.report_error(f"maintenance notice: {event.msg}", kind="maintenance", code=event.code)
+            if event.code in MAINTENANCE_CODES:
+                self._close_soon(conn, "service upgrade announced (64008)")
+            return
+        if kind != "error":
+            return
+        op, requested = self._requests.get(event.id or "", ("", []))
+        symbols = [s for s in requested if s in self.books]
+        if event.code in RATE_LIMIT_CODES:
+            self.report_error(f"rate limited by OKX: {event.msg}", kind="rate_limit", code=event.code)
+            if op == "subscribe" and symbols:  # try these again later
+                for s in symbols:
+                    self.books[s].error = f"subscription rate limited ({event.msg}); retrying"
+                self._later(5.0, self._retry_subscribe, symbols)
+            return
+        sym = event.symbol
+        if sym is None and len(symbols) == 1 and op == "subscribe":
+            sym = symbols[0]
+        if sym is not None and sym in self.books:
+            self.report_error(f"subscription rejected: {event.msg}", symbol=sym, code=event.code)
+            return
+        self.report_error(f"error from OKX: {event.msg}", kind="exchange", code=event.code)
+
+    def _retry_subscribe(self, symbols: list[str]) -> None:
+        for sym in symbols:
+            if self.books[sym].state is not BookState.FAILED and not self.books[sym].live:
+                self.resubscribe(sym)
+
+    def _later(self, delay: float, fn: Any, *args: Any) -> None:
+        if self._tg is None:
+            return
+
+        async def run() -> None:
+            await anyio.sleep(delay)
+            fn(*args)
+
+        self._tg.start_soon(run)
+
+    def _close_soon(self, conn: Connection, reason: str) -> None:
+        if self._tg is not None and not conn.closed:
+            self._tg.start_soon(conn.close, reason)
+
+    # -- resync ------------------------------------------------------------------------------------------
+
+    def resubscribe(self, symbol: str) -> None:
+        """Unsubscribe + subscribe this instrument; past OKX's 480 requests per connection
+        and hour, reconnect instead (a new connection subscribes everything in one request)."""
+        conn = self.connections.get(self.symbol_conn.get(symbol, -1))
+        if conn is None:
+            return
+        ops: deque[float] = conn.state.setdefault("ops", deque())
+        now = time.monotonic()
+        while ops and now - ops[0] > 3600:
+            ops.popleft()
+        if len(ops) + 2 > SUBSCRIBE_OPS_PER_HOUR - 10:
+            self.report_error("subscription request budget (480/hour) used up; reconnecting", kind="rate_limit")
+            self._close_soon(conn, "subscription budget used up")
+            return
+        ops.extend((now, now))
+        super().resubscribe(symbol)
+
+    # -- REST snapshot (snapshot_source: rest) -------------------------------------------------------------
+
+    async def fetch_snapshot(self, symbol: str) -> BookUpdate:
+        sz = min(self.depth or MAX_DEPTH, MAX_DEPTH)
+        body = await self.rest_get("/api/v5/market/books", {"instId": symbol, "sz": str(sz)})
+        data = _data(body, f"order book {symbol}", rate_limited=self)
+        if not data:
+            raise ExchangeError(f"order book {symbol}: empty data", code=body.get("code"), exchange=self.name)
+        d = data[0]
+        ts = d.get("ts")
+        return BookUpdate(
+            symbol,
+            d["bids"],
+            d["asks"],
+            snapshot=True,
+            last=int(d["seqId"]),
+            exchange_ts=int(ts) / 1000.0 if ts else None,
+        )
+
+    # -- keepalive ---------------------------------------------------------------------------------------
+
+    async def _keepalive(self, conn: Connection) -> None:
+        """Text ``ping`` after ``ping_after_s`` without a frame; reconnect when no answer."""
+        idle_ns = int(self.config.ping_after_s * 1e9)
+        pinged_at: int | None = None
+        while not conn.closed:
+            await anyio.sleep(min(self.keepalive_interval_s or 1.0, self.config.ping_after_s / 4))
+            now = time.monotonic_ns()
+            last = conn.last_frame_ns
+            if pinged_at is not None and last >= pinged_at:
+                pinged_at = None
+            if pinged_at is None:
+                if now - last >= idle_ns:
+                    conn.send_soon("ping")
+                    pinged_at = now
+            elif now - pinged_at >= idle_ns:
+                self.report_error(f"no pong within {self.config.ping_after_s:g}s; reconnecting", kind="websocket")
+                with anyio.move_on_after(2):
+                    await conn.close("no pong")
+                return
+
+
+def _data(body: Any, what: str, rate_limited: OkxConnector | None = None) -> list[dict[str, Any]]:
+    """The ``data`` of an OKX REST answer ``{"code": "0", "msg": "", "data": [...]}``."""
+    if not isinstance(body, dict):
+        raise ExchangeError(f"{what}: unexpected answer {orjson.dumps(body)[:200]!r}", exchange="okx")
+    code = str(body.get("code", "0"))
+    if code != "0":
+        msg = body.get("msg", "")
+        if code == "50011" and rate_limited is not None:  # rate limit in the body (HTTP 200/429)
+            rate_limited.budget.pause(1.0)
+            raise NetworkError(f"{what}: rate limited by OKX ({msg})", exchange="okx")
+        raise ExchangeError(f"{what}: {msg} (OKX code {code})", code=code, exchange="okx")
+    data = body.get("data")
+    return list(data) if isinstance(data, list) else []
