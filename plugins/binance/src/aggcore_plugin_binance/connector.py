@@ -46,6 +46,7 @@ log = logging.getLogger("aggcore.binance")
 #: streams per SUBSCRIBE message (the server rejects requests with too many parameters)
 STREAMS_PER_REQUEST = 50
 MAX_SNAPSHOT_LIMIT = 5000
+MAX_TRACKED_REQUESTS = 1024
 
 
 def _weight_budget() -> RateLimitConfig:
@@ -132,6 +133,8 @@ class BinanceConnector(Connector):
             batch = symbols[i : i + STREAMS_PER_REQUEST]
             self._next_id += 1
             self._requests[self._next_id] = batch
+            if len(self._requests) > MAX_TRACKED_REQUESTS:
+                del self._requests[next(iter(self._requests))]
             frames.append({"method": method, "params": [stream_name(s, speed) for s in batch], "id": self._next_id})
         return frames
 
@@ -155,14 +158,9 @@ class BinanceConnector(Connector):
 
     def _control(self, conn: Connection, event: Ack | ErrorReply | ServerShutdown) -> None:
         if isinstance(event, Ack):
-            if event.id is not None:
-                self._requests.pop(event.id, None)
-            return
+            return  # the request's symbols stay on record: a later error may still name its id
         if isinstance(event, ErrorReply):
-            symbols = self._requests.pop(event.id, []) if event.id is not None else []
-            if isinstance(event.data, str):
-                named = [s for s in symbols if event.data.startswith(s.lower() + "@")]
-                symbols = named or symbols
+            symbols = self._symbols_of(event)
             if not symbols:
                 self.report_error(f"error reply: {event.msg}", code=event.code)
             for sym in symbols:
@@ -174,6 +172,16 @@ class BinanceConnector(Connector):
         log.warning("%s[%d]: %s", self.name, conn.index, self.last_error)
         if self._tg is not None and not conn.closed:
             self._tg.start_soon(conn.close, "serverShutdown")
+
+    def _symbols_of(self, error: ErrorReply) -> list[str]:
+        """The symbols an error is about: the stream it names (``data``), else its request's."""
+        if isinstance(error.data, str) and "@" in error.data:
+            symbol = error.data.split("@", 1)[0].upper()
+            if symbol in self.books:
+                return [symbol]
+        if error.id is None:
+            return []
+        return list(self._requests.get(error.id, []))
 
     # -- snapshots -----------------------------------------------------------------------------
 
