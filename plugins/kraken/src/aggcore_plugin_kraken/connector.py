@@ -1,0 +1,211 @@
+"""Kraken spot connector: public WebSocket v2, channel ``book``.
+
+Exchange facts (docs.kraken.com, spot WebSocket v2):
+
+- URL ``wss://ws.kraken.com/v2`` (beta ``wss://beta-ws.kraken.com/v2``); REST ``https://api.kraken.com``.
+- Subscribe ``{"method":"subscribe","params":{"channel":"book","symbol":["BTC/USD"],"depth":10,"snapshot":true},"req_id":1}``;
+  depth is one of 10, 25, 100, 500, 1000; one ack per symbol (``success: true``) or an error reply
+  (``{"error":"Currency pair not supported XBT/USD","success":false,"symbol":"XBT/USD",...}``).
+- Snapshot, then updates. No sequence numbers: the CRC32 of the top 10 levels (``checksum``, unsigned,
+  on the snapshot and on every update) is the only integrity check; a mismatch resyncs that symbol
+  only (unsubscribe + subscribe gives a fresh snapshot).
+- The client keeps the book at the subscribed depth: Kraken sends no delete for a level pushed out
+  of range (the engine truncates to ``depth`` after every update, before the checksum).
+- ``{"channel":"heartbeat"}`` about once a second when idle; client ``{"method":"ping"}`` keeps the
+  connection alive (the server drops connections idle for about a minute); ``status`` channel on
+  connect and on engine changes (``online``, ``maintenance``, ``cancel_only``, ``post_only``).
+- Limits: no documented message rate (the server answers ``Exceeded msg rate``) and ~150 connection
+  attempts per 10 minutes per IP (Cloudflare), so this connector is conservative on both.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import logging
+from typing import Any, ClassVar, Literal
+
+import anyio
+import orjson
+from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SyncRules
+from aggcore.connector import Connection, Connector, ConnectorConfig
+from aggcore.errors import ExchangeError, NetworkError, TimeoutError
+from aggcore.models import BookState
+from aggcore.symbols import SymbolTable
+from pydantic import Field, field_validator
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse
+from .symbols import from_asset_pairs, from_instrument_pairs
+
+__all__ = ["DEPTHS", "KrakenConfig", "KrakenConnector"]
+
+log = logging.getLogger("aggcore.kraken")
+
+#: the book depths Kraken accepts
+DEPTHS = (10, 25, 100, 500, 1000)
+#: REST error prefixes that mean "try again later" rather than "wrong request"
+_TRANSIENT = ("EService:", "EAPI:Rate limit", "EGeneral:Temporary")
+
+
+class KrakenConfig(ConnectorConfig):
+    """``exchanges.kraken``: the common keys plus the instrument-list source."""
+
+    instruments: Literal["asset_pairs", "instrument_channel"] = Field(
+        "asset_pairs",
+        description="where symbols and precisions come from: REST AssetPairs or the v2 WebSocket instrument channel",
+    )
+
+    @field_validator("depth")
+    @classmethod
+    def _depth(cls, value: int | None) -> int | None:
+        if value is not None and value not in DEPTHS:
+            raise ValueError(f"Kraken book depth must be one of {', '.join(map(str, DEPTHS))}")
+        return value
+
+
+class KrakenConnector(Connector):
+    """Kraken spot L2 books over WebSocket v2 (native symbols are v2 names: ``BTC/USD``)."""
+
+    name = "kraken"
+    Config: ClassVar[type[ConnectorConfig]] = KrakenConfig
+    rules = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, checksum=book_checksum, keep_strings=True)
+    ws_url = "wss://ws.kraken.com/v2"
+    rest_url = "https://api.kraken.com"
+    default_depth = 10  # Kraken's default; the checksum covers exactly the top 10
+    max_symbols_per_connection = 50  # undocumented; kept small so a reconnect resubscribes little
+    max_messages_per_second = 10.0  # undocumented ("Exceeded msg rate"); conservative
+    keepalive_interval_s = 30.0  # {"method":"ping"}: the server closes after ~60 s of client silence
+    ws_ping_interval_s = 20.0
+    rest_rate_per_s = 1.0  # public REST: about one call per second per IP
+    rest_burst = 5.0
+    fake_server = "aggcore_plugin_kraken.fake:FakeKraken"
+
+    def __init__(self, config: ConnectorConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._req_ids = itertools.count(1)
+        self._formats: dict[str, tuple[str, str]] = {}
+        self.system_status: str | None = None
+
+    # -- instruments ----------------------------------------------------------------------------
+
+    async def load_symbols(self) -> SymbolTable:
+        source = getattr(self.config, "instruments", "asset_pairs")
+        if source == "instrument_channel":
+            return from_instrument_pairs(await self._instrument_snapshot())
+        body = await self.rest_get("/0/public/AssetPairs")
+        errors = [str(e) for e in (body.get("error") or [])] if isinstance(body, dict) else []
+        if errors and all(e.startswith(_TRANSIENT) for e in errors):
+            raise NetworkError(f"kraken AssetPairs: {', '.join(errors)}", exchange=self.name)
+        return from_asset_pairs(body)
+
+    async def _instrument_snapshot(self) -> list[dict[str, Any]]:
+        """Subscribe to channel ``instrument`` on a short-lived connection; return its snapshot's pairs."""
+        request = {"method": "subscribe", "params": {"channel": "instrument", "snapshot": True}, "req_id": next(self._req_ids)}
+        try:
+            with anyio.fail_after(self.config.connect_timeout_s + self.config.request_timeout_s):
+                async with self.ws_connect(
+                    self.ws_base, max_size=self.max_frame_bytes, open_timeout=self.config.connect_timeout_s,
+                    ping_interval=None, compression=None,
+                ) as ws:
+                    await ws.send(orjson.dumps(request).decode())
+                    async for frame in ws:
+                        for event in parse(frame, {}):
+                            if isinstance(event, Instruments) and event.snapshot:
+                                return event.pairs
+                            if isinstance(event, Reply) and not event.success:
+                                raise ExchangeError(f"instrument channel: {event.error}", exchange=self.name)
+        except TimeoutError:
+            raise
+        except builtins.TimeoutError as exc:
+            raise TimeoutError("kraken: no instrument snapshot in time", exchange=self.name) from exc
+        except (ConnectionClosed, OSError, InvalidHandshake, InvalidURI) as exc:
+            raise NetworkError(f"kraken instrument channel: {type(exc).__name__}: {exc}", exchange=self.name) from exc
+        raise NetworkError("kraken instrument channel closed before its snapshot", exchange=self.name)
+
+    async def setup(self) -> None:
+        await super().setup()
+        assert self.symbols is not None
+        for sym in self.books:
+            inst = self.symbols.by_symbol[sym]
+            fmt = formats_for(inst.price_precision, inst.qty_precision)
+            if fmt is not None:
+                self._formats[sym] = fmt
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def subscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        return [
+            {
+                "method": "subscribe",
+                "params": {"channel": "book", "symbol": list(symbols), "depth": self.depth, "snapshot": True},
+                "req_id": next(self._req_ids),
+            }
+        ]
+
+    def unsubscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        return [
+            {
+                "method": "unsubscribe",
+                "params": {"channel": "book", "symbol": list(symbols), "depth": self.depth},
+                "req_id": next(self._req_ids),
+            }
+        ]
+
+    def keepalive_frame(self) -> dict[str, Any]:
+        return {"method": "ping", "req_id": next(self._req_ids)}
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        books = self.books
+        for event in parse(frame, self._formats):
+            if type(event) is BookUpdate:
+                book = books.get(event.symbol)
+                if book is not None and book.state is not BookState.FAILED:
+                    book.apply(event, receipt_ns)
+            elif event is HEARTBEAT:
+                # sent only when nothing else is: every book on this connection is current
+                for sym in conn.symbols:
+                    b = books[sym]
+                    if b.state is BookState.LIVE:
+                        b.last_update_ns = receipt_ns
+            elif isinstance(event, Reply):
+                self._on_reply(conn, event)
+            elif isinstance(event, Status):
+                self._on_status(conn, event)
+            elif isinstance(event, Pong):
+                conn.state["last_pong_ns"] = receipt_ns
+
+    def _on_reply(self, conn: Connection, reply: Reply) -> None:
+        if reply.success:
+            if reply.method == "subscribe" and reply.symbol is not None:
+                conn.state.setdefault("subscribed", set()).add(reply.symbol)
+            elif reply.method == "unsubscribe" and reply.symbol is not None:
+                conn.state.setdefault("subscribed", set()).discard(reply.symbol)
+            return
+        error = reply.error or "request rejected"
+        lowered = error.lower()
+        if "already subscribed" in lowered or (reply.method == "unsubscribe" and "not found" in lowered):
+            log.info("kraken: %s (%s)", error, reply.symbol)
+            return
+        kind = "rate_limit" if "rate" in lowered else "exchange"
+        if reply.method == "subscribe" and reply.symbol in self.books:
+            self.report_error(f"subscription rejected: {error}", symbol=reply.symbol, kind=kind)
+        elif reply.symbol in self.books and reply.method != "unsubscribe":
+            self.report_error(error, symbol=reply.symbol, kind=kind)
+        else:
+            self.report_error(f"{reply.method or 'error'}: {error}" + (f" ({reply.symbol})" if reply.symbol else ""), kind=kind)
+
+    def _on_status(self, conn: Connection, status: Status) -> None:
+        previous = self.system_status
+        self.system_status = status.system
+        conn.state["system"] = status.system
+        if status.system == "online":
+            if previous not in (None, "online"):
+                log.info("kraken: engine back online (was %s)", previous)
+            return
+        self.report_error(f"exchange status {status.system}", kind="maintenance")
+        if status.system == "maintenance":
+            for sym in conn.symbols:
+                self.books[sym].mark_stale("exchange in maintenance")

@@ -1,0 +1,214 @@
+"""KrakenConnector against FakeKraken over real sockets: sync, depth, faults, errors, keepalive."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from aggcore.models import BookState
+from aggcore.testing import Fault
+from aggcore.testing.pytest_plugin import wait_until
+from aggcore_plugin_kraken.connector import KrakenConfig, KrakenConnector
+from aggcore_plugin_kraken.fake import FakeKraken
+
+BTC, ETH = "BTC/USD", "ETH/USD"
+
+
+@asynccontextmanager
+async def running(
+    fake: FakeKraken, cls: type[KrakenConnector] = KrakenConnector, **overrides: Any
+) -> AsyncIterator[KrakenConnector]:
+    settings: dict[str, Any] = {"stale_after_s": 5.0, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2}
+    settings.update(overrides)
+    conn = cls(KrakenConfig.model_validate(fake.connector_config(**settings)))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.run)
+        try:
+            yield conn
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def live(conn: KrakenConnector, *symbols: str) -> bool:
+    return all(s in conn.books and conn.books[s].state is BookState.LIVE for s in symbols)
+
+
+async def assert_matches_truth(fake: FakeKraken, conn: KrakenConnector, symbols: tuple[str, ...] = (BTC, ETH)) -> None:
+    """Freeze the fake, let the client catch up, then its books must equal the truth at their depth."""
+    fake.pause()
+    try:
+        depth = conn.depth or 10
+
+        def caught_up() -> bool:
+            for s in symbols:
+                b = conn.books[s]
+                tb, ta = fake.books[s].truth(depth)
+                if not b.live or b.book.bids.top(depth + 5) != tb or b.book.asks.top(depth + 5) != ta:
+                    return False
+            return True
+
+        await wait_until(caught_up, timeout=5, what="books equal to the fake's truth")
+    finally:
+        fake.resume()
+
+
+@pytest.mark.anyio
+async def test_subscribes_reaches_live_and_equals_truth() -> None:
+    async with FakeKraken(seed=1, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH), what="both books LIVE")
+        await wait_until(lambda: conn.books[BTC].messages > 100, what="updates flowing")
+        await assert_matches_truth(fake, conn)
+        sub = orjson.loads(fake.sessions[0].received[0])
+        assert sub["method"] == "subscribe" and sub["params"]["channel"] == "book"
+        assert sub["params"]["depth"] == 10 and sub["params"]["snapshot"] is True
+        assert sorted(sub["params"]["symbol"]) == [BTC, ETH] and isinstance(sub["req_id"], int)
+        for s in (BTC, ETH):
+            b = conn.books[s]
+            assert b.checksum_failures == 0 and b.resyncs == 0
+            assert len(b.book.bids) == 10 and len(b.book.asks) == 10  # truncated to the subscribed depth
+        assert conn.system_status == "online"
+
+
+@pytest.mark.anyio
+async def test_depth_25_and_instrument_channel_source() -> None:
+    async with FakeKraken(seed=2, rate_hz=200) as fake, running(fake, depth=25, instruments="instrument_channel") as conn:
+        await wait_until(lambda: live(conn, BTC, ETH) and conn.books[ETH].messages > 50)
+        assert fake.rest_log == []  # symbols came from the WebSocket instrument channel
+        await assert_matches_truth(fake, conn)
+        assert len(conn.books[BTC].book.bids) == 25
+
+
+def test_config_rejects_unsupported_depth() -> None:
+    with pytest.raises(ValueError, match="one of 10, 25, 100, 500, 1000"):
+        KrakenConfig(depth=20)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fault", [Fault.GAP, Fault.REORDER, Fault.BAD_CHECKSUM])
+async def test_integrity_faults_resync_that_symbol_only(fault: Fault) -> None:
+    async with FakeKraken(seed=3, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH) and conn.books[BTC].messages > 20)
+        fake.pause()
+        fake.inject(fault, BTC)
+        fake.step(4)  # the faulty frame, then updates whose checksum exposes it
+        fake.resume()
+        await wait_until(lambda: conn.books[BTC].resyncs >= 1, what=f"{fault.value} -> resync")
+        assert conn.books[BTC].checksum_failures >= 1
+        await wait_until(lambda: live(conn, BTC), what="BTC LIVE again")
+        assert conn.books[ETH].resyncs == 0 and conn.books[ETH].live
+        await assert_matches_truth(fake, conn)
+        unsub = [orjson.loads(t) for t in fake.sessions[0].received if '"unsubscribe"' in t]
+        assert unsub and unsub[0]["params"]["symbol"] == [BTC]  # that symbol only
+
+
+@pytest.mark.anyio
+async def test_duplicate_is_harmless_and_midstream_snapshots_replace_the_book() -> None:
+    async with FakeKraken(seed=4, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH) and conn.books[BTC].messages > 20)
+        fake.inject(Fault.DUPLICATE, BTC)
+        fake.inject(Fault.OVERSIZE_SNAPSHOT, ETH, levels=5000)
+        fake.inject(Fault.SNAPSHOT, ETH)
+        await anyio.sleep(0.2)
+        await assert_matches_truth(fake, conn)
+        assert conn.books[BTC].resyncs == 0 and conn.books[ETH].resyncs == 0
+        assert len(conn.books[ETH].book.asks) == 10  # oversize snapshot truncated to the depth
+
+
+@pytest.mark.anyio
+async def test_disconnect_reconnects_and_resubscribes() -> None:
+    async with FakeKraken(seed=5, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH))
+        fake.inject(Fault.DISCONNECT)
+        await wait_until(lambda: conn.reconnects >= 1, what="reconnect")
+        await wait_until(lambda: live(conn, BTC, ETH), what="LIVE after reconnect")
+        await assert_matches_truth(fake, conn)
+
+
+@pytest.mark.anyio
+async def test_stall_marks_stale_then_recovers() -> None:
+    async with FakeKraken(seed=6, rate_hz=200) as fake, running(fake, stale_after_s=0.4) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH))
+        fake.inject(Fault.STALL, seconds=0.8)
+        await wait_until(lambda: conn.books[BTC].state is BookState.STALE, what="STALE during the stall")
+        await wait_until(lambda: live(conn, BTC, ETH), timeout=5, what="LIVE after the stall")
+        await assert_matches_truth(fake, conn)
+
+
+@pytest.mark.anyio
+async def test_heartbeats_keep_a_quiet_book_fresh() -> None:
+    async with FakeKraken(seed=7, rate_hz=200) as fake, running(fake, stale_after_s=1.6) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH))
+        fake.pause()  # no updates, but the server sends {"channel":"heartbeat"} each idle second
+        try:
+            await wait_until(lambda: "last_heartbeat" in fake.sessions[0].state, timeout=3, what="a heartbeat")
+            await anyio.sleep(2.0)  # beyond stale_after_s since the last update
+            assert live(conn, BTC, ETH) and conn.reconnects == 0
+        finally:
+            fake.resume()
+
+
+@pytest.mark.anyio
+async def test_malformed_frame_is_a_parsing_error_not_a_crash() -> None:
+    async with FakeKraken(seed=8, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH))
+        fake.inject(Fault.MALFORMED)
+        await wait_until(lambda: conn.error_counts.get("parsing", 0) >= 1)
+        await assert_matches_truth(fake, conn)
+
+
+@pytest.mark.anyio
+async def test_error_reply_fails_that_symbol_only() -> None:
+    async with FakeKraken(seed=9, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH))
+        fake.inject(Fault.ERROR_REPLY, BTC, message=f"Currency pair not supported {BTC}")
+        await wait_until(lambda: conn.books[BTC].state is BookState.FAILED)
+        assert "Currency pair not supported" in (conn.books[BTC].error or "")
+        await assert_matches_truth(fake, conn, (ETH,))
+
+
+@pytest.mark.anyio
+async def test_unknown_and_rejected_symbols() -> None:
+    """FOO/BAR is not in the instrument list; DOGE/USD is listed but the server rejects it."""
+    async with FakeKraken(seed=10, rate_hz=200) as fake, running(fake, trading_pairs=["XBT/USD", "FOO/BAR", "DOGE/USD", ETH]) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH) and "DOGE/USD" in conn.books)
+        assert "FOO/BAR" in conn.pair_errors and "unknown symbol" in conn.pair_errors["FOO/BAR"]
+        await wait_until(lambda: conn.books["DOGE/USD"].state is BookState.FAILED)
+        assert "Currency pair not supported DOGE/USD" in (conn.books["DOGE/USD"].error or "")
+        await assert_matches_truth(fake, conn)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fault", [Fault.REST_429, Fault.REST_418])
+async def test_rest_rate_limit_honours_retry_after(fault: Fault) -> None:
+    async with FakeKraken(seed=11, rate_hz=200) as fake:
+        fake.inject(fault, retry_after=0.5)
+        started = time.monotonic()
+        async with running(fake) as conn:
+            await wait_until(lambda: live(conn, BTC, ETH), timeout=8)
+            assert conn.error_counts.get("rate_limit") == 1
+            assert len([p for p in fake.rest_log if "AssetPairs" in p]) == 2
+        assert time.monotonic() - started >= 0.5
+
+
+class _FastPing(KrakenConnector):
+    keepalive_interval_s = 0.1
+
+
+@pytest.mark.anyio
+async def test_ping_pong_and_maintenance_status() -> None:
+    async with FakeKraken(seed=12, rate_hz=100) as fake, running(fake, cls=_FastPing) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH))
+        await wait_until(lambda: any("last_pong_ns" in c.state for c in conn.connections.values()), what="pong")
+        assert any(orjson.loads(t).get("method") == "ping" for t in fake.sessions[0].received)
+        fake.pause()
+        status = {"channel": "status", "type": "update", "data": [{"api_version": "v2", "system": "maintenance", "version": "2.0.0"}]}
+        fake.sessions[0].send_soon(orjson.dumps(status).decode())
+        await wait_until(lambda: conn.books[BTC].state is BookState.STALE, what="STALE in maintenance")
+        assert conn.system_status == "maintenance" and conn.error_counts.get("maintenance") == 1
+        fake.resume()
+        await wait_until(lambda: live(conn, BTC, ETH), what="LIVE when data flows again")
