@@ -168,16 +168,23 @@ class Aggregator:
             return
         self.started = False
         tg = self._tg
-        # publish a last health snapshot, then drain the sinks
-        self._publish_health()
+        # publish a last health snapshot, then drain the sinks (shielded: we may be stopping
+        # because of a cancellation), then cancel every task
         with anyio.CancelScope(shield=True):
+            self._publish_health()
             for runner in self.hub.sinks:
                 if not await runner.flush(flush_deadline_s):
-                    log.warning("sink %s: not flushed within %.1fs; %d events dropped", runner.name, flush_deadline_s, len(runner.buffer))
-            tg.cancel_scope.cancel()
-            try:
-                await self._stack.aclose()
-            finally:
+                    log.warning(
+                        "sink %s: not flushed within %.1fs; %d events dropped",
+                        runner.name,
+                        flush_deadline_s,
+                        len(runner.buffer),
+                    )
+        tg.cancel_scope.cancel()
+        try:
+            await self._stack.aclose()
+        finally:
+            with anyio.CancelScope(shield=True):
                 for runner in self.hub.sinks:
                     if runner.opened:
                         try:
@@ -185,11 +192,11 @@ class Aggregator:
                                 await runner.sink.close()
                         except Exception as exc:
                             log.warning("sink %s: close failed: %s", runner.name, exc)
-                self.hub.close()
-                if self.telemetry is not None:
-                    self.telemetry.shutdown()
-                self._tg = None
-                self._stack = None
+            self.hub.close()
+            if self.telemetry is not None:
+                self.telemetry.shutdown()
+            self._tg = None
+            self._stack = None
 
     async def run_forever(self) -> None:
         async with self:

@@ -52,7 +52,7 @@ class Telemetry:
         if prometheus:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-            readers.append(PrometheusMetricReader(registry=self.registry))
+            readers.append(PrometheusMetricReader(registry=self.registry, scope_info_enabled=False))
         views = [
             View(instrument_name="aggcore.*latency*", aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS)),
         ]
