@@ -1,0 +1,30 @@
+"""The plugin as aggcore loads it: entry point, fake-server pointer, default config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aggcore.models import BookState
+from aggcore.testing import Fault
+from aggcore.testing.pytest_plugin import wait_until
+from aggcore_plugin_kraken.connector import KrakenConnector
+from aggcore_plugin_kraken.fake import FakeKraken
+
+
+def test_entry_point_registers_the_connector(aggcore_registry: Any) -> None:
+    assert aggcore_registry.connectors["kraken"] is KrakenConnector
+    assert KrakenConnector.ws_url == "wss://ws.kraken.com/v2"
+    assert FakeKraken.supported_faults == frozenset(Fault)
+
+
+@pytest.mark.anyio
+async def test_registry_fake_and_connector_factory(fake_exchange: Any, connector_factory: Any) -> None:
+    import anyio
+
+    fake = await fake_exchange("kraken", seed=21, rate_hz=100)
+    conn = connector_factory("kraken", fake)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.run)
+        await wait_until(lambda: len(conn.books) == 2 and all(b.state is BookState.LIVE for b in conn.books.values()))
+        tg.cancel_scope.cancel()
