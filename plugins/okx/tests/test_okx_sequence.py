@@ -1,0 +1,144 @@
+"""OKX sequencing through the connector's hot path: prevSeqId must equal the last seqId.
+
+The reference's own example (snapshot 10; 10->15; idle 15->15; maintenance reset 15->3;
+3->5) stays LIVE; anything else resyncs that instrument only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aggcore.models import BookState
+from aggcore.symbols import Instrument, SymbolTable
+from aggcore_plugin_okx.connector import OkxConfig, OkxConnector
+
+SYMS = ["BTC-USDT", "ETH-USDT"]
+
+
+def connector(**cfg: Any) -> tuple[OkxConnector, list[str]]:
+    conn = OkxConnector(OkxConfig(trading_pairs=SYMS, **cfg))
+    conn.symbols = SymbolTable([Instrument("BTC-USDT", "BTC", "USDT"), Instrument("ETH-USDT", "ETH", "USDT")])
+    resyncs: list[str] = []
+    conn.request_resync = lambda sym, reason: resyncs.append(sym)  # type: ignore[method-assign]
+    for sym in SYMS:
+        conn.books[sym] = conn.make_book(conn.symbols.by_symbol[sym])
+    return conn, resyncs
+
+
+def frame(sym: str, action: str, prev: int, seq: int, bids: list[list[str]] | None = None, asks: list[list[str]] | None = None) -> str:
+    data = {"asks": asks or [], "bids": bids or [], "ts": "1597026383085", "checksum": 0, "prevSeqId": prev, "seqId": seq}
+    return orjson.dumps({"arg": {"channel": "books", "instId": sym}, "action": action, "data": [data]}).decode()
+
+
+def feed(conn: OkxConnector, *frames: str) -> None:
+    for f in frames:
+        conn.on_frame(None, f, 1)  # type: ignore[arg-type]
+
+
+def snap(sym: str, seq: int) -> str:
+    return frame(sym, "snapshot", -1, seq, [["100.0", "1", "0", "1"], ["99.9", "2", "0", "1"]], [["100.1", "1", "0", "1"], ["100.2", "3", "0", "1"]])
+
+
+def test_reference_example_stays_live() -> None:
+    conn, resyncs = connector()
+    book = conn.books["BTC-USDT"]
+    feed(conn, snap("BTC-USDT", 10))
+    assert book.state is BookState.LIVE and book.last_seq == 10
+    feed(conn, frame("BTC-USDT", "update", 10, 15, bids=[["99.9", "5", "0", "2"]]))
+    feed(conn, frame("BTC-USDT", "update", 15, 15))  # idle heartbeat
+    feed(conn, frame("BTC-USDT", "update", 15, 3, asks=[["100.2", "0", "0", "0"]]))  # maintenance reset
+    feed(conn, frame("BTC-USDT", "update", 3, 5, asks=[["100.3", "4", "0", "1"]]))
+    assert book.state is BookState.LIVE and book.last_seq == 5 and book.gaps == 0 and not resyncs
+    assert book.book.bids.top(2) == [(100.0, 1.0), (99.9, 5.0)]
+    assert book.book.asks.top(2) == [(100.1, 1.0), (100.3, 4.0)]
+
+
+def test_mismatch_resyncs_that_instrument_only() -> None:
+    conn, resyncs = connector()
+    feed(conn, snap("BTC-USDT", 10), snap("ETH-USDT", 50))
+    feed(conn, frame("BTC-USDT", "update", 11, 20, bids=[["99.8", "1", "0", "1"]]))
+    btc, eth = conn.books["BTC-USDT"], conn.books["ETH-USDT"]
+    assert btc.state is BookState.RESYNCING and btc.gaps == 1 and resyncs == ["BTC-USDT"]
+    assert 99.8 not in btc.book.bids.levels
+    assert eth.live
+    feed(conn, frame("BTC-USDT", "update", 20, 25))  # old subscription's deltas: ignored until the snapshot
+    assert btc.state is BookState.RESYNCING
+    feed(conn, snap("BTC-USDT", 30), frame("BTC-USDT", "update", 30, 31))
+    assert btc.live and btc.last_seq == 31
+
+
+def test_reordered_and_lower_seq_are_gaps_but_a_repeat_is_dropped() -> None:
+    conn, resyncs = connector()
+    feed(conn, snap("BTC-USDT", 10), frame("BTC-USDT", "update", 10, 15, bids=[["99.7", "1", "0", "1"]]))
+    feed(conn, frame("BTC-USDT", "update", 10, 15, bids=[["99.7", "1", "0", "1"]]))  # exact repeat
+    book = conn.books["BTC-USDT"]
+    assert book.live and book.dropped_stale == 1 and not resyncs
+    # a gap right after a maintenance reset (15->3 lost): 3->5 has a lower seqId than ours
+    feed(conn, frame("BTC-USDT", "update", 3, 5))
+    assert book.state is BookState.RESYNCING and resyncs == ["BTC-USDT"]
+
+
+def test_rest_mode_ignores_inband_snapshot_and_bridges_the_rest_snapshot() -> None:
+    conn, resyncs = connector(snapshot_source="rest")
+    book = conn.books["BTC-USDT"]
+    feed(conn, snap("BTC-USDT", 10))  # "Ignore the first event received (action is snapshot)"
+    assert book.state is BookState.SYNCING and book.book.bids.levels == {}
+    feed(conn, frame("BTC-USDT", "update", 10, 15, bids=[["99.0", "1", "0", "1"]]))
+    feed(conn, frame("BTC-USDT", "update", 15, 22, bids=[["98.0", "1", "0", "1"]]))
+    from aggcore.book import BookUpdate
+
+    # REST snapshot seqId 18: 10->15 is dropped, 15->22 satisfies prevSeqId <= 18 < seqId
+    rest = BookUpdate("BTC-USDT", [["99.5", "1", "0", "1"], ["99.0", "1", "0", "1"]], [["100.5", "1", "0", "1"]], snapshot=True, last=18)
+    book.snapshot_fetched(rest, 1)
+    assert book.live and book.last_seq == 22 and not resyncs
+    assert book.book.bids.top(3) == [(99.5, 1.0), (99.0, 1.0), (98.0, 1.0)]
+    feed(conn, frame("BTC-USDT", "update", 22, 23))
+    assert book.live and book.last_seq == 23
+
+
+def test_rest_snapshot_older_than_the_stream_is_fetched_again() -> None:
+    conn, resyncs = connector(snapshot_source="rest")
+    book = conn.books["BTC-USDT"]
+    feed(conn, frame("BTC-USDT", "update", 40, 45))
+    from aggcore.book import BookUpdate
+
+    book.snapshot_fetched(BookUpdate("BTC-USDT", [["1", "1"]], [["2", "1"]], snapshot=True, last=30), 1)
+    assert not book.live and resyncs == ["BTC-USDT"]
+
+
+def test_checksum_zero_is_not_verified_and_nonzero_is() -> None:
+    conn, resyncs = connector()
+    feed(conn, snap("BTC-USDT", 10))
+    assert conn.books["BTC-USDT"].live  # checksum 0: not provided
+    bad = orjson.loads(frame("BTC-USDT", "update", 10, 11, bids=[["99.9", "7", "0", "1"]]))
+    bad["data"][0]["checksum"] = 12345
+    feed(conn, orjson.dumps(bad).decode())
+    assert conn.books["BTC-USDT"].checksum_failures == 1 and resyncs == ["BTC-USDT"]
+    off, resyncs2 = connector(verify_checksum=False)
+    feed(off, snap("BTC-USDT", 10), orjson.dumps(bad).decode())
+    assert off.books["BTC-USDT"].live and not resyncs2
+
+
+def test_errors_become_health_errors() -> None:
+    conn, _ = connector()
+    feed(conn, snap("BTC-USDT", 10), snap("ETH-USDT", 10))
+    feed(conn, '{"event":"error","code":"60018","msg":"Wrong URL or channel:books,instId:ETH-USDT doesn\'t exist. Please use the correct URL, channel and parameters referring to API document.","connId":"x"}')
+    assert conn.books["ETH-USDT"].state is BookState.FAILED and "60018" in (conn.books["ETH-USDT"].error or "")
+    assert conn.books["BTC-USDT"].live
+    feed(conn, '{"event":"error","code":"60012","msg":"Invalid request","connId":"x"}')
+    assert conn.books["BTC-USDT"].live and "60012" in (conn.last_error or "")
+    feed(conn, "pong", '{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"},"connId":"x"}')
+    assert conn.books["BTC-USDT"].live
+
+
+def test_config_rejects_more_than_400_levels() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        OkxConfig(depth=401)
+    with pytest.raises(ValidationError):
+        OkxConfig(ping_after_s=30)
+    with pytest.raises(ValidationError):
+        OkxConfig(unknown_key=1)
