@@ -238,7 +238,10 @@ class FakeCryptocom(FakeExchange):
         sub = session.subscribed[symbol]
         depth = sub["depth"]
         bids, asks = self.snapshot_levels(symbol, depth)  # padded when OVERSIZE_SNAPSHOT is pending
-        top_b, top_a = self.books[symbol].top(depth)
+        # what the client holds after trimming to its depth (phantom far levels of an oversize
+        # snapshot included: later diffs delete them as the real top-N takes their place)
+        top_b = sorted(bids, key=lambda lv: -float(lv[0]))[:depth]
+        top_a = sorted(asks, key=lambda lv: float(lv[0]))[:depth]
         sub["view"] = (dict(top_b), dict(top_a))
         sub["u"] = u = self._next_u(symbol)
         sub["sent"] = asyncio.get_running_loop().time()
