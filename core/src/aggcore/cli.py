@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("run", parents=[common], help="run the aggregator with a configuration file")
     p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration")
-    p.add_argument("--simulate", action="store_true", help="use built-in fake exchanges instead of the network")
-    p.add_argument("--live", action="store_true", help="connect to the real exchanges")
+    p.add_argument("--simulate", action="store_true", help="run against each plugin's fake exchange over loopback (offline)")
+    p.add_argument("--live", action="store_true", help="show a live console view instead of printing events")
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -314,39 +314,18 @@ def _with_origin(loc: str, msg: str, origins: Mapping[str, str]) -> str:
 
 
 def _validate(data: dict[str, Any], registry: PluginRegistry, errors: list[tuple[str, str]]) -> AppConfig | None:
+    """Validate section by section, in the file's order, collecting every error."""
     values: dict[str, Any] = {}
-    known = list(_SECTIONS) + list(_PLUGIN_SECTIONS)
-    for key in data:
-        if key not in known:
-            errors.append((str(key), f"unknown section{_did_you_mean(str(key), known)}; expected one of: {', '.join(known)}"))
-    for key, model in _SECTIONS.items():
-        if key in data:
-            section = data[key] if data[key] is not None else {}
-            validated = _validate_model(model, section, key, errors)
+    known = list(_PLUGIN_SECTIONS) + list(_SECTIONS)
+    for key, section in data.items():
+        if key in _SECTIONS:
+            validated = _validate_model(_SECTIONS[key], section if section is not None else {}, key, errors)
             if validated is not None:
                 values[key] = validated
-    for key, kind in _PLUGIN_SECTIONS.items():
-        if key not in data:
-            continue
-        sections = data[key] if data[key] is not None else {}
-        if not isinstance(sections, dict):
-            errors.append((key, f"expected a mapping of {_KIND_WORD[kind]} name to settings, got {_type_word(sections)}"))
-            continue
-        table = registry.of_kind(kind)
-        out: dict[str, BaseModel] = {}
-        for name, section in sections.items():
-            loc = _join(key, name)
-            cls = table.get(str(name))
-            if cls is None:
-                if kind == "connector" and _disabled(section):
-                    continue  # switched off and not installed: nothing to run, nothing to check
-                errors.append((loc, _unknown_plugin(kind, str(name), registry)))
-                continue
-            model = cls.Config
-            validated = _validate_model(model, section if section is not None else {}, loc, errors)
-            if validated is not None:
-                out[str(name)] = validated
-        values[key] = out
+        elif key in _PLUGIN_SECTIONS:
+            values[key] = _validate_plugin_sections(key, _PLUGIN_SECTIONS[key], section, registry, errors)
+        else:
+            errors.append((str(key), f"unknown section{_did_you_mean(str(key), known)}; expected one of: {', '.join(known)}"))
     if "analyzers" not in data:
         values["analyzers"] = {
             name: registry.analyzers[name].Config() for name in DEFAULT_ANALYZERS if name in registry.analyzers
@@ -354,6 +333,35 @@ def _validate(data: dict[str, Any], registry: PluginRegistry, errors: list[tuple
     if errors:
         return None
     return AppConfig.model_validate(values)
+
+
+def _validate_plugin_sections(
+    key: str,
+    kind: Literal["connector", "sink", "analyzer"],
+    sections: Any,
+    registry: PluginRegistry,
+    errors: list[tuple[str, str]],
+) -> dict[str, BaseModel]:
+    """``exchanges``/``sinks``/``analyzers``: each entry by the ``Config`` of the class registered under its name."""
+    out: dict[str, BaseModel] = {}
+    if sections is None:
+        return out
+    if not isinstance(sections, dict):
+        errors.append((key, f"expected a mapping of {_KIND_WORD[kind]} name to settings, got {_type_word(sections)}"))
+        return out
+    table = registry.of_kind(kind)
+    for name, section in sections.items():
+        loc = _join(key, name)
+        cls = table.get(str(name))
+        if cls is None:
+            if kind == "connector" and _disabled(section):
+                continue  # switched off and not installed: nothing to run, nothing to check
+            errors.append((loc, _unknown_plugin(kind, str(name), registry)))
+            continue
+        validated = _validate_model(cls.Config, section if section is not None else {}, loc, errors)
+        if validated is not None:
+            out[str(name)] = validated
+    return out
 
 
 def _disabled(section: Any) -> bool:

@@ -239,8 +239,12 @@ def _check_hooks(pm: pluggy.PluginManager, obj: object) -> None:
     except pluggy.PluginValidationError as exc:
         raise _Rejected(f"unknown hook: {exc}") from exc
     for attr in dir(obj):
-        if attr.startswith("aggcore_") and callable(getattr(obj, attr, None)) and attr not in _HOOKS:
+        if not (attr.startswith("aggcore_") and callable(getattr(obj, attr, None))):
+            continue
+        if attr not in _HOOKS:
             raise _Rejected(f"{attr!r} is not an aggcore hook (known hooks: {', '.join(_HOOKS)})")
+        if pm.parse_hookimpl_opts(obj, attr) is None:
+            raise _Rejected(f"{attr!r} is not marked with @hookimpl (from aggcore.hookspecs), so it would never be called")
 
 
 def _collect(
