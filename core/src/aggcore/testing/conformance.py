@@ -1,0 +1,297 @@
+"""The plugin conformance suite: certify any installed connector against its own fake server.
+
+Every check runs the plugin's real connector against the plugin's fake exchange over
+loopback sockets (no mocks), with two symbols:
+
+==================  ===========================================================================
+``live``            subscribes and every book reaches LIVE
+``truth``           after many updates the book equals the fake's truth (top levels, exactly)
+``symbols``         every instrument round-trips: pair -> native symbol -> pair
+``rest_429``        a 429 with Retry-After on the instrument list is honoured, then it syncs
+``fault:<name>``    one fault of :class:`~aggcore.testing.Fault` (those the fake supports):
+                    the affected symbol resyncs or recovers, the other symbol stays LIVE (unless
+                    the exchange's sequence is per connection), no crossed or wrong book is
+                    ever LIVE, and the books equal the truth afterwards
+==================  ===========================================================================
+
+Run it from pytest (the project's ``tests/test_conformance.py`` parametrizes it over every
+installed plugin) or as ``aggcore plugins check NAME``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..book import SnapshotSource, SymbolBook
+from ..models import BookState
+from .server import FakeExchange, Fault
+
+if TYPE_CHECKING:
+    from ..connector import Connector
+    from ..plugins import PluginRegistry
+
+__all__ = ["CHECKS", "ConformanceError", "Harness", "checks_for", "run_check", "run_all"]
+
+TOP = 10
+FAULT_CHECKS = [
+    Fault.GAP,
+    Fault.REORDER,
+    Fault.DUPLICATE,
+    Fault.BAD_CHECKSUM,
+    Fault.DISCONNECT,
+    Fault.STALL,
+    Fault.MALFORMED,
+    Fault.ERROR_REPLY,
+    Fault.SNAPSHOT,
+    Fault.OVERSIZE_SNAPSHOT,
+    Fault.REST_418,
+]
+
+
+class ConformanceError(AssertionError):
+    pass
+
+
+class _Auditor:
+    """Listens to every book change: a LIVE book must never be crossed or empty."""
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self.changes = 0
+
+    def book_changed(self, book: SymbolBook, receipt_ns: int) -> None:
+        self.changes += 1
+        if not book.live:
+            self.violations.append(f"{book.symbol}: change reported while {book.state.value}")
+        elif book.book.crossed():
+            self.violations.append(f"{book.symbol}: crossed book reported as LIVE")
+
+    def book_state_changed(self, book: SymbolBook) -> None:
+        pass
+
+
+@dataclass
+class Harness:
+    """A plugin's connector running against the plugin's fake exchange."""
+
+    name: str
+    fake: FakeExchange
+    connector: "Connector"
+    auditor: _Auditor
+    symbols: list[str] = field(default_factory=list)
+
+    @property
+    def books(self) -> dict[str, SymbolBook]:
+        return self.connector.books
+
+    async def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+        with anyio.move_on_after(timeout):
+            while not predicate():
+                await anyio.sleep(0.01)
+            return
+        raise ConformanceError(f"{self.name}: timed out after {timeout:g}s waiting for {what}; {self.describe()}")
+
+    def describe(self) -> str:
+        parts = [
+            f"{s}={b.state.value}(resyncs={b.resyncs}, err={b.error!r})" for s, b in self.books.items()
+        ]
+        return f"books: {', '.join(parts) or 'none'}; pair_errors={self.connector.pair_errors}; last_error={self.connector.last_error!r}"
+
+    def all_live(self) -> bool:
+        return len(self.books) == len(self.symbols) and all(b.live for b in self.books.values())
+
+    def matches_truth(self, symbol: str) -> bool:
+        book = self.books[symbol]
+        if not book.live:
+            return False
+        n = min(TOP, book.depth or TOP)
+        bids, asks = self.fake.books[symbol].truth(n)
+        return book.book.bids.top(n) == bids and book.book.asks.top(n) == asks
+
+    async def settle(self) -> None:
+        """Pause the market and wait until every book equals the fake's truth."""
+        self.fake.pause()
+        try:
+            await self.wait(lambda: all(self.matches_truth(s) for s in self.symbols), "books to equal the truth")
+        finally:
+            self.fake.resume()
+
+    def check_audit(self) -> None:
+        if self.auditor.violations:
+            raise ConformanceError(f"{self.name}: wrong book emitted: {self.auditor.violations[:5]}")
+
+
+def fake_class(registry: "PluginRegistry", name: str) -> type[FakeExchange]:
+    cls = registry.connectors[name]
+    if not cls.fake_server:
+        raise ConformanceError(f"plugin {name!r} ships no fake server (Connector.fake_server is unset)")
+    module, _, attr = cls.fake_server.partition(":")
+    fake: type[FakeExchange] = getattr(importlib.import_module(module), attr)
+    return fake
+
+
+@asynccontextmanager
+async def harness(
+    registry: "PluginRegistry", name: str, *, seed: int = 1, before_start: Callable[[FakeExchange], None] | None = None
+) -> AsyncIterator[Harness]:
+    fake = fake_class(registry, name)(seed=seed, rate_hz=50.0)
+    symbols = list(fake.books)[:2]
+    cls = registry.connectors[name]
+    async with fake:
+        if before_start is not None:
+            before_start(fake)
+        section = fake.connector_config(trading_pairs=symbols)
+        section.update(stale_after_s=1.0, reconnect_min_s=0.05, reconnect_max_s=0.5, request_timeout_s=3.0)
+        config = cls.Config.model_validate(section)
+        auditor = _Auditor()
+        connector = cls(config, listener=auditor)
+        h = Harness(name, fake, connector, auditor, symbols)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(connector.run)
+            try:
+                yield h
+            finally:
+                tg.cancel_scope.cancel()
+
+
+# -- checks ---------------------------------------------------------------------------------------------------
+
+
+async def check_live(registry: "PluginRegistry", name: str) -> str:
+    async with harness(registry, name) as h:
+        await h.wait(h.all_live, "every book to be LIVE")
+        h.check_audit()
+        return f"{len(h.books)} books LIVE"
+
+
+async def check_truth(registry: "PluginRegistry", name: str) -> str:
+    async with harness(registry, name, seed=2) as h:
+        await h.wait(h.all_live, "every book to be LIVE")
+        start = {s: h.fake.books[s].seq for s in h.symbols}
+        await h.wait(lambda: all(h.fake.books[s].seq - start[s] >= 50 for s in h.symbols), "50 updates")
+        await h.settle()
+        h.check_audit()
+        return f"books equal the truth after {min(h.fake.books[s].seq - start[s] for s in h.symbols)} updates"
+
+
+async def check_symbols(registry: "PluginRegistry", name: str) -> str:
+    async with harness(registry, name, seed=3) as h:
+        await h.wait(lambda: h.connector.symbols is not None, "the instrument list")
+        table = h.connector.symbols
+        assert table is not None
+        for symbol, inst in table.by_symbol.items():
+            first = table.by_pair[inst.pair]
+            if table.resolve(inst.pair) is not first or table.resolve(symbol) is not inst:
+                raise ConformanceError(f"{name}: {symbol} <-> {inst.pair} does not round-trip")
+            if "/" not in inst.pair:
+                raise ConformanceError(f"{name}: {symbol} maps to {inst.pair!r}, not BASE/QUOTE")
+        return f"{len(table)} instruments round-trip"
+
+
+async def check_rest_429(registry: "PluginRegistry", name: str) -> str:
+    def arm(fake: FakeExchange) -> None:
+        fake.inject(Fault.REST_429, retry_after=0.3)
+
+    async with harness(registry, name, seed=4, before_start=arm) as h:
+        t0 = time.monotonic()
+        await h.wait(h.all_live, "every book to be LIVE after a 429")
+        if time.monotonic() - t0 < 0.25:
+            raise ConformanceError(f"{name}: Retry-After of a 429 was not honoured")
+        return f"429 honoured ({time.monotonic() - t0:.2f}s to LIVE)"
+
+
+def _fault_check(fault: Fault) -> Callable[["PluginRegistry", str], Awaitable[str]]:
+    async def check(registry: "PluginRegistry", name: str) -> str:
+        async with harness(registry, name, seed=10 + FAULT_CHECKS.index(fault)) as h:
+            await h.wait(h.all_live, "every book to be LIVE")
+            target, other = h.symbols[0], h.symbols[-1]
+            per_connection = getattr(h.connector, "gap_scope", "symbol") == "connection"
+            before = {s: b.resyncs for s, b in h.books.items()}
+            reconnects = h.connector.reconnects
+            errors = h.connector.errors
+            if fault is Fault.OVERSIZE_SNAPSHOT:
+                h.fake.inject(fault, target, levels=20000)
+                h.books[target].resync("conformance: force a fresh snapshot")
+            elif fault is Fault.REST_418:
+                if h.connector.rules.snapshot is not SnapshotSource.REST:
+                    return "skipped: no REST snapshots on this exchange"
+                h.fake.inject(fault, retry_after=0.2)
+                h.books[target].resync("conformance: force a REST snapshot")
+            elif fault is Fault.STALL:
+                h.fake.inject(fault, seconds=2.5)
+            else:
+                h.fake.inject(fault, target)
+            if fault in (Fault.GAP, Fault.REORDER, Fault.BAD_CHECKSUM):
+                await h.wait(lambda: h.books[target].resyncs > before[target], f"{target} to resync after {fault.value}")
+                if not per_connection and h.books[other].resyncs != before[other]:
+                    raise ConformanceError(f"{name}: {fault.value} on {target} also resynced {other}")
+            elif fault is Fault.DISCONNECT:
+                await h.wait(lambda: h.connector.reconnects > reconnects, "a reconnect")
+            elif fault is Fault.STALL:
+                await h.wait(
+                    lambda: any(b.state is not BookState.LIVE for b in h.books.values()) or h.connector.reconnects > reconnects,
+                    "the stall to be noticed (STALE or reconnect)",
+                )
+            elif fault is Fault.MALFORMED:
+                await h.wait(lambda: h.connector.errors > errors, "the malformed frame to be reported")
+            elif fault is Fault.ERROR_REPLY:
+                await h.wait(
+                    lambda: h.books[target].state is not BookState.LIVE or h.connector.errors > errors,
+                    "the error reply to reach health",
+                )
+                if not h.books[other].live and not per_connection:
+                    raise ConformanceError(f"{name}: an error for {target} took {other} down")
+                h.check_audit()
+                return f"error reply on {target} reported ({h.books[target].error or h.connector.last_error})"
+            else:
+                # duplicate, snapshot, oversize snapshot: nothing visible but a correct book
+                await anyio.sleep(0.3)
+            await h.wait(h.all_live, "every book to be LIVE again")
+            if not per_connection and fault not in (Fault.DISCONNECT, Fault.STALL) and not h.books[other].live:
+                raise ConformanceError(f"{name}: {fault.value} on {target} took {other} down")
+            await h.settle()
+            h.check_audit()
+            resyncs = {s: b.resyncs - before[s] for s, b in h.books.items()}
+            return f"recovered; resyncs {resyncs}, reconnects {h.connector.reconnects - reconnects}"
+
+    check.__name__ = f"check_fault_{fault.value}"
+    return check
+
+
+CHECKS: dict[str, Callable[["PluginRegistry", str], Awaitable[str]]] = {
+    "live": check_live,
+    "truth": check_truth,
+    "symbols": check_symbols,
+    "rest_429": check_rest_429,
+    **{f"fault:{f.value}": _fault_check(f) for f in FAULT_CHECKS},
+}
+
+
+def checks_for(registry: "PluginRegistry", name: str) -> list[str]:
+    """The checks that apply to a plugin (fault checks for the faults its fake supports)."""
+    supported = fake_class(registry, name).supported_faults
+    return [c for c in CHECKS if not c.startswith("fault:") or Fault(c.split(":", 1)[1]) in supported]
+
+
+async def run_check(registry: "PluginRegistry", name: str, check: str, timeout: float = 60.0) -> str:
+    with anyio.fail_after(timeout):
+        return await CHECKS[check](registry, name)
+
+
+async def run_all(registry: "PluginRegistry", name: str, report: Callable[[str, bool, str], Any]) -> bool:
+    ok = True
+    for check in checks_for(registry, name):
+        try:
+            detail = await run_check(registry, name, check)
+            report(check, True, detail)
+        except Exception as exc:  # report every failure, go on with the next check
+            ok = False
+            report(check, False, f"{type(exc).__name__}: {exc}")
+    return ok
