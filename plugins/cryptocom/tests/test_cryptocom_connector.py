@@ -287,3 +287,38 @@ async def test_rest_429_retry_after_honoured() -> None:
             assert time.monotonic() - started >= 0.5
             assert conn.error_counts.get("rate_limit", 0) == 1
             assert sum("get-instruments" in p for p in fx.rest_log) == 2
+
+
+async def test_fake_snapshot_mode_and_acks() -> None:
+    """Without ``book_subscription_type`` the server streams full snapshots; with it, ack + snapshot + deltas."""
+    async with fake(rate_hz=50) as fx:
+        async with connect(fx.ws_url) as ws:
+            await ws.send(orjson.dumps({"id": 5, "method": "subscribe", "params": {"channels": [f"book.{A}.10"]}}).decode())
+            ack = orjson.loads(await ws.recv())
+            assert ack == {"id": 5, "method": "subscribe", "code": 0}
+            channels = [orjson.loads(await ws.recv())["result"]["channel"] for _ in range(3)]
+            assert channels == ["book", "book", "book"]
+        async with connect(fx.ws_url) as ws:
+            params = {"channels": [f"book.{A}.10"], "book_subscription_type": "SNAPSHOT_AND_UPDATE", "book_update_frequency": 10}
+            await ws.send(orjson.dumps({"id": 6, "method": "subscribe", "params": params}).decode())
+            assert orjson.loads(await ws.recv())["code"] == 0
+            snap = orjson.loads(await ws.recv())["result"]
+            assert snap["channel"] == "book" and snap["depth"] == 10 and len(snap["data"][0]["bids"]) <= 10
+            prev = snap["data"][0]["u"]
+            for _ in range(3):
+                d = orjson.loads(await ws.recv())["result"]["data"][0]
+                assert d["pu"] == prev and d["u"] > prev + 0 and "cs" in d
+                prev = d["u"]
+
+
+async def test_through_the_plugin_registry(fake_exchange: Any, connector_factory: Any) -> None:
+    """What the conformance kit does: the fake named by ``fake_server`` and the registered connector."""
+    fx = await fake_exchange("cryptocom", symbols=[A, B], seed=5, rate_hz=100)
+    assert isinstance(fx, FakeCryptocom)
+    conn = connector_factory("cryptocom", fx)
+    assert isinstance(conn, CryptocomConnector)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(conn.run)
+        await wait_for(live(conn, A, B), what="LIVE")
+        await assert_truth(fx, conn)
+        tg.cancel_scope.cancel()
