@@ -212,3 +212,38 @@ async def test_ping_pong_and_maintenance_status() -> None:
         assert conn.system_status == "maintenance" and conn.error_counts.get("maintenance") == 1
         fake.resume()
         await wait_until(lambda: live(conn, BTC, ETH), what="LIVE when data flows again")
+
+
+class _StalePrecisionFake(FakeKraken):
+    """The instrument list states a wrong BTC/USD price precision (3 instead of 1)."""
+
+    def rest(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        status, body = super().rest(path, query)
+        if path == "/0/public/AssetPairs":
+            body["result"]["XBTUSD"]["pair_decimals"] = 3
+        return status, body
+
+
+class _BadSnapshotFake(FakeKraken):
+    def snapshot_frames(self, session: Any, symbol: str) -> list[str]:
+        frames = super().snapshot_frames(session, symbol)
+        return [self.corrupt(f) for f in frames] if symbol == BTC else frames
+
+
+@pytest.mark.anyio
+async def test_wrong_precision_falls_back_to_the_literal_numbers() -> None:
+    async with _StalePrecisionFake(seed=13, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH) and conn.books[BTC].messages > 30)
+        assert conn.books[BTC].checksum_failures == 1  # the first snapshot, then literal reading
+        assert BTC not in conn._formats and ETH in conn._formats
+        await assert_matches_truth(fake, conn)
+
+
+@pytest.mark.anyio
+async def test_snapshots_that_never_verify_fail_the_symbol_instead_of_looping() -> None:
+    async with _BadSnapshotFake(seed=14, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: BTC in conn.books and conn.books[BTC].state is BookState.FAILED)
+        assert "consecutive snapshots" in (conn.books[BTC].error or "")
+        assert conn.books[BTC].checksum_failures == 3
+        await assert_matches_truth(fake, conn, (ETH,))
+        await wait_until(lambda: BTC not in fake.sessions[0].subscribed, what="BTC unsubscribed")

@@ -102,3 +102,10 @@ def test_v1_doc_frames() -> None:
     [rep] = parse_v1('[1234, {"a": [["5541.30000","2.50700000","1534614248.456738","r"]], "c": "974942666"}, "book-25", "XBT/USD"]')
     assert isinstance(rep, BookUpdate) and rep.asks[0][3] == "r"
     assert parse_v1('{"event":"heartbeat"}') == [HEARTBEAT]
+
+
+def test_numbers_beyond_float_precision_are_read_literally() -> None:
+    """17 significant digits do not survive a float: such entries take the exact path."""
+    frame = '{"channel":"book","type":"update","data":[{"symbol":"SHIB/USD","bids":[{"price":0.00001234,"qty":123456789012.12345678}],"asks":[],"checksum":1,"timestamp":"2026-08-16T10:00:00Z"}]}'
+    [u] = parse(frame, {"SHIB/USD": (".8f", ".8f")})
+    assert u.bids == [("0.00001234", "123456789012.12345678")]

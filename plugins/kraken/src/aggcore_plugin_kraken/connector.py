@@ -85,6 +85,7 @@ class KrakenConnector(Connector):
         super().__init__(config, **kwargs)
         self._req_ids = itertools.count(1)
         self._formats: dict[str, tuple[str, str]] = {}
+        self._bad_snapshots: dict[str, int] = {}
         self.system_status: str | None = None
 
     # -- instruments ----------------------------------------------------------------------------
@@ -164,6 +165,8 @@ class KrakenConnector(Connector):
                 book = books.get(event.symbol)
                 if book is not None and book.state is not BookState.FAILED:
                     book.apply(event, receipt_ns)
+                    if event.snapshot:
+                        self._after_snapshot(conn, event.symbol)
             elif event is HEARTBEAT:
                 # sent only when nothing else is: every book on this connection is current
                 for sym in conn.symbols:
@@ -176,6 +179,21 @@ class KrakenConnector(Connector):
                 self._on_status(conn, event)
             elif isinstance(event, Pong):
                 conn.state["last_pong_ns"] = receipt_ns
+
+    def _after_snapshot(self, conn: Connection, symbol: str) -> None:
+        """A snapshot that fails its own checksum: first read that pair's numbers literally (its
+        precision may have changed), and give the symbol up after 3 in a row instead of resubscribing
+        forever."""
+        if self.books[symbol].live:
+            self._bad_snapshots.pop(symbol, None)
+            return
+        n = self._bad_snapshots[symbol] = self._bad_snapshots.get(symbol, 0) + 1
+        if n == 1 and self._formats.pop(symbol, None) is not None:
+            log.warning("kraken: %s snapshot checksum mismatch; reading its prices as sent from now on", symbol)
+        elif n >= 3:
+            self.report_error(f"checksum of {n} consecutive snapshots does not match; symbol given up", symbol=symbol, kind="checksum")
+            for frame in self.unsubscribe_frames([symbol]):
+                conn.send_soon(frame)
 
     def _on_reply(self, conn: Connection, reply: Reply) -> None:
         if reply.success:

@@ -125,6 +125,8 @@ class FakeKraken(FakeExchange):
                     self._reply(session, {"method": method, "result": result, "success": True, **req})
                 else:
                     self._reply(session, {"error": "Subscription Not Found", "method": method, "success": False, "symbol": sym, **req})
+            elif not isinstance(sym, str) or "/" not in sym:
+                self._reply(session, {"error": f"Currency pair not in ISO 4217-A3 format {sym}", "method": method, "success": False, "symbol": sym, **req})
             elif sym not in self.books:
                 self._reply(session, {"error": f"Currency pair not supported {sym}", "method": method, "success": False, "symbol": sym, **req})
             elif sym in session.subscribed:

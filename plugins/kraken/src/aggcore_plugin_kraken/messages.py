@@ -189,6 +189,25 @@ def _literal(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _limit(spec: str) -> float:
+    # a decimal of at most 15 significant digits survives the trip through a float exactly
+    return 10.0 ** (15 - int(spec[1:-1]))
+
+
+def _exact_as_float(entry: dict[str, Any], fmt: tuple[str, str]) -> bool:
+    """True when every number of ``entry`` has at most 15 significant digits at its precision."""
+    plim = _LIMITS.get(fmt[0]) or _LIMITS.setdefault(fmt[0], _limit(fmt[0]))
+    qlim = _LIMITS.get(fmt[1]) or _LIMITS.setdefault(fmt[1], _limit(fmt[1]))
+    for side in (entry["bids"], entry["asks"]):
+        for lv in side:
+            if lv["qty"] >= qlim or lv["price"] >= plim:
+                return False
+    return True
+
+
+_LIMITS: dict[str, float] = {}
+
+
 def _exact_entry(frame: str | bytes, index: int) -> dict[str, Any]:
     """Entry ``index`` of ``data`` with every JSON number as its literal text (no float)."""
     text = frame.decode() if isinstance(frame, bytes) else frame
@@ -211,7 +230,7 @@ def parse(frame: str | bytes, formats: Formats) -> list[Parsed]:
         for i, entry in enumerate(msg["data"]):
             symbol = entry["symbol"]
             fmt = formats.get(symbol)
-            if fmt is not None:
+            if fmt is not None and _exact_as_float(entry, fmt):
                 fp, fq = fmt
                 bids = [(format(lv["price"], fp), format(lv["qty"], fq)) for lv in entry["bids"]]
                 asks = [(format(lv["price"], fp), format(lv["qty"], fq)) for lv in entry["asks"]]
