@@ -72,11 +72,16 @@ class FakeBybit(FakeExchange):
         self.views: dict[tuple[str, int], View] = {}
         self.pending: dict[tuple[str, int], str] = {}  # this step's frame per topic
         self.cross_seq = 7_961_638_000
+
+    async def start(self) -> "FakeBybit":
+        """Publish the books as they are now (callers may swap ``books`` before starting)."""
         for key in self.books:
             for depth in DEPTHS:
-                self.u[(key, depth)] = 1000
+                self.u.setdefault((key, depth), 1000)
                 bids, asks = self.books[key].top(depth)
                 self.views[(key, depth)] = (dict(bids), dict(asks))
+        await super().start()
+        return self
 
     # -- identity -----------------------------------------------------------------------------
     def category_of(self, key: str) -> str:
@@ -108,6 +113,22 @@ class FakeBybit(FakeExchange):
         bids, asks = self.snapshot_levels(symbol, depth)
         category = self.category_of(symbol)
         return [self._book_frame(category, symbol, depth, "snapshot", [list(b) for b in bids], [list(a) for a in asks])]
+
+    def snapshot_levels(self, symbol: str, depth: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The book's best ``depth`` levels; with ``OVERSIZE_SNAPSHOT`` pending, thousands more.
+
+        Bybit's deltas maintain the subscribed window, so padding levels that land inside a
+        client's window become part of the truth (later deltas update or delete them)."""
+        book = self.books[symbol]
+        d = depth or book.depth
+        pending = self.take_fault(Fault.OVERSIZE_SNAPSHOT, symbol)
+        if pending is None:
+            return book.top(d)
+        bids, asks = book.deep_snapshot(int(pending.params.get("levels", 20000)))
+        for side, levels, best_first in ((book.bids, bids, True), (book.asks, asks, False)):
+            for price, qty in sorted(levels, key=lambda lv: float(lv[0]), reverse=best_first)[:d]:
+                side.setdefault(price, qty)
+        return bids, asks
 
     def on_step(self, symbol: str, changes: list[Change]) -> None:
         """Diff every depth's window against what was published; one frame per changed topic."""
