@@ -152,7 +152,8 @@ class GenBook:
         are far from the mid and carry the real book at the top."""
         bids, asks = self.top(self.depth)
         m = self._mid_ticks()
-        far = self.depth + 10
+        # start beyond every existing level: a padded price must never repeat a real one
+        far = max([self.depth + 10] + [abs(round(float(p) / self.tick) - m) + 1 for p in (*self.bids, *self.asks)])
         extra_b = [(self.fmt_price(m - far - i), self.fmt_qty(1)) for i in range(levels)]
         extra_a = [(self.fmt_price(m + far + i), self.fmt_qty(1)) for i in range(levels)]
         return bids + extra_b, asks + extra_a
