@@ -248,6 +248,8 @@ class FakeBinance(FakeExchange):
         self._reply(session, {"error": error, "id": request_id})
 
     def on_message(self, session: Session, text: str) -> None:
+        if session.state.get("closing"):
+            return
         times: deque[float] = session.state["times"]
         now = time.monotonic()
         times.append(now)
@@ -255,6 +257,7 @@ class FakeBinance(FakeExchange):
             times.popleft()
         if len(times) > self.max_incoming_per_s:
             self.closed_for_rate += 1
+            session.state["closing"] = True
             self._spawn(session.ws.close(1008, "Too many requests"))
             return
         try:
