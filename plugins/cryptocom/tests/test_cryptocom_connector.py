@@ -126,8 +126,9 @@ async def test_idle_empty_deltas_keep_chain() -> None:
 
 
 @pytest.mark.parametrize("fault", [Fault.GAP, Fault.REORDER, Fault.DUPLICATE])
-async def test_sequence_faults_resync_one_symbol(fault: Fault) -> None:
-    async with fake() as fx, running(fx) as conn:
+@pytest.mark.parametrize("acks", [True, False], ids=["acks", "no-acks"])
+async def test_sequence_faults_resync_one_symbol(fault: Fault, acks: bool) -> None:
+    async with fake(send_acks=acks) as fx, running(fx) as conn:
         await wait_for(live(conn, A, B), what="LIVE")
         fx.inject(fault, A)
         await wait_for(lambda: conn.books[A].resyncs >= 1, what=f"{fault.value} -> resync")
@@ -322,3 +323,29 @@ async def test_through_the_plugin_registry(fake_exchange: Any, connector_factory
         await wait_for(live(conn, A, B), what="LIVE")
         await assert_truth(fx, conn)
         tg.cancel_scope.cancel()
+
+
+async def test_fault_storm_never_leaves_a_wrong_live_book() -> None:
+    """Frozen market, stepped by hand: after every fault the books come back LIVE and equal to truth."""
+    async with fake() as fx, running(fx) as conn:
+        await wait_for(live(conn, A, B), what="LIVE")
+        faults = [Fault.GAP, Fault.REORDER, Fault.DUPLICATE, Fault.SNAPSHOT, Fault.GAP, Fault.DUPLICATE]
+        fx.pause()
+        try:
+            for i, fault in enumerate(faults):
+                sym = (A, B)[i % 2]
+                fx.inject(fault, sym)
+                fx.step(3)
+
+                def settled() -> bool:
+                    for s in (A, B):
+                        book = conn.books[s]
+                        tb, ta = fx.books[s].truth(50)
+                        if book.state is not BookState.LIVE or book.book.bids.top(50) != tb or book.book.asks.top(50) != ta:
+                            return False
+                    return True
+
+                await wait_for(settled, what=f"settled after {fault.value} on {sym}")
+        finally:
+            fx.resume()
+        assert conn.books[A].resyncs >= 2 and conn.books[B].resyncs >= 2 and conn.reconnects == 0
