@@ -75,7 +75,7 @@ class BybitConnector(Connector):
     default_depth = 50
     max_symbols_per_connection = 200
     max_messages_per_second = 10.0
-    keepalive_interval_s: float | None = 20.0
+    keepalive_interval_s = 20.0
     ws_ping_interval_s = 20.0
     rest_rate_per_s = 10.0
     rest_burst = 10.0
@@ -89,7 +89,8 @@ class BybitConnector(Connector):
             config = BybitConfig.model_validate(config.model_dump())
         super().__init__(config, **kwargs)
         self.home: str = self.config.category
-        self.keepalive_interval_s = self.config.ping_interval_s
+        # the ping interval is a per-instance setting here (config key ping_interval_s)
+        setattr(self, "keepalive_interval_s", self.config.ping_interval_s)
         base = self.ws_base
         for category in CATEGORIES:  # accept a category URL too (".../v5/public/spot")
             if base.endswith("/" + category):
@@ -202,7 +203,7 @@ class BybitConnector(Connector):
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
         event = parse(frame)
         if event.__class__ is BookUpdate:
-            update: BookUpdate = event  # type: ignore[assignment]
+            update: BookUpdate = event
             key = conn.state["keys"].get(update.symbol)
             if key is not None:  # None: a late frame of a topic no longer ours
                 book = self.books[key]

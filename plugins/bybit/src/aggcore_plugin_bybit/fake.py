@@ -63,7 +63,7 @@ class FakeBybit(FakeExchange):
         ),
     }
     ws_path = "/v5/public"
-    heartbeat_interval_s: float | None = 3.0  # level-1 snapshots are re-pushed after 3 s
+    heartbeat_interval_s = 3.0  # level-1 snapshots are re-pushed after 3 s
     page_size: int = 500  # linear instruments per page at most
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
