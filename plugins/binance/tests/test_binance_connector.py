@@ -296,10 +296,10 @@ async def test_snapshot_older_than_the_stream_is_refetched() -> None:
                 return 200, {"lastUpdateId": self.update_ids[BTC] - 10_000, "bids": [["1.00", "1.0"]], "asks": []}
             return super().rest(path, query)
 
-    fake = LaggingFake(seed=13, rate_hz=200)
-    async with running(fake) as (fake, connector, _):
+    lagging = LaggingFake(seed=13, rate_hz=200)
+    async with running(lagging) as (fake, connector, _):
         await until(live(connector, BTC, ETH))
-        assert fake.lagged == 2
+        assert lagging.lagged == 2
         assert connector.books[BTC].resyncs == 0 and connector.books[BTC].gaps == 0
         assert sum("symbol=BTCUSDT" in p for p in fake.rest_log) == 3
         await assert_in_sync(fake, connector, BTC, ETH)

@@ -22,9 +22,10 @@ async def recv(ws: Any, timeout: float = 2.0) -> Any:
 
 
 async def test_url_streams_on_combined_and_raw_endpoints() -> None:
-    async with FakeBinance(seed=1, rate_hz=100) as fake:
+    fake = FakeBinance(seed=1, rate_hz=100)
+    async with fake:
         async with connect(fake.ws_url + "/stream?streams=btcusdt@depth@100ms/ethusdt@depth") as ws:
-            seen = set()
+            seen: set[str] = set()
             while len(seen) < 2:
                 msg = await recv(ws)
                 assert msg["data"]["e"] == "depthUpdate"
@@ -38,7 +39,8 @@ async def test_url_streams_on_combined_and_raw_endpoints() -> None:
 
 
 async def test_subscribe_ack_unknown_symbol_is_silent_and_errors() -> None:
-    async with FakeBinance(seed=1, rate_hz=100) as fake:
+    fake = FakeBinance(seed=1, rate_hz=100)
+    async with fake:
         async with connect(fake.ws_url + "/stream") as raw:
             ws = _Paced(raw)
             await ws.send('{"method":"SUBSCRIBE","params":["xrpxrp@depth@100ms"],"id":1}')
@@ -77,7 +79,8 @@ class _Paced:
 
 
 async def test_more_than_five_messages_a_second_closes_the_connection() -> None:
-    async with FakeBinance(seed=1, rate_hz=10) as fake:
+    fake = FakeBinance(seed=1, rate_hz=10)
+    async with fake:
         async with connect(fake.ws_url + "/stream") as ws:
             with pytest.raises(ConnectionClosed) as info:
                 for i in range(7):
@@ -89,7 +92,8 @@ async def test_more_than_five_messages_a_second_closes_the_connection() -> None:
 
 
 async def test_server_shutdown_notice_then_close() -> None:
-    async with FakeBinance(seed=1, rate_hz=10) as fake:
+    fake = FakeBinance(seed=1, rate_hz=10)
+    async with fake:
         async with connect(fake.ws_url + "/stream") as ws:
             fake.server_shutdown(grace_s=0.1)
             assert await recv(ws) == {"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": pytest.approx(0, abs=1e13)}}
@@ -98,8 +102,9 @@ async def test_server_shutdown_notice_then_close() -> None:
 
 
 async def test_rest_routes_errors_and_weight() -> None:
-    async with FakeBinance(seed=1, rate_hz=10) as fake:
-        fake.weight_limit_per_min = 70  # type: ignore[misc]
+    fake = FakeBinance(seed=1, rate_hz=10)
+    async with fake:
+        fake.weight_limit_per_min = 70  # type: ignore[misc]  # a class constant, lowered for the test
         async with httpx.AsyncClient(base_url=fake.rest_url) as http:
             info = (await http.get("/api/v3/exchangeInfo")).json()
             assert {s["symbol"]: (s["baseAsset"], s["quoteAsset"]) for s in info["symbols"]} == {

@@ -45,7 +45,7 @@ def test_combined_depth_updates_from_the_recording_excerpt() -> None:
     a, b = parse(REC_1), parse(REC_2.encode())
     assert isinstance(a, BookUpdate) and isinstance(b, BookUpdate)
     assert (a.symbol, a.first, a.last, len(a.bids), len(a.asks)) == ("NKNUSDT", 499869750, 499869752, 3, 0)
-    assert b.first == a.last + 1 and b.last == 499869754
+    assert a.last is not None and b.first == a.last + 1 and b.last == 499869754
     assert b.asks[0][0] == "0.35290000"  # wire strings are kept
 
 

@@ -148,12 +148,11 @@ class BinanceConnector(Connector):
 
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
         event = parse(frame)
-        if type(event) is BookUpdate:
+        if isinstance(event, BookUpdate):
             book = self.books.get(event.symbol)
             if book is not None:
                 book.apply(event, receipt_ns)
-            return
-        if event is not None:
+        elif event is not None:
             self._control(conn, event)
 
     def _control(self, conn: Connection, event: Ack | ErrorReply | ServerShutdown) -> None:
