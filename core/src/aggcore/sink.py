@@ -43,7 +43,7 @@ class SinkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    events: list[EventKind] = Field(default_factory=lambda: ["summary", "arbitrage"])
+    events: list[EventKind] = Field(default_factory=lambda: list(EVENT_KINDS[:2]))  # summary, arbitrage
     buffer_size: int = Field(10_000, ge=1, description="bounded buffer; when full the oldest event is dropped")
 
 
