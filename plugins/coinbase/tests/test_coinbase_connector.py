@@ -242,3 +242,16 @@ async def test_fake_enforces_subscribe_deadline_and_single_channel() -> None:
                     while True:
                         await ws.recv()
         assert fake.closed_for_deadline == 1
+
+
+async def test_alias_sharing_a_connection_resyncs_together() -> None:
+    async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=12, rate_hz=100) as fake:
+        async with running(fake, trading_pairs=["BTC/USD", "BTC/USDC"], products_per_connection=2) as c:
+            await until(lambda: all_live(c), what="LIVE")
+            assert len(fake.sessions) == 1
+            c.books["BTC-USDC"].resync("test: forced resync", "gap")
+            await until(lambda: c.books["BTC-USD"].resyncs == 1, what="the alias resyncs too")
+            unsub = ("unsubscribe", ["BTC-USDC", "BTC-USD"])
+            await until(lambda: unsub in [(f["type"], f["product_ids"]) for f in sent(fake)], 3, "one unsubscribe for both")
+            await until(lambda: all_live(c), what="LIVE again")
+            await assert_truth(fake, c)

@@ -53,3 +53,17 @@ def test_fake_products_round_trip() -> None:
     for sym in fake.books:
         assert table.resolve(table.pair_of(sym)).symbol == sym
     assert wire_ids(table)["ETH-USDC"] == "ETH-USD"
+
+
+def test_entry_point_registers_the_connector() -> None:
+    from importlib.metadata import entry_points
+
+    from aggcore_plugin_coinbase import CoinbaseConnector
+
+    (ep,) = [ep for ep in entry_points(group="aggcore") if ep.name == "coinbase"]
+    module = ep.load()
+    assert module.aggcore_register_connectors() == [CoinbaseConnector]
+    assert CoinbaseConnector.name == "coinbase"
+    assert CoinbaseConnector.ws_url == "wss://advanced-trade-ws.coinbase.com"
+    assert CoinbaseConnector.max_frame_bytes >= 10 * 1024 * 1024  # multi-MB snapshots
+    assert CoinbaseConnector.fake_server == "aggcore_plugin_coinbase.fake:FakeCoinbase"

@@ -190,7 +190,7 @@ class CoinbaseConnector(Connector):
                 routes.setdefault(key, []).append(sym)
         conn.state["routes"] = routes
         conn.state["seq"] = None
-        conn.state["pending"] = deque()
+        conn.state["pending"] = deque(maxlen=256)  # (op, channel, products) awaiting their ack
         conn.send_soon({"type": "subscribe", "product_ids": [], "channel": "heartbeats"})
         conn.state["pending"].append(("subscribe", "heartbeats", ()))
 
@@ -205,8 +205,20 @@ class CoinbaseConnector(Connector):
             self._batch.append(symbol)
             return
         conn = self.connections.get(self.symbol_conn.get(symbol, -1))
-        if conn is not None:
-            self._resubscribe(conn, [symbol])
+        if conn is None:
+            return  # the reconnect resubscribes it
+        # products sharing one feed on this connection (BTC-USD and its alias BTC-USDC) resync
+        # together: unsubscribing one may stop the data of the other
+        key = self.wire.get(symbol, symbol)
+        self._batch = [symbol]
+        try:
+            for other in conn.symbols:
+                book = self.books[other]
+                if other != symbol and self.wire.get(other, other) == key and book.state is not BookState.FAILED:
+                    book.resync(f"{symbol} shares its feed and resyncs", "gap")
+        finally:
+            batch, self._batch = self._batch, None
+        self._resubscribe(conn, list(dict.fromkeys(batch)))
 
     def _resubscribe(self, conn: Connection, symbols: list[str]) -> None:
         """Unsubscribe then subscribe ``level2`` for these products: fresh snapshots follow."""

@@ -53,7 +53,7 @@ def parse_timestamp(text: str | None) -> float | None:
     if tail.startswith("."):
         digits = tail[1:].split("+", 1)[0].split("-", 1)[0]
         if digits.isdigit():
-            return base + int(digits) / 10 ** len(digits)
+            return base + int(digits) / float(10 ** len(digits))
     return base
 
 
