@@ -361,6 +361,8 @@ class SymbolBook:
         if update.exchange_ts is not None:
             self.last_exchange_ts = update.exchange_ts
         state = self.state
+        if state is BookState.FAILED:
+            return False  # an exchange error stopped this book; only a new subscription revives it
         if update.snapshot:
             return self._apply_snapshot(update, receipt_ns)
         if state is BookState.LIVE or state is BookState.STALE:
@@ -461,6 +463,8 @@ class SymbolBook:
         must cover ``snapshot.last + 1`` (CONTIGUOUS) or simply be newer (MONOTONIC). The book
         turns LIVE once that first delta applied, or at once when there is no sequence rule.
         """
+        if self.state is BookState.FAILED:
+            return False
         book = self.book
         book.clear()
         book.bids.apply(snapshot.bids)
