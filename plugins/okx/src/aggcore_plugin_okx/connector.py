@@ -69,6 +69,7 @@ class OkxConfig(ConnectorConfig):
     )
     verify_checksum: bool = Field(True, description="verify non-zero checksums (OKX sends 0 since 2026-06-23)")
     ping_after_s: float = Field(20.0, gt=0, lt=30, description="send text 'ping' after this long without a frame")
+    sync_timeout_s: float = Field(15.0, gt=0, description="resubscribe an instrument not LIVE this long after subscribing")
 
     @field_validator("depth")
     @classmethod
@@ -284,9 +285,11 @@ class OkxConnector(Connector):
         """Text ``ping`` after ``ping_after_s`` without a frame; reconnect when no answer."""
         idle_ns = int(self.config.ping_after_s * 1e9)
         pinged_at: int | None = None
+        waiting: dict[str, int] = {}  # instId -> when we first saw it not LIVE
         while not conn.closed:
             await anyio.sleep(min(self.keepalive_interval_s or 1.0, self.config.ping_after_s / 4))
             now = time.monotonic_ns()
+            self._check_sync(conn, waiting, now)
             last = conn.last_frame_ns
             if pinged_at is not None and last >= pinged_at:
                 pinged_at = None
@@ -299,6 +302,22 @@ class OkxConnector(Connector):
                 with anyio.move_on_after(2):
                     await conn.close("no pong")
                 return
+
+
+    def _check_sync(self, conn: Connection, waiting: dict[str, int], now: int) -> None:
+        """An instrument whose subscription brought no book within ``sync_timeout_s`` (a lost
+        request or ack) is subscribed again."""
+        limit = int(self.config.sync_timeout_s * 1e9)
+        for sym in conn.symbols:
+            state = self.books[sym].state
+            if state is BookState.LIVE or state is BookState.STALE or state is BookState.FAILED:
+                waiting.pop(sym, None)
+                continue
+            since = waiting.setdefault(sym, now)
+            if now - since >= limit and sym not in self._pending_snapshots:
+                waiting[sym] = now
+                self.books[sym].error = f"no book {self.config.sync_timeout_s:g}s after subscribing; subscribing again"
+                self.resubscribe(sym)
 
 
 def _data(body: Any, what: str, rate_limited: OkxConnector | None = None) -> list[dict[str, Any]]:

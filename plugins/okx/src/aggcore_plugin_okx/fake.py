@@ -70,6 +70,7 @@ class FakeOkx(FakeExchange):
         self.last_push: dict[str, float] = {s: time.monotonic() for s in self.books}
         self._conn_ids = 0
         self._resets: dict[str, int] = {}
+        self.pings = 0  # text pings received, on every connection
 
     def connector_config(self, **overrides: Any) -> dict[str, Any]:
         config = super().connector_config(**overrides)
@@ -107,7 +108,10 @@ class FakeOkx(FakeExchange):
         session.state["last_push"] = time.monotonic()
 
     def on_message(self, session: Session, text: str) -> None:
+        if text == "ping":
+            self.pings += 1
         if self._stalled():
+            session.state.setdefault("deferred", []).append(text)  # a hung server answers later
             return
         if text == "ping":
             self._push(session, "pong")
@@ -187,6 +191,8 @@ class FakeOkx(FakeExchange):
         """Idle heartbeats (empty update, ``seqId == prevSeqId``) and the 30 s idle close."""
         if self._stalled():
             return []
+        for text in session.state.pop("deferred", []):
+            self.on_message(session, text)
         now = time.monotonic()
         out: list[str] = []
         for symbol in session.subscribed:
