@@ -85,14 +85,27 @@ async def test_subscribes_syncs_and_heartbeats() -> None:
 
 async def test_snapshot_lagging_the_stream_still_syncs() -> None:
     """REST answers a few steps behind the stream: buffered diffs on both sides of the snapshot."""
-    async with FakeBitstamp(seed=2, rate_hz=400, rest_lag_steps=4) as fake, running(fake) as c:
+    async with FakeBitstamp(seed=2, rate_hz=400, rest_lag_steps=4) as fake, running(fake, snapshot_delay_s=0.05) as c:
         await wait_for(all_live(c), what="LIVE")
         await assert_truth(fake, c)
         for _ in range(3):
-            c.request_resync("btcusd", "test")
+            c.books["btcusd"].resync("test")
             await wait_for(all_live(c, "btcusd"), what="btcusd LIVE again")
         await assert_truth(fake, c)
         assert sum(b.dropped_stale for b in c.books.values()) > 0
+
+
+async def test_snapshot_older_than_a_held_diff_is_fetched_again() -> None:
+    """A REST book older than a diff we already held would silently miss diffs: fetch it again."""
+    async with FakeBitstamp(seed=17, rate_hz=200) as fake, running(fake, snapshot_delay_s=0.1) as c:
+        await wait_for(all_live(c), what="LIVE")
+        await anyio.sleep(0.4)  # let the fake's history fill up
+        fetched = fake.rest_log.count("/api/v2/order_book/btcusd/")
+        fake.stale_snapshots = 1
+        c.books["btcusd"].resync("test")
+        await wait_for(lambda: fake.rest_log.count("/api/v2/order_book/btcusd/") >= fetched + 2, what=f"a second fetch {fetched} {fake.rest_log}")
+        await wait_for(all_live(c, "btcusd"), what="btcusd LIVE")
+        await assert_truth(fake, c)
 
 
 async def test_pair_names_are_validated_against_the_catalog() -> None:
@@ -211,7 +224,8 @@ async def test_oversize_snapshot() -> None:
         fake.inject(Fault.OVERSIZE_SNAPSHOT, "btcusd", levels=5000)
         async with running(fake) as c:
             await wait_for(all_live(c), what="LIVE")
-            assert len(c.books["btcusd"].book.bids) > 5000
+            b = c.books["btcusd"]
+            assert len(b.book.bids) > 5000, (b.resyncs, b.crossed_books, b.error, fake.rest_log, c.error_counts)
             await assert_truth(fake, c)
 
 

@@ -15,8 +15,8 @@ Exchange facts (see the plugin README and the protocol reference):
   then ``GET /api/v2/order_book/{pair}/`` and drop buffered diffs whose ``microtimestamp`` is at
   or before the snapshot's (integers, microseconds; the seconds ``timestamp`` is too coarse:
   real captures hold same-second diffs older than the snapshot). The snapshot is fetched after
-  the subscription ack (plus ``snapshot_delay_s``) and fetched again when it is older than the
-  first buffered diff (Bitstamp's REST book can lag the stream).
+  the subscription ack (plus ``snapshot_delay_s``) and fetched again when it is older than a
+  diff received before the request (Bitstamp's REST book can lag the stream).
 - No sequence numbers, no checksum: a lost diff is invisible on the wire. The book is re-seeded
   on every reconnect, on ``bts:request_reconnect`` (maintenance: we reconnect at once) and when
   it crosses; ``refresh_interval_s`` re-fetches the snapshot of LIVE books periodically and
@@ -63,7 +63,7 @@ class BitstampConfig(ConnectorConfig):
 
     heartbeat_interval_s: float = Field(20.0, gt=0, description="send bts:heartbeat this often")
     snapshot_delay_s: float = Field(0.5, ge=0, description="wait after the subscription ack before GET order_book")
-    snapshot_retries: int = Field(3, ge=0, description="re-fetch a snapshot older than the first buffered diff")
+    snapshot_retries: int = Field(3, ge=0, description="re-fetch a snapshot older than a diff received before asking for it")
     ack_timeout_s: float = Field(10.0, gt=0, description="a subscription without ack after this long fails its book")
     refresh_interval_s: float | None = Field(
         300.0, gt=0, description="re-fetch the REST snapshot of LIVE books this often (None: never)"
@@ -213,8 +213,9 @@ class BitstampConnector(Connector):
     async def fetch_snapshot(self, symbol: str) -> BookUpdate:
         """``GET /api/v2/order_book/{pair}/`` once the channel is acknowledged on the live connection.
 
-        Fetched again (up to ``snapshot_retries`` times) when it is older than the first buffered
-        diff: diffs between the two would be missing and nothing on the wire would tell.
+        Fetched again (up to ``snapshot_retries`` times) when it is older than a diff that had
+        already arrived when we asked: the REST book lags the stream, diffs between the snapshot and
+        our subscription may be missing and nothing on the wire would tell.
         """
         cfg = self.config
         attempt = 0
@@ -225,14 +226,14 @@ class BitstampConnector(Connector):
             if conn is None or symbol not in conn.state.get("acked", ()):
                 await anyio.sleep(0.05)
                 continue
+            buffer = self.books[symbol].buffer
+            known = buffer[-1].last if buffer else None  # the newest diff we hold before asking
             snap = await self._get_snapshot(symbol)
             if self.connections.get(self.symbol_conn.get(symbol, -1)) is not conn:
                 continue  # reconnected meanwhile: this snapshot may predate the new subscription
-            buffer = self.books[symbol].buffer
-            first = buffer[0].last if buffer else None
-            if first is not None and snap.last is not None and first > snap.last and attempt < cfg.snapshot_retries:
-                attempt += 1
-                log.info("bitstamp: %s snapshot %s older than first diff %s; fetching again", symbol, snap.last, first)
+            if known is not None and snap.last is not None and snap.last < known and attempt < cfg.snapshot_retries:
+                attempt += 1  # the REST book lags a diff we already had: diffs before it may be lost
+                log.info("bitstamp: %s snapshot %s older than diff %s received before it; again", symbol, snap.last, known)
                 continue
             return snap
 

@@ -17,7 +17,8 @@ What it speaks, like the real exchange:
 - REST ``/api/v2/trading-pairs-info/`` and ``/api/v2/order_book/{pair}/`` (trailing slash
   optional). The snapshot lags the stream by ``rest_lag_steps`` steps (never to before the
   symbol's latest subscription), so buffered diffs both older and newer than the snapshot
-  reach the client, including same-second-but-older ones. Zero sizes are spelled
+  reach the client, including same-second-but-older ones; ``stale_snapshots = n`` serves the
+  next n snapshots from ~64 steps back (a lagging REST cache). Zero sizes are spelled
   ``"0.00000000"``, ``"0.00000"`` or ``"0"`` at random.
 
 Faults: DUPLICATE (the copy has the same microtimestamp), DISCONNECT, STALL, MALFORMED,
@@ -83,11 +84,12 @@ class FakeBitstamp(FakeExchange):
         super().__init__(*args, **kwargs)
         self.rest_lag_steps = rest_lag_steps
         self.reject: set[str] = set(reject or ())  # channels refused with "Invalid channel provided."
+        self.stale_snapshots = 0  # the next N REST books come from ~64 steps back, whatever the subscription
         self._clock = 0
         self.mts: dict[str, int] = {s: self._tick_us() for s in self.books}
         self.sub_mts: dict[str, int] = {}
         self.history: dict[str, deque[tuple[int, dict[str, str], dict[str, str]]]] = {
-            s: deque([(self.mts[s], dict(b.bids), dict(b.asks))], maxlen=rest_lag_steps + 1) for s, b in self.books.items()
+            s: deque([(self.mts[s], dict(b.bids), dict(b.asks))], maxlen=max(rest_lag_steps + 1, 64)) for s, b in self.books.items()
         }
 
     def _tick_us(self) -> int:
@@ -126,9 +128,14 @@ class FakeBitstamp(FakeExchange):
             mts = self.mts[pair]
             bids, asks = self.books[pair].deep_snapshot(int(pending.params.get("levels", 20000)))
         else:
-            floor = self.sub_mts.get(pair, 0)
-            eligible = [h for h in self.history[pair] if h[0] >= floor] or [self.history[pair][-1]]
-            mts, b, a = eligible[0]
+            history = self.history[pair]
+            if self.stale_snapshots > 0:
+                self.stale_snapshots -= 1
+                mts, b, a = history[0]
+            else:
+                floor = self.sub_mts.get(pair, 0)
+                eligible = [h for h in history if h[0] >= floor] or [history[-1]]
+                mts, b, a = eligible[max(0, len(eligible) - 1 - self.rest_lag_steps)]
             bids = sorted(b.items(), key=lambda kv: -float(kv[0]))
             asks = sorted(a.items(), key=lambda kv: float(kv[0]))
         return {
