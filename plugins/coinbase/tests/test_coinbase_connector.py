@@ -255,3 +255,23 @@ async def test_alias_sharing_a_connection_resyncs_together() -> None:
             await until(lambda: unsub in [(f["type"], f["product_ids"]) for f in sent(fake)], 3, "one unsubscribe for both")
             await until(lambda: all_live(c), what="LIVE again")
             await assert_truth(fake, c)
+
+
+class _LosesFirstSnapshot(FakeCoinbase):
+    """Acknowledges but never sends the first snapshot of BTC-USD (and numbers no frame for it)."""
+
+    lost = 0
+
+    def snapshot_frames(self, session: Any, symbol: str) -> list[str]:
+        if symbol == "BTC-USD" and not self.lost:
+            self.lost += 1
+            return []
+        return super().snapshot_frames(session, symbol)
+
+
+async def test_acknowledged_product_without_snapshot_is_resubscribed() -> None:
+    async with _LosesFirstSnapshot(["BTC-USD", "ETH-USD"], seed=13, rate_hz=100) as fake:
+        async with running(fake, snapshot_timeout_s=0.5) as c:
+            await until(lambda: all_live(c), 5, "LIVE after the resubscribe")
+            assert fake.lost == 1 and c.books["BTC-USD"].resyncs == 1 and c.books["ETH-USD"].resyncs == 0
+            await assert_truth(fake, c)

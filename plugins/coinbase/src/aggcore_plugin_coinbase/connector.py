@@ -61,6 +61,9 @@ class CoinbaseConfig(ConnectorConfig):
     ack_timeout_s: float = Field(
         5.0, gt=0, description="a product left out of the subscriptions ack fails if no snapshot comes within this"
     )
+    snapshot_timeout_s: float = Field(
+        20.0, gt=0, description="an acknowledged product without a snapshot after this is resubscribed"
+    )
 
 
 class _SharedRate:
@@ -289,6 +292,8 @@ class CoinbaseConnector(Connector):
         acked = set(subs.get("level2", ()))
         for sym in products:
             if sym in acked or self.wire.get(sym, sym) in acked:
+                if self._tg is not None:
+                    self._tg.start_soon(self._expect_snapshot, conn, sym, self.snapshots.get(sym, 0))
                 continue
             book = self.books[sym]
             if book.state in _WAITING:
@@ -306,6 +311,14 @@ class CoinbaseConnector(Connector):
                 symbol=sym,
                 code="not_subscribed",
             )
+
+    async def _expect_snapshot(self, conn: Connection, sym: str, snapshots: int) -> None:
+        """An accepted subscription that yields no snapshot is retried (never a silent empty book)."""
+        await anyio.sleep(self.config.snapshot_timeout_s)
+        book = self.books[sym]
+        if self.snapshots.get(sym, 0) == snapshots and book.state in _WAITING and not conn.closed:
+            if self.connections.get(conn.index) is conn:
+                book.resync(f"no snapshot {self.config.snapshot_timeout_s:g}s after the subscription was acknowledged", "timeout")
 
     def _on_error(self, conn: Connection, text: str) -> None:
         routes: dict[str, list[str]] = conn.state.get("routes", {})
