@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import orjson
+import pytest
 from aggcore.models import BookState
 from aggcore.symbols import Instrument, SymbolTable
+from aggcore.testing.pytest_plugin import wait_until
 from aggcore.testing.recordings import recording
+from aggcore.testing.replay import RecordingServer
 from aggcore_plugin_okx.connector import OkxConfig, OkxConnector
 from aggcore_plugin_okx.messages import Event, checksum, parse
 
@@ -81,3 +85,26 @@ def test_our_subscribe_frame_has_the_recorded_shape() -> None:
     books_args = [a for a in recorded["args"] if a["channel"] == "books"]
     assert ours["args"] == books_args
     assert rec.url == OkxConnector.ws_url
+
+
+@pytest.mark.anyio
+async def test_capture_served_over_loopback_to_the_real_connector() -> None:
+    """The 2022 capture and instrument lists, played by aggcore's RecordingServer."""
+    server = RecordingServer.from_names("OKX.ws.1.0", rest=["OKX.0"])
+    async with server:
+        config = OkxConfig(
+            ws_url=server.ws_url,
+            rest_url=server.rest_url,
+            trading_pairs=["BTC/USDT", "UNI/USD:UNI", "BTC-USD-220527"],
+            inst_types=["SPOT", "SWAP", "FUTURES"],
+            stale_after_s=30,
+        )
+        conn = OkxConnector(config)
+        async with anyio.create_task_group() as tg:
+            await tg.start(conn.run)
+            assert set(conn.books) == set(RECORDED) and not conn.pair_errors
+            await wait_until(server.done.is_set, timeout=20, what="the capture to be played")
+            await wait_until(lambda: sum(b.messages for b in conn.books.values()) == 290, what="290 book messages")
+            for book in conn.books.values():
+                assert book.live and book.checksum_failures == 0 and book.resyncs == 0, (book.symbol, book.error)
+            tg.cancel_scope.cancel()

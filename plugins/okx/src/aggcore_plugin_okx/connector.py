@@ -287,7 +287,7 @@ class OkxConnector(Connector):
         pinged_at: int | None = None
         waiting: dict[str, int] = {}  # instId -> when we first saw it not LIVE
         while not conn.closed:
-            await anyio.sleep(min(self.keepalive_interval_s or 1.0, self.config.ping_after_s / 4))
+            await anyio.sleep(min(self.keepalive_interval_s or 1.0, self.config.ping_after_s / 4, self.config.sync_timeout_s / 4))
             now = time.monotonic_ns()
             self._check_sync(conn, waiting, now)
             last = conn.last_frame_ns
