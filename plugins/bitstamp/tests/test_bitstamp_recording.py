@@ -10,11 +10,13 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 from aggcore.book import BookUpdate
 from aggcore.models import BookState
 from aggcore.testing.recordings import recording
+from aggcore.testing.replay import RecordingServer
 
 from aggcore_plugin_bitstamp import BitstampConfig, BitstampConnector
 from aggcore_plugin_bitstamp.messages import parse, parse_snapshot
@@ -123,3 +125,35 @@ def test_same_second_diffs_at_the_snapshot_are_dropped() -> None:
         for side, levels in ((snap_bids, stale.bids), (snap_asks, stale.asks)):
             for p, q in levels:
                 assert side.get(float(p), 0.0) == float(q), (pair, p, q)
+
+
+@pytest.mark.anyio
+async def test_capture_served_over_sockets_to_the_connector() -> None:
+    """The whole connector (acks, REST snapshot after the ack, buffering) on the real capture, played
+    over loopback by aggcore's RecordingServer: every book equals the exact replay of the capture."""
+    snaps, diffs, _ = _load()
+    server = RecordingServer.from_names("BITSTAMP.ws.1.0", rest=["BITSTAMP.0", "BITSTAMP.http.0.0"])
+    async with server:
+        config = BitstampConfig(
+            ws_url=server.ws_url,
+            rest_url=server.rest_url,
+            trading_pairs=sorted(snaps),
+            snapshot_delay_s=0.05,
+            snapshot_retries=0,  # the replay plays every diff before any snapshot is asked for
+            refresh_interval_s=None,
+            stale_after_s=30,
+        )
+        c = BitstampConnector(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(c.run)
+            with anyio.fail_after(10):
+                while not (server.done.is_set() and len(c.books) == 10 and all(b.live for b in c.books.values())):
+                    await anyio.sleep(0.01)
+            assert not c.pair_errors and c.errors == 0, c.last_error
+            for pair, snap in snaps.items():
+                book = c.books[pair]
+                assert book.resyncs == 0 and book.crossed_books == 0
+                bids, asks = _reference(snap, diffs.get(pair, []), lambda d, s=snap: d.last > s.last)
+                assert book.book.bids.levels == _as_float(bids), pair
+                assert book.book.asks.levels == _as_float(asks), pair
+            tg.cancel_scope.cancel()
