@@ -42,7 +42,7 @@ from aggcore.models import BookState
 from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 
-from .messages import Event, checksum, parse
+from .messages import CHECKSUM_LEVELS, Event, checksum, parse
 from .symbols import parse_instruments
 
 __all__ = ["OkxConfig", "OkxConnector"]
@@ -54,6 +54,9 @@ MAX_ARGS_BYTES = 64 * 1024
 MAINTENANCE_CODES = frozenset({"64008"})
 RATE_LIMIT_CODES = frozenset({"60014"})  # "Requests too frequent"
 
+InstType = Literal["SPOT", "SWAP", "FUTURES"]
+DEFAULT_INST_TYPES: tuple[InstType, ...] = ("SPOT", "SWAP")
+
 INBAND_RULES = SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS, checksum=checksum, keep_strings=True)
 REST_RULES = SyncRules(SnapshotSource.REST, SequenceMode.CONTIGUOUS, checksum=checksum, keep_strings=True)
 
@@ -64,9 +67,7 @@ class OkxConfig(ConnectorConfig):
     snapshot_source: Literal["inband", "rest"] = Field(
         "inband", description="in-band snapshot (current) or GET /api/v5/market/books + seqId (announced)"
     )
-    inst_types: list[Literal["SPOT", "SWAP", "FUTURES"]] = Field(
-        default_factory=lambda: ["SPOT", "SWAP"], description="instrument lists to load"
-    )
+    inst_types: list[InstType] = Field(default_factory=lambda: list(DEFAULT_INST_TYPES), description="instrument lists to load")
     verify_checksum: bool = Field(True, description="verify non-zero checksums (OKX sends 0 since 2026-06-23)")
     ping_after_s: float = Field(20.0, gt=0, lt=30, description="send text 'ping' after this long without a frame")
     sync_timeout_s: float = Field(15.0, gt=0, description="resubscribe an instrument not LIVE this long after subscribing")
@@ -101,8 +102,8 @@ class OkxConnector(Connector):
             config = OkxConfig.model_validate(config.model_dump())
         super().__init__(config, **kwargs)
         rules = REST_RULES if config.snapshot_source == "rest" else INBAND_RULES
-        if not config.verify_checksum:
-            rules = SyncRules(rules.snapshot, rules.sequence)
+        if not config.verify_checksum or (self.depth or MAX_DEPTH) < CHECKSUM_LEVELS:
+            rules = SyncRules(rules.snapshot, rules.sequence)  # a shallower book cannot match a top-25 CRC
         self.rules = rules  # type: ignore[misc]  # chosen per instance by config
         self.rest_snapshots = config.snapshot_source == "rest"
         self._ids = itertools.count(1)
