@@ -84,6 +84,7 @@ class FakeBitstamp(FakeExchange):
         super().__init__(*args, **kwargs)
         self.rest_lag_steps = rest_lag_steps
         self.reject: set[str] = set(reject or ())  # channels refused with "Invalid channel provided."
+        self._closers: set[asyncio.Task[None]] = set()
         self.stale_snapshots = 0  # the next N REST books come from ~64 steps back, whatever the subscription
         self._clock = 0
         self.mts: dict[str, int] = {s: self._tick_us() for s in self.books}
@@ -210,9 +211,16 @@ class FakeBitstamp(FakeExchange):
     def request_reconnect(self, close_after_s: float = 3.0) -> None:
         """Maintenance: ``bts:request_reconnect`` to every client, then close their sockets."""
         loop = asyncio.get_running_loop()
+
+        async def close_later(session: Session) -> None:
+            await asyncio.sleep(close_after_s)
+            await session.ws.close(1001, "server restart")
+
         for session in list(self.sessions):
             session.send_soon(_event("bts:request_reconnect", "", None))
-            loop.call_later(close_after_s, lambda s=session: loop.create_task(s.ws.close(1001, "server restart")))
+            task = loop.create_task(close_later(session))
+            self._closers.add(task)
+            task.add_done_callback(self._closers.discard)
 
     def send_crossing(self, symbol: str) -> None:
         """A diff (not applied to the truth) whose bid reaches the best ask: the client must re-seed."""
