@@ -407,13 +407,13 @@ class Aggregator:
                 symbols=symbols,
             )
         for runner in self.hub.sinks:
-            err = runner.health_error
+            sink_error = runner.health_error
             out[f"sink:{runner.name}"] = HealthStatus(
                 exchange=f"sink:{runner.name}",
                 kind="sink",
-                is_healthy=err is None and runner.dropped == 0,
+                is_healthy=sink_error is None and runner.dropped == 0,
                 last_update=datetime.fromtimestamp(runner.last_write, timezone.utc) if runner.last_write else None,
-                error_message=err or (f"{runner.dropped} events dropped (buffer {runner.maxsize})" if runner.dropped else None),
+                error_message=sink_error or (f"{runner.dropped} events dropped (buffer {runner.maxsize})" if runner.dropped else None),
                 connected=runner.opened,
             )
         self._health = out

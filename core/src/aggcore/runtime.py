@@ -10,6 +10,7 @@ arbitrage appears now and then.
 from __future__ import annotations
 
 import importlib
+import math
 import logging
 import random
 import signal
@@ -66,8 +67,7 @@ async def _main(config: "AppConfig", registry: "PluginRegistry", simulate: bool,
                     log.info("%s received: stopping", signal.Signals(sig).name)
                     break
             finally:
-                with anyio.CancelScope(shield=True):
-                    await agg.stop()
+                await agg.stop()  # shields its own flush; must exit its task group in this scope
     return 0
 
 
@@ -113,9 +113,11 @@ class Simulation:
                 ref = REFERENCE.get(normalize_asset(spec.base))
                 if ref is None:
                     continue
+                # a tick of about 0.2 bp of the price, so spreads look like a real market's
+                tick = max(spec.tick, 10 ** math.floor(math.log10(ref * 2e-5)))
                 fake.books[sym] = GenBook(
-                    mid=ref * (1 + rng.gauss(0, 0.0005)),
-                    tick=spec.tick,
+                    mid=ref,
+                    tick=tick,
                     price_precision=spec.price_precision,
                     qty_precision=spec.qty_precision,
                     depth=book.depth,
@@ -125,18 +127,24 @@ class Simulation:
             self.fakes[name] = fake
             exchanges[name] = section.model_copy(update={"ws_url": fake.ws_url, "rest_url": fake.rest_url})
             log.info("simulating %s on %s", name, fake.ws_url)
+        # the drift task has its own cancel scope: cancelling the task group's scope from
+        # __aexit__ would also cancel the host task while it stops the fake servers
+        self._drift_scope = anyio.CancelScope()
         tg = await self._stack.enter_async_context(anyio.create_task_group())
         tg.start_soon(self._drift)
-        self._tg = tg
         return self.config.model_copy(update={"exchanges": exchanges})
 
     async def __aexit__(self, *exc: object) -> None:
-        self._tg.cancel_scope.cancel()
+        self._drift_scope.cancel()
         await self._stack.__aexit__(None, None, None)
 
     async def _drift(self) -> None:
         """A shared random walk per asset; each venue's mid wanders around it (mean-reverting),
         so venues disagree by a few basis points and, now and then, by more than the fees."""
+        with self._drift_scope:
+            await self._drift_loop()
+
+    async def _drift_loop(self) -> None:
         rng = random.Random(self.seed)
         refs = dict(REFERENCE)
         offsets: dict[tuple[str, str], float] = {}
@@ -151,7 +159,12 @@ class Simulation:
                     if ref is None:
                         continue
                     key = (name, sym)
-                    off = offsets.get(key, 0.0)
-                    off = off * 0.97 + rng.gauss(0, 0.0004)
+                    # venues agree, but now and then one is dislocated by
+                    # ~0.5% that decays within seconds: cross-venue arbitrage after fees
+                    off = offsets.get(key, 0.0) * 0.9
+                    if abs(off) < 0.0003:
+                        off = 0.0
+                    if rng.random() < 0.002:
+                        off += rng.choice((-1, 1)) * 0.005
                     offsets[key] = off
                     book.mid = ref * (1 + off)

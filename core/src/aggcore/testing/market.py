@@ -61,7 +61,7 @@ class GenBook:
 
     def _qty(self, level: int) -> float:
         base = 0.05 + self.rng.expovariate(1.0) * (1 + level / 10)
-        return max(base, 10 ** -self.qp)
+        return max(base, 10.0 ** -self.qp)
 
     def _mid_ticks(self) -> int:
         return int(round(self.mid / self.tick))
@@ -95,8 +95,8 @@ class GenBook:
         rng = self.rng
         self.seq += 1
         changes: dict[tuple[str, str], Change] = {}
-        if self.drift or rng.random() < 0.05:
-            self.mid *= 1 + self.drift * rng.gauss(0, 1) + (rng.gauss(0, 0.00005))
+        if self.drift:
+            self.mid *= 1 + self.drift * rng.gauss(0, 1)
         m = self._mid_ticks()
         for _ in range(rng.randint(1, self.max_changes)):
             side = "bid" if rng.random() < 0.5 else "ask"
