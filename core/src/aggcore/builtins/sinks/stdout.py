@@ -1,18 +1,192 @@
-"""The ``stdout`` sink (placeholder until the real one lands: accepts events and drops them)."""
+"""The ``stdout`` sink: one readable line per event, or JSON Lines with ``format: json``.
+
+Human format (times are UTC, from the event's ``ts``)::
+
+    12:00:01.234 summary BTC/USDT bid 60000.10 (binance) ask 60000.50 (okx) spread 0.40 venues 7
+    12:00:01.301 arbitrage BTC/USDT OPENED buy okx 60000.5 sell kraken 60100 vol 0.35 +0.12%
+    12:00:02.000 health binance OK connected, 2/2 books LIVE
+    12:00:02.000 metrics binance BTC/USDT 41.5 upd/s latency 12.0 ms errors 0
+
+Each batch is written with one ``write`` and flushed, from a worker thread, so a slow reader at
+the other end of a pipe holds up this sink only (its bounded buffer then drops the oldest
+events, counted in health). When stdout is closed (``aggcore run | head``: broken pipe) the sink
+disables itself and says so in health instead of crashing the process.
+"""
 
 from __future__ import annotations
 
+import errno
+import math
+import os
+import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Literal, TextIO
 
-from ...sink import Event, Sink
+import anyio.to_thread
+from pydantic import BaseModel, Field
 
-__all__ = ["StdoutSink"]
+from ...models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary
+from ...sink import Event, Sink, SinkConfig
+
+__all__ = ["StdoutSink", "StdoutSinkConfig", "format_event", "fmt_num", "fmt_price"]
+
+
+class StdoutSinkConfig(SinkConfig):
+    """``sinks.stdout``."""
+
+    format: Literal["human", "json"] = Field(
+        "human",
+        description="human: one readable line per event; json: JSON Lines (one Event.to_dict() object per line)",
+    )
+
+
+def _decimals(mag: float) -> int:
+    if mag >= 1:
+        return max(2, 7 - len(str(int(mag))))
+    if mag == 0:
+        return 2
+    return min(10, 5 - math.floor(math.log10(mag)))
+
+
+def fmt_price(value: float | None, like: float | None = None) -> str:
+    """A price with enough decimals to be told apart from its neighbours (60000.10, 3000.125,
+    0.612340); ``like``: use the decimals of that price (a spread shown like the pair's prices)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    ref = like if like is not None and math.isfinite(like) else value
+    return f"{value:.{_decimals(abs(ref))}f}"
+
+
+def fmt_num(value: float | None) -> str:
+    """A compact number without trailing zeros (60100, 0.35, 60000.5)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    text = f"{value:.10f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
+def format_summary(s: Summary) -> str:
+    bid = s.bids[0] if s.bids else None
+    ask = s.asks[0] if s.asks else None
+    parts = [s.symbol]
+    parts.append(f"bid {fmt_price(bid.price)} ({bid.exchange})" if bid else "bid -")
+    parts.append(f"ask {fmt_price(ask.price)} ({ask.exchange})" if ask else "ask -")
+    parts.append(f"spread {fmt_price(s.spread, like=s.mid or (bid.price if bid else None))}")
+    parts.append(f"venues {len(s.venues)}")
+    if s.crossed:
+        parts.append("CROSSED")
+    if s.excluded:
+        parts.append("excluded " + ",".join(sorted(s.excluded)))
+    return " ".join(parts)
+
+
+def format_arbitrage(a: ArbitrageOpportunity) -> str:
+    text = (
+        f"{a.symbol} {a.event.upper()} buy {a.buy_exchange} {fmt_num(a.buy_price)} "
+        f"sell {a.sell_exchange} {fmt_num(a.sell_price)} vol {fmt_num(a.volume)} {a.profit_percentage:+.2f}%"
+    )
+    if a.event == "closed":
+        text += f" after {a.duration_ms / 1000:.1f}s peak {a.peak_profit_percentage:+.2f}%"
+    return text
+
+
+def format_health(h: HealthStatus) -> str:
+    status = "OK" if h.is_healthy else "DOWN" if (h.kind == "exchange" and not h.connected) else "DEGRADED"
+    if h.kind == "sink":
+        detail = h.error_message or "ok"
+        return f"{h.exchange} {'OK' if h.is_healthy else 'FAILING'} {detail}"
+    live = sum(1 for sym in h.symbols.values() if sym.state is BookState.LIVE)
+    text = f"{h.exchange} {status} {'connected' if h.connected else 'disconnected'}, {live}/{len(h.symbols)} books LIVE"
+    if h.reconnects or h.resyncs:
+        text += f", reconnects {h.reconnects} resyncs {h.resyncs}"
+    if h.error_message:
+        text += f": {h.error_message}"
+    return text
+
+
+def format_metrics(m: Metrics) -> str:
+    return (
+        f"{m.exchange} {m.symbol} {m.updates_per_second:.1f} upd/s latency {m.latency_ms:.1f} ms "
+        f"errors {m.error_count} messages {m.messages}"
+    )
+
+
+def format_payload(payload: BaseModel) -> str:
+    if isinstance(payload, Summary):
+        return format_summary(payload)
+    if isinstance(payload, ArbitrageOpportunity):
+        return format_arbitrage(payload)
+    if isinstance(payload, HealthStatus):
+        return format_health(payload)
+    if isinstance(payload, Metrics):
+        return format_metrics(payload)
+    return payload.model_dump_json()  # a third-party analyzer's payload
+
+
+def format_event(event: Event) -> str:
+    """The human line of one event (no trailing newline)."""
+    return f"{_clock(event.ts)} {event.kind} {format_payload(event.payload)}"
+
+
+def write_text(stream: TextIO, text: str) -> None:
+    """One write and a flush (runs in a worker thread)."""
+    stream.write(text)
+    stream.flush()
+
+
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's own flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (captured in tests): nothing to silence
 
 
 class StdoutSink(Sink):
-    """Placeholder: the real ``stdout`` sink replaces this module."""
+    """Events to standard output, human-readable or JSON Lines."""
 
     name = "stdout"
+    Config = StdoutSinkConfig
+
+    def __init__(self, config: SinkConfig) -> None:
+        super().__init__(config)
+        self.cfg = config if isinstance(config, StdoutSinkConfig) else StdoutSinkConfig.model_validate(config.model_dump())
+        self.disabled = False
+        self.dropped_events = 0
+
+    def render(self, events: Sequence[Event]) -> str:
+        if self.cfg.format == "json":
+            return "".join(e.to_json().decode() + "\n" for e in events)
+        return "".join(format_event(e) + "\n" for e in events)
 
     async def write(self, events: Sequence[Event]) -> None:
-        return None
+        if self.disabled:
+            self.dropped_events += len(events)
+            return
+        text = self.render(events)
+        if not text:
+            return
+        stream = sys.stdout
+        try:
+            await anyio.to_thread.run_sync(write_text, stream, text, abandon_on_cancel=True)
+        except (BrokenPipeError, ValueError) as exc:  # ValueError: I/O operation on closed file
+            self._disable(exc)
+            self.dropped_events += len(events)
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            self._disable(exc)
+            self.dropped_events += len(events)
+
+    def _disable(self, exc: BaseException) -> None:
+        self.disabled = True
+        self.health_error = f"stdout is closed ({type(exc).__name__}); stdout sink disabled"
+        if isinstance(exc, OSError):
+            silence_stdout()
