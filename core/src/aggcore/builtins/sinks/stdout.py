@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from ...models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary
 from ...sink import Event, Sink, SinkConfig
 
-__all__ = ["StdoutSink", "StdoutSinkConfig", "format_event", "fmt_num", "fmt_price"]
+__all__ = ["StdoutSink", "StdoutSinkConfig", "fmt_compact_price", "fmt_num", "fmt_price", "format_event"]
 
 
 class StdoutSinkConfig(SinkConfig):
@@ -58,12 +58,19 @@ def fmt_price(value: float | None, like: float | None = None) -> str:
     return f"{value:.{_decimals(abs(ref))}f}"
 
 
-def fmt_num(value: float | None) -> str:
+def fmt_num(value: float | None, decimals: int = 8) -> str:
     """A compact number without trailing zeros (60100, 0.35, 60000.5)."""
     if value is None or not math.isfinite(value):
         return "-"
-    text = f"{value:.10f}".rstrip("0").rstrip(".")
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
     return text if text not in ("", "-0") else "0"
+
+
+def fmt_compact_price(value: float | None) -> str:
+    """A price rounded like :func:`fmt_price`, without trailing zeros (60000.5, 60100)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return fmt_num(value, _decimals(abs(value)))
 
 
 def _clock(ts: float) -> str:
@@ -87,8 +94,8 @@ def format_summary(s: Summary) -> str:
 
 def format_arbitrage(a: ArbitrageOpportunity) -> str:
     text = (
-        f"{a.symbol} {a.event.upper()} buy {a.buy_exchange} {fmt_num(a.buy_price)} "
-        f"sell {a.sell_exchange} {fmt_num(a.sell_price)} vol {fmt_num(a.volume)} {a.profit_percentage:+.2f}%"
+        f"{a.symbol} {a.event.upper()} buy {a.buy_exchange} {fmt_compact_price(a.buy_price)} "
+        f"sell {a.sell_exchange} {fmt_compact_price(a.sell_price)} vol {fmt_num(a.volume)} {a.profit_percentage:+.2f}%"
     )
     if a.event == "closed":
         text += f" after {a.duration_ms / 1000:.1f}s peak {a.peak_profit_percentage:+.2f}%"
