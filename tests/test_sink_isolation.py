@@ -138,3 +138,33 @@ async def test_stop_is_bounded_by_one_deadline_with_several_stuck_sinks(tmp_path
         await agg.stop(flush_deadline_s=FLUSH_DEADLINE)
         elapsed = time.monotonic() - t0
         assert elapsed < FLUSH_DEADLINE + 0.4, f"stop() took {elapsed:.2f}s with a {FLUSH_DEADLINE}s flush deadline"
+
+
+class FlakySink(Sink):
+    name = "flaky"
+
+    def __init__(self, config: SinkConfig) -> None:
+        super().__init__(config)
+        self.calls = 0
+
+    async def write(self, events: Sequence[Event]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError("disk full")
+
+
+async def test_a_write_error_is_counted_and_clears_after_a_success() -> None:
+    from aggcore.fanout import SinkRunner
+    from aggcore.models import Metrics
+
+    runner = SinkRunner(FlakySink(SinkConfig(events=["metrics"])))
+    m = Metrics(exchange="x", symbol="A/B", updates_per_second=0, latency_ms=0, error_count=0, last_update=None)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner.run)
+        runner.put(Event("metrics", m))
+        await wait_until(lambda: runner.errors == 1)
+        assert "disk full" in (runner.health_error or "")
+        runner.put(Event("metrics", m))
+        await wait_until(lambda: runner.written == 1)
+        assert runner.health_error is None and runner.errors == 1
+        tg.cancel_scope.cancel()

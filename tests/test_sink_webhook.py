@@ -283,3 +283,25 @@ def test_signature_matches_the_spec_example_shape() -> None:
     body = b'{"events":[]}'
     mac = hmac.new(b"k" * 24, b"msg_1.1700000000." + body, hashlib.sha256).digest()
     assert sign(key, "msg_1", 1700000000, body) == "v1," + base64.b64encode(mac).decode()
+
+
+async def test_the_documented_receiver_snippet_verifies_real_requests() -> None:
+    """docs/webhooks.md's verify() accepts what the sink sends and rejects tampering."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "webhooks.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/webhooks.md", "exec"), namespace)
+    verify = namespace["verify"]
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
+    async with Server() as srv:
+        sink = make(srv.url, secret=secret)
+        await sink.open()
+        try:
+            await sink.write([summary_event(i) for i in range(3)])
+        finally:
+            await sink.close()
+    (req,) = srv.requests
+    assert verify(secret, req.headers, req.body)
+    assert not verify(secret, req.headers, req.body.replace(b"BTC", b"ETH"))

@@ -163,6 +163,7 @@ class SinkRunner:
                 await self.sink.write(batch)
                 self.written += len(batch)
                 self.last_write = time.time()
+                self.last_error = None  # a transient write error is not the sink's health forever
             except Exception as exc:
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
