@@ -172,31 +172,36 @@ class Aggregator:
         # because of a cancellation), then cancel every task
         with anyio.CancelScope(shield=True):
             self._publish_health()
-            for runner in self.hub.sinks:
-                if not await runner.flush(flush_deadline_s):
-                    log.warning(
-                        "sink %s: not flushed within %.1fs; %d events dropped",
-                        runner.name,
-                        flush_deadline_s,
-                        len(runner.buffer),
-                    )
+            await self._shutdown_sinks(flush_deadline_s)
         tg.cancel_scope.cancel()
         try:
             await self._stack.aclose()
         finally:
-            with anyio.CancelScope(shield=True):
-                for runner in self.hub.sinks:
-                    if runner.opened:
-                        try:
-                            with anyio.fail_after(flush_deadline_s):
-                                await runner.sink.close()
-                        except Exception as exc:
-                            log.warning("sink %s: close failed: %s", runner.name, exc)
             self.hub.close()
             if self.telemetry is not None:
                 self.telemetry.shutdown()
             self._tg = None
             self._stack = None
+
+    async def _shutdown_sinks(self, deadline_s: float) -> None:
+        """Flush then close every sink, all sinks at once, all within one deadline: a stuck
+        sink costs at most the deadline and never holds up the others."""
+
+        async def shutdown(runner: SinkRunner) -> None:
+            if not await runner.flush(deadline_s):
+                log.warning("sink %s: not flushed in time; %d events dropped", runner.name, len(runner.buffer))
+            if runner.opened:
+                try:
+                    await runner.sink.close()
+                except Exception as exc:
+                    log.warning("sink %s: close failed: %s", runner.name, exc)
+
+        with anyio.move_on_after(deadline_s) as scope:
+            async with anyio.create_task_group() as tg:
+                for runner in self.hub.sinks:
+                    tg.start_soon(shutdown, runner)
+        if scope.cancelled_caught:
+            log.warning("sinks not flushed and closed within %.1fs", deadline_s)
 
     async def run_forever(self) -> None:
         async with self:
