@@ -219,3 +219,21 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert caught.value.code == 2
     assert main(["--log-level", "LOUD", "plugins"]) == 2
     assert "unknown log level" in capsys.readouterr().err
+
+
+def test_plugins_check_runs_the_conformance_suite_on_an_installed_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    from aggcore.cli import main
+    from aggcore.plugins import load_plugins
+
+    if "binance" not in load_plugins().connectors:
+        pytest.skip("the binance plugin is not installed")
+    assert main(["plugins", "check", "binance", "--check", "live", "--check", "fault:gap"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  binance live" in out and "PASS  binance fault:gap" in out and "2 passed, 0 failed" in out
+
+
+def test_plugins_check_unknown_plugin_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from aggcore.cli import main
+
+    assert main(["plugins", "check", "nosuchexchange"]) == 2
+    assert "no connector plugin 'nosuchexchange'" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -86,8 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include the built-in sinks and analyzers")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_plugins)
-    # ``aggcore plugins <SUBCOMMAND>`` (e.g. ``check NAME``): p.add_subparsers(dest="plugins_command")
-    # here, each sub-parser with its own ``func`` default; without a sub-command cmd_plugins runs
+    sub = p.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
+    c = sub.add_parser("check", parents=[common], help="run the conformance suite on a connector plugin")
+    c.add_argument("name", metavar="NAME", help="the connector's name (entry point), e.g. binance")
+    c.add_argument("--check", action="append", metavar="CHECK", help="run only this check (repeatable)")
+    c.add_argument("--list", action="store_true", help="list the checks that apply and exit")
+    c.set_defaults(func=cmd_plugins_check)
 
     p = commands.add_parser("validate", parents=[common], help="check a configuration file; exit 2 on errors")
     p.add_argument("file", metavar="FILE", help="YAML or JSON configuration")
@@ -117,6 +122,47 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return EXIT_OK
     _print_table(rows, sys.stdout)
     return EXIT_OK
+
+
+def cmd_plugins_check(args: argparse.Namespace) -> int:
+    """``aggcore plugins check NAME``: the conformance suite against the plugin's own fake server."""
+    import anyio
+
+    from .testing.conformance import ConformanceError, checks_for, run_check
+
+    _setup_logging(args, default_level="ERROR")
+    registry = _load_plugins(args)
+    if args.name not in registry.connectors:
+        why = registry.why_missing(args.name)
+        installed = ", ".join(sorted(registry.connectors)) or "none"
+        print(f"aggcore: no connector plugin {args.name!r}" + (f": {why}" if why else f" (installed: {installed})"), file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        checks = checks_for(registry, args.name)
+    except ConformanceError as exc:
+        print(f"aggcore: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.list:
+        print("\n".join(checks))
+        return EXIT_OK
+    selected = [c for c in checks if not args.check or c in args.check]
+    failed = 0
+
+    async def main() -> None:
+        nonlocal failed
+        for check in selected:
+            t0 = time.monotonic()
+            try:
+                detail = await run_check(registry, args.name, check)
+                status = "PASS"
+            except Exception as exc:  # report and go on with the next check
+                detail, status = f"{type(exc).__name__}: {exc}", "FAIL"
+                failed += 1
+            print(f"{status}  {args.name} {check:<24} {time.monotonic() - t0:5.1f}s  {detail}", flush=True)
+
+    anyio.run(main)
+    print(f"{len(selected) - failed} passed, {failed} failed")
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
