@@ -6,6 +6,7 @@ symbol with its truth (:class:`GenBook`), and the faults of :class:`Fault`.
 """
 
 from .market import Change, GenBook
+from .running import running, wait_until
 from .server import FakeExchange, Fault, InstrumentSpec, Session
 
-__all__ = ["Change", "FakeExchange", "Fault", "GenBook", "InstrumentSpec", "Session"]
+__all__ = ["Change", "FakeExchange", "Fault", "GenBook", "InstrumentSpec", "Session", "running", "wait_until"]

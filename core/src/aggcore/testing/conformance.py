@@ -31,6 +31,7 @@ import anyio
 
 from ..book import SnapshotSource, SymbolBook
 from ..models import BookState
+from .running import running, wait_until
 from .server import FakeExchange, Fault
 
 if TYPE_CHECKING:
@@ -92,11 +93,10 @@ class Harness:
         return self.connector.books
 
     async def wait(self, predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-        with anyio.move_on_after(timeout):
-            while not predicate():
-                await anyio.sleep(0.01)
-            return
-        raise ConformanceError(f"{self.name}: timed out after {timeout:g}s waiting for {what}; {self.describe()}")
+        try:
+            await wait_until(predicate, timeout, what=what)
+        except AssertionError as exc:
+            raise ConformanceError(f"{self.name}: {exc}; {self.describe()}") from None
 
     def describe(self) -> str:
         parts = [
@@ -153,12 +153,8 @@ async def harness(
         auditor = _Auditor()
         connector = cls(config, listener=auditor)
         h = Harness(name, fake, connector, auditor, symbols)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(connector.run)
-            try:
-                yield h
-            finally:
-                tg.cancel_scope.cancel()
+        async with running(connector):
+            yield h
 
 
 # -- checks ---------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import anyio
 import pytest
 
 from .recordings import Recording, recording as _recording
+from .running import wait_until
 
 if TYPE_CHECKING:
     from ..aggregator import Aggregator
@@ -31,15 +32,6 @@ if TYPE_CHECKING:
     from .server import FakeExchange
 
 __all__ = ["wait_until"]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01, what: str = "") -> None:
-    """Poll ``predicate`` until it holds; fail the test with ``what`` after ``timeout`` seconds."""
-    with anyio.move_on_after(timeout):
-        while not predicate():
-            await anyio.sleep(interval)
-        return
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
 def fake_class(registry: "PluginRegistry", name: str) -> "type[FakeExchange]":

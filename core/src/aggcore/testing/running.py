@@ -1,0 +1,36 @@
+"""Small async helpers for tests of connectors: run one in the background, poll a condition."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+
+if TYPE_CHECKING:
+    from ..connector import Connector
+
+__all__ = ["running", "wait_until"]
+
+C = TypeVar("C", bound="Connector")
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; raise ``AssertionError`` naming ``what`` after ``timeout`` s."""
+    with anyio.move_on_after(timeout):
+        while not predicate():
+            await anyio.sleep(interval)
+        return
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+
+
+@asynccontextmanager
+async def running(connector: C) -> AsyncIterator[C]:
+    """Run ``connector`` in the background for the body of the ``async with``, then cancel it."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(connector.run)
+        try:
+            yield connector
+        finally:
+            tg.cancel_scope.cancel()
