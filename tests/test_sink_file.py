@@ -126,3 +126,12 @@ async def test_path_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> No
 def test_config_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError):
         FileSinkConfig.model_validate({"path": "x.jsonl", "rotate_size": 10})
+
+
+async def test_events_after_close_are_dropped_and_counted(tmp_path: Path) -> None:
+    sink = make(tmp_path / "e.jsonl")
+    await sink.open()
+    await sink.write([event(0)])
+    await sink.close()
+    await sink.write([event(1), event(2)])  # published during shutdown: no error
+    assert sink.dropped_events == 2 and len(read_lines(tmp_path / "e.jsonl")) == 1

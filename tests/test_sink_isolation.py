@@ -121,11 +121,6 @@ async def test_a_sink_blocked_forever_isolated_counted_and_stop_is_bounded(tmp_p
         assert kinds == {"summary", "health"}
 
 
-@pytest.mark.xfail(
-    reason="Aggregator.stop() flushes sinks one after another and then closes them one after another, "
-    "each with the full deadline: two stuck sinks (or one stuck in write and close) take several deadlines",
-    strict=False,
-)
 async def test_stop_is_bounded_by_one_deadline_with_several_stuck_sinks(tmp_path: Path) -> None:
     async with FakeToy(seed=12, rate_hz=100) as fake:
         stuck = [BlockingSink(SinkConfig(buffer_size=5, events=["summary", "health"]), block_close=True) for _ in range(2)]

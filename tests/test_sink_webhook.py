@@ -305,3 +305,18 @@ async def test_the_documented_receiver_snippet_verifies_real_requests() -> None:
     (req,) = srv.requests
     assert verify(secret, req.headers, req.body)
     assert not verify(secret, req.headers, req.body.replace(b"BTC", b"ETH"))
+
+
+async def test_close_cut_by_the_shutdown_deadline_counts_what_is_lost() -> None:
+    async with Server() as srv:
+        url = srv.url
+    sink = make(url, retry_budget_s=30, retry_max_attempts=1000, batch_max_delay_ms=60_000)
+    await sink.open()
+    await sink.write([summary_event(0), summary_event(1)])
+    t0 = time.monotonic()
+    with anyio.move_on_after(0.3):  # the runtime's shutdown deadline
+        await sink.close()
+    assert time.monotonic() - t0 < 1.5
+    assert sink.dropped_events == 2 and sink._client is None  # counted, client closed anyway
+    await sink.write([summary_event(2)])  # after close: dropped, counted
+    assert sink.dropped_events == 3

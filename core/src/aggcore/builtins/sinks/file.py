@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -64,8 +65,11 @@ class FileSink(Sink):
         self._size = 0
         self._opened_at = 0.0
         self._seq = 0
+        self._closed = False
         self.rotated: list[Path] = []  # rotated files, oldest first (this process only)
         self.bytes_written = 0
+        self.dropped_events = 0  # events handed over after close() (published during shutdown)
+        self._io = threading.Lock()  # close() may run while a write is still in its thread
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -74,10 +78,14 @@ class FileSink(Sink):
     async def write(self, events: Sequence[Event]) -> None:
         if not events:
             return
+        if self._closed:
+            self.dropped_events += len(events)
+            return
         lines = [e.to_json() + b"\n" for e in events]
         await anyio.to_thread.run_sync(self._write_sync, lines)
 
     async def close(self) -> None:
+        self._closed = True
         await anyio.to_thread.run_sync(self._close_sync)
 
     # -- blocking parts (worker thread) -------------------------------------------------------------------
@@ -95,8 +103,15 @@ class FileSink(Sink):
         self._opened_at = time.monotonic()
 
     def _write_sync(self, lines: list[bytes]) -> None:
-        if self._fd is None:
-            raise RuntimeError("file sink is not open")
+        with self._io:
+            if self._fd is None:
+                if self._closed:
+                    self.dropped_events += len(lines)
+                    return
+                raise RuntimeError("file sink is not open")
+            self._write_locked(lines)
+
+    def _write_locked(self, lines: list[bytes]) -> None:
         limit = self.cfg.rotate_bytes
         if self._due_by_time():
             self._rotate()
@@ -165,6 +180,10 @@ class FileSink(Sink):
         return final
 
     def _close_sync(self) -> None:
+        with self._io:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         if self._fd is None:
             return
         try:

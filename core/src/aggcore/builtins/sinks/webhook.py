@@ -134,6 +134,7 @@ class WebhookSink(Sink):
         self._wake = anyio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self.disabled = False
+        self._closed = False
         # counters
         self.sent_batches = 0
         self.sent_events = 0
@@ -149,7 +150,7 @@ class WebhookSink(Sink):
         self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="aggcore-webhook-flusher")
 
     async def write(self, events: Sequence[Event]) -> None:
-        if self.disabled:
+        if self.disabled or self._closed:  # after close(): events published during shutdown
             self.dropped_events += len(events)
             return
         if not self._pending:
@@ -162,7 +163,9 @@ class WebhookSink(Sink):
                     await self._send_next()
 
     async def close(self) -> None:
-        """Stop the flusher, deliver what is pending (each batch within its retry budget), close the client."""
+        """Stop the flusher, deliver what is pending (each batch within its retry budget, and all
+        of it within the runtime's shutdown deadline), close the client."""
+        self._closed = True
         if self._flusher is not None:
             self._flusher.cancel()
             try:
@@ -230,6 +233,13 @@ class WebhookSink(Sink):
         log.warning("webhook %s: %s", self.cfg.url, self.health_error)
 
     async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            await self._attempts(batch)
+        except anyio.get_cancelled_exc_class():  # shutdown deadline: this batch is lost too
+            self.dropped_events += len(batch)
+            raise
+
+    async def _attempts(self, batch: list[dict[str, Any]]) -> None:
         assert self._client is not None, "webhook sink used before open()"
         cfg = self.cfg
         body = orjson.dumps({"events": batch})
