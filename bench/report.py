@@ -1,0 +1,224 @@
+"""Merge ``hotpath.json`` and ``e2e.json`` into ``results.json``, ``results.md`` and ``chart.png``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CF = "cryptofeed Binance handler, no-op callback"
+CF10 = "cryptofeed Binance handler, top-10 read"
+CCXT = "ccxt.pro handle_order_book_message + top-10"
+FULL_MSG = "aggcore full, analysis/msg"
+FULL_EVERY = "aggcore full, analysis/100 msgs"
+SHORT = {
+    "orjson.loads (floor)": "orjson.loads (floor)",
+    CF: "cryptofeed, no-op cb",
+    CF10: "cryptofeed, top-10 cb",
+    CCXT: "ccxt.pro + top-10",
+    "aggcore apply (no analysis)": "aggcore apply",
+    FULL_MSG: "aggcore full, analysis/msg",
+    FULL_EVERY: "aggcore full, analysis/100",
+}
+
+
+def f(x: float | None, nd: int = 1) -> str:
+    return "–" if x is None or x != x else f"{x:,.{nd}f}"
+
+
+def hot_table(hot: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for wname, w in hot["workloads"].items():
+        lines += [
+            f"### Hot path: `{wname}` ({w['frames']:,} frames, {w['levels_per_msg']} levels/msg, {w['venues']} venue(s), "
+            f"{w['symbols']} symbol(s); final top-10 identical across designs: {'yes' if w['correct'] else 'NO'}"
+            + (f"; consolidated top-10 = merged truth: {'yes' if w['merged_top10_ok'] else 'NO'}" if w["merged_top10_ok"] is not None else "")
+            + ")",
+            "",
+            f"_{w['note']}_",
+            "",
+            "| design | µs/msg median [min–max] | level upd/s | × floor | × cryptofeed (no-op cb) | × cryptofeed (top-10 cb) | × ccxt.pro | p50 µs | p99 µs | p99.9 µs |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, d in w["designs"].items():
+            us = d["us_per_msg"]
+            tx = d["throughput_x"]
+
+            def vs(peer: str) -> str:
+                if peer == name:
+                    return "1.00"
+                return f(tx[peer]["median"], 2) if peer in tx else "N/A"
+
+            lat = d["latency_us"]
+            lines.append(
+                f"| {SHORT.get(name, name)} | {f(us['median'], 2)} [{f(us['min'], 2)}–{f(us['max'], 2)}] | "
+                f"{f(d['upd_per_s']['median'] / 1000, 0)}k | {f(d['x_floor']['median'], 1)} | {vs(CF)} | {vs(CF10)} | {vs(CCXT)} | "
+                f"{f(lat['p50'])} | {f(lat['p99'])} | {f(lat['p999'])} |"
+            )
+        lines.append("")
+    if hot.get("skipped"):
+        for k, v in hot["skipped"].items():
+            lines += [f"Workload `{k}` skipped: {v}", ""]
+    lines += ["× peer = throughput relative to that peer in the same round (> 1: faster); N/A: peers have no consolidation.", ""]
+    mem = hot.get("memory", {})
+    if mem:
+        lines += ["### Memory per 1000+1000-level book (tracemalloc, freshly parsed snapshot)", "",
+                  "| design | KiB per book | bytes per price level |", "|---|---:|---:|"]  # fmt: skip
+        for name, m in mem.items():
+            lines.append(f"| {name} | {f(m['bytes_per_book'] / 1024, 0)} | {f(m['bytes_per_level'], 0)} |")
+        lines.append("")
+    return lines
+
+
+def e2e_table(e2e: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### End to end over loopback ({len(e2e['venues'])} venues: {', '.join(e2e['venues'])}; one consolidated pair "
+        f"{', '.join(e2e['views'])}; fakes in {e2e.get('fake_procs', 1)} separate process(es); {e2e['window_s']:.0f} s windows)",
+        "",
+        "| offered frames/s | sent/s | received/s | receipt→summary p50 / p99 ms | send→summary p50 / p99 ms | aggregator CPU (cores) | CPU s per 10k frames/s | fakes' CPU | sustained |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in e2e["steps"]:
+        r, sd = s["receipt_summary_ms"], s["send_summary_ms"]
+        lines.append(
+            f"| {s['offered_fps']:,} | {s['sent_fps']:,} | {s['received_fps']:,} | {f(r['p50'])} / {f(r['p99'])} | "
+            f"{f(sd['p50'])} / {f(sd['p99'])} | {f(s['agg_cpu_core'], 2)} | {f(s['cpu_s_per_10k_fps'], 3)} | {f(s['fakes_cpu_core'], 2)} | "
+            f"{'yes' if s['sustained'] else 'no'}{' (generator-limited)' if s['generator_limited'] else ''} |"
+        )
+    lines += [
+        "",
+        f"Highest rate sustained (received ≥ 97% of sent, p99 send→summary < 100 ms): **{e2e['max_sustained_fps']:,} frames/s**; "
+        f"what stopped the ramp: {e2e['limited_by']}. CPU per 10k frames/s (median of sustained steps ≥ 5k/s): "
+        f"**{f(e2e['cpu_s_per_10k_fps'], 3)} CPU-seconds per second**.",
+        "",
+    ]
+    return lines
+
+
+def targets(hot: dict[str, Any], e2e: dict[str, Any] | None) -> list[str]:
+    rows: list[tuple[str, str, str]] = []
+    ws = hot.get("workloads", {})
+    for wname in ("synthetic", "binance-rec"):
+        w = ws.get(wname)
+        if not w or CF not in w["designs"][FULL_EVERY]["throughput_x"]:
+            continue
+        x = w["designs"][FULL_EVERY]["throughput_x"][CF]["median"]
+        x_msg = w["designs"][FULL_MSG]["throughput_x"][CF10]["median"]
+        rows.append((f"full hot path ≥ 1.5× cryptofeed handler throughput ({wname})",
+                     f"{x:.2f}× (analysis every 100 msgs vs no-op callback); {x_msg:.2f}× (analysis every msg vs top-10 callback)",
+                     "PASS" if x >= 1.5 else "MISS"))  # fmt: skip
+    w = ws.get("seven")
+    if w:
+        for name in (FULL_EVERY, FULL_MSG):
+            p99 = w["designs"][name]["latency_us"]["p99"]
+            rows.append((f"p99 per message ≤ 100 µs, seven venues ({SHORT[name]})", f"{p99:.1f} µs", "PASS" if p99 <= 100 else "MISS"))
+    mem = hot.get("memory", {}).get("aggcore SymbolBook")
+    if mem:
+        rows.append(("≤ 150 bytes per price level", f"{mem['bytes_per_level']:.0f} B", "PASS" if mem["bytes_per_level"] <= 150 else "MISS"))
+    if e2e:
+        m = e2e["max_sustained_fps"]
+        cpu = e2e["cpu_s_per_10k_fps"]
+        rows.append(("end to end ≥ 20,000 frames/s sustained, seven venues, one core",
+                     f"{m:,} frames/s sustained ({e2e['limited_by']}); {f(cpu, 3)} core per 10k frames/s",
+                     "PASS" if m >= 19_000 and len(e2e["venues"]) >= 7 else "MISS"))  # fmt: skip
+    lines = ["### Targets (issue 13)", "", "| target | measured | result |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | **{c}** |" for a, b, c in rows]
+    return lines + [""]
+
+
+def chart(hot: dict[str, Any], e2e: dict[str, Any] | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ws = hot.get("workloads", {})
+    fig, axes = plt.subplots(1, 3 if e2e else 2, figsize=(17 if e2e else 12, 5.5))
+    ax = axes[0]
+    names = list(SHORT)
+    width = 0.8 / max(1, len(ws))
+    for i, (wname, w) in enumerate(ws.items()):
+        xs, ys, lo, hi = [], [], [], []
+        for j, n in enumerate(names):
+            d = w["designs"].get(n)
+            if d is None:
+                continue
+            xs.append(j + i * width)
+            m = d["us_per_msg"]
+            ys.append(m["median"])
+            lo.append(m["median"] - m["min"])
+            hi.append(m["max"] - m["median"])
+        ax.bar(xs, ys, width, yerr=[lo, hi], label=wname, capsize=2)
+    ax.set_xticks([j + width * (len(ws) - 1) / 2 for j in range(len(names))])
+    ax.set_xticklabels([SHORT[n] for n in names], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("µs per message (median, min–max)")
+    ax.set_title("Hot path, same frames, one process")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for i, (wname, w) in enumerate(ws.items()):
+        xs, p50, p99 = [], [], []
+        for j, n in enumerate(names):
+            d = w["designs"].get(n)
+            if d is None:
+                continue
+            xs.append(j + i * width)
+            p50.append(d["latency_us"]["p50"])
+            p99.append(d["latency_us"]["p99"])
+        ax.bar(xs, p99, width, alpha=0.35, color=f"C{i}")
+        ax.bar(xs, p50, width, color=f"C{i}", label=f"{wname} p50 (light: p99)")
+    ax.axhline(100, color="red", lw=0.8, ls="--")
+    ax.set_xticks([j + width * (len(ws) - 1) / 2 for j in range(len(names))])
+    ax.set_xticklabels([SHORT[n] for n in names], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("µs per message")
+    ax.set_title("Per-message latency (red: 100 µs target)")
+    ax.legend(fontsize=7)
+    if e2e:
+        ax = axes[2]
+        steps = e2e["steps"]
+        x = [s["received_fps"] for s in steps]
+        ax.plot(x, [s["receipt_summary_ms"]["p99"] or 0 for s in steps], "o-", label="receipt→summary p99 (ms)")
+        ax.plot(x, [s["send_summary_ms"]["p99"] or 0 for s in steps], "s-", label="send→summary p99 (ms)")
+        ax.axhline(100, color="red", lw=0.8, ls="--")
+        ax2 = ax.twinx()
+        ax2.plot(x, [s["agg_cpu_core"] for s in steps], "^-", color="gray", label="aggregator CPU (cores)")
+        ax2.set_ylim(0, 1.05)
+        ax2.set_ylabel("aggregator CPU (cores)")
+        ax.set_xlabel("frames/s received (7 venues)")
+        ax.set_ylabel("lag (ms)")
+        ax.set_title("End to end over loopback")
+        ax.legend(loc="upper left", fontsize=8)
+        ax2.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    hot = json.loads((RESULTS / "hotpath.json").read_text())
+    e2e_path = RESULTS / "e2e.json"
+    e2e = json.loads(e2e_path.read_text()) if e2e_path.exists() else None
+    results = {"hotpath": hot, "e2e": e2e}
+    (RESULTS / "results.json").write_text(json.dumps(results, indent=1))
+    meta = hot["meta"]
+    v = meta["versions"]
+    lines = [
+        f"## aggcore benchmarks, {meta['date']}",
+        "",
+        f"Python {meta['python']}, {meta['machine']}; cryptofeed {v.get('cryptofeed')} (order_book {v.get('order-book')}), "
+        f"ccxt {v.get('ccxt')}, orjson {v.get('orjson')}. {meta['repeats']} interleaved repeats per design "
+        f"(+{meta['lat_passes']} latency passes), medians with [min–max]; ratios are per round, then the median.",
+        "",
+    ]
+    lines += targets(hot, e2e)
+    lines += hot_table(hot)
+    if e2e:
+        lines += e2e_table(e2e)
+    (RESULTS / "results.md").write_text("\n".join(lines))
+    chart(hot, e2e, RESULTS / "chart.png")
+    print("\n".join(lines))
+    print(f"wrote {RESULTS / 'results.json'}, results.md, chart.png", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
