@@ -16,6 +16,7 @@ disables itself and says so in health instead of crashing the process.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import sys
@@ -28,6 +29,8 @@ from pydantic import BaseModel, Field
 
 from ...models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary
 from ...sink import Event, Sink, SinkConfig
+
+log = logging.getLogger("aggcore.sink.stdout")
 
 __all__ = ["StdoutSink", "StdoutSinkConfig", "fmt_compact_price", "fmt_num", "fmt_price", "format_event"]
 
@@ -195,5 +198,6 @@ class StdoutSink(Sink):
     def _disable(self, exc: BaseException) -> None:
         self.disabled = True
         self.health_error = f"stdout is closed ({type(exc).__name__}); stdout sink disabled"
+        log.warning("%s", self.health_error)
         if isinstance(exc, OSError):
             silence_stdout()
