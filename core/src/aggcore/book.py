@@ -108,6 +108,11 @@ class SequenceMode(str, enum.Enum):
     NONE = "none"  # no sequence at all (checksum only, e.g. Kraken)
 
 
+# enum members as module globals: ``BookState.LIVE`` is an attribute lookup on every message
+_LIVE, _STALE, _FAILED = BookState.LIVE, BookState.STALE, BookState.FAILED
+_CONTIGUOUS, _MONOTONIC = SequenceMode.CONTIGUOUS, SequenceMode.MONOTONIC
+
+
 @dataclass(frozen=True)
 class SyncRules:
     """The exchange facts a connector declares; the engine does the rest.
@@ -361,14 +366,14 @@ class SymbolBook:
         if update.exchange_ts is not None:
             self.last_exchange_ts = update.exchange_ts
         state = self.state
-        if state is BookState.FAILED:
+        if state is _FAILED:
             return False  # an exchange error stopped this book; only a new subscription revives it
         if update.snapshot:
             return self._apply_snapshot(update, receipt_ns)
-        if state is BookState.LIVE or state is BookState.STALE:
+        if state is _LIVE or state is _STALE:
             last = self.last_seq
             mode = self.rules.sequence
-            if mode is SequenceMode.CONTIGUOUS and last is not None and update.first is not None:
+            if mode is _CONTIGUOUS and last is not None and update.first is not None:
                 if update.first != last + 1:
                     if update.last is not None and update.last <= last:
                         # a duplicate or an old message: nothing new in it
@@ -377,11 +382,11 @@ class SymbolBook:
                     self.gaps += 1
                     self.resync(f"sequence gap: expected {last + 1}, got {update.first}", "gap")
                     return False
-            elif mode is SequenceMode.MONOTONIC and last is not None and update.last is not None:
+            elif mode is _MONOTONIC and last is not None and update.last is not None:
                 if update.last <= last:
                     self.dropped_stale += 1
                     return False
-            if state is BookState.STALE:
+            if state is _STALE:
                 self.error = None
                 self._set_state(BookState.LIVE)
             return self._apply_delta(update, receipt_ns)
@@ -425,7 +430,10 @@ class SymbolBook:
                 self.checksum_failures += 1
                 self.resync(f"checksum mismatch: exchange {update.checksum}, book {ours}", "checksum")
                 return False
-        if rules.check_crossed and self.book.crossed():
+        bids = self.book.bids.keys
+        asks = self.book.asks.keys
+        # inlined OrderBook.crossed(): this runs on every message
+        if rules.check_crossed and bids and asks and bids[-1] >= asks[0]:
             self.crossed_books += 1
             self.resync(
                 f"crossed book: best bid {self.book.bids.best()} >= best ask {self.book.asks.best()}", "crossed"
