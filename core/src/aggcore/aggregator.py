@@ -416,9 +416,10 @@ class Aggregator:
             out[f"sink:{runner.name}"] = HealthStatus(
                 exchange=f"sink:{runner.name}",
                 kind="sink",
-                is_healthy=sink_error is None and runner.dropped == 0,
+                is_healthy=sink_error is None and runner.total_dropped == 0,
                 last_update=datetime.fromtimestamp(runner.last_write, timezone.utc) if runner.last_write else None,
-                error_message=sink_error or (f"{runner.dropped} events dropped (buffer {runner.maxsize})" if runner.dropped else None),
+                error_message=sink_error
+                or (f"{runner.total_dropped} events dropped (buffer {runner.maxsize})" if runner.total_dropped else None),
                 connected=runner.opened,
             )
         self._health = out

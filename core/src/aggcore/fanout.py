@@ -180,6 +180,11 @@ class SinkRunner:
         return False
 
     @property
+    def total_dropped(self) -> int:
+        """Dropped by the bounded buffer plus dropped by the sink itself (e.g. retry budget spent)."""
+        return self.dropped + self.sink.dropped_events
+
+    @property
     def health_error(self) -> str | None:
         return self.sink.health_error or self.last_error
 

@@ -56,6 +56,7 @@ class Sink:
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
         self.health_error: str | None = None  # set to say what is wrong; shown in health
+        self.dropped_events = 0  # events the sink itself gave up on (counted in metrics and health)
 
     async def open(self) -> None:
         return None

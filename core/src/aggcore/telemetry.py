@@ -107,7 +107,7 @@ class Telemetry:
 
         def drops() -> Iterable[tuple[float, dict[str, str]]]:
             for r in agg.hub.sinks:
-                yield r.dropped, {"consumer": f"sink:{r.name}"}
+                yield r.total_dropped, {"consumer": f"sink:{r.name}"}
             for kind, subs in agg.hub.subscriptions.items():
                 yield sum(s.dropped for s in subs), {"consumer": f"subscriber:{kind}"}
 

@@ -68,7 +68,6 @@ class FileSink(Sink):
         self._closed = False
         self.rotated: list[Path] = []  # rotated files, oldest first (this process only)
         self.bytes_written = 0
-        self.dropped_events = 0  # events handed over after close() (published during shutdown)
         self._io = threading.Lock()  # close() may run while a write is still in its thread
 
     # -- lifecycle --------------------------------------------------------------------------------------

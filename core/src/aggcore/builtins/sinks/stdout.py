@@ -169,7 +169,6 @@ class StdoutSink(Sink):
         super().__init__(config)
         self.cfg = config if isinstance(config, StdoutSinkConfig) else StdoutSinkConfig.model_validate(config.model_dump())
         self.disabled = False
-        self.dropped_events = 0
 
     def render(self, events: Sequence[Event]) -> str:
         if self.cfg.format == "json":

@@ -139,7 +139,6 @@ class WebhookSink(Sink):
         self.sent_batches = 0
         self.sent_events = 0
         self.failed_batches = 0
-        self.dropped_events = 0
         self.retries = 0
         self.last_status: int | None = None
 
