@@ -10,8 +10,15 @@ An exchange plugin subclasses :class:`Connector`, declares its facts as class at
 ``on_frame(conn, frame)``  sync, the hot path: parse, then ``self.books[sym].apply(u)``
 ``fetch_snapshot(sym)``    async, REST-snapshot exchanges only
 ``keepalive_frame()``      the application-level ping, if the exchange wants one
+``keepalive(conn)``        async, per connection: the keepalive loop (default: send
+                           ``keepalive_frame()`` every ``keepalive_interval_s``)
 ``on_open(conn)``          async hook after connect, before subscribing
 =========================  ===========================================================
+
+Helpers a plugin may use: ``spawn(fn, *args)`` (a background task of the running connector),
+``snapshot_pending(sym)``, ``message_slot()`` and, on a :class:`Connection`, ``send_soon``,
+``send`` and ``send_urgent`` (ahead of queued frames). ``rate_limit_scope = "connector"``
+makes all connections of a connector share one outgoing message rate (a per-IP limit).
 
 The base class does the rest: connect with timeout and a frame limit fit for multi-MB
 snapshots, subscribe in batches under the exchange's message rate, keepalive, reconnect with
@@ -30,9 +37,9 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import anyio
 import httpx
@@ -134,7 +141,10 @@ class RateBudget:
 
 
 class _Limiter:
-    """Outgoing WebSocket message rate (messages per second, pongs included)."""
+    """Outgoing WebSocket message rate (messages per second, pongs included).
+
+    A slot is reserved before sleeping, so concurrent waiters (the connections of a connector
+    with ``rate_limit_scope = "connector"``) never share one."""
 
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
@@ -144,17 +154,18 @@ class _Limiter:
         if not self.interval:
             return
         now = time.monotonic()
-        if now < self.next_at:
-            await anyio.sleep(self.next_at - now)
-            now = self.next_at
-        self.next_at = now + self.interval
+        at = max(now, self.next_at)
+        self.next_at = at + self.interval
+        if at > now:
+            await anyio.sleep(at - now)
 
 
 class Connection:
     """One WebSocket connection of a connector and the native symbols it carries.
 
     ``send_soon`` is safe from synchronous code (the hot path): frames are queued and written
-    by the connection's writer task under the exchange's message rate. ``state`` is free for
+    by the connection's writer task under the exchange's message rate; ``send_urgent`` queues
+    at the front (a heartbeat answer ahead of queued subscriptions). ``state`` is free for
     the plugin (e.g. Coinbase keeps its per-connection ``sequence_num`` there).
     """
 
@@ -166,7 +177,7 @@ class Connection:
         self.state: dict[str, Any] = {}
         self.outbox: deque[str | bytes] = deque()
         self._wake = anyio.Event()
-        self._limiter = _Limiter(connector.max_messages_per_second)
+        self._limiter = connector._connection_limiter()
         self.opened_at = time.monotonic()
         self.last_frame_ns = time.monotonic_ns()
         self.closed = False
@@ -175,6 +186,13 @@ class Connection:
         if isinstance(frame, (dict, list)):
             frame = orjson.dumps(frame).decode()
         self.outbox.append(frame)
+        self._wake.set()
+
+    def send_urgent(self, frame: str | bytes | dict[str, Any] | list[Any]) -> None:
+        """Like ``send_soon``, but ahead of every queued frame (still under the message rate)."""
+        if isinstance(frame, (dict, list)):
+            frame = orjson.dumps(frame).decode()
+        self.outbox.appendleft(frame)
         self._wake.set()
 
     async def send(self, frame: str | bytes | dict[str, Any] | list[Any]) -> None:
@@ -216,6 +234,9 @@ class Connector:
     max_frame_bytes: ClassVar[int] = 64 * 1024 * 1024
     max_symbols_per_connection: ClassVar[int] = 200
     max_messages_per_second: ClassVar[float] = 5.0
+    #: "connection": each connection has its own outgoing message rate; "connector": all
+    #: connections of the connector share one (an exchange that limits per IP, not per socket)
+    rate_limit_scope: ClassVar[Literal["connection", "connector"]] = "connection"
     keepalive_interval_s: ClassVar[float | None] = None
     ws_ping_interval_s: ClassVar[float | None] = 20.0
     rest_rate_per_s: ClassVar[float | None] = None  # weight per second; from config when None
@@ -258,6 +279,7 @@ class Connector:
         self._pending_snapshots: set[str] = set()
         self._tg: anyio.abc.TaskGroup | None = None
         self._snapshot_slot = 0.0
+        self._shared_limiter: _Limiter | None = None
 
     # -- to implement -------------------------------------------------------------------------
 
@@ -282,6 +304,22 @@ class Connector:
     async def on_open(self, conn: Connection) -> None:
         return None
 
+    async def keepalive(self, conn: Connection) -> None:
+        """The keepalive loop of one connection, run beside its reader until it closes.
+
+        The default sends ``keepalive_frame()`` (when not ``None``) every ``keepalive_interval_s``
+        through the writer, so pings count in the message rate; without an interval it returns
+        at once. Override it for another policy (e.g. ping only when idle, detect a missing pong).
+        """
+        interval = self.keepalive_interval_s
+        if not interval:
+            return
+        while True:
+            await anyio.sleep(interval)
+            frame = self.keepalive_frame()
+            if frame is not None:
+                conn.send_soon(frame)  # through the writer: counted in the message rate
+
     def connection_url(self, symbols: list[str]) -> str:
         """The URL to connect to for these symbols (Binance puts streams in the URL)."""
         return self.ws_base
@@ -304,6 +342,38 @@ class Connector:
     def parse_error(self, frame: str | bytes, exc: BaseException, conn: Connection | None = None) -> None:
         snippet = frame[:200] if isinstance(frame, str) else frame[:200].decode("utf-8", "replace")
         self.report_error(f"cannot parse frame ({type(exc).__name__}: {exc}): {snippet!r}", kind="parsing")
+
+    def message_rate(self) -> float:
+        """Outgoing WebSocket messages per second (per connection or per connector, see
+        ``rate_limit_scope``); ``max_messages_per_second`` unless a plugin takes it from config."""
+        return self.max_messages_per_second
+
+    async def message_slot(self) -> None:
+        """Wait for a slot under the connector-wide message rate (``rate_limit_scope =
+        "connector"``), e.g. to count a connection attempt as a message."""
+        await self._connector_limiter().wait()
+
+    def _connector_limiter(self) -> _Limiter:
+        if self._shared_limiter is None:
+            self._shared_limiter = _Limiter(self.message_rate())
+        return self._shared_limiter
+
+    def _connection_limiter(self) -> _Limiter:
+        if self.rate_limit_scope == "connector":
+            return self._connector_limiter()
+        return _Limiter(self.message_rate())
+
+    def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
+        """Run ``func(*args)`` as a background task of the running connector (cancelled when it
+        stops). Returns ``False``, starting nothing, when the connector is not running."""
+        if self._tg is None:
+            return False
+        self._tg.start_soon(func, *args)
+        return True
+
+    def snapshot_pending(self, symbol: str) -> bool:
+        """Whether a REST snapshot of this symbol is scheduled or being fetched."""
+        return symbol in self._pending_snapshots
 
     def instrument(self, symbol: str) -> Instrument:
         assert self.symbols is not None
@@ -480,8 +550,7 @@ class Connector:
             self.connected = True
             async with anyio.create_task_group() as tg:
                 tg.start_soon(conn._writer)
-                if self.keepalive_interval_s:
-                    tg.start_soon(self._keepalive, conn)
+                tg.start_soon(self.keepalive, conn)
                 try:
                     await self.on_open(conn)
                     self.subscribe(conn, symbols)
@@ -522,15 +591,6 @@ class Connector:
         if self.rules.snapshot is SnapshotSource.REST:
             for sym in live:
                 self.schedule_snapshot(sym)
-
-    async def _keepalive(self, conn: Connection) -> None:
-        interval = self.keepalive_interval_s
-        assert interval
-        while True:
-            await anyio.sleep(interval)
-            frame = self.keepalive_frame()
-            if frame is not None:
-                conn.send_soon(frame)  # through the writer: counted in the message rate
 
     async def _watchdog(self) -> None:
         """Mark books STALE after ``stale_after_s`` without data; reconnect a silent connection."""

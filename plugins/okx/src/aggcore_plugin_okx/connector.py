@@ -91,7 +91,7 @@ class OkxConnector(Connector):
     default_depth = MAX_DEPTH
     max_symbols_per_connection = 29
     max_messages_per_second = 3.0
-    keepalive_interval_s = 1.0  # how often the idle check runs; see _keepalive
+    keepalive_interval_s = 1.0  # how often the idle check runs; see keepalive
     ws_ping_interval_s = None  # OKX's JSON API documents text ping/pong, not ping frames
     fake_server = "aggcore_plugin_okx.fake:FakeOkx"
 
@@ -229,18 +229,15 @@ class OkxConnector(Connector):
                 self.resubscribe(sym)
 
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
-        if self._tg is None:
-            return
-
         async def run() -> None:
             await anyio.sleep(delay)
             fn(*args)
 
-        self._tg.start_soon(run)
+        self.spawn(run)
 
     def _close_soon(self, conn: Connection, reason: str) -> None:
-        if self._tg is not None and not conn.closed:
-            self._tg.start_soon(conn.close, reason)
+        if not conn.closed:
+            self.spawn(conn.close, reason)
 
     # -- resync ------------------------------------------------------------------------------------------
 
@@ -282,7 +279,7 @@ class OkxConnector(Connector):
 
     # -- keepalive ---------------------------------------------------------------------------------------
 
-    async def _keepalive(self, conn: Connection) -> None:
+    async def keepalive(self, conn: Connection) -> None:
         """Text ``ping`` after ``ping_after_s`` without a frame; reconnect when no answer."""
         idle_ns = int(self.config.ping_after_s * 1e9)
         pinged_at: int | None = None
@@ -315,7 +312,7 @@ class OkxConnector(Connector):
                 waiting.pop(sym, None)
                 continue
             since = waiting.setdefault(sym, now)
-            if now - since >= limit and sym not in self._pending_snapshots:
+            if now - since >= limit and not self.snapshot_pending(sym):
                 waiting[sym] = now
                 self.books[sym].error = f"no book {self.config.sync_timeout_s:g}s after subscribing; subscribing again"
                 self.resubscribe(sym)
