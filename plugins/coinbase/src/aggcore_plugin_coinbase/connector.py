@@ -27,10 +27,10 @@ Exchange facts (see the plugin README for sources):
 from __future__ import annotations
 
 import re
-import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import anyio
 from aggcore.book import SequenceMode, SnapshotSource, SyncRules
@@ -66,35 +66,20 @@ class CoinbaseConfig(ConnectorConfig):
     )
 
 
-class _SharedRate:
-    """A message-rate limiter shared by every connection (the limit is per IP, not per socket).
-
-    Slots are reserved before sleeping, so concurrent waiters never share one."""
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self.next_at = 0.0
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        at = max(now, self.next_at)
-        self.next_at = at + self.interval
-        if at > now:
-            await anyio.sleep(at - now)
-
-
 class _ThrottledOpen:
     """Wraps a WebSocket opener so that each connection attempt waits for a rate slot."""
 
-    def __init__(self, opener: WsOpener, rate: _SharedRate, url: str, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, opener: WsOpener, slot: Callable[[], Awaitable[None]], url: str, kwargs: dict[str, Any]
+    ) -> None:
         self.opener = opener
-        self.rate = rate
+        self.slot = slot
         self.url = url
         self.kwargs = kwargs
         self.cm: AbstractAsyncContextManager[ClientConnection] | None = None
 
     async def __aenter__(self) -> ClientConnection:
-        await self.rate.wait()
+        await self.slot()
         self.cm = self.opener(self.url, **self.kwargs)
         return await self.cm.__aenter__()
 
@@ -116,7 +101,8 @@ class CoinbaseConnector(Connector):
     default_depth: ClassVar[int | None] = None  # the snapshot is the full aggregated book
     max_frame_bytes: ClassVar[int] = 64 * 1024 * 1024
     max_symbols_per_connection: ClassVar[int] = 1  # CoinbaseConfig.products_per_connection decides
-    max_messages_per_second: ClassVar[float] = 8.0
+    max_messages_per_second: ClassVar[float] = 8.0  # CoinbaseConfig.messages_per_second decides
+    rate_limit_scope: ClassVar[Literal["connection", "connector"]] = "connector"  # the limit is per IP
     keepalive_interval_s: ClassVar[float | None] = None  # the heartbeats channel keeps connections open
     ws_ping_interval_s: ClassVar[float | None] = 20.0
     fake_server: ClassVar[str | None] = "aggcore_plugin_coinbase.fake:FakeCoinbase"
@@ -127,12 +113,11 @@ class CoinbaseConnector(Connector):
         if not isinstance(config, CoinbaseConfig):
             config = CoinbaseConfig.model_validate(config.model_dump())
         super().__init__(config, **kwargs)
-        self._rate = _SharedRate(self.config.messages_per_second)
         inner: WsOpener = self.ws_connect
-        rate = self._rate
+        slot = self.message_slot  # opening a connection takes a slot of the shared message rate
 
         def throttled(url: str, **kw: Any) -> AbstractAsyncContextManager[ClientConnection]:
-            return _ThrottledOpen(inner, rate, url, kw)
+            return _ThrottledOpen(inner, slot, url, kw)
 
         self.ws_connect = throttled
         self.wire: dict[str, str] = {}  # product id -> the product id its data carries
@@ -185,8 +170,10 @@ class CoinbaseConnector(Connector):
     def unsubscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
         return [{"type": "unsubscribe", "product_ids": list(symbols), "channel": "level2"}]
 
+    def message_rate(self) -> float:
+        return self.config.messages_per_second
+
     async def on_open(self, conn: Connection) -> None:
-        conn._limiter = self._rate  # type: ignore[assignment]  # the limit is per IP: share it
         routes: dict[str, list[str]] = {}
         for sym in conn.symbols:
             for key in {self.wire.get(sym, sym), sym}:
@@ -292,14 +279,12 @@ class CoinbaseConnector(Connector):
         acked = set(subs.get("level2", ()))
         for sym in products:
             if sym in acked or self.wire.get(sym, sym) in acked:
-                if self._tg is not None:
-                    self._tg.start_soon(self._expect_snapshot, conn, sym, self.snapshots.get(sym, 0))
+                self.spawn(self._expect_snapshot, conn, sym, self.snapshots.get(sym, 0))
                 continue
             book = self.books[sym]
             if book.state in _WAITING:
                 book.error = f"level2 subscription of {sym} not in Coinbase's subscriptions ack"
-                if self._tg is not None:
-                    self._tg.start_soon(self._confirm_rejected, sym, self.snapshots.get(sym, 0))
+                self.spawn(self._confirm_rejected, sym, self.snapshots.get(sym, 0))
 
     async def _confirm_rejected(self, sym: str, snapshots: int) -> None:
         """Fail the product unless a snapshot arrived after all (acks are matched by order)."""
