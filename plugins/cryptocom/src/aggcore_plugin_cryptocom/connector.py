@@ -32,7 +32,6 @@ import time
 from typing import Any, ClassVar, Literal
 
 import anyio
-import orjson
 from aggcore.book import SequenceMode, SnapshotSource, SyncRules
 from aggcore.connector import Connection, Connector, ConnectorConfig
 from aggcore.models import BookState
@@ -162,12 +161,7 @@ class CryptocomConnector(Connector):
 
     def _respond_heartbeat(self, conn: Connection, hb_id: Any) -> None:
         """Answer within 5 s: jump the queue of pending subscriptions (the writer drains in order)."""
-        reply = {"id": hb_id, "method": "public/respond-heartbeat"}
-        if conn.outbox:
-            # the writer is draining a non-empty outbox, so it will see this without a wake-up
-            conn.outbox.appendleft(orjson.dumps(reply).decode())
-        else:
-            conn.send_soon(reply)
+        conn.send_urgent({"id": hb_id, "method": "public/respond-heartbeat"})
 
     # -- errors ----------------------------------------------------------------------------------------
 
@@ -192,13 +186,14 @@ class CryptocomConnector(Connector):
             self.report_error(text, symbol=sym, code=err.code)
 
     def _retry_later(self, symbol: str) -> None:
-        if symbol in self._retrying or self._tg is None:
+        if symbol in self._retrying:
             return
         attempt = self._retry_attempts.get(symbol, 0)
-        self._retry_attempts[symbol] = attempt + 1
         delay = min(self.config.subscribe_retry_s * 2**attempt, self.config.reconnect_max_s)
-        self._retrying.add(symbol)
-        self._tg.start_soon(self._retry_subscribe, symbol, delay * (0.8 + 0.4 * random.random()))
+        if not self.spawn(self._retry_subscribe, symbol, delay * (0.8 + 0.4 * random.random())):
+            return  # not running
+        self._retry_attempts[symbol] = attempt + 1
+        self._retrying.add(symbol)  # the task starts after this returns
 
     async def _retry_subscribe(self, symbol: str, delay: float) -> None:
         try:
