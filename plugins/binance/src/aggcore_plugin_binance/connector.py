@@ -169,8 +169,8 @@ class BinanceConnector(Connector):
         self.shutdown_notices += 1
         self.last_error = "serverShutdown announced by Binance; reconnecting"
         log.warning("%s[%d]: %s", self.name, conn.index, self.last_error)
-        if self._tg is not None and not conn.closed:
-            self._tg.start_soon(conn.close, "serverShutdown")
+        if not conn.closed:
+            self.spawn(conn.close, "serverShutdown")
 
     def _symbols_of(self, error: ErrorReply) -> list[str]:
         """The symbols an error is about: the stream it names (``data``), else its request's."""

@@ -138,8 +138,8 @@ class BitstampConnector(Connector):
             pending.append(sym)
             conn.send_soon(frame)
             sent.append(sym)
-        if sent and self._tg is not None:
-            self._tg.start_soon(self._watch_acks, conn, sent)
+        if sent:
+            self.spawn(self._watch_acks, conn, sent)
 
     async def _watch_acks(self, conn: Connection, symbols: list[str]) -> None:
         await anyio.sleep(self.config.ack_timeout_s)
@@ -174,8 +174,8 @@ class BitstampConnector(Connector):
         elif isinstance(msg, ReconnectRequest):
             self.report_error("bts:request_reconnect (maintenance): reconnecting and re-seeding", kind="maintenance")
             conn.state["reconnect_requested"] = True
-            if self._tg is not None and not conn.closed:
-                self._tg.start_soon(self._close, conn, "bts:request_reconnect")
+            if not conn.closed:
+                self.spawn(self._close, conn, "bts:request_reconnect")
         elif isinstance(msg, Heartbeat):
             if msg.status not in (None, "success"):
                 self.report_error(f"bts:heartbeat answered {msg.status!r}", kind="exchange")
@@ -249,8 +249,8 @@ class BitstampConnector(Connector):
         return parse_snapshot(symbol, body)
 
     async def on_open(self, conn: Connection) -> None:
-        if self.config.refresh_interval_s and self._tg is not None:
-            self._tg.start_soon(self._refresh_loop, conn)
+        if self.config.refresh_interval_s:
+            self.spawn(self._refresh_loop, conn)
 
     async def _refresh_loop(self, conn: Connection) -> None:
         """Re-fetch LIVE books' snapshots; one newer than everything applied replaces the book."""
