@@ -26,10 +26,16 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interv
 
 
 @asynccontextmanager
-async def running(connector: C) -> AsyncIterator[C]:
-    """Run ``connector`` in the background for the body of the ``async with``, then cancel it."""
+async def running(connector: C, *, wait_setup: bool = False) -> AsyncIterator[C]:
+    """Run ``connector`` in the background for the body of the ``async with``, then cancel it.
+
+    With ``wait_setup``, the body starts only once the connector has loaded its instruments and
+    created its books (``Connector.run`` reported itself started)."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(connector.run)
+        if wait_setup:
+            await tg.start(connector.run)
+        else:
+            tg.start_soon(connector.run)
         try:
             yield connector
         finally:
