@@ -17,7 +17,7 @@ import anyio
 import pytest
 from aggcore.book import SymbolBook
 from aggcore.models import BookState
-from aggcore.testing import Change, Fault, InstrumentSpec
+from aggcore.testing import Change, Fault, InstrumentSpec, running as run_in_background, wait_until
 from aggcore_plugin_binance.connector import BinanceConfig, BinanceConnector
 from aggcore_plugin_binance.fake import FakeBinance
 
@@ -79,21 +79,9 @@ async def running(
         settings: dict[str, Any] = {"reconnect_min_s": 0.05, "reconnect_max_s": 0.5, "stale_after_s": 5.0}
         settings.update(overrides)
         connector = BinanceConnector(BinanceConfig(**fake.connector_config(**settings)), listener=checker)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(connector.run)
-            try:
-                yield fake, connector, checker
-            finally:
-                tg.cancel_scope.cancel()
+        async with run_in_background(connector):
+            yield fake, connector, checker
     assert not checker.wrong, f"LIVE book differed from the truth at {checker.wrong[:5]}"
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.01)
 
 
 def live(connector: BinanceConnector, *symbols: str) -> Callable[[], bool]:
@@ -105,7 +93,7 @@ async def assert_in_sync(fake: FakeBinance, connector: BinanceConnector, *symbol
     fake.pause()
     try:
         for s in symbols:
-            await until(
+            await wait_until(
                 lambda s=s: connector.books[s].live and connector.books[s].last_seq == fake.update_ids[s],  # type: ignore[misc]
                 what=f"{s} caught up",
             )
@@ -118,7 +106,7 @@ async def assert_in_sync(fake: FakeBinance, connector: BinanceConnector, *symbol
 
 async def test_subscribes_reaches_live_and_matches_the_truth() -> None:
     async with running() as (fake, connector, checker):
-        await until(live(connector, BTC, ETH), what="LIVE")
+        await wait_until(live(connector, BTC, ETH), what="LIVE")
         await anyio.sleep(0.2)
         await assert_in_sync(fake, connector, BTC, ETH)
         session = fake.sessions[0]
@@ -132,7 +120,7 @@ async def test_subscribes_reaches_live_and_matches_the_truth() -> None:
 
 async def test_speed_1000ms_uses_the_plain_depth_stream() -> None:
     async with running(speed_ms=1000, depth=100) as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         assert "btcusdt@depth\"" in fake.sessions[0].received[0]
         assert any("limit=100" in p for p in fake.rest_log)
         await assert_in_sync(fake, connector, BTC, ETH)
@@ -141,12 +129,12 @@ async def test_speed_1000ms_uses_the_plain_depth_stream() -> None:
 @pytest.mark.parametrize("fault", [Fault.GAP, Fault.REORDER])
 async def test_sequence_faults_resync_that_symbol_only(fault: Fault) -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         eth_resyncs = connector.books[ETH].resyncs
         fake.inject(fault, BTC)
-        await until(lambda: connector.books[BTC].resyncs >= 1, what="BTC resync")
+        await wait_until(lambda: connector.books[BTC].resyncs >= 1, what="BTC resync")
         assert connector.books[BTC].gaps >= 1
-        await until(live(connector, BTC), what="BTC LIVE again")
+        await wait_until(live(connector, BTC), what="BTC LIVE again")
         assert connector.books[ETH].live and connector.books[ETH].resyncs == eth_resyncs
         assert connector.reconnects == 0  # the stream stayed up: a REST snapshot resynced it
         await assert_in_sync(fake, connector, BTC, ETH)
@@ -154,36 +142,36 @@ async def test_sequence_faults_resync_that_symbol_only(fault: Fault) -> None:
 
 async def test_duplicate_event_is_dropped_without_resync() -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(Fault.DUPLICATE, BTC)
-        await until(lambda: connector.books[BTC].dropped_stale >= 1, what="duplicate dropped")
+        await wait_until(lambda: connector.books[BTC].dropped_stale >= 1, what="duplicate dropped")
         assert connector.books[BTC].resyncs == 0 and connector.books[BTC].live
         await assert_in_sync(fake, connector, BTC, ETH)
 
 
 async def test_disconnect_reconnects_and_resyncs() -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(Fault.DISCONNECT)
-        await until(lambda: connector.reconnects >= 1, what="reconnect")
-        await until(live(connector, BTC, ETH), what="LIVE after reconnect")
+        await wait_until(lambda: connector.reconnects >= 1, what="reconnect")
+        await wait_until(live(connector, BTC, ETH), what="LIVE after reconnect")
         await assert_in_sync(fake, connector, BTC, ETH)
 
 
 async def test_stall_marks_stale_then_live_again() -> None:
     async with running(stale_after_s=0.3) as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(Fault.STALL, seconds=0.5)
-        await until(lambda: connector.books[BTC].state is BookState.STALE, what="STALE")
-        await until(live(connector, BTC, ETH), what="LIVE after the stall")
+        await wait_until(lambda: connector.books[BTC].state is BookState.STALE, what="STALE")
+        await wait_until(live(connector, BTC, ETH), what="LIVE after the stall")
         await assert_in_sync(fake, connector, BTC, ETH)
 
 
 async def test_malformed_frame_is_reported_and_books_go_on() -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(Fault.MALFORMED)
-        await until(lambda: connector.error_counts.get("parsing", 0) >= 1, what="parse error")
+        await wait_until(lambda: connector.error_counts.get("parsing", 0) >= 1, what="parse error")
         assert "cannot parse" in (connector.last_error or "")
         assert connector.books[BTC].live and connector.books[ETH].live and connector.reconnects == 0
         await assert_in_sync(fake, connector, BTC, ETH)
@@ -191,20 +179,20 @@ async def test_malformed_frame_is_reported_and_books_go_on() -> None:
 
 async def test_oversize_snapshot_is_truncated_to_depth() -> None:
     async with running(depth=500) as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(Fault.OVERSIZE_SNAPSHOT, BTC, levels=20000)
         fake.inject(Fault.GAP, BTC)
-        await until(lambda: connector.books[BTC].resyncs >= 1)
-        await until(live(connector, BTC))
+        await wait_until(lambda: connector.books[BTC].resyncs >= 1)
+        await wait_until(live(connector, BTC))
         assert len(connector.books[BTC].book.bids) <= 500
         await assert_in_sync(fake, connector, BTC, ETH)
 
 
 async def test_error_reply_fails_that_symbol_only() -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(Fault.ERROR_REPLY, BTC, message="Invalid request: invalid stream")
-        await until(lambda: connector.books[BTC].state is BookState.FAILED, what="BTC FAILED")
+        await wait_until(lambda: connector.books[BTC].state is BookState.FAILED, what="BTC FAILED")
         assert "invalid stream" in (connector.books[BTC].error or "")
         assert "code 2" in (connector.books[BTC].error or "")
         await anyio.sleep(0.1)
@@ -214,9 +202,9 @@ async def test_error_reply_fails_that_symbol_only() -> None:
 
 async def test_error_reply_without_a_symbol_is_a_connection_error() -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(Fault.ERROR_REPLY, message="Invalid request: too many parameters")
-        await until(lambda: connector.error_counts.get("exchange", 0) >= 1)
+        await wait_until(lambda: connector.error_counts.get("exchange", 0) >= 1)
         assert "too many parameters" in (connector.last_error or "")
         assert connector.books[BTC].live and connector.books[ETH].live
 
@@ -228,7 +216,7 @@ async def test_unknown_and_delisted_pairs_are_reported_others_go_on() -> None:
         rate_hz=200,
     )
     async with running(fake, trading_pairs=["BTC/USDT", "XRP/USDT", "LUNA/USDT"]) as (fake, connector, _):
-        await until(live(connector, BTC))
+        await wait_until(live(connector, BTC))
         assert "XRP/USDT" in connector.pair_errors and "unknown symbol" in connector.pair_errors["XRP/USDT"]
         assert "BREAK" in connector.pair_errors["LUNA/USDT"]
         assert set(connector.books) == {BTC}
@@ -238,12 +226,12 @@ async def test_unknown_and_delisted_pairs_are_reported_others_go_on() -> None:
 @pytest.mark.parametrize("fault", [Fault.REST_429, Fault.REST_418])
 async def test_rest_rate_limit_honours_retry_after(fault: Fault) -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.inject(fault, retry_after=1)
         started = time.monotonic()
         fake.inject(Fault.GAP, BTC)
-        await until(lambda: connector.books[BTC].resyncs >= 1)
-        await until(live(connector, BTC), timeout=5)
+        await wait_until(lambda: connector.books[BTC].resyncs >= 1)
+        await wait_until(live(connector, BTC), timeout=5)
         assert time.monotonic() - started >= 0.9  # the snapshot waited for Retry-After
         assert connector.error_counts.get("rate_limit") == 1
         assert connector.books[ETH].live
@@ -255,33 +243,33 @@ async def test_rate_limited_exchange_info_at_startup() -> None:
     fake.inject(Fault.REST_429, retry_after=1)
     started = time.monotonic()
     async with running(fake) as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         assert time.monotonic() - started >= 0.9
         assert fake.rest_log[:2] == ["/api/v3/exchangeInfo", "/api/v3/exchangeInfo"]
 
 
 async def test_server_shutdown_reconnects_at_once() -> None:
     async with running() as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         fake.server_shutdown(grace_s=10)
-        await until(lambda: connector.reconnects >= 1, timeout=2, what="reconnect before the server goes")
+        await wait_until(lambda: connector.reconnects >= 1, timeout=2, what="reconnect before the server goes")
         assert connector.shutdown_notices == 1
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         await assert_in_sync(fake, connector, BTC, ETH)
 
 
 async def test_connection_lifetime_end_is_a_routine_reconnect() -> None:
     fake = CheckedFake(seed=9, rate_hz=200, max_connection_age_s=0.6)
     async with running(fake) as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
-        await until(lambda: connector.reconnects >= 1, what="lifetime reconnect")
-        await until(live(connector, BTC, ETH), what="LIVE on the new connection")
+        await wait_until(live(connector, BTC, ETH))
+        await wait_until(lambda: connector.reconnects >= 1, what="lifetime reconnect")
+        await wait_until(live(connector, BTC, ETH), what="LIVE on the new connection")
 
 
 async def test_answers_server_pings() -> None:
     fake = CheckedFake(seed=11, rate_hz=100, ping_interval_s=0.05, pong_timeout_s=0.3)
     async with running(fake) as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         await anyio.sleep(0.8)
         assert connector.reconnects == 0 and connector.books[BTC].live
 
@@ -298,7 +286,7 @@ async def test_snapshot_older_than_the_stream_is_refetched() -> None:
 
     lagging = LaggingFake(seed=13, rate_hz=200)
     async with running(lagging) as (fake, connector, _):
-        await until(live(connector, BTC, ETH))
+        await wait_until(live(connector, BTC, ETH))
         assert lagging.lagged == 2
         assert connector.books[BTC].resyncs == 0 and connector.books[BTC].gaps == 0
         assert sum("symbol=BTCUSDT" in p for p in fake.rest_log) == 3
