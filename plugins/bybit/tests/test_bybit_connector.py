@@ -11,8 +11,7 @@ import anyio
 import orjson
 import pytest
 from aggcore.models import BookState
-from aggcore.testing import Fault, InstrumentSpec
-from aggcore.testing.pytest_plugin import wait_until
+from aggcore.testing import Fault, InstrumentSpec, running as run_in_background, wait_until
 
 from aggcore_plugin_bybit.connector import BybitConfig, BybitConnector
 from aggcore_plugin_bybit.fake import FakeBybit
@@ -23,13 +22,8 @@ FAST = {"stale_after_s": 1.0, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2, "
 @asynccontextmanager
 async def running(fake: FakeBybit, **overrides: Any) -> AsyncIterator[BybitConnector]:
     config = BybitConfig.model_validate(fake.connector_config(**{**FAST, **overrides}))
-    connector = BybitConnector(config)
-    async with anyio.create_task_group() as tg:
-        await tg.start(connector.run)
-        try:
-            yield connector
-        finally:
-            tg.cancel_scope.cancel()
+    async with run_in_background(BybitConnector(config), wait_setup=True) as connector:
+        yield connector
 
 
 def all_live(c: BybitConnector, keys: list[str] | None = None) -> bool:
