@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,7 +11,7 @@ import anyio
 import orjson
 import pytest
 from aggcore.models import BookState
-from aggcore.testing import Fault, InstrumentSpec
+from aggcore.testing import Fault, InstrumentSpec, running as run_in_background, wait_until
 from aggcore_plugin_coinbase import CoinbaseConfig, CoinbaseConnector
 from aggcore_plugin_coinbase.fake import FakeCoinbase
 from websockets.asyncio.client import connect
@@ -21,24 +21,11 @@ pytestmark = pytest.mark.anyio
 FAST = {"stale_after_s": 5.0, "reconnect_min_s": 0.05, "reconnect_max_s": 0.3, "ack_timeout_s": 0.3}
 
 
-async def until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.02)
-
-
 @asynccontextmanager
 async def running(fake: FakeCoinbase, **overrides: Any) -> AsyncIterator[CoinbaseConnector]:
     config = CoinbaseConfig(**fake.connector_config(**{**FAST, **overrides}))
-    conn = CoinbaseConnector(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.run)
-        try:
-            yield conn
-        finally:
-            tg.cancel_scope.cancel()
+    async with run_in_background(CoinbaseConnector(config)) as conn:
+        yield conn
 
 
 def all_live(c: CoinbaseConnector, syms: list[str] | None = None) -> bool:
@@ -60,7 +47,7 @@ async def assert_truth(fake: FakeCoinbase, c: CoinbaseConnector, syms: list[str]
                     return False
             return True
 
-        await until(matches, 5.0, f"books {syms} to equal the fake's truth")
+        await wait_until(matches, 5.0, what=f"books {syms} to equal the fake's truth")
     finally:
         fake.resume()
 
@@ -72,7 +59,7 @@ def sent(fake: FakeCoinbase) -> list[dict[str, Any]]:
 async def test_subscribes_reaches_live_and_matches_truth() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=1, rate_hz=100) as fake:
         async with running(fake, trading_pairs=["BTC/USD", "ETH-USD", "BTC/USDC"]) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             await assert_truth(fake, c)
             frames = sent(fake)
             assert {"type": "subscribe", "product_ids": [], "channel": "heartbeats"} in frames
@@ -81,17 +68,17 @@ async def test_subscribes_reaches_live_and_matches_truth() -> None:
             # one product per connection by default; BTC-USDC data arrives as BTC-USD
             assert len(fake.sessions) == 3
             assert c.books["BTC-USDC"].pair == "BTC/USDC"
-            await until(lambda: all("heartbeat" in conn.state for conn in c.connections.values()), 3, "heartbeats")
+            await wait_until(lambda: all("heartbeat" in conn.state for conn in c.connections.values()), 3, what="heartbeats")
             assert fake.rate_violations == 0 and c.connection_gaps == 0 and fake.closed_for_deadline == 0
 
 
 async def test_gap_resyncs_that_product_only() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=2, rate_hz=100) as fake:
         async with running(fake) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             fake.inject(Fault.GAP, "BTC-USD")
-            await until(lambda: c.books["BTC-USD"].resyncs >= 1, what="resync")
-            await until(lambda: all_live(c), what="LIVE again")
+            await wait_until(lambda: c.books["BTC-USD"].resyncs >= 1, what="resync")
+            await wait_until(lambda: all_live(c), what="LIVE again")
             assert c.books["ETH-USD"].resyncs == 0 and c.books["ETH-USD"].gaps == 0
             assert "sequence_num gap" in (c.books["BTC-USD"].error or "") or c.books["BTC-USD"].live
             await assert_truth(fake, c)
@@ -102,11 +89,11 @@ async def test_gap_resyncs_that_product_only() -> None:
 async def test_gap_on_a_shared_connection_resyncs_all_its_products() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD", "ETH-BTC"], seed=3, rate_hz=100) as fake:
         async with running(fake, products_per_connection=2) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             assert len(fake.sessions) == 2
             fake.inject(Fault.GAP, "ETH-USD")
-            await until(lambda: c.books["BTC-USD"].resyncs >= 1 and c.books["ETH-USD"].resyncs >= 1, what="resyncs")
-            await until(lambda: all_live(c), what="LIVE again")
+            await wait_until(lambda: c.books["BTC-USD"].resyncs >= 1 and c.books["ETH-USD"].resyncs >= 1, what="resyncs")
+            await wait_until(lambda: all_live(c), what="LIVE again")
             assert c.books["ETH-BTC"].resyncs == 0  # on the other connection
             # one unsubscribe + one subscribe for both products (2 messages, not 4)
             level2 = [(f["type"], f["product_ids"]) for f in sent(fake) if f["channel"] == "level2"]
@@ -121,29 +108,29 @@ async def test_gap_on_a_shared_connection_resyncs_all_its_products() -> None:
 async def test_fault_keeps_books_right(fault: Fault) -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=4, rate_hz=100) as fake:
         async with running(fake) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             if fault is Fault.OVERSIZE_SNAPSHOT:
                 fake.inject(fault, "BTC-USD", levels=25_000)
                 fake.inject(Fault.SNAPSHOT, "BTC-USD")  # the next snapshot carries 50k levels (several MB)
-                await until(lambda: len(c.books["BTC-USD"].book.bids) > 25_000, what="oversize snapshot")
+                await wait_until(lambda: len(c.books["BTC-USD"].book.bids) > 25_000, what="oversize snapshot")
                 assert c.reconnects == 0  # a multi-MB frame passes the frame limit
                 # the kit pads with far levels that are not in the truth (and may later cross
                 # it, which resyncs): replace them with a normal snapshot before comparing
                 fake.inject(Fault.SNAPSHOT, "BTC-USD")
-                await until(lambda: len(c.books["BTC-USD"].book.bids) < 1000, what="normal snapshot")
+                await wait_until(lambda: len(c.books["BTC-USD"].book.bids) < 1000, what="normal snapshot")
             else:
                 fake.inject(fault, "BTC-USD")
             if fault is Fault.REORDER:
-                await until(lambda: c.books["BTC-USD"].resyncs >= 1, what="resync after reorder")
-                await until(lambda: c.duplicates >= 1, what="the late frame dropped")
+                await wait_until(lambda: c.books["BTC-USD"].resyncs >= 1, what="resync after reorder")
+                await wait_until(lambda: c.duplicates >= 1, what="the late frame dropped")
             elif fault is Fault.DUPLICATE:
-                await until(lambda: c.duplicates >= 1, what="duplicate dropped")
+                await wait_until(lambda: c.duplicates >= 1, what="duplicate dropped")
                 assert c.books["BTC-USD"].resyncs == 0  # absolute sizes: a repeat is harmless
             elif fault is Fault.DISCONNECT:
-                await until(lambda: c.reconnects >= 1, what="reconnect")
+                await wait_until(lambda: c.reconnects >= 1, what="reconnect")
             elif fault is Fault.MALFORMED:
-                await until(lambda: c.error_counts.get("parsing", 0) >= 1, what="parse error")
-            await until(lambda: all_live(c), what="LIVE")
+                await wait_until(lambda: c.error_counts.get("parsing", 0) >= 1, what="parse error")
+            await wait_until(lambda: all_live(c), what="LIVE")
             if fault is not Fault.DISCONNECT:
                 assert c.books["ETH-USD"].resyncs == 0 and c.books["ETH-USD"].live
             await assert_truth(fake, c)
@@ -152,7 +139,7 @@ async def test_fault_keeps_books_right(fault: Fault) -> None:
 async def test_stall_goes_stale_then_resyncs() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=5, rate_hz=100) as fake:
         async with running(fake, stale_after_s=0.3) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             seen: set[BookState] = set()
             fake.inject(Fault.STALL, seconds=1.0)
 
@@ -160,18 +147,18 @@ async def test_stall_goes_stale_then_resyncs() -> None:
                 seen.add(c.books["BTC-USD"].state)
                 return BookState.STALE in seen
 
-            await until(watch, 3, "STALE")
-            await until(lambda: c.books["BTC-USD"].resyncs >= 1 or c.reconnects >= 1, 5, "resync after the stall")
-            await until(lambda: all_live(c), what="LIVE again")
+            await wait_until(watch, 3, what="STALE")
+            await wait_until(lambda: c.books["BTC-USD"].resyncs >= 1 or c.reconnects >= 1, 5, what="resync after the stall")
+            await wait_until(lambda: all_live(c), what="LIVE again")
             await assert_truth(fake, c)
 
 
 async def test_error_reply_fails_that_product_only() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=6, rate_hz=100) as fake:
         async with running(fake) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             fake.inject(Fault.ERROR_REPLY, "BTC-USD", message="product is in maintenance")
-            await until(lambda: c.books["BTC-USD"].state is BookState.FAILED, what="FAILED")
+            await wait_until(lambda: c.books["BTC-USD"].state is BookState.FAILED, what="FAILED")
             assert "maintenance" in (c.books["BTC-USD"].error or "")
             assert c.error_counts.get("exchange", 0) >= 1
             await anyio.sleep(0.2)
@@ -182,9 +169,9 @@ async def test_error_reply_fails_that_product_only() -> None:
 async def test_connection_error_is_reported_not_raised() -> None:
     async with FakeCoinbase(["BTC-USD"], seed=7, rate_hz=100) as fake:
         async with running(fake) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             fake.inject(Fault.ERROR_REPLY, None, message="authentication failure")
-            await until(lambda: "authentication failure" in (c.last_error or ""), what="error recorded")
+            await wait_until(lambda: "authentication failure" in (c.last_error or ""), what="error recorded")
             assert c.books["BTC-USD"].state is not BookState.FAILED
             await assert_truth(fake, c)
 
@@ -193,10 +180,10 @@ async def test_unknown_rejected_and_delisted_products() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=8, rate_hz=100) as fake:
         pairs = ["BTC/USD", "XRP/USD", "GHOST-USD", "OLD/USD", "ETH-USD"]
         async with running(fake, trading_pairs=pairs) as c:
-            await until(lambda: all_live(c, ["BTC-USD", "ETH-USD"]), what="LIVE")
+            await wait_until(lambda: all_live(c, ["BTC-USD", "ETH-USD"]), what="LIVE")
             assert "XRP/USD" in c.pair_errors and "XRP-USD" not in c.books
             # listed and online but refused by the feed: left out of the ack, then FAILED
-            await until(lambda: c.books["GHOST-USD"].state is BookState.FAILED, what="GHOST-USD FAILED")
+            await wait_until(lambda: c.books["GHOST-USD"].state is BookState.FAILED, what="GHOST-USD FAILED")
             assert "did not accept" in (c.books["GHOST-USD"].error or "")
             # delisted: never subscribed
             assert c.books["OLD-USD"].state is BookState.FAILED and "delisted" in (c.books["OLD-USD"].error or "")
@@ -209,11 +196,11 @@ async def test_rest_429_retry_after_is_honoured() -> None:
         fake.inject(Fault.REST_429, retry_after=1)
         started = time.monotonic()
         async with running(fake) as c:
-            await until(lambda: c.symbols is not None, 5, "products loaded")
+            await wait_until(lambda: c.symbols is not None, 5, what="products loaded")
             assert time.monotonic() - started >= 0.95
             assert c.error_counts.get("rate_limit") == 1
             assert fake.rest_log.count(fake.rest_log[0]) == 2
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
 
 
 async def test_message_rate_is_shared_across_connections() -> None:
@@ -222,11 +209,11 @@ async def test_message_rate_is_shared_across_connections() -> None:
     async with FakeCoinbase(symbols, seed=10, rate_hz=50) as fake:
         async with running(fake) as c:
             # 5 connections x (open + heartbeats + level2): 15 slots at 8/s, never more than 8/s
-            await until(lambda: all_live(c), 6, "LIVE")
+            await wait_until(lambda: all_live(c), 6, what="LIVE")
             for s in list(symbols):
                 fake.inject(Fault.GAP, s)
-            await until(lambda: all(b.resyncs >= 1 for b in c.books.values()), 5, "resyncs")
-            await until(lambda: all_live(c), 5, "LIVE again")
+            await wait_until(lambda: all(b.resyncs >= 1 for b in c.books.values()), 5, what="resyncs")
+            await wait_until(lambda: all_live(c), 5, what="LIVE again")
             assert fake.rate_violations == 0
             await assert_truth(fake, c)
 
@@ -247,13 +234,13 @@ async def test_fake_enforces_subscribe_deadline_and_single_channel() -> None:
 async def test_alias_sharing_a_connection_resyncs_together() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=12, rate_hz=100) as fake:
         async with running(fake, trading_pairs=["BTC/USD", "BTC/USDC"], products_per_connection=2) as c:
-            await until(lambda: all_live(c), what="LIVE")
+            await wait_until(lambda: all_live(c), what="LIVE")
             assert len(fake.sessions) == 1
             c.books["BTC-USDC"].resync("test: forced resync", "gap")
-            await until(lambda: c.books["BTC-USD"].resyncs == 1, what="the alias resyncs too")
+            await wait_until(lambda: c.books["BTC-USD"].resyncs == 1, what="the alias resyncs too")
             unsub = ("unsubscribe", ["BTC-USDC", "BTC-USD"])
-            await until(lambda: unsub in [(f["type"], f["product_ids"]) for f in sent(fake)], 3, "one unsubscribe for both")
-            await until(lambda: all_live(c), what="LIVE again")
+            await wait_until(lambda: unsub in [(f["type"], f["product_ids"]) for f in sent(fake)], 3, what="one unsubscribe for both")
+            await wait_until(lambda: all_live(c), what="LIVE again")
             await assert_truth(fake, c)
 
 
@@ -272,6 +259,6 @@ class _LosesFirstSnapshot(FakeCoinbase):
 async def test_acknowledged_product_without_snapshot_is_resubscribed() -> None:
     async with _LosesFirstSnapshot(["BTC-USD", "ETH-USD"], seed=13, rate_hz=100) as fake:
         async with running(fake, snapshot_timeout_s=0.5) as c:
-            await until(lambda: all_live(c), 5, "LIVE after the resubscribe")
+            await wait_until(lambda: all_live(c), 5, what="LIVE after the resubscribe")
             assert fake.lost == 1 and c.books["BTC-USD"].resyncs == 1 and c.books["ETH-USD"].resyncs == 0
             await assert_truth(fake, c)
