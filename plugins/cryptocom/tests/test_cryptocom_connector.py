@@ -12,7 +12,7 @@ import anyio
 import orjson
 import pytest
 from aggcore.models import BookState
-from aggcore.testing import Fault
+from aggcore.testing import Fault, running as run_in_background, wait_until
 from aggcore_plugin_cryptocom import CryptocomConfig, CryptocomConnector
 from aggcore_plugin_cryptocom.fake import FakeCryptocom
 from pydantic import ValidationError
@@ -25,14 +25,6 @@ A, B = "BTC_USDT", "ETH_USDT"
 FAST = {"connect_delay_s": 0.0, "subscribe_retry_s": 0.05, "reconnect_min_s": 0.05, "reconnect_max_s": 0.5, "stale_after_s": 5.0}
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await anyio.sleep(0.01)
-
-
 def fake(symbols: list[str] | None = None, **kwargs: Any) -> FakeCryptocom:
     kwargs.setdefault("rate_hz", 200)
     kwargs.setdefault("idle_delta_s", 0.1)
@@ -42,13 +34,8 @@ def fake(symbols: list[str] | None = None, **kwargs: Any) -> FakeCryptocom:
 @asynccontextmanager
 async def running(fx: FakeCryptocom, **overrides: Any) -> AsyncIterator[CryptocomConnector]:
     config = CryptocomConfig(**fx.connector_config(**{**FAST, **overrides}))
-    conn = CryptocomConnector(config)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.run)
-        try:
-            yield conn
-        finally:
-            tg.cancel_scope.cancel()
+    async with run_in_background(CryptocomConnector(config)) as conn:
+        yield conn
 
 
 def live(conn: CryptocomConnector, *syms: str) -> Callable[[], bool]:
@@ -69,7 +56,7 @@ async def assert_truth(fx: FakeCryptocom, conn: CryptocomConnector, syms: tuple[
                     return False
             return True
 
-        await wait_for(same, what="books equal to the fake's truth")
+        await wait_until(same, what="books equal to the fake's truth")
     finally:
         fx.resume()
 
@@ -91,7 +78,7 @@ async def test_config_depth_validated() -> None:
 
 async def test_live_equals_truth_and_wire_frames() -> None:
     async with fake() as fx, running(fx, connect_delay_s=0.2) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         await assert_truth(fx, conn)
         (session,) = fx.sessions
         subs = [orjson.loads(t) for t in session.received if '"subscribe"' in t]
@@ -106,7 +93,7 @@ async def test_live_equals_truth_and_wire_frames() -> None:
 
 async def test_depth_10_top_view() -> None:
     async with fake() as fx, running(fx, depth=10, book_update_frequency=10) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         for _ in range(3):
             await anyio.sleep(0.2)
             await assert_truth(fx, conn, n=10)
@@ -115,7 +102,7 @@ async def test_depth_10_top_view() -> None:
 
 async def test_idle_empty_deltas_keep_chain() -> None:
     async with fake() as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.pause()
         before = conn.books[A].messages
         await anyio.sleep(0.5)
@@ -129,11 +116,11 @@ async def test_idle_empty_deltas_keep_chain() -> None:
 @pytest.mark.parametrize("acks", [True, False], ids=["acks", "no-acks"])
 async def test_sequence_faults_resync_one_symbol(fault: Fault, acks: bool) -> None:
     async with fake(send_acks=acks) as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.inject(fault, A)
-        await wait_for(lambda: conn.books[A].resyncs >= 1, what=f"{fault.value} -> resync")
+        await wait_until(lambda: conn.books[A].resyncs >= 1, what=f"{fault.value} -> resync")
         assert conn.books[A].gaps >= 1
-        await wait_for(live(conn, A, B), what="LIVE again")
+        await wait_until(live(conn, A, B), what="LIVE again")
         assert conn.books[B].resyncs == 0 and conn.books[B].gaps == 0
         assert conn.reconnects == 0
         await assert_truth(fx, conn)
@@ -144,7 +131,7 @@ async def test_sequence_faults_resync_one_symbol(fault: Fault, acks: bool) -> No
 
 async def test_midstream_and_oversize_snapshot() -> None:
     async with fake() as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.inject(Fault.OVERSIZE_SNAPSHOT, A, levels=5000)
         fx.inject(Fault.SNAPSHOT, A)
         await anyio.sleep(0.2)
@@ -155,47 +142,47 @@ async def test_midstream_and_oversize_snapshot() -> None:
 
 async def test_disconnect_reconnects_and_resyncs() -> None:
     async with fake() as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.inject(Fault.DISCONNECT)
-        await wait_for(lambda: conn.reconnects >= 1, what="reconnect")
-        await wait_for(live(conn, A, B), what="LIVE after reconnect")
+        await wait_until(lambda: conn.reconnects >= 1, what="reconnect")
+        await wait_until(live(conn, A, B), what="LIVE after reconnect")
         await assert_truth(fx, conn)
 
 
 async def test_maintenance_close_1013() -> None:
     async with fake() as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.maintenance()
-        await wait_for(lambda: conn.reconnects >= 1, what="reconnect")
+        await wait_until(lambda: conn.reconnects >= 1, what="reconnect")
         assert conn.last_error is not None and "1013" in conn.last_error
-        await wait_for(live(conn, A, B), what="LIVE after maintenance")
+        await wait_until(live(conn, A, B), what="LIVE after maintenance")
         await assert_truth(fx, conn)
 
 
 async def test_stall_goes_stale_then_recovers() -> None:
     async with fake() as fx, running(fx, stale_after_s=0.2) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.inject(Fault.STALL, seconds=0.6)
-        await wait_for(lambda: conn.books[A].state is not BookState.LIVE, what="STALE")
+        await wait_until(lambda: conn.books[A].state is not BookState.LIVE, what="STALE")
         assert conn.books[A].state in (BookState.STALE, BookState.RESYNCING, BookState.SYNCING)
-        await wait_for(live(conn, A, B), what="LIVE after stall")
+        await wait_until(live(conn, A, B), what="LIVE after stall")
         await assert_truth(fx, conn)
 
 
 async def test_malformed_frame_is_a_parse_error() -> None:
     async with fake() as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.inject(Fault.MALFORMED)
-        await wait_for(lambda: conn.error_counts.get("parsing", 0) >= 1, what="parse error")
+        await wait_until(lambda: conn.error_counts.get("parsing", 0) >= 1, what="parse error")
         assert live(conn, A, B)()
         await assert_truth(fx, conn)
 
 
 async def test_error_reply_fails_that_symbol_only() -> None:
     async with fake() as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         fx.inject(Fault.ERROR_REPLY, A, message="instrument suspended")
-        await wait_for(lambda: conn.books[A].state is BookState.FAILED, what="FAILED")
+        await wait_until(lambda: conn.books[A].state is BookState.FAILED, what="FAILED")
         err = conn.books[A].error or ""
         assert "instrument suspended" in err and "10004" in err
         assert len(conn.books[A].book.bids) == 0  # no silent stale book
@@ -205,8 +192,8 @@ async def test_error_reply_fails_that_symbol_only() -> None:
 async def test_rejected_subscription_and_unknown_pair() -> None:
     # BTCUSD-PERP is in the instrument list but the fake has no book for it: its subscribe is rejected
     async with fake() as fx, running(fx, trading_pairs=["BTC/USDT", "ETH_USDT", "BTC/USD:USD", "DOGE/EUR"]) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
-        await wait_for(lambda: conn.books["BTCUSD-PERP"].state is BookState.FAILED, what="FAILED")
+        await wait_until(live(conn, A, B), what="LIVE")
+        await wait_until(lambda: conn.books["BTCUSD-PERP"].state is BookState.FAILED, what="FAILED")
         assert "invalid channel" in (conn.books["BTCUSD-PERP"].error or "")
         assert "DOGE/EUR" in conn.pair_errors and "unknown symbol" in conn.pair_errors["DOGE/EUR"]
         await assert_truth(fx, conn)
@@ -214,11 +201,11 @@ async def test_rejected_subscription_and_unknown_pair() -> None:
 
 async def test_subscription_cap_40107() -> None:
     async with fake(max_subscriptions=1) as fx, running(fx) as conn:
-        await wait_for(lambda: any(b.state is BookState.FAILED for b in conn.books.values()), what="a FAILED book")
+        await wait_until(lambda: any(b.state is BookState.FAILED for b in conn.books.values()), what="a FAILED book")
         failed = [s for s, b in conn.books.items() if b.state is BookState.FAILED]
         assert len(failed) == 1 and "EXCEED_MAX_SUBSCRIPTIONS" in (conn.books[failed[0]].error or "")
         other = B if failed[0] == A else A
-        await wait_for(live(conn, other), what="the other LIVE")
+        await wait_until(live(conn, other), what="the other LIVE")
 
 
 async def test_connections_split_at_max_symbols() -> None:
@@ -227,27 +214,24 @@ async def test_connections_split_at_max_symbols() -> None:
 
     async with fake() as fx:
         config = CryptocomConfig(**fx.connector_config(**FAST))
-        conn = Small(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(conn.run)
-            await wait_for(live(conn, A, B), what="LIVE")
+        async with run_in_background(Small(config)) as conn:
+            await wait_until(live(conn, A, B), what="LIVE")
             assert len(conn.connections) == 2 and len(fx.sessions) == 2
-            tg.cancel_scope.cancel()
 
 
 async def test_too_many_requests_retried() -> None:
     # one request per calendar second: the second subscribe is rejected with 42901, then retried
     async with fake(max_requests_per_s=1) as fx, running(fx, connect_delay_s=1.0, subscribe_retry_s=0.3) as conn:
-        await wait_for(lambda: conn.error_counts.get("rate_limit", 0) >= 1, timeout=4, what="42901")
+        await wait_until(lambda: conn.error_counts.get("rate_limit", 0) >= 1, timeout=4, what="42901")
         assert any("TOO_MANY_REQUESTS" in (b.error or "") for b in conn.books.values() if b.state is not BookState.LIVE)
-        await wait_for(live(conn, A, B), timeout=8, what="both LIVE after retry")
+        await wait_until(live(conn, A, B), timeout=8, what="both LIVE after retry")
         assert not any(b.state is BookState.FAILED for b in conn.books.values())
 
 
 async def test_heartbeats_answered() -> None:
     async with fake(heartbeat_s=0.1, heartbeat_timeout_s=0.5) as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
-        await wait_for(lambda: fx.heartbeats_answered >= 5, what="heartbeat replies")
+        await wait_until(live(conn, A, B), what="LIVE")
+        await wait_until(lambda: fx.heartbeats_answered >= 5, what="heartbeat replies")
         assert fx.heartbeat_closes == 0 and conn.reconnects == 0
         replies = [orjson.loads(t) for t in fx.sessions[0].received if "respond-heartbeat" in t]
         assert all(set(r) == {"id", "method"} and isinstance(r["id"], int) for r in replies)
@@ -284,7 +268,7 @@ async def test_rest_429_retry_after_honoured() -> None:
         fx.inject(Fault.REST_429, retry_after=0.5)
         started = time.monotonic()
         async with running(fx) as conn:
-            await wait_for(live(conn, A, B), what="LIVE")
+            await wait_until(live(conn, A, B), what="LIVE")
             assert time.monotonic() - started >= 0.5
             assert conn.error_counts.get("rate_limit", 0) == 1
             assert sum("get-instruments" in p for p in fx.rest_log) == 2
@@ -318,17 +302,15 @@ async def test_through_the_plugin_registry(fake_exchange: Any, connector_factory
     assert isinstance(fx, FakeCryptocom)
     conn = connector_factory("cryptocom", fx)
     assert isinstance(conn, CryptocomConnector)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.run)
-        await wait_for(live(conn, A, B), what="LIVE")
+    async with run_in_background(conn):
+        await wait_until(live(conn, A, B), what="LIVE")
         await assert_truth(fx, conn)
-        tg.cancel_scope.cancel()
 
 
 async def test_fault_storm_never_leaves_a_wrong_live_book() -> None:
     """Frozen market, stepped by hand: after every fault the books come back LIVE and equal to truth."""
     async with fake() as fx, running(fx) as conn:
-        await wait_for(live(conn, A, B), what="LIVE")
+        await wait_until(live(conn, A, B), what="LIVE")
         faults = [Fault.GAP, Fault.REORDER, Fault.DUPLICATE, Fault.SNAPSHOT, Fault.GAP, Fault.DUPLICATE]
         fx.pause()
         try:
@@ -345,7 +327,7 @@ async def test_fault_storm_never_leaves_a_wrong_live_book() -> None:
                             return False
                     return True
 
-                await wait_for(settled, what=f"settled after {fault.value} on {sym}")
+                await wait_until(settled, what=f"settled after {fault.value} on {sym}")
         finally:
             fx.resume()
         assert conn.books[A].resyncs >= 2 and conn.books[B].resyncs >= 2 and conn.reconnects == 0
