@@ -11,8 +11,7 @@ import anyio
 import orjson
 import pytest
 from aggcore.models import BookState
-from aggcore.testing import Fault
-from aggcore.testing.pytest_plugin import wait_until
+from aggcore.testing import Fault, running as run_in_background, wait_until
 from aggcore_plugin_kraken.connector import KrakenConfig, KrakenConnector
 from aggcore_plugin_kraken.fake import FakeKraken
 
@@ -25,13 +24,8 @@ async def running(
 ) -> AsyncIterator[KrakenConnector]:
     settings: dict[str, Any] = {"stale_after_s": 5.0, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2}
     settings.update(overrides)
-    conn = cls(KrakenConfig.model_validate(fake.connector_config(**settings)))
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.run)
-        try:
-            yield conn
-        finally:
-            tg.cancel_scope.cancel()
+    async with run_in_background(cls(KrakenConfig.model_validate(fake.connector_config(**settings)))) as conn:
+        yield conn
 
 
 def live(conn: KrakenConnector, *symbols: str) -> bool:

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 from aggcore.models import BookState
-from aggcore.testing import Fault
-from aggcore.testing.pytest_plugin import wait_until
+from aggcore.testing import Fault, running, wait_until
 from aggcore_plugin_kraken.connector import KrakenConnector
 from aggcore_plugin_kraken.fake import FakeKraken
 
@@ -20,11 +19,7 @@ def test_entry_point_registers_the_connector(aggcore_registry: Any) -> None:
 
 @pytest.mark.anyio
 async def test_registry_fake_and_connector_factory(fake_exchange: Any, connector_factory: Any) -> None:
-    import anyio
-
     fake = await fake_exchange("kraken", seed=21, rate_hz=100)
     conn = connector_factory("kraken", fake)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(conn.run)
+    async with running(conn):
         await wait_until(lambda: len(conn.books) == 2 and all(b.state is BookState.LIVE for b in conn.books.values()))
-        tg.cancel_scope.cancel()
