@@ -15,8 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from aggcore.models import BookState
-from aggcore.testing import Fault
-from aggcore.testing.pytest_plugin import wait_until
+from aggcore.testing import Fault, running as run_in_background, wait_until
 from aggcore_plugin_okx.connector import OkxConfig, OkxConnector
 from aggcore_plugin_okx.fake import FakeOkx
 
@@ -33,13 +32,8 @@ async def running(
     symbols = kw.pop("symbols", [A, B])
     async with fake_cls(symbols, **kw) as fake:
         config = OkxConfig.model_validate(fake.connector_config(**{**FAST, **cfg}))
-        conn = OkxConnector(config)
-        async with anyio.create_task_group() as tg:
-            await tg.start(conn.run)
-            try:
-                yield fake, conn
-            finally:
-                tg.cancel_scope.cancel()
+        async with run_in_background(OkxConnector(config), wait_setup=True) as conn:
+            yield fake, conn
 
 
 def live(conn: OkxConnector, *syms: str) -> bool:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import orjson
 import pytest
 from aggcore.models import BookState
 from aggcore.symbols import Instrument, SymbolTable
-from aggcore.testing.pytest_plugin import wait_until
+from aggcore.testing import running, wait_until
 from aggcore.testing.recordings import recording
 from aggcore.testing.replay import RecordingServer
 from aggcore_plugin_okx.connector import OkxConfig, OkxConnector
@@ -99,12 +98,9 @@ async def test_capture_served_over_loopback_to_the_real_connector() -> None:
             inst_types=["SPOT", "SWAP", "FUTURES"],
             stale_after_s=30,
         )
-        conn = OkxConnector(config)
-        async with anyio.create_task_group() as tg:
-            await tg.start(conn.run)
+        async with running(OkxConnector(config), wait_setup=True) as conn:
             assert set(conn.books) == set(RECORDED) and not conn.pair_errors
             await wait_until(server.done.is_set, timeout=20, what="the capture to be played")
             await wait_until(lambda: sum(b.messages for b in conn.books.values()) == 290, what="290 book messages")
             for book in conn.books.values():
                 assert book.live and book.checksum_failures == 0 and book.resyncs == 0, (book.symbol, book.error)
-            tg.cancel_scope.cancel()
