@@ -148,3 +148,21 @@ async def test_blocked_sink_and_slow_subscriber_never_delay_books_or_others() ->
             assert runner.dropped > 0 and slow.dropped > 0
             health = agg.get_all_health_statuses()
             assert not health["sink:blocking"].is_healthy and "dropped" in (health["sink:blocking"].error_message or "")
+
+
+async def test_metrics_port_in_use_fails_start_with_a_config_error() -> None:
+    import socket
+
+    from aggcore import ConfigError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with FakeToy(seed=8) as fake:
+            cfg = config(fake)
+            cfg["monitoring"]["metrics"]["prometheus"]["port"] = port
+            agg = Aggregator(cfg, registry=registry())
+            with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await agg.start()
+            assert not agg.started

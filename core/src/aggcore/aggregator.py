@@ -142,6 +142,11 @@ class Aggregator:
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
         self.telemetry = Telemetry(self, prometheus=prom)
+        listener = None
+        if prom:  # bind before anything runs, so a taken port fails start() cleanly
+            p = mon.metrics.prometheus
+            listener = await self.telemetry.listen(p.host, p.port)
+            self.metrics_port = self.telemetry.port
         self._stack = AsyncExitStack()
         if self._http is None:
             self._http = await self._stack.enter_async_context(httpx.AsyncClient())
@@ -157,9 +162,8 @@ class Aggregator:
         self._tg.start_soon(self._analysis)
         self._tg.start_soon(self._ticker)
         self._tg.start_soon(self._health_loop)
-        if prom:
-            p = mon.metrics.prometheus
-            self.metrics_port = await self._tg.start(self.telemetry.serve, p.host, p.port)
+        if listener is not None:
+            self._tg.start_soon(self.telemetry.serve, listener)
         self.started = True
 
     async def stop(self, flush_deadline_s: float = 5.0) -> None:

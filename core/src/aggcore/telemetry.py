@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from prometheus_client import CollectorRegistry, generate_latest
 
+from .errors import ConfigError
 from .models import BookState
 
 if TYPE_CHECKING:
@@ -146,11 +147,19 @@ class Telemetry:
         return generate_latest(self.registry)
 
     # -- HTTP ------------------------------------------------------------------------------------------------
-    async def serve(self, host: str, port: int, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
-        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async def listen(self, host: str, port: int) -> "anyio.abc.Listener[SocketStream]":
+        """Bind the HTTP endpoint (port 0: any free port; ``self.port`` tells which)."""
+        try:
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+        except OSError as exc:
+            raise ConfigError(
+                f"monitoring.metrics.prometheus: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
         log.info("metrics on http://%s:%d/metrics (/healthz, /readyz)", host, self.port)
-        task_status.started(self.port)
+        return listener
+
+    async def serve(self, listener: "anyio.abc.Listener[SocketStream]") -> None:
         async with listener:
             await listener.serve(self._handle)
 
