@@ -13,7 +13,12 @@ What a subclass implements (all synchronous, return frames as ``str``):
 
 ==================================  ======================================================
 ``instruments()``                   the instrument list: ``{native: InstrumentSpec}``
-``rest(path, query)``               REST routes -> ``(status, json-able body)``
+``rest(path, query)``               REST routes -> ``(status, json-able body)`` or
+                                    ``(status, body, headers)`` to add response headers
+                                    (e.g. a used-weight header); a ``str`` body goes as is
+``accept_websocket(path)``          ``None`` to accept a WebSocket upgrade to ``path`` (the
+                                    default), or ``(status, body)`` to refuse it with that
+                                    HTTP response
 ``on_message(session, text)``       a client frame (subscribe, ping, ...); use
                                     ``session.send``/``self.subscribe``
 ``snapshot_frames(session, sym)``   in-band snapshot frames (or ``[]`` for REST-snapshot
@@ -179,8 +184,14 @@ class FakeExchange:
     def instruments(self) -> dict[str, InstrumentSpec]:
         return dict(self.default_symbols)
 
-    def rest(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def rest(self, path: str, query: dict[str, str]) -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
+        """A REST route: ``(status, body)``, or ``(status, body, headers)`` to add response headers."""
         return 404, {"error": f"no route {path}"}
+
+    def accept_websocket(self, path: str) -> tuple[int, Any] | None:
+        """Whether to accept a WebSocket upgrade to ``path`` (the request path, query included):
+        ``None`` accepts; ``(status, body)`` refuses the handshake with that HTTP response."""
+        return None
 
     def on_message(self, session: Session, text: str) -> None:
         raise NotImplementedError
@@ -321,7 +332,8 @@ class FakeExchange:
     # -- server ----------------------------------------------------------------------------------------------
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
+            refusal = self.accept_websocket(request.path)
+            return None if refusal is None else self._response(*refusal)
         parts = urlsplit(request.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         path = parts.path
@@ -332,12 +344,16 @@ class FakeExchange:
             pending = self.take_fault(kind)
             if pending is not None:
                 return self._response(status, {"code": -1003, "msg": "Too many requests"}, {"Retry-After": str(pending.params.get("retry_after", 1))})
+        headers: dict[str, str] = {}
         try:
-            status, body = self.rest(path, query)
+            reply = self.rest(path, query)
+            status, body = reply[0], reply[1]
+            if len(reply) == 3:
+                headers = reply[2]
         except Exception as exc:  # a fake's bug shows as a 500 with the error
             log.exception("fake %s REST %s failed", self.name, path)
             status, body = 500, {"error": repr(exc)}
-        return self._response(status, body)
+        return self._response(status, body, headers)
 
     @staticmethod
     def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

@@ -30,9 +30,7 @@ from typing import Any, ClassVar
 
 import orjson
 from aggcore.testing import Change, FakeExchange, Fault, InstrumentSpec, Session
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 __all__ = ["FakeBinance"]
 
@@ -129,7 +127,13 @@ class FakeBinance(FakeExchange):
         self._reply_headers["X-MBX-USED-WEIGHT-1M"] = str(used)
         return None
 
-    def rest(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
+    def rest(self, path: str, query: dict[str, str]) -> tuple[int, Any] | tuple[int, Any, dict[str, str]]:
+        """A route's reply with the headers it set (``X-MBX-USED-WEIGHT-1M``, ``Retry-After``)."""
+        self._reply_headers = {}
+        status, body = self._route(path, query)
+        return status, body, self._reply_headers
+
+    def _route(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
         if path == "/api/v3/ping":
             return self._charge(1) or (200, {})
         if path == "/api/v3/time":
@@ -170,14 +174,6 @@ class FakeBinance(FakeExchange):
             bids, asks = self.snapshot_levels(symbol, limit)
             return 200, {"lastUpdateId": self.update_ids[symbol], "bids": bids, "asks": asks}
         return 404, {"code": -1000, "msg": f"no route {path}"}
-
-    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        self._reply_headers = {}
-        response = await super()._process_request(connection, request)
-        if response is not None:
-            for key, value in self._reply_headers.items():
-                response.headers[key] = value
-        return response
 
     # -- WebSocket ---------------------------------------------------------------------------------
 

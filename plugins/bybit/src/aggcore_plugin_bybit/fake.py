@@ -26,8 +26,6 @@ from typing import Any, ClassVar
 
 import orjson
 from aggcore.testing import Change, FakeExchange, Fault, InstrumentSpec, Session
-from websockets.asyncio.server import ServerConnection
-from websockets.http11 import Request, Response
 
 __all__ = ["FakeBybit"]
 
@@ -230,14 +228,13 @@ class FakeBybit(FakeExchange):
             else:
                 self.unsubscribe(session, key)
 
-    # -- REST -------------------------------------------------------------------------------------
-    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            path = request.path.partition("?")[0].rstrip("/")
-            if path not in (f"{self.ws_path}/spot", f"{self.ws_path}/linear"):
-                return self._response(404, {"error": "not found"})
-        return await super()._process_request(connection, request)
+    def accept_websocket(self, path: str) -> tuple[int, Any] | None:
+        """Only ``<ws_path>/spot`` and ``<ws_path>/linear``; any other path gets HTTP 404."""
+        if path.partition("?")[0].rstrip("/") not in (f"{self.ws_path}/spot", f"{self.ws_path}/linear"):
+            return 404, {"error": "not found"}
+        return None
 
+    # -- REST -------------------------------------------------------------------------------------
     def rest(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
         if path == "/v5/market/instruments-info":
             return 200, self._instruments(query)
