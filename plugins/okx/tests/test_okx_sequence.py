@@ -142,3 +142,14 @@ def test_config_rejects_more_than_400_levels() -> None:
         OkxConfig(ping_after_s=30)
     with pytest.raises(ValidationError):
         OkxConfig(unknown_key=1)
+
+
+def test_a_shallower_depth_keeps_the_channels_400_levels() -> None:
+    """``books`` is always 400 levels and OKX never re-sends a level that stays inside them: a
+    local book cut to ``depth`` would lose the level that moves up when a better one is deleted."""
+    conn, resyncs = connector(depth=2)
+    book = conn.books["BTC-USDT"]
+    feed(conn, snap("BTC-USDT", 10).replace('["99.9","2","0","1"]', '["99.9","2","0","1"],["99.8","4","0","1"]'))
+    feed(conn, frame("BTC-USDT", "update", 10, 11, bids=[["100.0", "0", "0", "0"]]))
+    assert book.live and not resyncs
+    assert book.book.bids.top(2) == [(99.9, 2.0), (99.8, 4.0)]

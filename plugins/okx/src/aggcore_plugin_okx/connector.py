@@ -42,7 +42,7 @@ from aggcore.models import BookState
 from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 
-from .messages import CHECKSUM_LEVELS, Event, checksum, parse
+from .messages import Event, checksum, parse
 from .symbols import parse_instruments
 
 __all__ = ["OkxConfig", "OkxConnector"]
@@ -101,9 +101,13 @@ class OkxConnector(Connector):
         if not isinstance(config, OkxConfig):
             config = OkxConfig.model_validate(config.model_dump())
         super().__init__(config, **kwargs)
+        # ``books`` is always 400 levels and OKX never re-sends a level that stays inside them:
+        # a book cut to a smaller ``depth`` (or a REST snapshot of fewer levels) would miss the
+        # level that moves up when a better one is deleted. Keep all 400; readers take their top N.
+        self.depth = MAX_DEPTH
         rules = REST_RULES if config.snapshot_source == "rest" else INBAND_RULES
-        if not config.verify_checksum or (self.depth or MAX_DEPTH) < CHECKSUM_LEVELS:
-            rules = SyncRules(rules.snapshot, rules.sequence)  # a shallower book cannot match a top-25 CRC
+        if not config.verify_checksum:
+            rules = SyncRules(rules.snapshot, rules.sequence)
         self.rules = rules  # type: ignore[misc]  # chosen per instance by config
         self.rest_snapshots = config.snapshot_source == "rest"
         self._ids = itertools.count(1)
