@@ -28,6 +28,9 @@ What a subclass implements (all synchronous, return frames as ``str``):
 ``corrupt(frame)``                  the frame with a wrong checksum (checksum exchanges)
 ``heartbeat_frames(session)``       periodic server heartbeats, if any
 ==================================  ======================================================
+
+Helpers a subclass may call: ``subscribe``/``unsubscribe``, ``sessions_for(symbol)`` (the
+sessions subscribed to a symbol, all for ``None``), ``take_fault``, ``snapshot_levels``.
 """
 
 from __future__ import annotations
@@ -266,22 +269,22 @@ class FakeExchange:
         """Queue a fault; it applies at the next opportunity (next delta of ``symbol``, next REST call...)."""
         fault = Fault(fault)
         if fault is Fault.DISCONNECT:
-            for s in self._sessions_for(symbol):
+            for s in self.sessions_for(symbol):
                 asyncio.get_running_loop().create_task(s.ws.close(1011, "fault injected"))
             return
         if fault is Fault.STALL:
             self.stalled_until = asyncio.get_running_loop().time() + float(params.get("seconds", 5))
             return
         if fault is Fault.MALFORMED:
-            for s in self._sessions_for(symbol):
+            for s in self.sessions_for(symbol):
                 s.send_soon('{"this is": not json')
             return
         if fault is Fault.ERROR_REPLY:
-            for s in self._sessions_for(symbol):
+            for s in self.sessions_for(symbol):
                 s.send_soon(self.error_frame(s, symbol, params.get("message", "fault injected")))
             return
         if fault is Fault.SNAPSHOT:
-            for s in self._sessions_for(symbol):
+            for s in self.sessions_for(symbol):
                 assert symbol is not None
                 for frame in self.snapshot_frames(s, symbol):
                     s.send_soon(frame)
@@ -326,7 +329,8 @@ class FakeExchange:
             return book.deep_snapshot(int(pending.params.get("levels", 20000)))
         return book.top(depth or book.depth)
 
-    def _sessions_for(self, symbol: str | None) -> list[Session]:
+    def sessions_for(self, symbol: str | None) -> list[Session]:
+        """The connected sessions subscribed to ``symbol`` (every session for ``None``)."""
         return [s for s in self.sessions if symbol is None or symbol in s.subscribed]
 
     # -- server ----------------------------------------------------------------------------------------------

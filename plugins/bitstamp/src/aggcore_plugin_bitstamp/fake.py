@@ -227,5 +227,5 @@ class FakeBitstamp(FakeExchange):
         book = self.books[symbol]
         price = book.fmt_price(int(round(book.best_ask() / book.tick)) + 1)
         frame = self._diff(symbol, self._tick_us(), [Change("bid", price, book.fmt_qty(1.0))])
-        for session in self._sessions_for(symbol):
+        for session in self.sessions_for(symbol):
             session.send_soon(frame)

@@ -166,7 +166,7 @@ class FakeBybit(FakeExchange):
         """A Bybit service restart: every topic of ``symbol`` starts over with a ``u = 1`` snapshot."""
         for depth in DEPTHS:
             self.u[(symbol, depth)] = 1
-        for session in self._sessions_for(symbol):
+        for session in self.sessions_for(symbol):
             for frame in self.snapshot_frames(session, symbol):
                 session.send_soon(frame)
 
