@@ -288,3 +288,32 @@ async def test_lost_subscription_is_retried() -> None:
         await wait_until(lambda: live(conn, A, B), what="LIVE after subscribing again")
         assert sum('"op":"subscribe"' in m for s in fake.sessions for m in s.received) == 3  # 1 lost + 1 per symbol
         await assert_truth(fake, conn)
+
+
+@pytest.mark.anyio
+async def test_connection_attempts_stay_under_3_per_second_per_ip() -> None:
+    """OKX: "Connection limit: 3 requests per second (based on IP)": with many connections (29
+    instruments each) the opens of one connector are spaced, at startup and on reconnects."""
+    opened: list[float] = []
+
+    class Opened:
+        async def __aenter__(self) -> object:
+            opened.append(time.monotonic())
+            return object()
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    conn = OkxConnector(OkxConfig(), ws_connect=lambda url, **kw: Opened())
+
+    async def open_one() -> None:
+        async with conn.ws_connect("wss://ws.okx.com:8443/ws/v5/public"):
+            pass
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(7):
+            tg.start_soon(open_one)
+    opened.sort()
+    assert len(opened) == 7
+    for i in range(3, 7):
+        assert opened[i] - opened[i - 3] >= 0.95, opened

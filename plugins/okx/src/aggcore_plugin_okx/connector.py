@@ -8,7 +8,8 @@ Exchange facts (OKX docs v5, scraped 2026-08-22):
   one ack per arg; errors ``{"event": "error", "code": "60018", "msg": ...}``; the maintenance
   notice ``{"event": "notice", "code": "64008"}`` comes 60 s before a service upgrade closes
   the connection (we reconnect at once).
-- Limits: 3 connection requests per second per IP; 480 subscribe/unsubscribe requests per
+- Limits: 3 connection requests per second per IP (this connector spaces its connection
+  attempts); 480 subscribe/unsubscribe requests per
   connection per hour; the args of one request at most 64 KB; fewer than 30 ``books``
   channels per connection is recommended.
 - Sync: in-band snapshot (``prevSeqId = -1``) then updates, each in order only when its
@@ -31,16 +32,18 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from typing import Any, ClassVar, Literal
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal
 
 import anyio
 import orjson
 from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SyncRules
-from aggcore.connector import Connection, Connector, ConnectorConfig
+from aggcore.connector import Connection, Connector, ConnectorConfig, WsOpener
 from aggcore.errors import ExchangeError, NetworkError
 from aggcore.models import BookState
 from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
+from websockets.asyncio.client import ClientConnection
 
 from .messages import Event, checksum, parse
 from .symbols import parse_instruments
@@ -53,6 +56,7 @@ SUBSCRIBE_OPS_PER_HOUR = 480
 MAX_ARGS_BYTES = 64 * 1024
 MAINTENANCE_CODES = frozenset({"64008"})
 RATE_LIMIT_CODES = frozenset({"60014"})  # "Requests too frequent"
+CONNECTS_PER_SECOND = 3.0  # "Connection limit: 3 requests per second (based on IP)"
 
 InstType = Literal["SPOT", "SWAP", "FUTURES"]
 DEFAULT_INST_TYPES: tuple[InstType, ...] = ("SPOT", "SWAP")
@@ -113,6 +117,21 @@ class OkxConnector(Connector):
         self._ids = itertools.count(1)
         self._requests: dict[str, tuple[str, list[str]]] = {}  # request id -> (op, instIds)
         self._prev: dict[str, int] = {}  # instId -> prevSeqId of the last applied message
+        # every connection attempt of this connector (startup, reconnects) waits for a slot
+        self._next_connect = 0.0
+        inner: WsOpener = self.ws_connect
+
+        def spaced(url: str, **kw: Any) -> AbstractAsyncContextManager[ClientConnection]:
+            return _SpacedOpen(self, inner, url, kw)
+
+        self.ws_connect = spaced
+
+    async def _connect_slot(self) -> None:
+        now = time.monotonic()
+        at = max(now, self._next_connect)
+        self._next_connect = at + 1.05 / CONNECTS_PER_SECOND  # a little margin over the IP limit
+        if at > now:
+            await anyio.sleep(at - now)
 
     # -- symbols --------------------------------------------------------------------------------
 
@@ -320,6 +339,27 @@ class OkxConnector(Connector):
                 waiting[sym] = now
                 self.books[sym].error = f"no book {self.config.sync_timeout_s:g}s after subscribing; subscribing again"
                 self.resubscribe(sym)
+
+
+class _SpacedOpen:
+    """A WebSocket opener whose connection attempt first waits for the connector's slot."""
+
+    def __init__(self, connector: OkxConnector, opener: WsOpener, url: str, kwargs: dict[str, Any]) -> None:
+        self.connector = connector
+        self.opener = opener
+        self.url = url
+        self.kwargs = kwargs
+        self.cm: AbstractAsyncContextManager[ClientConnection] | None = None
+
+    async def __aenter__(self) -> ClientConnection:
+        await self.connector._connect_slot()
+        self.cm = self.opener(self.url, **self.kwargs)
+        return await self.cm.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        if self.cm is None:
+            return None
+        return await self.cm.__aexit__(*exc)
 
 
 def _data(body: Any, what: str, rate_limited: OkxConnector | None = None) -> list[dict[str, Any]]:
