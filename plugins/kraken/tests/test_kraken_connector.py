@@ -241,3 +241,33 @@ async def test_snapshots_that_never_verify_fail_the_symbol_instead_of_looping() 
         assert conn.books[BTC].checksum_failures == 3
         await assert_matches_truth(fake, conn, (ETH,))
         await wait_until(lambda: BTC not in fake.sessions[0].subscribed, what="BTC unsubscribed")
+
+
+class _RateLimitedOnce(FakeKraken):
+    """Drops the first book subscription with ``{"Error": "Exceeded msg rate"}`` (reference §4.2)."""
+
+    rejected = 0
+
+    def on_message(self, session: Any, text: str) -> None:
+        if not self.rejected and '"channel":"book"' in text and '"subscribe"' in text:
+            self.rejected += 1
+            session.send_soon('{"Error": "Exceeded msg rate"}')
+            return
+        super().on_message(session, text)
+
+
+class _QuickRetry(KrakenConnector):
+    rate_limit_retry_s = 0.2
+
+
+@pytest.mark.anyio
+async def test_rate_limited_subscription_is_retried_not_failed() -> None:
+    """A request dropped for the message rate is sent again later; no pair is given up for it,
+    also when the reply names a symbol."""
+    async with _RateLimitedOnce(seed=14, rate_hz=100) as fake, running(fake, cls=_QuickRetry) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH), timeout=5, what="books after the retry")
+        assert fake.rejected == 1 and conn.error_counts.get("rate_limit") == 1
+        fake.inject(Fault.ERROR_REPLY, BTC, message="Exceeded msg rate")
+        await wait_until(lambda: conn.error_counts.get("rate_limit") == 2)
+        assert conn.books[BTC].state is not BookState.FAILED
+        await assert_matches_truth(fake, conn)

@@ -79,6 +79,8 @@ class KrakenConnector(Connector):
     ws_ping_interval_s = 20.0
     rest_rate_per_s = 1.0  # public REST: about one call per second per IP
     rest_burst = 5.0
+    #: a request dropped with "Exceeded msg rate" is sent again after this long
+    rate_limit_retry_s: ClassVar[float] = 5.0
     fake_server = "aggcore_plugin_kraken.fake:FakeKraken"
 
     def __init__(self, config: ConnectorConfig, **kwargs: Any) -> None:
@@ -207,13 +209,28 @@ class KrakenConnector(Connector):
         if "already subscribed" in lowered or (reply.method == "unsubscribe" and "not found" in lowered):
             log.info("kraken: %s (%s)", error, reply.symbol)
             return
-        kind = "rate_limit" if "rate" in lowered else "exchange"
+        if "msg rate" in lowered or "rate limit" in lowered:
+            # the request was dropped, the pair is fine: subscribe the books still waiting later
+            self.report_error(f"{reply.method or 'request'} rate limited: {error}", kind="rate_limit")
+            if not conn.state.get("retry_pending"):
+                conn.state["retry_pending"] = True
+                self.spawn(self._retry_unsynced, conn)
+            return
+        kind = "exchange"
         if reply.method == "subscribe" and reply.symbol in self.books:
             self.report_error(f"subscription rejected: {error}", symbol=reply.symbol, kind=kind)
         elif reply.symbol in self.books and reply.method != "unsubscribe":
             self.report_error(error, symbol=reply.symbol, kind=kind)
         else:
             self.report_error(f"{reply.method or 'error'}: {error}" + (f" ({reply.symbol})" if reply.symbol else ""), kind=kind)
+
+    async def _retry_unsynced(self, conn: Connection) -> None:
+        await anyio.sleep(self.rate_limit_retry_s)
+        conn.state["retry_pending"] = False
+        waiting = [s for s in conn.symbols if self.books[s].state in (BookState.SYNCING, BookState.RESYNCING)]
+        if waiting and not conn.closed and self.connections.get(conn.index) is conn:
+            for frame in self.subscribe_frames(waiting):
+                conn.send_soon(frame)
 
     def _on_status(self, conn: Connection, status: Status) -> None:
         previous = self.system_status
