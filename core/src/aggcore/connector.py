@@ -227,7 +227,9 @@ class Connector:
     # -- exchange facts, declared by each plugin --------------------------------------------
     name: ClassVar[str]
     Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
-    rules: ClassVar[SyncRules]
+    #: snapshot source, sequence mode, checksum: a class-level default that an instance may
+    #: override in ``__init__`` before ``start()`` (e.g. a config-chosen snapshot source)
+    rules: SyncRules
     ws_url: ClassVar[str]
     rest_url: ClassVar[str] = ""
     default_depth: ClassVar[int | None] = None

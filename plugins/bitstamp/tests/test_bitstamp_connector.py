@@ -263,3 +263,17 @@ async def test_fake_speaks_bitstamp_errors_and_limits() -> None:
                 with anyio.fail_after(3):
                     while True:
                         await ws.recv()
+
+
+async def test_ack_timeout_counts_from_when_the_subscription_is_sent() -> None:
+    """Subscriptions leave at the connector's message rate (one channel per frame, up to 1,000 per
+    connection: 20 s at 50/s), so a channel queued behind hundreds of others must not be failed
+    for a missing ack before its frame even went out."""
+    from aggcore.testing import InstrumentSpec
+
+    pairs = {f"c{i:02d}usd": InstrumentSpec(f"C{i:02d}", "USD", mid=100.0 + i) for i in range(40)}
+    async with FakeBitstamp(pairs, seed=18, rate_hz=50) as fake, running(fake, ack_timeout_s=0.3) as c:
+        # 42 frames at 50/s take ~0.8 s to send: far longer than the 0.3 s ack timeout
+        await wait_until(all_live(c), 5.0, what="every book LIVE")
+        assert not [s for s, b in c.books.items() if b.state is BookState.FAILED]
+        assert c.error_counts.get("timeout", 0) == 0, c.last_error

@@ -153,3 +153,13 @@ def test_a_shallower_depth_keeps_the_channels_400_levels() -> None:
     feed(conn, frame("BTC-USDT", "update", 10, 11, bids=[["100.0", "0", "0", "0"]]))
     assert book.live and not resyncs
     assert book.book.bids.top(2) == [(99.9, 2.0), (99.8, 4.0)]
+
+
+def test_internal_error_on_a_subscription_is_retried_not_failed() -> None:
+    """``64007`` "Internal error" is the server's fault, not the instrument's: the book stays
+    subscribable (retried later) instead of FAILED for the rest of the run."""
+    conn, _ = connector()
+    rid = conn._frame("subscribe", ["ETH-USDT"])["id"]
+    feed(conn, '{"id":"%s","event":"error","code":"64007","msg":"Internal error, please try again later.","connId":"x"}' % rid)
+    assert conn.books["ETH-USDT"].state is not BookState.FAILED
+    assert conn.error_counts.get("exchange") == 1 and "64007" in (conn.last_error or "")

@@ -142,7 +142,9 @@ class BitstampConnector(Connector):
             self.spawn(self._watch_acks, conn, sent)
 
     async def _watch_acks(self, conn: Connection, symbols: list[str]) -> None:
-        await anyio.sleep(self.config.ack_timeout_s)
+        # the timeout counts from when the frames go out: queued ones leave at the message rate
+        # (1,000 subscriptions take 20 s at 50/s)
+        await anyio.sleep(self.config.ack_timeout_s + len(conn.outbox) / self.message_rate())
         if conn.closed or self.connections.get(conn.index) is not conn:
             return
         pending: deque[str] = conn.state["pending"]

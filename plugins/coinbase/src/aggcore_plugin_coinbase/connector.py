@@ -94,7 +94,7 @@ class CoinbaseConnector(Connector):
 
     name: ClassVar[str] = "coinbase"
     Config: ClassVar[type[ConnectorConfig]] = CoinbaseConfig
-    rules: ClassVar[SyncRules] = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE)  # sequence_num: per connection
+    rules = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE)  # sequence_num: per connection
     ws_url: ClassVar[str] = "wss://advanced-trade-ws.coinbase.com"
     rest_url: ClassVar[str] = "https://api.coinbase.com"
     products_path: ClassVar[str] = "/api/v3/brokerage/market/products"

@@ -33,7 +33,7 @@ import itertools
 import time
 from collections import deque
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import anyio
 import orjson
@@ -56,6 +56,7 @@ SUBSCRIBE_OPS_PER_HOUR = 480
 MAX_ARGS_BYTES = 64 * 1024
 MAINTENANCE_CODES = frozenset({"64008"})
 RATE_LIMIT_CODES = frozenset({"60014"})  # "Requests too frequent"
+TRANSIENT_CODES = frozenset({"64007"})  # "Internal error": the server's, not the instrument's
 CONNECTS_PER_SECOND = 3.0  # "Connection limit: 3 requests per second (based on IP)"
 
 InstType = Literal["SPOT", "SWAP", "FUTURES"]
@@ -236,6 +237,11 @@ class OkxConnector(Connector):
             if op == "subscribe" and symbols:  # try these again later
                 for s in symbols:
                     self.books[s].error = f"subscription rate limited ({event.msg}); retrying"
+                self._later(5.0, self._retry_subscribe, symbols)
+            return
+        if event.code in TRANSIENT_CODES:
+            self.report_error(f"error from OKX: {event.msg}", kind="exchange", code=event.code)
+            if op == "subscribe" and symbols:  # try these again later
                 self._later(5.0, self._retry_subscribe, symbols)
             return
         sym = event.symbol
