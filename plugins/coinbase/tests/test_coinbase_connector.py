@@ -262,3 +262,14 @@ async def test_acknowledged_product_without_snapshot_is_resubscribed() -> None:
             await wait_until(lambda: all_live(c), 5, what="LIVE after the resubscribe")
             assert fake.lost == 1 and c.books["BTC-USD"].resyncs == 1 and c.books["ETH-USD"].resyncs == 0
             await assert_truth(fake, c)
+
+
+async def test_many_connections_each_subscribe_within_the_deadline() -> None:
+    """Opens share the 8/s budget with subscribes: a burst of opens must not push every
+    connection's first subscribe past the subscribe deadline (5 s live; 0.8 s here, 10 connections)."""
+    specs = {f"C{i}-USD": InstrumentSpec(f"C{i}", "USD", mid=100.0 + i) for i in range(10)}
+    async with FakeCoinbase(specs, seed=14, rate_hz=20, subscribe_deadline_s=0.8) as fake:
+        async with running(fake) as c:
+            await wait_until(lambda: len(c.books) == 10 and all_live(c), 10, what="10 connections LIVE")
+            assert fake.closed_for_deadline == 0 and c.reconnects == 0
+            assert fake.rate_violations == 0

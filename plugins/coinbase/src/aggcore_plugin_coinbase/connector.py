@@ -67,26 +67,65 @@ class CoinbaseConfig(ConnectorConfig):
 
 
 class _ThrottledOpen:
-    """Wraps a WebSocket opener so that each connection attempt waits for a rate slot."""
+    """Wraps a WebSocket opener so that each connection attempt waits for a rate slot.
+
+    Opens go one at a time through ``gate``, held until the connection's first subscribe is
+    sent (``on_open`` releases it): otherwise a burst of opens reserves every slot of the
+    shared rate ahead of the subscribes, and connections opened first miss Coinbase's 5 s
+    subscribe deadline (with 8 slots/s, from about 40 connections on: closed, reopened, forever).
+    """
 
     def __init__(
-        self, opener: WsOpener, slot: Callable[[], Awaitable[None]], url: str, kwargs: dict[str, Any]
+        self,
+        opener: WsOpener,
+        slot: Callable[[], Awaitable[None]],
+        url: str,
+        kwargs: dict[str, Any],
+        gate: "_OpenGate | None" = None,
     ) -> None:
         self.opener = opener
         self.slot = slot
         self.url = url
         self.kwargs = kwargs
+        self.gate = gate
         self.cm: AbstractAsyncContextManager[ClientConnection] | None = None
 
     async def __aenter__(self) -> ClientConnection:
-        await self.slot()
-        self.cm = self.opener(self.url, **self.kwargs)
-        return await self.cm.__aenter__()
+        if self.gate is not None:
+            await self.gate.acquire(self)
+        try:
+            await self.slot()
+            self.cm = self.opener(self.url, **self.kwargs)
+            return await self.cm.__aenter__()
+        except BaseException:
+            if self.gate is not None:
+                self.gate.release(self)
+            raise
 
     async def __aexit__(self, *exc: Any) -> bool | None:
+        if self.gate is not None:
+            self.gate.release(self)
         if self.cm is None:
             return None
         return await self.cm.__aexit__(*exc)
+
+
+class _OpenGate:
+    """One connection opening at a time (see :class:`_ThrottledOpen`); releasable from any task."""
+
+    def __init__(self) -> None:
+        self._sem = anyio.Semaphore(1)
+        self.holder: object | None = None
+
+    async def acquire(self, holder: object) -> None:
+        await self._sem.acquire()
+        self.holder = holder
+
+    def release(self, holder: object | None = None) -> None:
+        """Release if held (by ``holder``, when given); a no-op otherwise."""
+        if self.holder is not None and (holder is None or holder is self.holder):
+            self.holder = None
+            self._sem.release()
 
 
 class CoinbaseConnector(Connector):
@@ -115,9 +154,10 @@ class CoinbaseConnector(Connector):
         super().__init__(config, **kwargs)
         inner: WsOpener = self.ws_connect
         slot = self.message_slot  # opening a connection takes a slot of the shared message rate
+        self._open_gate = gate = _OpenGate()
 
         def throttled(url: str, **kw: Any) -> AbstractAsyncContextManager[ClientConnection]:
-            return _ThrottledOpen(inner, slot, url, kw)
+            return _ThrottledOpen(inner, slot, url, kw, gate)
 
         self.ws_connect = throttled
         self.wire: dict[str, str] = {}  # product id -> the product id its data carries
@@ -181,8 +221,12 @@ class CoinbaseConnector(Connector):
         conn.state["routes"] = routes
         conn.state["seq"] = None
         conn.state["pending"] = deque(maxlen=256)  # (op, channel, products) awaiting their ack
-        conn.send_soon({"type": "subscribe", "product_ids": [], "channel": "heartbeats"})
         conn.state["pending"].append(("subscribe", "heartbeats", ()))
+        try:
+            # sent now, before the next connection may open: it meets the 5 s subscribe deadline
+            await conn.send({"type": "subscribe", "product_ids": [], "channel": "heartbeats"})
+        finally:
+            self._open_gate.release()
 
     def subscribe(self, conn: Connection, symbols: list[str]) -> None:
         super().subscribe(conn, symbols)
