@@ -33,7 +33,7 @@ import itertools
 import time
 from collections import deque
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import anyio
 import orjson
@@ -90,7 +90,7 @@ class OkxConnector(Connector):
 
     name = "okx"
     Config = OkxConfig
-    rules: ClassVar[SyncRules] = INBAND_RULES
+    rules = INBAND_RULES
     ws_url = "wss://ws.okx.com:8443/ws/v5/public"
     rest_url = "https://openapi.okx.com"
     default_depth = MAX_DEPTH
@@ -113,7 +113,7 @@ class OkxConnector(Connector):
         rules = REST_RULES if config.snapshot_source == "rest" else INBAND_RULES
         if not config.verify_checksum:
             rules = SyncRules(rules.snapshot, rules.sequence)
-        self.rules = rules  # type: ignore[misc]  # chosen per instance by config
+        self.rules = rules  # chosen per instance by config
         self.rest_snapshots = config.snapshot_source == "rest"
         self._ids = itertools.count(1)
         self._requests: dict[str, tuple[str, list[str]]] = {}  # request id -> (op, instIds)
