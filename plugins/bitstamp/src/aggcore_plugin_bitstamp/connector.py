@@ -215,9 +215,10 @@ class BitstampConnector(Connector):
     async def fetch_snapshot(self, symbol: str) -> BookUpdate:
         """``GET /api/v2/order_book/{pair}/`` once the channel is acknowledged on the live connection.
 
-        Fetched again (up to ``snapshot_retries`` times) when it is older than a diff that had
-        already arrived when we asked: the REST book lags the stream, diffs between the snapshot and
-        our subscription may be missing and nothing on the wire would tell.
+        Fetched again (up to ``snapshot_retries`` times) when it is older than the oldest diff we
+        hold: the REST book lags the stream, and the changes between that snapshot and the start of
+        our diffs would be missing with nothing on the wire to tell. A snapshot at or after the
+        oldest buffered diff is complete: the buffered diffs after it are applied, older ones dropped.
         """
         cfg = self.config
         attempt = 0
@@ -229,13 +230,13 @@ class BitstampConnector(Connector):
                 await anyio.sleep(0.05)
                 continue
             buffer = self.books[symbol].buffer
-            known = buffer[-1].last if buffer else None  # the newest diff we hold before asking
+            known = buffer[0].last if buffer else None  # the oldest diff we hold
             snap = await self._get_snapshot(symbol)
             if self.connections.get(self.symbol_conn.get(symbol, -1)) is not conn:
                 continue  # reconnected meanwhile: this snapshot may predate the new subscription
             if known is not None and snap.last is not None and snap.last < known and attempt < cfg.snapshot_retries:
-                attempt += 1  # the REST book lags a diff we already had: diffs before it may be lost
-                log.info("bitstamp: %s snapshot %s older than diff %s received before it; again", symbol, snap.last, known)
+                attempt += 1  # a hole between the snapshot and our first diff: ask again
+                log.info("bitstamp: %s snapshot %s older than the first diff %s; again", symbol, snap.last, known)
                 continue
             return snap
 
