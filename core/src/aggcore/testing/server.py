@@ -30,7 +30,8 @@ What a subclass implements (all synchronous, return frames as ``str``):
 ==================================  ======================================================
 
 Helpers a subclass may call: ``subscribe``/``unsubscribe``, ``sessions_for(symbol)`` (the
-sessions subscribed to a symbol, all for ``None``), ``take_fault``, ``snapshot_levels``.
+sessions subscribed to a symbol, all for ``None``), ``deliver(session, sym, frames)`` (delta
+frames through the pending faults), ``take_fault``, ``snapshot_levels``.
 """
 
 from __future__ import annotations
@@ -420,12 +421,15 @@ class FakeExchange:
             for session in self.sessions:
                 if symbol not in session.subscribed:
                     continue
-                self._deliver(session, symbol, self.delta_frames(session, symbol, changes))
+                self.deliver(session, symbol, self.delta_frames(session, symbol, changes))
 
     def on_step(self, symbol: str, changes: list[Change]) -> None:
         """Called once per book step before delivery (REST-snapshot fakes keep history here)."""
 
-    def _deliver(self, session: Session, symbol: str, frames: list[str]) -> None:
+    def deliver(self, session: Session, symbol: str, frames: list[str]) -> None:
+        """Send ``symbol``'s delta frames to ``session`` through the pending faults (GAP,
+        BAD_CHECKSUM, DUPLICATE, REORDER) and STALL, as the order flow does; for frames a fake
+        sends outside a book step (e.g. idle updates)."""
         loop = asyncio.get_running_loop()
         if loop.time() < self.stalled_until:
             return

@@ -302,7 +302,7 @@ class FakeCryptocom(FakeExchange):
             for session in list(self.sessions):
                 for sym, sub in list(session.subscribed.items()):
                     if sub.get("kind") == "SNAPSHOT_AND_UPDATE" and now - sub["sent"] >= self.idle_delta_s:
-                        self._deliver(session, sym, self.delta_frames(session, sym, []))
+                        self.deliver(session, sym, self.delta_frames(session, sym, []))
 
 
 def _diff(old: dict[str, str], new: dict[str, str]) -> list[list[str]]:
