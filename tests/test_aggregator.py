@@ -166,3 +166,32 @@ async def test_metrics_port_in_use_fails_start_with_a_config_error() -> None:
             with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
                 await agg.start()
             assert not agg.started
+
+
+class QuietBtc(FakeToy):
+    """BTC stops changing (a quiet market); ETH goes on, on the same connection."""
+
+    quiet = False
+
+    def delta_frames(self, session: Any, symbol: str, changes: Any) -> list[str]:
+        if self.quiet and symbol == "BTCUSDT":
+            return []
+        return super().delta_frames(session, symbol, changes)
+
+
+async def test_a_quiet_book_on_a_live_connection_stays_live_and_in_the_view() -> None:
+    async with QuietBtc(seed=9, rate_hz=100) as fake:
+        cfg = config(fake)
+        cfg["exchanges"]["toy"]["stale_after_s"] = 0.5
+        cfg["aggregation"]["max_age_ms"] = 400
+        async with Aggregator(cfg, registry=registry()) as agg:
+            toy = agg.connectors["toy"]
+            await wait_until(lambda: len(toy.books) == 2 and all(b.live for b in toy.books.values()))
+            fake.quiet = True
+            await anyio.sleep(1.5)  # three times stale_after_s without a BTC update
+            btc = toy.books["BTCUSDT"]
+            assert btc.live and btc.age_ms() > 1000  # no update for over a second, still current
+            summary = agg.get_summary("BTC/USDT")
+            assert summary is not None and summary.venues == ["toy"]
+            fake.pause()  # now nothing arrives on the connection at all: that is stale
+            await wait_until(lambda: not btc.live, timeout=3, what="BTC STALE once the connection is silent")

@@ -282,7 +282,7 @@ class Aggregator:
             for pair, view in self.router.views.items():
                 fresh = frozenset(
                     n for n, b in view.venues.items()
-                    if b.state is BookState.LIVE and b.last_update_ns and now_ns - b.last_update_ns <= limit
+                    if b.state is BookState.LIVE and b.last_update_ns and now_ns - b.seen_ns() <= limit
                 )  # fmt: skip
                 if used.get(pair) != fresh:
                     used[pair] = fresh

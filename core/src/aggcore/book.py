@@ -259,6 +259,7 @@ class SymbolBook:
         "listener",
         "request_resync",
         "last_update_ns",
+        "alive_ns",
         "last_exchange_ts",
         "messages",
         "level_updates",
@@ -299,6 +300,7 @@ class SymbolBook:
         self.request_resync = request_resync
         self.on_event = on_event
         self.last_update_ns = 0
+        self.alive_ns = 0  # the connection's last frame, refreshed by the connector's watchdog
         self.last_exchange_ts: float | None = None
         self.messages = 0
         self.level_updates = 0
@@ -525,6 +527,14 @@ class SymbolBook:
         return self._apply_delta(update, receipt_ns)
 
     # -- reading -----------------------------------------------------------------------------
+
+    def seen_ns(self) -> int:
+        """When this book was last known to be current: its last update, or its connection's last
+        frame when that is later (a quiet market sends no updates; frames still arriving on the
+        connection mean nothing was missed)."""
+        alive = self.alive_ns
+        updated = self.last_update_ns
+        return alive if alive > updated else updated
 
     def age_ms(self, now_ns: int | None = None) -> float | None:
         if not self.last_update_ns:

@@ -595,13 +595,23 @@ class Connector:
                 self.schedule_snapshot(sym)
 
     async def _watchdog(self) -> None:
-        """Mark books STALE after ``stale_after_s`` without data; reconnect a silent connection."""
+        """Mark books STALE after ``stale_after_s`` without data; reconnect a silent connection.
+
+        A book counts as current while frames keep arriving on its connection (its own updates,
+        other symbols', or the exchange's heartbeats): a quiet market is not a stale feed.
+        """
         limit_ns = int(self.config.stale_after_s * 1e9)
         while True:
             await anyio.sleep(min(1.0, self.config.stale_after_s / 4))
             now = time.monotonic_ns()
+            for conn in self.connections.values():
+                books = self.books
+                for sym in conn.symbols:
+                    book = books.get(sym)
+                    if book is not None and book.state is BookState.LIVE:
+                        book.alive_ns = conn.last_frame_ns
             for book in self.books.values():
-                if book.state is BookState.LIVE and book.last_update_ns and now - book.last_update_ns > limit_ns:
+                if book.state is BookState.LIVE and book.last_update_ns and now - book.seen_ns() > limit_ns:
                     book.mark_stale(f"no data for {self.config.stale_after_s:g}s")
             for conn in list(self.connections.values()):
                 if now - conn.last_frame_ns > 2 * limit_ns and not conn.closed:

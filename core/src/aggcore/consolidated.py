@@ -124,7 +124,7 @@ class ConsolidatedView:
         books: dict[str, SymbolBook] = {}
         for name, book in self.venues.items():
             if book.last_update_ns:
-                ages[name] = round((now_ns - book.last_update_ns) / 1e6, 3)
+                ages[name] = round((now_ns - book.seen_ns()) / 1e6, 3)
             if book.state is not BookState.LIVE:
                 excluded[name] = f"book {book.state.value}" + (f": {book.error}" if book.error else "")
                 continue

@@ -118,12 +118,17 @@ class Session:
             pass
 
     def send_soon(self, frame: str | bytes) -> None:
-        """Queue a frame; frames go out in order from the session's writer."""
+        """Queue a frame; frames go out in order from the session's writer. While the exchange is
+        stalled (``Fault.STALL``) nothing goes out: replies wait until the stall ends."""
         self.queue.put_nowait(frame)
 
     async def _writer(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             frame = await self.queue.get()
+            stalled = self.fake.stalled_until - loop.time()
+            if stalled > 0:
+                await asyncio.sleep(stalled)
             await self.send(frame)
 
 
@@ -402,6 +407,8 @@ class FakeExchange:
         assert self.heartbeat_interval_s
         while True:
             await asyncio.sleep(self.heartbeat_interval_s)
+            if asyncio.get_running_loop().time() < self.stalled_until:
+                continue  # a stalled exchange sends nothing at all
             for frame in self.heartbeat_frames(session):
                 session.send_soon(frame)
 

@@ -107,7 +107,7 @@ class ArbitrageAnalyzer(Analyzer):
         limit_ns = self.cfg.max_leg_age_ms * 1e6
         fresh: dict[str, SymbolBook] = {}
         for name, book in view.venues.items():
-            if book.state is BookState.LIVE and book.last_update_ns and now_ns - book.last_update_ns <= limit_ns:
+            if book.state is BookState.LIVE and book.last_update_ns and now_ns - book.seen_ns() <= limit_ns:
                 fresh[name] = book
         found: dict[tuple[str, str, str], Leg] = {}
         n = self.cfg.max_levels
