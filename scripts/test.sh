@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: pytest over core and every plugin, then mypy (strict) on core.
+# The whole test suite: pytest over core and every plugin, then mypy (strict) on core and plugins.
 # Works on a fresh machine with only Python >= 3.11 and pip: installs uv if it is missing.
 # Exit status is non-zero when any test or type check fails.
 set -euo pipefail
@@ -17,6 +17,6 @@ fi
 
 status=0
 "${uv[@]}" run --all-packages pytest "$@" || status=$?
-echo "== mypy (strict) on core" >&2
+echo "== mypy (strict) on core and plugins" >&2
 "${uv[@]}" run --all-packages mypy || status=$?
 exit "$status"

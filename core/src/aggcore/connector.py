@@ -239,7 +239,7 @@ class Connector:
     #: "connection": each connection has its own outgoing message rate; "connector": all
     #: connections of the connector share one (an exchange that limits per IP, not per socket)
     rate_limit_scope: ClassVar[Literal["connection", "connector"]] = "connection"
-    keepalive_interval_s: ClassVar[float | None] = None
+    keepalive_interval_s: float | None = None  # a class default; an instance may set its own
     ws_ping_interval_s: ClassVar[float | None] = 20.0
     rest_rate_per_s: ClassVar[float | None] = None  # weight per second; from config when None
     rest_burst: ClassVar[float | None] = None

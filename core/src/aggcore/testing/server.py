@@ -220,7 +220,7 @@ class FakeExchange:
     def heartbeat_frames(self, session: Session) -> list[str]:
         return []
 
-    heartbeat_interval_s: ClassVar[float | None] = None
+    heartbeat_interval_s: float | None = None  # a class default; an instance may set its own
 
     # -- urls -------------------------------------------------------------------------------------------
     @property

@@ -98,7 +98,7 @@ class BitstampConnector(Connector):
     def __init__(self, config: ConnectorConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         assert isinstance(config, BitstampConfig), "BitstampConnector needs a BitstampConfig"
-        self.keepalive_interval_s = config.heartbeat_interval_s  # type: ignore[misc]
+        self.keepalive_interval_s = config.heartbeat_interval_s
         self.refresh_mismatches = 0
 
     # -- instruments and frames ------------------------------------------------------------

@@ -142,7 +142,7 @@ class CoinbaseConnector(Connector):
     max_symbols_per_connection: ClassVar[int] = 1  # CoinbaseConfig.products_per_connection decides
     max_messages_per_second: ClassVar[float] = 8.0  # CoinbaseConfig.messages_per_second decides
     rate_limit_scope: ClassVar[Literal["connection", "connector"]] = "connector"  # the limit is per IP
-    keepalive_interval_s: ClassVar[float | None] = None  # the heartbeats channel keeps connections open
+    keepalive_interval_s: float | None = None  # the heartbeats channel keeps connections open
     ws_ping_interval_s: ClassVar[float | None] = 20.0
     fake_server: ClassVar[str | None] = "aggcore_plugin_coinbase.fake:FakeCoinbase"
 

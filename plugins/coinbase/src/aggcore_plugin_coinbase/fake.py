@@ -59,7 +59,7 @@ class FakeCoinbase(FakeExchange):
         "OLD-USD": ("OLD", "USD", "delisted"),
     }
     ws_path: ClassVar[str] = "/"
-    heartbeat_interval_s: ClassVar[float | None] = 1.0
+    heartbeat_interval_s: float | None = 1.0
     client_messages_per_s: ClassVar[int] = 8
 
     def __init__(self, *args: Any, subscribe_deadline_s: float = 5.0, **kwargs: Any) -> None:

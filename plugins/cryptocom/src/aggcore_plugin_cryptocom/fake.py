@@ -82,7 +82,7 @@ class FakeCryptocom(FakeExchange):
         **kwargs: Any,
     ) -> None:
         super().__init__(symbols, **kwargs)
-        self.heartbeat_interval_s = heartbeat_s  # type: ignore[misc]  # the base's per-class default
+        self.heartbeat_interval_s = heartbeat_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.idle_delta_s = idle_delta_s
         self.max_subscriptions = max_subscriptions

@@ -51,7 +51,7 @@ class FakeKraken(FakeExchange):
     name = "kraken"
     ws_path = "/v2"
     supported_faults: ClassVar[frozenset[Fault]] = frozenset(Fault)
-    heartbeat_interval_s: ClassVar[float | None] = 0.25  # the check period; heartbeats go out each idle second
+    heartbeat_interval_s: float | None = 0.25  # the check period; heartbeats go out each idle second
     default_symbols: ClassVar[dict[str, InstrumentSpec]] = {
         "BTC/USD": InstrumentSpec("BTC", "USD", mid=30000.0, tick=0.1, price_precision=1, qty_precision=8),
         "ETH/USD": InstrumentSpec("ETH", "USD", mid=2000.0, tick=0.01, price_precision=2, qty_precision=8),

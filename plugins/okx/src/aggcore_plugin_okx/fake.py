@@ -48,7 +48,7 @@ class FakeOkx(FakeExchange):
             extra={"settle": "USDT", "ctVal": "0.01"},
         ),
     }
-    heartbeat_interval_s: ClassVar[float | None] = 0.25  # how often idle checks run
+    heartbeat_interval_s: float | None = 0.25  # how often idle checks run
 
     def __init__(
         self,
