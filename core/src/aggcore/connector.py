@@ -657,11 +657,15 @@ class Connector:
             if delay > 0:
                 await anyio.sleep(delay)
             while True:
+                if book.state is BookState.FAILED:
+                    return
                 try:
-                    with anyio.fail_after(self.config.request_timeout_s * 3):
-                        snap = await self.fetch_snapshot(symbol)
+                    # no overall deadline here: waiting for the REST budget is not a failure (a
+                    # reconnect of many symbols queues their snapshots); each HTTP request has its own
+                    snap = await self.fetch_snapshot(symbol)
                 except ExchangeError as exc:
-                    self.report_error(f"snapshot: {exc.message}", symbol=symbol, code=exc.code)
+                    if book.state is not BookState.FAILED:  # keep the first reason a book failed for
+                        self.report_error(f"snapshot: {exc.message}", symbol=symbol, code=exc.code)
                     return
                 except (NetworkError, ParsingError, TimeoutError, builtins.TimeoutError) as exc:
                     book.error = f"snapshot failed: {_describe(exc)}"

@@ -227,6 +227,8 @@ class BitstampConnector(Connector):
                 await anyio.sleep(cfg.snapshot_delay_s)
             conn = self.connections.get(self.symbol_conn.get(symbol, -1))
             if conn is None or symbol not in conn.state.get("acked", ()):
+                if self.books[symbol].state is BookState.FAILED:
+                    raise ExchangeError(f"{symbol}: no snapshot for a failed subscription", exchange=self.name, symbol=symbol)
                 await anyio.sleep(0.05)
                 continue
             buffer = self.books[symbol].buffer
