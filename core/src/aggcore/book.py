@@ -317,6 +317,11 @@ class SymbolBook:
     def live(self) -> bool:
         return self.state is BookState.LIVE
 
+    @property
+    def failed(self) -> bool:
+        """An exchange error stopped this book (unknown symbol, rejected subscription)."""
+        return self.state is BookState.FAILED
+
     def _set_state(self, state: BookState) -> None:
         if state is not self.state:
             self.state = state

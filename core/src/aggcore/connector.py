@@ -657,14 +657,14 @@ class Connector:
             if delay > 0:
                 await anyio.sleep(delay)
             while True:
-                if book.state is BookState.FAILED:
+                if book.failed:
                     return
                 try:
                     # no overall deadline here: waiting for the REST budget is not a failure (a
                     # reconnect of many symbols queues their snapshots); each HTTP request has its own
                     snap = await self.fetch_snapshot(symbol)
                 except ExchangeError as exc:
-                    if book.state is not BookState.FAILED:  # keep the first reason a book failed for
+                    if not book.failed:  # keep the first reason a book failed for
                         self.report_error(f"snapshot: {exc.message}", symbol=symbol, code=exc.code)
                     return
                 except (NetworkError, ParsingError, TimeoutError, builtins.TimeoutError) as exc:

@@ -68,21 +68,7 @@ class ToyConnector(Connector):
 
 class FakeToy(FakeExchange):
     name = "toy"
-    supported_faults = frozenset(
-        {
-            Fault.GAP,
-            Fault.DUPLICATE,
-            Fault.REORDER,
-            Fault.DISCONNECT,
-            Fault.STALL,
-            Fault.MALFORMED,
-            Fault.ERROR_REPLY,
-            Fault.REST_429,
-            Fault.REST_418,
-            Fault.SNAPSHOT,
-            Fault.OVERSIZE_SNAPSHOT,
-        }
-    )
+    supported_faults = frozenset(Fault) - {Fault.BAD_CHECKSUM}
     default_symbols = {
         "BTCUSDT": InstrumentSpec("BTC", "USDT", mid=30000.0),
         "ETHUSDT": InstrumentSpec("ETH", "USDT", mid=2000.0),

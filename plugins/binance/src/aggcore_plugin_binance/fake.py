@@ -45,20 +45,7 @@ class FakeBinance(FakeExchange):
     """A fake Binance spot exchange. See the module docstring."""
 
     name = "binance"
-    supported_faults = frozenset(
-        {
-            Fault.GAP,
-            Fault.REORDER,
-            Fault.DUPLICATE,
-            Fault.DISCONNECT,
-            Fault.STALL,
-            Fault.MALFORMED,
-            Fault.ERROR_REPLY,
-            Fault.REST_429,
-            Fault.REST_418,
-            Fault.OVERSIZE_SNAPSHOT,
-        }
-    )
+    supported_faults = frozenset(Fault) - {Fault.BAD_CHECKSUM, Fault.SNAPSHOT}
     default_symbols = {
         "BTCUSDT": InstrumentSpec("BTC", "USDT", mid=30000.0),
         "ETHUSDT": InstrumentSpec("ETH", "USDT", mid=2000.0),

@@ -39,20 +39,7 @@ def _now_ms() -> int:
 
 class FakeBybit(FakeExchange):
     name = "bybit"
-    supported_faults = frozenset(
-        {
-            Fault.GAP,
-            Fault.REORDER,
-            Fault.DUPLICATE,
-            Fault.DISCONNECT,
-            Fault.STALL,
-            Fault.MALFORMED,
-            Fault.ERROR_REPLY,
-            Fault.REST_429,
-            Fault.SNAPSHOT,
-            Fault.OVERSIZE_SNAPSHOT,
-        }
-    )
+    supported_faults = frozenset(Fault) - {Fault.BAD_CHECKSUM, Fault.REST_418}
     default_symbols: ClassVar[dict[str, InstrumentSpec]] = {
         "BTCUSDT": InstrumentSpec("BTC", "USDT", mid=30000.0, tick=0.01, price_precision=2, qty_precision=6),
         "ETHUSDT": InstrumentSpec("ETH", "USDT", mid=2000.0, tick=0.01, price_precision=2, qty_precision=5),

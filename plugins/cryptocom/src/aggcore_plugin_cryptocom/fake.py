@@ -47,20 +47,7 @@ def _ms() -> int:
 
 class FakeCryptocom(FakeExchange):
     name = "cryptocom"
-    supported_faults: ClassVar[frozenset[Fault]] = frozenset(
-        {
-            Fault.GAP,
-            Fault.REORDER,
-            Fault.DUPLICATE,
-            Fault.DISCONNECT,
-            Fault.STALL,
-            Fault.MALFORMED,
-            Fault.ERROR_REPLY,
-            Fault.SNAPSHOT,
-            Fault.OVERSIZE_SNAPSHOT,
-            Fault.REST_429,
-        }
-    )
+    supported_faults = frozenset(Fault) - {Fault.BAD_CHECKSUM, Fault.REST_418}
     default_symbols: ClassVar[dict[str, InstrumentSpec]] = {
         "BTC_USDT": InstrumentSpec("BTC", "USDT", mid=30000.0),
         "ETH_USDT": InstrumentSpec("ETH", "USDT", mid=2000.0),
