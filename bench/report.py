@@ -106,9 +106,12 @@ def targets(hot: dict[str, Any], e2e: dict[str, Any] | None) -> list[str]:
             continue
         x = w["designs"][FULL_EVERY]["throughput_x"][CF]["median"]
         x_msg = w["designs"][FULL_MSG]["throughput_x"][CF10]["median"]
-        rows.append((f"full hot path ≥ 1.5× cryptofeed handler throughput ({wname})",
-                     f"{x:.2f}× (analysis every 100 msgs vs no-op callback); {x_msg:.2f}× (analysis every msg vs top-10 callback)",
+        rows.append((f"full hot path ≥ 1.5× cryptofeed handler throughput ({wname}; analysis throttled as the runtime does)",
+                     f"{x:.2f}× (analysis every 100 msgs vs cryptofeed with a no-op callback)",
                      "PASS" if x >= 1.5 else "MISS"))  # fmt: skip
+        rows.append((f"same, with a Summary built after every message ({wname})",
+                     f"{x_msg:.2f}× (vs cryptofeed reading its top-10 after every message); building the pydantic Summary dominates",
+                     "PASS" if x_msg >= 1.5 else "MISS"))  # fmt: skip
     w = ws.get("seven")
     if w:
         for name in (FULL_EVERY, FULL_MSG):
@@ -122,7 +125,7 @@ def targets(hot: dict[str, Any], e2e: dict[str, Any] | None) -> list[str]:
         cpu = e2e["cpu_s_per_10k_fps"]
         rows.append(("end to end ≥ 20,000 frames/s sustained, seven venues, one core",
                      f"{m:,} frames/s sustained ({e2e['limited_by']}); {f(cpu, 3)} core per 10k frames/s",
-                     "PASS" if m >= 19_000 and len(e2e["venues"]) >= 7 else "MISS"))  # fmt: skip
+                     "PASS" if m >= 20_000 and len(e2e["venues"]) >= 7 else "MISS"))  # fmt: skip
     lines = ["### Targets (issue 13)", "", "| target | measured | result |", "|---|---|---|"]
     lines += [f"| {a} | {b} | **{c}** |" for a, b, c in rows]
     return lines + [""]
