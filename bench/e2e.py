@@ -80,13 +80,13 @@ async def _serve_fakes(names: list[str], rate: Any, conn: Any, seed: int, venues
         fake = fake_cls(symbols=[symbol], seed=seed + i, rate_hz=max(1.0, rate.value / venues))
         fake._tick = types.MethodType(_paced_tick(rate, venues), fake)
         sent[name] = 0
-        deliver = fake._deliver
+        deliver = fake.deliver
 
         def counted(session: Any, sym: str, frames: list[str], _d: Any = deliver, _n: str = name) -> None:
             sent[_n] += len(frames)
             _d(session, sym, frames)
 
-        fake._deliver = counted
+        fake.deliver = counted  # type: ignore[method-assign]
         await fake.start()
         fakes[name] = fake
     conn.send({n: f.connector_config() for n, f in fakes.items()})
