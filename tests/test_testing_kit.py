@@ -62,3 +62,32 @@ async def test_aggregator_factory_wires_an_aggregator_to_a_fake(fake_exchange: A
 def test_recording_fixture_opens_or_skips(recording: Any) -> None:
     rec = recording("KRAKEN.ws.50.0")
     assert isinstance(rec, Recording) and sum(1 for _ in rec.frames()) > 4000
+
+
+async def test_the_conformance_auditor_catches_a_wrong_book_the_moment_it_is_emitted() -> None:
+    from aggcore.testing.conformance import _Auditor
+    from aggcore.testing.toy import FakeToy, ToyConnector
+
+    class Sloppy(ToyConnector):
+        """Loses the ask side of every 7th message: sequence-perfect, and wrong."""
+
+        count = 0
+
+        def on_frame(self, conn: Any, frame: str | bytes, receipt_ns: int) -> None:
+            self.count += 1
+            if self.count % 7 == 0 and b'"delta"' in (frame if isinstance(frame, bytes) else frame.encode()):
+                import orjson
+
+                msg = orjson.loads(frame)
+                msg["a"] = []
+                frame = orjson.dumps(msg)
+            super().on_frame(conn, frame, receipt_ns)
+
+    async with FakeToy(seed=4, rate_hz=200) as fake:
+        auditor = _Auditor(fake)
+        for sym in fake.books:
+            fake.books[sym].record(auditor.n)
+        conn = Sloppy(ToyConnector.Config.model_validate(fake.connector_config()), listener=auditor)
+        async with running(conn):
+            await wait_until(lambda: bool(auditor.violations), what="the auditor to flag the wrong book")
+    assert "equals no state" in auditor.violations[0]

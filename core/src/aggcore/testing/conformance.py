@@ -10,9 +10,13 @@ loopback sockets (no mocks), with two symbols:
 ``rest_429``        a 429 with Retry-After on the instrument list is honoured, then it syncs
 ``fault:<name>``    one fault of :class:`~aggcore.testing.Fault` (those the fake supports):
                     the affected symbol resyncs or recovers, the other symbol stays LIVE (unless
-                    the exchange's sequence is per connection), no crossed or wrong book is
-                    ever LIVE, and the books equal the truth afterwards
+                    the exchange's sequence is per connection), and the books equal the truth
+                    afterwards
 ==================  ===========================================================================
+
+In every check, every change of a LIVE book is audited: it must not be crossed, and its top
+levels must equal a state the fake's book really passed through (``GenBook.record``), so a
+wrong book is caught the moment it would be emitted, not only at the end.
 
 Run it from pytest (the project's ``tests/test_conformance.py`` parametrizes it over every
 installed plugin) or as ``aggcore plugins check NAME``.
@@ -61,11 +65,14 @@ class ConformanceError(AssertionError):
 
 
 class _Auditor:
-    """Listens to every book change: a LIVE book must never be crossed or empty."""
+    """Listens to every book change: a LIVE book must never be crossed, and its top levels must
+    equal a state the fake's truth really passed through (the fake records every state)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fake: FakeExchange | None = None, n: int = TOP) -> None:
         self.violations: list[str] = []
         self.changes = 0
+        self.fake = fake
+        self.n = n
 
     def book_changed(self, book: SymbolBook, receipt_ns: int) -> None:
         self.changes += 1
@@ -73,6 +80,12 @@ class _Auditor:
             self.violations.append(f"{book.symbol}: change reported while {book.state.value}")
         elif book.book.crossed():
             self.violations.append(f"{book.symbol}: crossed book reported as LIVE")
+        elif self.fake is not None:
+            truth = self.fake.books.get(book.symbol)
+            if truth is not None and not truth.was_state(book.book.bids.top(self.n), book.book.asks.top(self.n)):
+                self.violations.append(
+                    f"{book.symbol}: LIVE book (sequence {book.last_seq}) equals no state the exchange's book was in"
+                )
 
     def book_state_changed(self, book: SymbolBook) -> None:
         pass
@@ -150,8 +163,11 @@ async def harness(
         section = fake.connector_config(trading_pairs=symbols)
         section.update(stale_after_s=1.0, reconnect_min_s=0.05, reconnect_max_s=0.5, request_timeout_s=3.0)
         config = cls.Config.model_validate(section)
-        auditor = _Auditor()
+        auditor = _Auditor(fake)
         connector = cls(config, listener=auditor)
+        auditor.n = min(TOP, connector.depth or TOP)
+        for sym in symbols:
+            fake.books[sym].record(auditor.n)
         h = Harness(name, fake, connector, auditor, symbols)
         async with running(connector):
             yield h

@@ -50,6 +50,8 @@ class GenBook:
         self.bids: dict[str, str] = {}
         self.asks: dict[str, str] = {}
         self.seq = 0
+        self.recorded: set[tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]] = set()
+        self._record_n = 0
         self._fill()
 
     # -- formatting ---------------------------------------------------------------------------
@@ -89,6 +91,20 @@ class GenBook:
         """The book as floats, best first (what a correct client book holds)."""
         bids, asks = self.top(n or max(len(self.bids), len(self.asks)))
         return [(float(p), float(q)) for p, q in bids], [(float(p), float(q)) for p, q in asks]
+
+    def record(self, n: int) -> None:
+        """From now on remember the top-``n`` of every state the book passes through, so a test
+        can check that a client's book, whenever it changed, equalled one of them (``was_state``)."""
+        self._record_n = n
+        self._remember()
+
+    def _remember(self) -> None:
+        bids, asks = self.truth(self._record_n)
+        self.recorded.add((tuple(bids), tuple(asks)))
+
+    def was_state(self, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> bool:
+        """Whether the book's top-n (``n`` as given to :meth:`record`) was ever the truth."""
+        return (tuple(bids), tuple(asks)) in self.recorded
 
     # -- flow -------------------------------------------------------------------------------------
     def step(self) -> list[Change]:
@@ -145,6 +161,8 @@ class GenBook:
                 qty = self.fmt_qty(self._qty(self.depth))
                 book[price] = qty
                 out.append(Change(side, price, qty))
+        if self._record_n:
+            self._remember()
         return out
 
     def deep_snapshot(self, levels: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
