@@ -38,7 +38,7 @@ def test_negative_spread_when_venues_cross() -> None:
 
 def test_stale_venue_is_left_out_and_comes_back() -> None:
     router = Router()
-    a = live_book(router, "a", [["100", "1"]], [["101", "1"]])
+    live_book(router, "a", [["100", "1"]], [["101", "1"]])
     b = live_book(router, "b", [["100.5", "1"]], [["101.5", "1"]])
     view = router.views["BTC/USDT"]
     b.last_update_ns = time.monotonic_ns() - 10_000_000_000  # 10 s old

@@ -8,7 +8,7 @@ import pytest
 from aggcore.models import BookState
 from aggcore.plugins import load_plugins
 from aggcore.testing.pytest_plugin import wait_until
-from aggcore.testing.recordings import Recording, recording
+from aggcore.testing.recordings import recording
 from aggcore.testing.replay import RecordingServer
 
 pytestmark = pytest.mark.anyio

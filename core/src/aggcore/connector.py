@@ -32,6 +32,7 @@ servers and recordings drive the same code.
 from __future__ import annotations
 
 import builtins
+import importlib
 import logging
 import math
 import random
@@ -39,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
 import httpx
@@ -61,6 +62,9 @@ from .errors import (
 )
 from .models import BookState
 from .symbols import Instrument, SymbolTable
+
+if TYPE_CHECKING:
+    from .testing.server import FakeExchange
 
 __all__ = [
     "Connection",
@@ -283,6 +287,17 @@ class Connector:
         self._snapshot_slot = 0.0
         self._shared_limiter: _Limiter | None = None
 
+    @classmethod
+    def load_fake(cls) -> "type[FakeExchange]":
+        """The plugin's fake exchange server class (``fake_server``), imported on demand.
+
+        Raises ``LookupError`` when the plugin ships none."""
+        if not cls.fake_server:
+            raise LookupError(f"plugin {cls.name!r} ships no fake server (Connector.fake_server is unset)")
+        module, _, attr = cls.fake_server.partition(":")
+        fake: type[FakeExchange] = getattr(importlib.import_module(module), attr)
+        return fake
+
     # -- to implement -------------------------------------------------------------------------
 
     async def load_symbols(self) -> SymbolTable:
@@ -503,17 +518,22 @@ class Connector:
             started = time.monotonic()
             try:
                 await self._session(index, symbols)
-                reason = "connection closed by the exchange"
-            except (ConnectionClosed, OSError, InvalidHandshake, InvalidURI, AggregatorError, PayloadTooBig) as exc:
-                reason = _describe(exc)
-            except anyio.get_cancelled_exc_class():
-                raise
+                error: AggregatorError = WebSocketError("connection closed by the exchange", exchange=self.name)
+            except (ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig) as exc:
+                error = WebSocketError(_describe(exc), close_code=_close_code(exc), exchange=self.name)
+                error.__cause__ = exc
+            except OSError as exc:
+                error = NetworkError(_describe(exc), exchange=self.name)
+                error.__cause__ = exc
+            except AggregatorError as exc:
+                error = exc
             finally:
                 self.connections.pop(index, None)
                 self.connected = bool(self.connections)
+            reason = error.message
             self.last_error = reason
             self.errors += 1
-            kind = "websocket" if "close" in reason or "WebSocket" in reason else "network"
+            kind = "websocket" if isinstance(error, WebSocketError) else "timeout" if isinstance(error, TimeoutError) else "network"
             self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
             for sym in symbols:
                 book = self.books[sym]
@@ -699,6 +719,12 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _close_code(exc: BaseException) -> int | None:
+    if isinstance(exc, ConnectionClosed) and exc.rcvd is not None:
+        return exc.rcvd.code
+    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -9,7 +9,6 @@ arbitrage appears now and then.
 
 from __future__ import annotations
 
-import importlib
 import math
 import logging
 import random
@@ -91,18 +90,18 @@ class Simulation:
 
     def _fake_class(self, name: str) -> "type[FakeExchange]":
         cls = self.registry.connectors.get(name)
-        if cls is None or not cls.fake_server:
-            raise ConfigError(f"exchanges.{name}: --simulate needs a fake server, and plugin {name!r} ships none")
-        module, _, attr = cls.fake_server.partition(":")
-        fake_cls: type[FakeExchange] = getattr(importlib.import_module(module), attr)
-        return fake_cls
+        try:
+            if cls is None:
+                raise LookupError(f"no connector plugin {name!r}")
+            return cls.load_fake()
+        except LookupError as exc:
+            raise ConfigError(f"exchanges.{name}: --simulate needs the plugin's fake server: {exc}") from None
 
     async def __aenter__(self) -> "AppConfig":
         from .testing.market import GenBook
 
         await self._stack.__aenter__()
         exchanges = {}
-        rng = random.Random(self.seed)
         for i, (name, section) in enumerate(self.config.exchanges.items()):
             if not section.enabled:
                 exchanges[name] = section

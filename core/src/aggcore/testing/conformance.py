@@ -24,7 +24,6 @@ installed plugin) or as ``aggcore plugins check NAME``.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -142,12 +141,10 @@ class Harness:
 
 
 def fake_class(registry: "PluginRegistry", name: str) -> type[FakeExchange]:
-    cls = registry.connectors[name]
-    if not cls.fake_server:
-        raise ConformanceError(f"plugin {name!r} ships no fake server (Connector.fake_server is unset)")
-    module, _, attr = cls.fake_server.partition(":")
-    fake: type[FakeExchange] = getattr(importlib.import_module(module), attr)
-    return fake
+    try:
+        return registry.connectors[name].load_fake()
+    except LookupError as exc:
+        raise ConformanceError(str(exc)) from None
 
 
 @asynccontextmanager

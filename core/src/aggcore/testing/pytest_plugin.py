@@ -15,18 +15,15 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import pytest
 
 from .recordings import Recording, recording as _recording
 from .running import wait_until
 
 if TYPE_CHECKING:
-    from ..aggregator import Aggregator
     from ..connector import Connector
     from ..plugins import PluginRegistry
     from .server import FakeExchange
@@ -35,12 +32,7 @@ __all__ = ["wait_until"]
 
 
 def fake_class(registry: "PluginRegistry", name: str) -> "type[FakeExchange]":
-    cls = registry.connectors[name]
-    if not cls.fake_server:
-        raise LookupError(f"plugin {name!r} ships no fake server")
-    module, _, attr = cls.fake_server.partition(":")
-    fake: type[FakeExchange] = getattr(importlib.import_module(module), attr)
-    return fake
+    return registry.connectors[name].load_fake()
 
 
 @pytest.fixture

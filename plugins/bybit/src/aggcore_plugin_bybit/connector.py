@@ -31,7 +31,7 @@ from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 
 from .messages import Ack, Pong, SystemStatus, failed_topic, parse, topic_for, topic_symbol
-from .symbols import CATEGORIES, BybitSymbolTable, book_key, instruments_from_list
+from .symbols import CATEGORIES, BybitSymbolTable, instruments_from_list
 
 __all__ = ["BybitConfig", "BybitConnector", "DEPTHS"]
 
