@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 from ..models import ArbitrageOpportunity, BookState, HealthStatus, PriceLevel, Summary, SymbolHealth
 from ..sink import Event
@@ -68,7 +69,7 @@ def sample_events(n: int, *, seed: int = 1, step_ms: float = 7.0, levels: int = 
             buy, sell = rng.sample(VENUES, 2)
             if pair in open_arbs and rng.random() < 0.5:
                 buy, sell = open_arbs.pop(pair)
-                kind = "closed"
+                kind: Literal["opened", "updated", "closed"] = "closed"
             else:
                 kind = "updated" if pair in open_arbs else "opened"
                 if kind == "updated":
