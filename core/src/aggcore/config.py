@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from .analyzer import AnalyzerConfig
 from .connector import ConnectorConfig
+from .credentials import SecretUrl
 from .errors import ConfigError
 from .sink import SinkConfig
 
@@ -40,6 +41,7 @@ __all__ = [
     "MetricsConfig",
     "MonitoringConfig",
     "PrometheusConfig",
+    "SecretUrl",
     "apply_env_overrides",
     "load_config",
     "substitute",
