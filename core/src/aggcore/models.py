@@ -175,7 +175,7 @@ class SymbolHealth(PublicType):
     gaps: int = 0
     checksum_failures: int = 0
     crossed_books: int = 0
-    invalid_messages: int = Field(0, description="messages rejected for a level no book may hold (NaN, inf, price <= 0, size < 0)")
+    invalid_messages: int = 0  # messages rejected for a level no book may hold (NaN, inf, price <= 0, size < 0)
     error_message: str | None = None
 
 
