@@ -193,7 +193,7 @@ class KrakenConnector(Connector):
         if n == 1 and self._formats.pop(symbol, None) is not None:
             log.warning("kraken: %s snapshot checksum mismatch; reading its prices as sent from now on", symbol)
         elif n >= 3:
-            self.report_error(f"checksum of {n} consecutive snapshots does not match; symbol given up", symbol=symbol, kind="checksum")
+            self.report_error(f"checksum of {n} consecutive snapshots does not match; symbol given up", symbol=symbol, kind="checksum", permanent=True)
             for frame in self.unsubscribe_frames([symbol]):
                 conn.send_soon(frame)
 
