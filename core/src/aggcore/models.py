@@ -145,7 +145,7 @@ class HealthStatus(BaseModel):
     resyncs: int = 0
     checksum_failures: int = 0
     symbols: dict[str, SymbolHealth] = Field(default_factory=dict)
-    kind: Literal["exchange", "sink", "analyzer"] = "exchange"
+    kind: Literal["exchange", "sink", "analyzer", "bus"] = "exchange"
 
 
 class Metrics(BaseModel):
