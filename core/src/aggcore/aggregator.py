@@ -488,6 +488,7 @@ class Aggregator:
                     gaps=b.gaps,
                     checksum_failures=b.checksum_failures,
                     crossed_books=b.crossed_books,
+                    invalid_messages=b.invalid_messages,
                     error_message=b.error if b.state is not BookState.LIVE else None,
                 )
                 if b.state is not BookState.LIVE:
@@ -587,7 +588,7 @@ class Aggregator:
                         symbol=b.pair,
                         updates_per_second=round(rate, 3),
                         latency_ms=round(self._latency_ms.get(key, 0.0), 3),
-                        error_count=b.gaps + b.checksum_failures + b.crossed_books + (1 if b.state is BookState.FAILED else 0),
+                        error_count=b.gaps + b.checksum_failures + b.crossed_books + b.invalid_messages + (1 if b.state is BookState.FAILED else 0),
                         last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
                         messages=b.messages,
                         level_updates=b.level_updates,

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from .analyzer import AnalyzerConfig
 from .bus import BusSection
 from .connector import ConnectorConfig
+from .credentials import SecretUrl
 from .errors import ConfigError
 from .sink import SinkConfig
 
@@ -41,6 +42,7 @@ __all__ = [
     "MetricsConfig",
     "MonitoringConfig",
     "PrometheusConfig",
+    "SecretUrl",
     "apply_env_overrides",
     "load_config",
     "substitute",

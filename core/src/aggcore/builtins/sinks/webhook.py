@@ -46,6 +46,7 @@ import httpx
 import orjson
 from pydantic import Field, SecretStr, field_validator
 
+from ...credentials import SecretUrl
 from ...sink import Event, Sink, SinkConfig
 
 __all__ = ["WebhookSink", "WebhookSinkConfig", "parse_retry_after", "sign", "signing_key"]
@@ -58,7 +59,9 @@ GONE_MESSAGE = "endpoint returned 410 Gone; webhook disabled"
 class WebhookSinkConfig(SinkConfig):
     """``sinks.webhook``."""
 
-    url: str = Field(..., description="where batches are POSTed (http:// or https://)")
+    url: SecretUrl = Field(
+        ..., description="where batches are POSTed (http:// or https://); a secret: credentials are never shown"
+    )
     batch_max_events: int = Field(100, ge=1, description="POST as soon as this many events are pending")
     batch_max_delay_ms: float = Field(500, ge=0, description="POST at most this long after the first pending event")
     timeout_s: float = Field(10.0, gt=0, description="timeout of one POST (connect + send + response)")
@@ -69,6 +72,11 @@ class WebhookSinkConfig(SinkConfig):
     secret: SecretStr | None = Field(
         None, description="Standard Webhooks signing secret (whsec_<base64> or any string); never logged"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretUrl) -> SecretUrl:
+        return value.require_scheme("http", "https")
 
     @field_validator("secret")
     @classmethod
@@ -252,13 +260,13 @@ class WebhookSink(Sink):
             retry_after: float | None = None
             try:
                 resp = await self._client.post(
-                    cfg.url,
+                    cfg.url.get_secret_value(),
                     content=body,
                     headers=self._headers(msg_id, body),
                     timeout=max(0.001, min(cfg.timeout_s, remaining)),
                 )
-            except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except httpx.HTTPError as exc:  # its text may quote the URL: scrubbed
+                reason = f"{type(exc).__name__}: {cfg.url.scrub(str(exc))}" if str(exc) else type(exc).__name__
             else:
                 status = resp.status_code
                 self.last_status = status
