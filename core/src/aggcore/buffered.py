@@ -120,6 +120,10 @@ class BufferedSink(Sink):
         """The server this sink writes to, without secrets."""
         return self.name
 
+    def scrub(self, text: str) -> str:
+        """``text`` (a third-party error message) without secrets; e.g. ``SecretUrl.scrub``."""
+        return text
+
     # -- Sink ------------------------------------------------------------------------------------------------
     @property
     def pending(self) -> int:
@@ -135,7 +139,7 @@ class BufferedSink(Sink):
             await self.disconnect()
             if self.is_permanent(exc):
                 raise
-            self._set_error(f"cannot connect to {self.describe()}: {_text(exc)}; retrying in the background")
+            self._set_error(f"cannot connect to {self.describe()}: {self.scrub(_text(exc))}; retrying in the background")
             log.warning("sink %s: %s", self.name, self.health_error)
         self._task = asyncio.get_running_loop().create_task(self._writer(), name=f"aggcore-sink-{self.name}")
 
@@ -227,7 +231,7 @@ class BufferedSink(Sink):
                     await self.disconnect()
                     delay = random.uniform(0, min(self.bcfg.backoff_max_s, self.bcfg.backoff_initial_s * 2 ** min(attempt - 1, 30)))
                     self._set_error(
-                        f"disconnected from {self.describe()}: {_text(exc)}; reconnect attempt {attempt}, "
+                        f"disconnected from {self.describe()}: {self.scrub(_text(exc))}; reconnect attempt {attempt}, "
                         f"holding {self.pending} events"
                     )
                     log.warning("sink %s: %s", self.name, self.health_error)
@@ -239,7 +243,7 @@ class BufferedSink(Sink):
                 self._inflight = []
                 self.failed_batches += 1
                 self.dropped_events += n
-                self._set_error(f"{self.describe()} rejected a batch of {n} events (dropped): {_text(exc)}")
+                self._set_error(f"{self.describe()} rejected a batch of {n} events (dropped): {self.scrub(_text(exc))}")
                 log.warning("sink %s: %s", self.name, self.health_error)
                 attempt = 0
                 continue
