@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import ClassVar
 
 import anyio
 from pydantic import Field
@@ -69,7 +70,7 @@ class BufferedSink(Sink):
     implement ``committed`` and ``describe`` (the server, without secrets, for messages).
     """
 
-    Config = BufferedSinkConfig
+    Config: ClassVar[type[SinkConfig]] = BufferedSinkConfig
 
     def __init__(self, config: SinkConfig) -> None:
         super().__init__(config)
