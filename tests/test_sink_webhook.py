@@ -373,7 +373,7 @@ async def test_webhook_url_credentials_never_logged_or_in_health() -> None:
     config = AppConfig.model_validate({"sinks": {}, "analyzers": {}})
     agg = Aggregator(config, sinks=[sink])
     health = agg.get_all_health_statuses()["sink:webhook"]
-    assert health.error_message and secret_parts_absent(health.model_dump_json())
+    assert health.error_message and secret_parts_absent(health.to_json().decode())
 
 
 async def test_webhook_network_error_text_is_scrubbed() -> None:

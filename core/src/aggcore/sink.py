@@ -13,28 +13,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["EVENT_KINDS", "Event", "EventKind", "Sink", "SinkConfig"]
 
-EventKind = Literal["summary", "arbitrage", "health", "metrics"]
-EVENT_KINDS: tuple[EventKind, ...] = ("summary", "arbitrage", "health", "metrics")
+EventKind = Literal["summary", "arbitrage", "health", "metrics", "book"]
+EVENT_KINDS: tuple[EventKind, ...] = ("summary", "arbitrage", "health", "metrics", "book")
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One published event: ``kind`` and its pydantic ``payload`` (Summary, ArbitrageOpportunity, ...)."""
+    """One published event: ``kind``, its ``payload`` and ``ts`` (seconds since the epoch).
+
+    The payload is a public type (:class:`~aggcore.models.Summary`,
+    :class:`~aggcore.models.ArbitrageOpportunity`, ...: ``msgspec.Struct`` classes), or any
+    ``msgspec.Struct`` or pydantic model a third-party analyzer emits. Sinks encode events with
+    :meth:`to_dict` / :meth:`to_json` (``{"kind", "ts", "data"}``) and read payloads by attribute.
+    """
 
     kind: EventKind
-    payload: BaseModel
+    payload: msgspec.Struct | BaseModel
     ts: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "ts": self.ts, "data": self.payload.model_dump(mode="json")}
+        """``{"kind", "ts", "data"}`` with JSON-compatible builtins (datetimes as RFC 3339 strings)."""
+        payload = self.payload
+        if isinstance(payload, BaseModel):
+            data: Any = payload.model_dump(mode="json")
+        else:
+            data = msgspec.to_builtins(payload)
+        return {"kind": self.kind, "ts": self.ts, "data": data}
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        """The same as :meth:`to_dict`, encoded as compact JSON bytes (no trailing newline)."""
+        payload = self.payload
+        if isinstance(payload, BaseModel):
+            return orjson.dumps(self.to_dict())
+        return _ENCODER.encode({"kind": self.kind, "ts": self.ts, "data": payload})
 
 
 class SinkConfig(BaseModel):

@@ -87,6 +87,9 @@ class Telemetry:
         counter("aggcore.checksum_failures", "checksum mismatches", per_book("checksum_failures"))
         counter("aggcore.crossed_books", "crossed books detected", per_book("crossed_books"))
         counter(
+            "aggcore.invalid_messages", "messages rejected for an impossible level (resynced)", per_book("invalid_messages")
+        )
+        counter(
             "aggcore.reconnects",
             "WebSocket reconnects",
             lambda: ((c.reconnects, {"exchange": c.name}) for c in agg.connectors.values()),
