@@ -23,6 +23,7 @@ from .sink import Sink
 from .symbols import normalize_asset
 
 if TYPE_CHECKING:
+    from .bus import Role
     from .config import AppConfig
     from .plugins import PluginRegistry
     from .testing.server import FakeExchange
@@ -35,30 +36,42 @@ log = logging.getLogger("aggcore")
 REFERENCE = {"BTC": 60000.0, "ETH": 3000.0, "SOL": 150.0, "XRP": 0.6, "DOGE": 0.15, "LTC": 80.0}
 
 
-def run_cli(config: "AppConfig", registry: "PluginRegistry", *, simulate: bool = False, live: bool = False) -> int:
+def run_cli(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    *,
+    simulate: bool = False,
+    live: bool = False,
+    role: "Role | None" = None,
+) -> int:
     try:
-        return anyio.run(_main, config, registry, simulate, live)
+        return anyio.run(_main, config, registry, simulate, live, role)
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
 
 
-async def _main(config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool) -> int:
+async def _main(
+    config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool, role: "Role | None" = None
+) -> int:
     from .aggregator import Aggregator
 
     async with AsyncExitStack() as stack:
-        if simulate:
+        if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
             sim = Simulation(config, registry)
             config = await stack.enter_async_context(sim)
         sinks: list[Sink] = []
-        if live:
+        if role == "feed":
+            pass  # a feed runs no sinks: its books go to the bus
+        elif live:
             sinks.append(_builtin_sink(registry, "console", {}))
         elif not any(s.enabled for s in config.sinks.values()):
             sinks.append(_builtin_sink(registry, "stdout", {}))
-        agg = Aggregator(config, registry=registry, sinks=sinks)
+        agg = Aggregator(config, registry=registry, sinks=sinks, role=role)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await agg.start()
             log.info(
-                "aggcore running: %s; Ctrl-C to stop",
+                "aggcore running%s: %s; Ctrl-C to stop",
+                f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
                 ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
             )
             try:
