@@ -9,6 +9,7 @@ Library use::
             print(summary.symbol, summary.spread)
 """
 
+from .credentials import SecretUrl
 from .errors import (
     AggregatorError,
     BookSyncError,
@@ -49,6 +50,7 @@ __all__ = [
     "PluginError",
     "PriceLevel",
     "RateLimitError",
+    "SecretUrl",
     "Summary",
     "SymbolHealth",
     "TimeoutError",

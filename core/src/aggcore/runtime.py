@@ -20,6 +20,7 @@ from .errors import ConfigError, PluginError
 from .sink import Sink
 
 if TYPE_CHECKING:
+    from .bus import Role
     from .config import AppConfig
     from .plugins import PluginRegistry
     from .testing.server import FakeExchange
@@ -28,30 +29,43 @@ __all__ = ["Simulation", "run_cli"]
 
 log = logging.getLogger("aggcore")
 
-def run_cli(config: "AppConfig", registry: "PluginRegistry", *, simulate: bool = False, live: bool = False) -> int:
+
+def run_cli(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    *,
+    simulate: bool = False,
+    live: bool = False,
+    role: "Role | None" = None,
+) -> int:
     try:
-        return anyio.run(_main, config, registry, simulate, live)
+        return anyio.run(_main, config, registry, simulate, live, role)
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
 
 
-async def _main(config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool) -> int:
+async def _main(
+    config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool, role: "Role | None" = None
+) -> int:
     from .aggregator import Aggregator
 
     async with AsyncExitStack() as stack:
-        if simulate:
+        if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
             sim = Simulation(config, registry)
             config = await stack.enter_async_context(sim)
         sinks: list[Sink] = []
-        if live:
+        if role == "feed":
+            pass  # a feed runs no sinks: its books go to the bus
+        elif live:
             sinks.append(_builtin_sink(registry, "console", {}))
         elif not any(s.enabled for s in config.sinks.values()):
             sinks.append(_builtin_sink(registry, "stdout", {}))
-        agg = Aggregator(config, registry=registry, sinks=sinks)
+        agg = Aggregator(config, registry=registry, sinks=sinks, role=role)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await agg.start()
             log.info(
-                "aggcore running: %s; Ctrl-C to stop",
+                "aggcore running%s: %s; Ctrl-C to stop",
+                f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
                 ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
             )
             try:
@@ -87,7 +101,7 @@ class Simulation:
         *,
         seed: int = 7,
         rate_hz: float = 10.0,
-        volatility: float = 0.5,
+        volatility: float = 0.4,
         dislocation_every_s: float | None = 30.0,
         dislocation_bp: float = 40.0,
     ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import msgspec
 from pydantic import BaseModel, Field
 
 from ...analyzer import Analyzer, AnalyzerConfig
@@ -170,14 +171,13 @@ class ArbitrageAnalyzer(Analyzer):
 
     def _close(self, key: tuple[str, str, str], now: float, ts: datetime) -> None:
         state = self.open.pop(key)
-        closed = state.last.model_copy(
-            update={
-                "event": "closed",
-                "timestamp": ts,
-                "duration_ms": (now - state.opened_at) * 1000,
-                "peak_profit_percentage": state.peak_pct,
-                "peak_volume": state.peak_volume,
-            }
+        closed = msgspec.structs.replace(
+            state.last,
+            event="closed",
+            timestamp=ts,
+            duration_ms=(now - state.opened_at) * 1000,
+            peak_profit_percentage=state.peak_pct,
+            peak_volume=state.peak_volume,
         )
         self.emit(Event("arbitrage", closed, now))
 
