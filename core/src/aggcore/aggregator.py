@@ -214,11 +214,13 @@ class Aggregator:
         # because of a cancellation), then cancel every task
         with anyio.CancelScope(shield=True):
             self._publish_health()
+            self.hub.seal()  # the last health snapshot is the last event the sinks get
             await self._shutdown_sinks(flush_deadline_s)
         tg.cancel_scope.cancel()
         try:
             await self._stack.aclose()
         finally:
+            self._account_sinks()
             self.hub.close()
             if self.telemetry is not None:
                 self.telemetry.shutdown()
@@ -231,7 +233,7 @@ class Aggregator:
 
         async def shutdown(runner: SinkRunner) -> None:
             if not await runner.flush(deadline_s):
-                log.warning("sink %s: not flushed in time; %d events dropped", runner.name, len(runner.buffer))
+                log.warning("sink %s: not flushed in time; %d events still buffered", runner.name, len(runner.buffer))
             if runner.opened:
                 try:
                     await runner.sink.close()
@@ -244,6 +246,15 @@ class Aggregator:
                     tg.start_soon(shutdown, runner)
         if scope.cancelled_caught:
             log.warning("sinks not flushed and closed within %.1fs", deadline_s)
+
+    def _account_sinks(self) -> None:
+        """Every sink's events are delivered or counted: what the shutdown cut is counted now."""
+        for runner in self.hub.sinks:
+            cut = runner.finish()
+            if cut:
+                log.warning("sink %s: %d events cut by the shutdown deadline (counted as dropped)", runner.name, cut)
+            level = logging.WARNING if runner.total_dropped else logging.INFO
+            log.log(level, "sink %s: %s", runner.name, runner.accounting())
 
     async def run_forever(self) -> None:
         async with self:
@@ -560,8 +571,10 @@ class Aggregator:
                 kind="sink",
                 is_healthy=sink_error is None and runner.total_dropped == 0,
                 last_update=datetime.fromtimestamp(runner.last_write, timezone.utc) if runner.last_write else None,
-                error_message=sink_error
-                or (f"{runner.total_dropped} events dropped (buffer {runner.maxsize})" if runner.total_dropped else None),
+                error_message="; ".join(
+                    p for p in (sink_error, _drops_text(runner) if runner.total_dropped else None) if p
+                )
+                or None,
                 connected=runner.opened,
             )
         self._health = out
@@ -598,3 +611,11 @@ class Aggregator:
                     )
                 )
         return out
+
+
+def _drops_text(runner: SinkRunner) -> str:
+    why = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in runner.drop_counts().items() if v)
+    return (
+        f"{runner.total_dropped} of {runner.produced} events dropped ({why}; buffer {runner.maxsize}); "
+        f"{runner.delivered} delivered, {runner.in_flight} in flight"
+    )
