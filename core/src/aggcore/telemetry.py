@@ -74,9 +74,8 @@ class Telemetry:
 
         def per_book(attr: str) -> Callable[[], Iterable[tuple[float, dict[str, str]]]]:
             def read() -> Iterable[tuple[float, dict[str, str]]]:
-                for c in agg.connectors.values():
-                    for b in c.books.values():
-                        yield getattr(b, attr), {"exchange": c.name, "symbol": b.pair}
+                for b in agg.all_books():  # a consolidator's remote books too
+                    yield getattr(b, attr), {"exchange": b.exchange, "symbol": b.pair}
 
             return read
 
@@ -94,6 +93,22 @@ class Telemetry:
             "WebSocket reconnects",
             lambda: ((c.reconnects, {"exchange": c.name}) for c in agg.connectors.values()),
         )
+
+        def bus_counts(attr: str) -> Callable[[], Iterable[tuple[float, dict[str, str]]]]:
+            def read() -> Iterable[tuple[float, dict[str, str]]]:
+                if agg.bus is not None:
+                    yield getattr(agg.bus, attr), {"bus": agg.bus.name}
+
+            return read
+
+        counter("aggcore.bus_connection_losses", "connections to the bus lost (each one counted)", bus_counts("connection_losses"))
+        counter("aggcore.bus_published", "book messages and heartbeats published to the bus", bus_counts("published"))
+
+        def bus_received() -> Iterable[tuple[float, dict[str, str]]]:
+            if agg.remote is not None and agg.bus is not None:
+                yield agg.remote.received, {"bus": agg.bus.name}
+
+        counter("aggcore.bus_received", "book messages received from the bus (older versions and duplicates included)", bus_received)
         counter(
             "aggcore.frames",
             "WebSocket frames received",
@@ -106,6 +121,8 @@ class Telemetry:
                     yield n, {"exchange": c.name, "kind": kind}
             for r in agg.hub.sinks:
                 yield r.errors, {"sink": r.name, "kind": "sink"}
+            if agg.remote is not None and agg.bus is not None:
+                yield agg.remote.bad_messages, {"bus": agg.bus.name, "kind": "bad_message"}
 
         counter("aggcore.errors", "errors by kind", errors)
 
@@ -132,10 +149,9 @@ class Telemetry:
         counter("aggcore.sink_dropped", "events a sink lost, by reason (buffer_full, write_error, shutdown, sink)", sink_dropped)
 
         def states() -> Iterable[tuple[float, dict[str, str]]]:
-            for c in agg.connectors.values():
-                for b in c.books.values():
-                    for s in _STATES:
-                        yield (1 if b.state.value == s else 0), {"exchange": c.name, "symbol": b.pair, "state": s}
+            for b in agg.all_books():
+                for s in _STATES:
+                    yield (1 if b.state.value == s else 0), {"exchange": b.exchange, "symbol": b.pair, "state": s}
 
         gauge("aggcore.book_state", "1 for the state each book is in", states)
 
