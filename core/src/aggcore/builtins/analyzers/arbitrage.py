@@ -29,6 +29,8 @@ from ...sink import Event
 
 __all__ = ["ArbitrageAnalyzer", "ArbitrageConfig", "Leg", "walk"]
 
+_LIVE = BookState.LIVE
+
 
 class ArbitrageConfig(AnalyzerConfig):
     taker_fees: dict[str, float] = Field(default_factory=dict, description="exchange -> taker fee as a fraction (0.001 = 0.1%)")
@@ -159,6 +161,7 @@ class ArbitrageAnalyzer(Analyzer):
         self.open: dict[tuple[str, str, str], _Open] = {}
         self.views: dict[str, ConsolidatedView] = {}
         self.walked: dict[str, _Walked] = {}
+        self._fees: dict[str, float] = {}
         self.walks = 0  # venue pairs walked (for tests and benchmarks: only changed venues' pairs are)
 
     def fee(self, venue: str) -> float:
@@ -173,38 +176,53 @@ class ArbitrageAnalyzer(Analyzer):
         their last result. A leg whose venue went stale or left LIVE is dropped."""
         now_ns = now_ns or time.monotonic_ns()
         limit_ns = self.cfg.max_leg_age_ms * 1e6
+        stamps = view.stamps
         fresh: dict[str, SymbolBook] = {}
+        versions: dict[str, tuple[int, int, int]] = {}
         for name, book in view.venues.items():
-            if book.state is BookState.LIVE and book.last_update_ns and now_ns - book.seen_ns() <= limit_ns:
-                fresh[name] = book
-        versions = {name: view.version(book) for name, book in fresh.items()}
+            if book.state is _LIVE and book.last_update_ns:
+                alive = book.alive_ns
+                updated = book.last_update_ns
+                if now_ns - (alive if alive > updated else updated) <= limit_ns:  # inlined seen_ns()
+                    fresh[name] = book
+                    versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
         last = self.walked.get(view.pair)
         if last is None:
-            changed = set(fresh)
+            changed = list(fresh)
             legs: dict[tuple[str, str], Leg] = {}
         else:
             before = last.versions
-            changed = {name for name, v in versions.items() if before.get(name) != v}
+            changed = [name for name, v in versions.items() if before.get(name) != v]
             legs = {
                 k: leg for k, leg in last.legs.items()
-                if k[0] in fresh and k[1] in fresh and k[0] not in changed and k[1] not in changed
+                if k[0] in versions and k[1] in versions and versions[k[0]] == before[k[0]] and versions[k[1]] == before[k[1]]
             }  # fmt: skip
         if changed:
             n = self.cfg.max_levels
             minimum = self.cfg.min_profit_percentage
-            fees = {name: self.fee(name) for name in fresh}
-            for buy, a in fresh.items():
-                asks = a.book.asks
-                if not asks.keys:
-                    continue
-                buy_changed = buy in changed
-                for sell, b in fresh.items():
-                    if sell == buy or not (buy_changed or sell in changed):
+            fees = self._fees
+            done: set[str] = set()
+            for venue in changed:
+                book = fresh[venue]
+                asks = book.book.asks
+                bids = book.book.bids
+                fee = fees.get(venue)
+                if fee is None:
+                    fee = fees[venue] = self.fee(venue)
+                for other, o in fresh.items():
+                    if other == venue or other in done:
                         continue
-                    self.walks += 1
-                    leg = _walk_sides(asks, b.book.bids, fees[buy], fees[sell], n)
+                    other_fee = fees.get(other)
+                    if other_fee is None:
+                        other_fee = fees[other] = self.fee(other)
+                    self.walks += 2
+                    leg = _walk_sides(asks, o.book.bids, fee, other_fee, n)  # buy here, sell there
                     if leg is not None and leg.profit_percentage > minimum:
-                        legs[(buy, sell)] = leg
+                        legs[(venue, other)] = leg
+                    leg = _walk_sides(o.book.asks, bids, other_fee, fee, n)  # buy there, sell here
+                    if leg is not None and leg.profit_percentage > minimum:
+                        legs[(other, venue)] = leg
+                done.add(venue)
         self.walked[view.pair] = _Walked(versions, legs)
         pair = view.pair
         return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
