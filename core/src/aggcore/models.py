@@ -175,6 +175,7 @@ class SymbolHealth(PublicType):
     gaps: int = 0
     checksum_failures: int = 0
     crossed_books: int = 0
+    invalid_messages: int = 0  # messages rejected for a level no book may hold (NaN, inf, price <= 0, size < 0)
     error_message: str | None = None
 
 
@@ -190,7 +191,7 @@ class HealthStatus(PublicType):
     resyncs: int = 0
     checksum_failures: int = 0
     symbols: dict[str, SymbolHealth] = {}
-    kind: Literal["exchange", "sink", "analyzer"] = "exchange"
+    kind: Literal["exchange", "sink", "analyzer", "bus"] = "exchange"
 
 
 class Metrics(PublicType):

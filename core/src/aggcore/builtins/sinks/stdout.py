@@ -108,7 +108,7 @@ def format_arbitrage(a: ArbitrageOpportunity) -> str:
 
 def format_health(h: HealthStatus) -> str:
     status = "OK" if h.is_healthy else "DOWN" if (h.kind == "exchange" and not h.connected) else "DEGRADED"
-    if h.kind == "sink":
+    if h.kind in ("sink", "bus"):
         detail = h.error_message or "ok"
         return f"{h.exchange} {'OK' if h.is_healthy else 'FAILING'} {detail}"
     live = sum(1 for sym in h.symbols.values() if sym.state is BookState.LIVE)
