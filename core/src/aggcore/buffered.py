@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import ClassVar
 
 import anyio
 from pydantic import Field
@@ -69,7 +70,7 @@ class BufferedSink(Sink):
     implement ``committed`` and ``describe`` (the server, without secrets, for messages).
     """
 
-    Config = BufferedSinkConfig
+    Config: ClassVar[type[SinkConfig]] = BufferedSinkConfig
 
     def __init__(self, config: SinkConfig) -> None:
         super().__init__(config)
@@ -120,6 +121,10 @@ class BufferedSink(Sink):
         """The server this sink writes to, without secrets."""
         return self.name
 
+    def scrub(self, text: str) -> str:
+        """``text`` (a third-party error message) without secrets; e.g. ``SecretUrl.scrub``."""
+        return text
+
     # -- Sink ------------------------------------------------------------------------------------------------
     @property
     def pending(self) -> int:
@@ -135,7 +140,7 @@ class BufferedSink(Sink):
             await self.disconnect()
             if self.is_permanent(exc):
                 raise
-            self._set_error(f"cannot connect to {self.describe()}: {_text(exc)}; retrying in the background")
+            self._set_error(f"cannot connect to {self.describe()}: {self.scrub(_text(exc))}; retrying in the background")
             log.warning("sink %s: %s", self.name, self.health_error)
         self._task = asyncio.get_running_loop().create_task(self._writer(), name=f"aggcore-sink-{self.name}")
 
@@ -227,7 +232,7 @@ class BufferedSink(Sink):
                     await self.disconnect()
                     delay = random.uniform(0, min(self.bcfg.backoff_max_s, self.bcfg.backoff_initial_s * 2 ** min(attempt - 1, 30)))
                     self._set_error(
-                        f"disconnected from {self.describe()}: {_text(exc)}; reconnect attempt {attempt}, "
+                        f"disconnected from {self.describe()}: {self.scrub(_text(exc))}; reconnect attempt {attempt}, "
                         f"holding {self.pending} events"
                     )
                     log.warning("sink %s: %s", self.name, self.health_error)
@@ -239,7 +244,7 @@ class BufferedSink(Sink):
                 self._inflight = []
                 self.failed_batches += 1
                 self.dropped_events += n
-                self._set_error(f"{self.describe()} rejected a batch of {n} events (dropped): {_text(exc)}")
+                self._set_error(f"{self.describe()} rejected a batch of {n} events (dropped): {self.scrub(_text(exc))}")
                 log.warning("sink %s: %s", self.name, self.health_error)
                 attempt = 0
                 continue
