@@ -19,6 +19,7 @@ from .errors import (
     ParsingError,
     PluginError,
     RateLimitError,
+    SinkError,
     TimeoutError,
     WebSocketError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "PriceLevel",
     "RateLimitError",
     "SecretUrl",
+    "SinkError",
     "Summary",
     "SymbolHealth",
     "TimeoutError",

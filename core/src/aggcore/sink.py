@@ -26,9 +26,6 @@ EVENT_KINDS: tuple[EventKind, ...] = ("summary", "arbitrage", "health", "metrics
 _ENCODER = msgspec.json.Encoder()
 
 
-_ENCODER = msgspec.json.Encoder()
-
-
 @dataclass(frozen=True, slots=True)
 class Event:
     """One published event: ``kind``, its ``payload`` and ``ts`` (seconds since the epoch).
