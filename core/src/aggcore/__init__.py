@@ -32,7 +32,7 @@ from .models import (
     TradingPair,
 )
 
-__version__ = "0.1.0"
+from ._version import PLUGIN_API, __version__
 
 __all__ = [
     "Aggregator",
@@ -45,6 +45,7 @@ __all__ = [
     "HealthStatus",
     "Metrics",
     "NetworkError",
+    "PLUGIN_API",
     "ParsingError",
     "PluginError",
     "PriceLevel",
