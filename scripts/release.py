@@ -150,7 +150,7 @@ def check(out: Path | None) -> int:
     if dist.exists():
         shutil.rmtree(dist)
     run([*uv, "build", "--all-packages", "--out-dir", str(dist)], cwd=ROOT)  # type: ignore[list-item]
-    files = sorted(dist.iterdir())
+    files = sorted(f for f in dist.iterdir() if f.suffix == ".whl" or f.name.endswith(".tar.gz"))
     expected = {d.name for d in distributions()}
     wheels = [f for f in files if f.suffix == ".whl"]
     sdists = [f for f in files if f.name.endswith(".tar.gz")]
