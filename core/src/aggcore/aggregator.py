@@ -141,12 +141,26 @@ class Aggregator:
 
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
-        self.telemetry = Telemetry(self, prometheus=prom)
+        sinks = [runner.sink for runner in self.hub.sinks]
+        reader = prom or (mon.metrics.enabled and any(sink.wants_metrics() for sink in sinks))
+        self.telemetry = Telemetry(self, prometheus=reader)
         listener = None
         if prom:  # bind before anything runs, so a taken port fails start() cleanly
             p = mon.metrics.prometheus
             listener = await self.telemetry.listen(p.host, p.port)
             self.metrics_port = self.telemetry.port
+        bound: list[Sink] = []
+        try:  # likewise a sink's port (the dashboard's)
+            for sink in sinks:
+                sink.telemetry = self.telemetry
+                await sink.bind()
+                bound.append(sink)
+        except BaseException:
+            if listener is not None:
+                await listener.aclose()
+            for sink in bound:
+                await sink.close()
+            raise
         self._stack = AsyncExitStack()
         if self._http is None:
             self._http = await self._stack.enter_async_context(httpx.AsyncClient())
