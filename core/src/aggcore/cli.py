@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true", help="run against each plugin's fake exchange over loopback (offline)")
     p.add_argument("--live", action="store_true", help="show a live console view instead of printing events")
     p.add_argument(
+        "--role",
+        choices=["feed", "consolidate"],
+        default=None,
+        help="scale out over the configured bus: feed (connectors -> bus) or consolidate (bus -> views, analyzers, sinks)",
+    )
+    p.add_argument(
         "--dashboard",
         metavar="[HOST:]PORT",
         help="serve the web dashboard on HOST:PORT (127.0.0.1 when HOST is omitted); needs aggcore-plugin-dashboard",
@@ -208,7 +214,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"aggcore: error: the runtime is not available: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return run_cli(config, registry, simulate=args.simulate, live=args.live)
+    if args.role is not None and config.bus is None:
+        raise ConfigError(
+            f"{args.config}: --role {args.role} needs a 'bus' section (e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}})",
+            errors=[("bus", f"--role {args.role} needs a bus section, e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}}")],
+            source=str(args.config),
+        )
+    return run_cli(config, registry, simulate=args.simulate, live=args.live, role=args.role)
 
 
 # -- helpers ----------------------------------------------------------------------------------------

@@ -87,6 +87,9 @@ class Telemetry:
         counter("aggcore.checksum_failures", "checksum mismatches", per_book("checksum_failures"))
         counter("aggcore.crossed_books", "crossed books detected", per_book("crossed_books"))
         counter(
+            "aggcore.invalid_messages", "messages rejected for an impossible level (resynced)", per_book("invalid_messages")
+        )
+        counter(
             "aggcore.reconnects",
             "WebSocket reconnects",
             lambda: ((c.reconnects, {"exchange": c.name}) for c in agg.connectors.values()),
@@ -114,6 +117,20 @@ class Telemetry:
 
         counter("aggcore.dropped", "events dropped by bounded buffers", drops)
 
+        def sink_events() -> Iterable[tuple[float, dict[str, str]]]:
+            for r in agg.hub.sinks:
+                yield r.produced, {"sink": r.name, "outcome": "produced"}
+                yield r.delivered, {"sink": r.name, "outcome": "delivered"}
+
+        counter("aggcore.sink_events", "events per sink: produced = delivered + sink_dropped + in flight", sink_events)
+
+        def sink_dropped() -> Iterable[tuple[float, dict[str, str]]]:
+            for r in agg.hub.sinks:
+                for reason, n in r.drop_counts().items():
+                    yield n, {"sink": r.name, "reason": reason}
+
+        counter("aggcore.sink_dropped", "events a sink lost, by reason (buffer_full, write_error, shutdown, sink)", sink_dropped)
+
         def states() -> Iterable[tuple[float, dict[str, str]]]:
             for c in agg.connectors.values():
                 for b in c.books.values():
@@ -129,6 +146,11 @@ class Telemetry:
                 yield sum(len(s) for s in subs), {"consumer": f"subscriber:{kind}"}
 
         gauge("aggcore.buffer_depth", "events waiting in bounded buffers", depth)
+        gauge(
+            "aggcore.sink_in_flight",
+            "events produced for a sink, not yet delivered nor dropped",
+            lambda: ((r.in_flight, {"sink": r.name}) for r in agg.hub.sinks),
+        )
 
         self.exchange_latency = meter.create_histogram(
             "aggcore.exchange_latency", unit="s", description="exchange event time -> receipt"

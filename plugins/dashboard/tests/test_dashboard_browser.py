@@ -120,19 +120,12 @@ def _config(registry: PluginRegistry, port: int) -> Any:
 
 
 def _cross(sim: Simulation, venue: str) -> None:
-    """Move one venue's market well above the others: its bids cross their asks."""
-    market = getattr(sim, "market", None)
-    if market is not None and hasattr(market, "dislocate"):
-        fake = sim.fakes[venue]
-        for sym in fake.books:
-            spec = fake.specs[sym]
-            market.dislocate(venue, spec.base, spec.quote, 150.0)
-        return
-    scope = getattr(sim, "_drift_scope", None)  # the older simulation: stop its drift, then move the mid
-    if scope is not None:
-        scope.cancel()
-    for book in sim.fakes[venue].books.values():
-        book.mid *= 1.015
+    """Move one venue's market 150 bp above the others (the simulation's public control): its
+    bids cross their asks by more than the taker fees; it decays by itself within seconds."""
+    fake = sim.fakes[venue]
+    for sym in fake.books:
+        spec = fake.specs[sym]
+        sim.market.dislocate(venue, spec.base, spec.quote, 150.0)
 
 
 @pytest.fixture
@@ -151,7 +144,7 @@ async def test_dashboard_in_a_real_browser(page: Page) -> None:
     if "dashboard" not in registry.sinks:
         pytest.fail(f"the dashboard plugin did not load: {registry.why_missing('dashboard')}")
 
-    sim = Simulation(_config(registry, 0), registry)
+    sim = Simulation(_config(registry, 0), registry, dislocation_every_s=None)  # only the crossing we set
     async with sim as config:
         agg = Aggregator(config, registry=registry)
         await agg.start()
