@@ -201,8 +201,8 @@ def test_run_hands_config_and_registry_to_the_runtime(site: Path, tmp_path: Path
 
     seen: dict[str, object] = {}
 
-    def fake_run_cli(config: object, registry: object, *, simulate: bool, live: bool) -> int:
-        seen.update(config=config, registry=registry, simulate=simulate, live=live)
+    def fake_run_cli(config: object, registry: object, *, simulate: bool, live: bool, role: object = None) -> int:
+        seen.update(config=config, registry=registry, simulate=simulate, live=live, role=role)
         return 0
 
     monkeypatch.setattr(aggcore.runtime, "run_cli", fake_run_cli)

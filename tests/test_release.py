@@ -47,7 +47,8 @@ def test_one_version_and_the_plugin_api_range_everywhere() -> None:
         assert {"Homepage", "Repository", "Issues"} <= set(project["urls"]), where
         assert "Typing :: Typed" in project["classifiers"] and project["keywords"], where
         readme = (dist / project["readme"]).read_text()
-        assert len(readme.splitlines()) >= 20, f"{where}: the README is the PyPI page; it needs real content"
+        minimum = 20 if dist.name == "core" else 3  # core's README is the PyPI page users land on
+        assert len(readme.splitlines()) >= minimum, f"{where}: the README is the PyPI page; it needs real content"
 
 
 def test_sync_has_nothing_to_change() -> None:

@@ -9,6 +9,7 @@ Library use::
             print(summary.symbol, summary.spread)
 """
 
+from .credentials import SecretUrl
 from .errors import (
     AggregatorError,
     BookSyncError,
@@ -18,6 +19,7 @@ from .errors import (
     ParsingError,
     PluginError,
     RateLimitError,
+    SinkError,
     TimeoutError,
     WebSocketError,
 )
@@ -50,6 +52,8 @@ __all__ = [
     "PluginError",
     "PriceLevel",
     "RateLimitError",
+    "SecretUrl",
+    "SinkError",
     "Summary",
     "SymbolHealth",
     "TimeoutError",

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from . import hookspecs
 from .analyzer import Analyzer, AnalyzerConfig
+from .bus import Bus, BusConfig
 from .connector import Connector, ConnectorConfig
 from .errors import PluginError
 from .sink import Sink, SinkConfig
@@ -53,14 +54,15 @@ CORE_DISTRIBUTION = "aggcore"
 STRICT_ENV = "AGGCORE_STRICT_PLUGINS"
 DISABLE_ENV = "AGGCORE_DISABLE_PLUGINS"
 
-PluginKind = Literal["connector", "sink", "analyzer"]
-KINDS: tuple[PluginKind, ...] = ("connector", "sink", "analyzer")
+PluginKind = Literal["connector", "sink", "analyzer", "bus"]
+KINDS: tuple[PluginKind, ...] = ("connector", "sink", "analyzer", "bus")
 
 # hook name -> (kind, base class, base config class)
 _HOOKS: dict[str, tuple[PluginKind, type[Any], type[BaseModel]]] = {
     "aggcore_register_connectors": ("connector", Connector, ConnectorConfig),
     "aggcore_register_sinks": ("sink", Sink, SinkConfig),
     "aggcore_register_analyzers": ("analyzer", Analyzer, AnalyzerConfig),
+    "aggcore_register_buses": ("bus", Bus, BusConfig),
 }
 
 
@@ -114,16 +116,18 @@ class PluginRegistry:
     connectors: dict[str, type[Connector]] = field(default_factory=dict)
     sinks: dict[str, type[Sink]] = field(default_factory=dict)
     analyzers: dict[str, type[Analyzer]] = field(default_factory=dict)
+    buses: dict[str, type[Bus]] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: dict[str, PluginInfo] = field(default_factory=dict)
     manager: pluggy.PluginManager | None = field(default=None, repr=False, compare=False)
 
     def of_kind(self, kind: PluginKind) -> dict[str, type[Any]]:
-        """The name -> class table for ``connector``, ``sink`` or ``analyzer``."""
+        """The name -> class table for ``connector``, ``sink``, ``analyzer`` or ``bus``."""
         tables: dict[str, dict[str, type[Any]]] = {
             "connector": self.connectors,
             "sink": self.sinks,
             "analyzer": self.analyzers,
+            "bus": self.buses,
         }
         return tables[kind]
 

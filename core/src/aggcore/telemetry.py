@@ -72,6 +72,9 @@ METRIC_NAMES = (
     "aggcore_resyncs",
     "aggcore_checksum_failures",
     "aggcore_crossed_books",
+    "aggcore_invalid_messages",
+    "aggcore_sink_events",
+    "aggcore_sink_dropped",
     "aggcore_book_state",
     "aggcore_book_age_seconds",
     "aggcore_best_bid",
@@ -101,6 +104,7 @@ _BOOK_COUNTERS = (
     ("resyncs", "aggcore_resyncs", "book resyncs (one symbol each)"),
     ("checksum_failures", "aggcore_checksum_failures", "checksum mismatches"),
     ("crossed_books", "aggcore_crossed_books", "crossed books detected"),
+    ("invalid_messages", "aggcore_invalid_messages", "messages rejected for an impossible level (resynced)"),
 )
 
 
@@ -233,6 +237,19 @@ class Telemetry:
 
         counter("aggcore.dropped", "events dropped by bounded buffers", drops)
 
+        def sink_events() -> Samples:
+            for r in agg.hub.sinks:
+                yield r.produced, {"sink": r.name, "outcome": "produced"}
+                yield r.delivered, {"sink": r.name, "outcome": "delivered"}
+
+        counter("aggcore.sink_events", "events per sink: produced = delivered + sink_dropped + in flight", sink_events)
+
+        def sink_dropped() -> Samples:
+            for r in agg.hub.sinks:
+                for reason, n in r.drop_counts().items():
+                    yield n, {"sink": r.name, "reason": reason}
+
+        counter("aggcore.sink_dropped", "events a sink lost, by reason (buffer_full, write_error, shutdown, sink)", sink_dropped)
 
         tops: dict[str, tuple[float | None, float | None, float | None, float | None, int]] = {}
 
@@ -283,6 +300,11 @@ class Telemetry:
                 yield sum(len(s) for s in subs), {"consumer": f"subscriber:{kind}"}
 
         gauge("aggcore.buffer_depth", "events waiting in bounded buffers", depth)
+        gauge(
+            "aggcore.sink_in_flight",
+            "events produced for a sink, not yet delivered nor dropped",
+            lambda: ((r.in_flight, {"sink": r.name}) for r in agg.hub.sinks),
+        )
 
         self.exchange_latency = meter.create_histogram(
             "aggcore.exchange_latency", unit="s", description="exchange event time -> receipt"
