@@ -217,7 +217,9 @@ def test_levels_that_cannot_be_a_book_are_bad_messages_and_change_nothing() -> N
     ]:
         bad = msgspec.structs.replace(_msg(1, version), bids=bids, asks=asks)
         assert not remote.on_book(bad)
-    assert remote.bad_messages == 6 and remote.received == 1
+    future = _msg(time.time_ns() + 3600 * 10**9, 1)  # would shadow every real message of the book
+    assert not remote.on_book(future)
+    assert remote.bad_messages == 7 and remote.received == 1
     merged = view.merge(5, 5000)
     assert merged.venues == ["alpha"] and merged.bids[0][0] == 99.0 and merged.asks[0][0] == 101.0
     assert remote.on_book(_msg(1, 8, bid=98.5))  # a good newer message still applies

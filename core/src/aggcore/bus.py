@@ -292,6 +292,11 @@ class RemoteBooks:
         if (msg.epoch, msg.version) <= (r.epoch, r.version):
             self.ignored += 1
             return False
+        if msg.epoch > time.time_ns() + _FUTURE_NS:
+            # it would shadow every real message of this book: not from a feed with a sane clock
+            self.received -= 1
+            self.bad(f"{msg.venue}.{msg.pair}", f"epoch {msg.epoch} is in the future")
+            return False
         if state is BookState.LIVE:
             problem = _check_levels(msg.bids, msg.asks)
             if problem is not None:
@@ -387,6 +392,7 @@ class RemoteBooks:
 
 
 _INF = float("inf")
+_FUTURE_NS = 300 * 10**9  # clocks of feeds and consolidators may differ, but not by 5 minutes
 
 
 def _check_levels(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> str | None:
