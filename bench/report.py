@@ -254,7 +254,7 @@ def bus_table(bus: dict[str, Any]) -> list[str]:
     lines = [
         "### Bus: feed processes -> NATS JetStream -> consolidator (`bench/bus.py`)",
         "",
-        "| feeds | offered frames/s | sent/s | received/s (feeds) | bus msgs/s | feed receipt→summary p50 / p99 ms | consolidator CPU (cores) | consolidator CPU s per 10k frames/s | feeds' CPU | fakes' CPU | sustained |",
+        "| feeds | offered frames/s | sent/s | received/s (feeds) | book msgs/s (conflated) | feed receipt→summary p50 / p99 ms | consolidator CPU (cores) | consolidator CPU s per 10k frames/s | feeds' CPU | fakes' CPU | sustained |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in bus["runs"]:

@@ -153,6 +153,7 @@ class FeedOutbox:
         self.pending: dict[tuple[str, str], BookMessage] = {}
         self.beats: dict[str, Heartbeat] = {}
         self.conflated = 0  # messages replaced before the bus took them
+        self.scans = 0
         self._keepers: dict[tuple[str, str], _BookKeeper] = {}
         self._wake = anyio.Event()
         self.on_message: Callable[[BookMessage], None] | None = None  # the `book` event kind
@@ -161,6 +162,7 @@ class FeedOutbox:
         """Build a message for every book that changed since the last scan; returns how many."""
         now = time.time()
         now_ns = time.monotonic_ns()
+        self.scans += 1
         n = 0
         for book in books:
             k = (book.exchange, book.symbol)
