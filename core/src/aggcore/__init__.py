@@ -19,6 +19,7 @@ from .errors import (
     ParsingError,
     PluginError,
     RateLimitError,
+    SinkError,
     TimeoutError,
     WebSocketError,
 )
@@ -33,7 +34,7 @@ from .models import (
     TradingPair,
 )
 
-__version__ = "0.1.0"
+from ._version import PLUGIN_API, __version__
 
 __all__ = [
     "Aggregator",
@@ -46,11 +47,13 @@ __all__ = [
     "HealthStatus",
     "Metrics",
     "NetworkError",
+    "PLUGIN_API",
     "ParsingError",
     "PluginError",
     "PriceLevel",
     "RateLimitError",
     "SecretUrl",
+    "SinkError",
     "Summary",
     "SymbolHealth",
     "TimeoutError",

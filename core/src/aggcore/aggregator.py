@@ -151,7 +151,7 @@ class Aggregator:
         for name, asection in analyzer_sections.items():
             if not asection.enabled:
                 continue
-            self.analyzers.append(self.registry.analyzers[name](asection, self.hub.publish, cfg.aggregation))
+            self.analyzers.append(self.registry.analyzers[name](asection, self.publish, cfg.aggregation))
         for name, ssection in cfg.sinks.items():
             if ssection.enabled:
                 self.hub.sinks.append(SinkRunner(self.registry.sinks[name](ssection)))
@@ -174,12 +174,26 @@ class Aggregator:
 
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
-        self.telemetry = Telemetry(self, prometheus=prom)
+        sinks = [runner.sink for runner in self.hub.sinks]
+        reader = prom or (mon.metrics.enabled and any(sink.wants_metrics() for sink in sinks))
+        self.telemetry = Telemetry(self, prometheus=reader)
         listener = None
         if prom:  # bind before anything runs, so a taken port fails start() cleanly
             p = mon.metrics.prometheus
             listener = await self.telemetry.listen(p.host, p.port)
             self.metrics_port = self.telemetry.port
+        bound: list[Sink] = []
+        try:  # likewise a sink's port (the dashboard's)
+            for sink in sinks:
+                sink.telemetry = self.telemetry
+                await sink.bind()
+                bound.append(sink)
+        except BaseException:
+            if listener is not None:
+                await listener.aclose()
+            for sink in bound:
+                await sink.close()
+            raise
         self._stack = AsyncExitStack()
         if self._http is None:
             self._http = await self._stack.enter_async_context(httpx.AsyncClient())
@@ -353,7 +367,7 @@ class Aggregator:
                 except Exception:
                     log.exception("analyzer %s failed on %s", analyzer.name, view.pair)
             if self.telemetry is not None and view.first_dirty_ns:
-                self.telemetry.summary_latency.record((time.monotonic_ns() - view.first_dirty_ns) / 1e9)
+                self.telemetry.summary_latency.record((time.monotonic_ns() - view.first_dirty_ns) / 1e9, {"pair": view.pair})
             # exchange time -> receipt, sampled once per analysed view and venue
             for name, book in view.venues.items():
                 ts = book.last_exchange_ts
@@ -396,6 +410,12 @@ class Aggregator:
         while True:
             await anyio.sleep(interval)
             self._publish_health()
+
+    def publish(self, event: Event) -> None:
+        """Publish an analyzer's event to subscribers and sinks (and count arbitrage for metrics)."""
+        if event.kind == "arbitrage" and self.telemetry is not None:
+            self.telemetry.on_arbitrage(event.payload)  # type: ignore[arg-type]
+        self.hub.publish(event)
 
     def _publish_health(self) -> None:
         statuses = self.get_all_health_statuses()

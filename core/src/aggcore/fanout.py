@@ -21,6 +21,7 @@ from typing import Generic, Literal, TypeVar
 
 import anyio
 
+from .errors import SinkError
 from .models import utcnow
 from .sink import Event, EventKind, Sink
 
@@ -186,7 +187,10 @@ class SinkRunner:
             try:
                 await self.sink.write(batch)
             except Exception as exc:
-                self._settle(len(batch), before, "write_error")
+                partial = getattr(exc, "delivered", 0) if isinstance(exc, SinkError) else 0
+                if partial and not holds:  # a write that failed partway: its first events got out
+                    self._delivered += partial
+                self._settle(len(batch) - partial, before, "write_error")
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("sink %s: write failed, %d events lost: %s", self.name, len(batch), self.last_error)
