@@ -34,7 +34,7 @@ from .models import (
     TradingPair,
 )
 
-__version__ = "0.1.0"
+from ._version import PLUGIN_API, __version__
 
 __all__ = [
     "Aggregator",
@@ -47,6 +47,7 @@ __all__ = [
     "HealthStatus",
     "Metrics",
     "NetworkError",
+    "PLUGIN_API",
     "ParsingError",
     "PluginError",
     "PriceLevel",

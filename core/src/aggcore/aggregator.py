@@ -151,7 +151,7 @@ class Aggregator:
         for name, asection in analyzer_sections.items():
             if not asection.enabled:
                 continue
-            self.analyzers.append(self.registry.analyzers[name](asection, self.hub.publish, cfg.aggregation))
+            self.analyzers.append(self.registry.analyzers[name](asection, self.publish, cfg.aggregation))
         for name, ssection in cfg.sinks.items():
             if ssection.enabled:
                 self.hub.sinks.append(SinkRunner(self.registry.sinks[name](ssection)))
@@ -367,7 +367,7 @@ class Aggregator:
                 except Exception:
                     log.exception("analyzer %s failed on %s", analyzer.name, view.pair)
             if self.telemetry is not None and view.first_dirty_ns:
-                self.telemetry.summary_latency.record((time.monotonic_ns() - view.first_dirty_ns) / 1e9)
+                self.telemetry.summary_latency.record((time.monotonic_ns() - view.first_dirty_ns) / 1e9, {"pair": view.pair})
             # exchange time -> receipt, sampled once per analysed view and venue
             for name, book in view.venues.items():
                 ts = book.last_exchange_ts
@@ -410,6 +410,12 @@ class Aggregator:
         while True:
             await anyio.sleep(interval)
             self._publish_health()
+
+    def publish(self, event: Event) -> None:
+        """Publish an analyzer's event to subscribers and sinks (and count arbitrage for metrics)."""
+        if event.kind == "arbitrage" and self.telemetry is not None:
+            self.telemetry.on_arbitrage(event.payload)  # type: ignore[arg-type]
+        self.hub.publish(event)
 
     def _publish_health(self) -> None:
         statuses = self.get_all_health_statuses()
