@@ -196,6 +196,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  exchanges: {exchanges or 'none'}")
     print(f"  sinks:     {sinks}")
     print(f"  analyzers: {analyzers}")
+    if config.bus is not None:
+        pairs = ", ".join(config.bus.pairs) if config.bus.pairs else "all pairs"
+        print(f"  bus:       {config.bus.name} ({pairs}; aggcore run --role feed|consolidate)")
     return EXIT_OK
 
 

@@ -134,14 +134,13 @@ class _BookCollector:
             labels=("exchange", "symbol"),
         )  # fmt: skip
         now_ns = time.monotonic_ns()
-        for c in list(self.agg.connectors.values()):
-            for b in list(c.books.values()):
-                labels = (c.name, b.pair)
-                for attr, family in counters:
-                    family.add_metric(labels, getattr(b, attr))
-                state.add_metric((c.name, b.pair, b.state.value), 1)
-                if b.last_update_ns:
-                    age.add_metric(labels, (now_ns - b.last_update_ns) / 1e9)
+        for b in self.agg.all_books():  # a consolidator's remote books too
+            labels = (b.exchange, b.pair)
+            for attr, family in counters:
+                family.add_metric(labels, getattr(b, attr))
+            state.add_metric((b.exchange, b.pair, b.state.value), 1)
+            if b.last_update_ns:
+                age.add_metric(labels, (now_ns - b.last_update_ns) / 1e9)
         for _, family in counters:
             yield family
         yield state
@@ -223,6 +222,26 @@ class Telemetry:
                         yield n, {"exchange": c.name, "kind": kind}
 
         counter("aggcore.errors", "exchange errors by kind (the usual kinds exist at zero from the start)", errors)
+
+        # the bus (aggcore run --role feed|consolidate): only in such a process
+        def bus_counts(attr: str) -> Callable[[], Samples]:
+            def read() -> Samples:
+                if agg.bus is not None:
+                    yield getattr(agg.bus, attr), {"bus": agg.bus.name}
+
+            return read
+
+        def remote_counts(attr: str) -> Callable[[], Samples]:
+            def read() -> Samples:
+                if agg.remote is not None and agg.bus is not None:
+                    yield getattr(agg.remote, attr), {"bus": agg.bus.name}
+
+            return read
+
+        counter("aggcore.bus_connection_losses", "connections to the bus lost (each one counted)", bus_counts("connection_losses"))
+        counter("aggcore.bus_published", "book messages and heartbeats a feed published to the bus", bus_counts("published"))
+        counter("aggcore.bus_received", "book messages a consolidator received (older and duplicates included)", remote_counts("received"))
+        counter("aggcore.bus_bad_messages", "bus messages that could not be used (counted and ignored)", remote_counts("bad_messages"))
         counter(
             "aggcore.sink_errors",
             "sink write errors",
