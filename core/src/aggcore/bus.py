@@ -155,7 +155,7 @@ class FeedOutbox:
         self.conflated = 0  # messages replaced before the bus took them
         self.scans = 0
         self._keepers: dict[tuple[str, str], _BookKeeper] = {}
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None  # made by take(), inside the event loop
         self.on_message: Callable[[BookMessage], None] | None = None  # the `book` event kind
 
     def scan(self, books: Iterable[SymbolBook]) -> int:
@@ -194,7 +194,8 @@ class FeedOutbox:
         self.pending[k] = msg
         if self.on_message is not None:
             self.on_message(msg)
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     def beat(self, books: Iterable[SymbolBook], interval_ms: float) -> None:
         """Queue a heartbeat per venue (the latest replaces an untaken one)."""
@@ -210,7 +211,7 @@ class FeedOutbox:
             )
         for venue, items in per_venue.items():
             self.beats[venue] = Heartbeat(venue=venue, ts=now, interval_ms=interval_ms, books=items)
-        if per_venue:
+        if per_venue and self._wake is not None:
             self._wake.set()
 
     async def take(self) -> tuple[list[BookMessage], list[Heartbeat]]:
