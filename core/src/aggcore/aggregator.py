@@ -595,7 +595,9 @@ class Aggregator:
                     p for p in (sink_error, _drops_text(runner) if runner.total_dropped else None) if p
                 )
                 or None,
-                connected=runner.opened,
+                # a sink with a connection (BufferedSink) says whether it has one and how often it was lost
+                connected=runner.opened and bool(getattr(runner.sink, "connected", True)),
+                reconnects=int(getattr(runner.sink, "reconnects", 0)),
             )
         self._health = out
         return out
