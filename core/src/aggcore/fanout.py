@@ -14,7 +14,6 @@ Policies (stated, and counted when they drop):
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Generic, Literal, TypeVar
@@ -162,7 +161,7 @@ class SinkRunner:
             try:
                 await self.sink.write(batch)
                 self.written += len(batch)
-                self.last_write = time.time()
+                self.last_write = batch[-1].ts  # the newest event written (its clock: replays stay identical)
                 self.last_error = None  # a transient write error is not the sink's health forever
             except Exception as exc:
                 self.errors += 1
@@ -178,6 +177,11 @@ class SinkRunner:
                     await anyio.sleep(0.01)
             return True
         return False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and no write in progress."""
+        return self._idle.is_set()
 
     @property
     def total_dropped(self) -> int:
@@ -199,6 +203,8 @@ class Hub:
         self.subscriptions: dict[str, list[Subscription[object]]] = {}
         self.sinks: list[SinkRunner] = []
         self.published: dict[str, int] = {}
+        #: events stamped before this time (seconds) are not published (a replay's ``--from``)
+        self.since: float | None = None
 
     def subscribe(self, sub: Subscription[T]) -> Subscription[T]:
         self.subscriptions.setdefault(sub.kind, []).append(sub)  # type: ignore[arg-type]
@@ -211,6 +217,8 @@ class Hub:
             subs.remove(sub)
 
     def publish(self, event: Event) -> None:
+        if self.since is not None and event.ts < self.since:
+            return
         self.published[event.kind] = self.published.get(event.kind, 0) + 1
         for sub in self.subscriptions.get(event.kind, ()):
             sub.put(event.payload)

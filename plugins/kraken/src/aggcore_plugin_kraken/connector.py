@@ -225,7 +225,7 @@ class KrakenConnector(Connector):
             self.report_error(f"{reply.method or 'error'}: {error}" + (f" ({reply.symbol})" if reply.symbol else ""), kind=kind)
 
     async def _retry_unsynced(self, conn: Connection) -> None:
-        await anyio.sleep(self.rate_limit_retry_s)
+        await self.clock.sleep(self.rate_limit_retry_s)
         conn.state["retry_pending"] = False
         waiting = [s for s in conn.symbols if self.books[s].state in (BookState.SYNCING, BookState.RESYNCING)]
         if waiting and not conn.closed and self.connections.get(conn.index) is conn:

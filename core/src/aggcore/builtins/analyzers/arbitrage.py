@@ -10,7 +10,6 @@ profitable, ``buy_price``/``sell_price`` are volume-weighted over that size, and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -103,7 +102,7 @@ class ArbitrageAnalyzer(Analyzer):
 
     def find(self, view: ConsolidatedView, now_ns: int | None = None) -> dict[tuple[str, str, str], Leg]:
         """Every opportunity in this view now (legs fresh and LIVE, above the minimum profit)."""
-        now_ns = now_ns or time.monotonic_ns()
+        now_ns = now_ns or view.clock.monotonic_ns()
         limit_ns = self.cfg.max_leg_age_ms * 1e6
         fresh: dict[str, SymbolBook] = {}
         for name, book in view.venues.items():
