@@ -14,7 +14,7 @@ every file is the header; every other line is one record::
     {"t": ..., "k": "out", "c": 0, "d": "{\\"method\\":\\"SUBSCRIBE\\",...}"}     a frame sent
     {"t": ..., "k": "in", "c": 0, "d": "{\\"stream\\":...}"}                        a frame received
     {"t": ..., "k": "in", "c": 0, "b": "<base64>"}                                   a binary frame
-    {"t": ..., "k": "close", "c": 0, "reason": "..."}
+    {"t": ..., "k": "close", "c": 0, "by": "server", "code": 1001, "reason": "..."}   (by: server | client)
     {"t": ..., "k": "http", "t0": ..., "m": "GET", "url": "https://...", "status": 200, "d": "...body..."}
     {"t": ..., "k": "http", "t0": ..., "m": "GET", "url": "...", "error": "ConnectTimeout: ..."}
     {"t": ..., "k": "lost", "n": 12}        records the recorder could not keep (its buffer was full)
@@ -49,7 +49,9 @@ import orjson
 from .errors import AggregatorError, ConfigError
 
 if TYPE_CHECKING:
+    from .config import AppConfig
     from .connector import Connector, WsOpener
+    from .plugins import PluginRegistry
 
 __all__ = [
     "FORMAT",
@@ -57,6 +59,7 @@ __all__ = [
     "RecordingError",
     "Recorder",
     "RecordingFile",
+    "header_meta",
     "read_recording",
 ]
 
@@ -199,6 +202,19 @@ def _iter_lines(path: Path, errors: list[RecordingError]) -> Iterator[dict[str, 
                     errors.append(RecordingError(f"{path}: bad record in the block at offset {member_start}, line {n + 1}: not an object", path=str(path), offset=member_start))
                     return
                 yield rec
+
+
+def header_meta(config: "AppConfig", registry: "PluginRegistry", name: str) -> dict[str, Any]:
+    """What a file header says about one exchange: versions and its config, secrets removed."""
+    from . import __version__
+
+    info = registry.provider_of("connector", name)
+    section = config.exchanges[name].model_dump(mode="json", exclude={"api_key", "api_secret"})
+    return {
+        "aggcore": __version__,
+        "plugin": {"distribution": info.distribution if info else None, "version": info.version if info else None},
+        "config": {"exchanges": {name: section}, "aggregation": config.aggregation.model_dump(mode="json")},
+    }
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -381,19 +397,29 @@ class _RecordedOpen:
         self.cm = inner(url, **kwargs)
         self.url = url
         self.c = -1
+        self.ws: Any = None
 
     async def __aenter__(self) -> Any:
-        ws = await self.cm.__aenter__()
+        self.ws = await self.cm.__aenter__()
         self.c = self.tap.opened(self.url)
-        return _RecordedWs(ws, self.tap, self.c)
+        return _RecordedWs(self.ws, self.tap, self.c)
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        reason = "" if exc is None else f"{type(exc).__name__}: {exc}"
-        ws = getattr(self.cm, "connection", None)
-        self.tap.record({"t": time.time_ns(), "k": "close", "c": self.c, "reason": reason[:300]})
-        del ws
+        # "server": the exchange closed it or it was lost (an input a replay reproduces);
+        # "client": aggcore closed it (resync, stale feed, shutdown: a replay's connector decides)
+        ws = self.ws
+        rcvd = getattr(ws, "close_rcvd", None)
+        sent = getattr(ws, "close_sent", None)
+        by_server = (rcvd is not None and getattr(ws, "close_rcvd_then_sent", None) is not False) or (
+            rcvd is None and sent is None and str(getattr(ws, "state", "")).endswith("CLOSED")
+        )
+        rec: dict[str, Any] = {"t": time.time_ns(), "k": "close", "c": self.c, "by": "server" if by_server else "client"}
+        if rcvd is not None:
+            rec["code"] = rcvd.code
+            rec["reason"] = str(rcvd.reason)[:300]
+        self.tap.record(rec)
         return await self.cm.__aexit__(et, exc, tb)
 
 

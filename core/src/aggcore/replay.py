@@ -356,8 +356,8 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
             ex.connections.append(conn)
         elif kind == "close":
             conn = conns.get(rec.get("c", -1))
-            if conn is not None:
-                conn.close_ns = t
+            if conn is not None and rec.get("by", "server") == "server":
+                conn.close_ns = t  # aggcore's own closes are not replayed: the connector decides again
         elif kind == "http":
             key = (t, str(rec.get("url", "")))
             if key not in seen:
