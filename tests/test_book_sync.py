@@ -166,3 +166,66 @@ def test_monotonic_mode_drops_diffs_at_or_before_the_snapshot() -> None:
     assert book.live and book.book.bids.top(5) == [(10.0, 1.0), (9.0, 5.0)]
     book.apply(delta(1400, 1400, bids=[["7", "1"]]))  # older than what we have: dropped
     assert 7.0 not in book.book.bids.levels
+
+
+BAD_LEVELS = [
+    ("bids", ["30000", "-5"]),
+    ("bids", ["30000", "NaN"]),
+    ("asks", ["30001", "Infinity"]),
+    ("asks", ["NaN", "1"]),
+    ("bids", ["-30000", "1"]),
+    ("bids", ["0", "1"]),
+    ("asks", ["1e400", "1"]),
+    ("asks", [float("nan"), 1.0]),
+    ("bids", ["abc", "1"]),
+    ("bids", [None, "1"]),
+    ("asks", [["30001"], "1"]),
+    ("asks", ["30001"]),
+]
+
+
+def test_every_impossible_level_makes_the_message_invalid_and_resyncs() -> None:
+    for side, level in BAD_LEVELS:
+        book, rec = make(INBAND)
+        book.apply(snap(10, [["9", "1"], ["8", "1"]], [["11", "1"]]))
+        changes = rec.changes
+        good = ["8.5", "2"]
+        # a correctly sequenced delta: a good level, then the impossible one
+        kw = {"bids": [good, level]} if side == "bids" else {"bids": [good], "asks": [level]}
+        book.apply(delta(11, 11, **kw))
+        assert book.state is BookState.RESYNCING, level
+        assert book.invalid_messages == 1 and book.resyncs == 1, level
+        assert rec.changes == changes, f"{level}: a change was emitted"
+        assert not book.book.bids.levels and not book.book.asks.levels, level
+        assert "invalid delta (sequence 11)" in rec.resyncs[0][1] and side[:-1] + " level" in rec.resyncs[0][1], level
+        # the next snapshot makes it LIVE again
+        book.apply(snap(20, [["9", "2"]], [["11", "2"]]))
+        assert book.live and book.book.bids.top(5) == [(9.0, 2.0)], level
+
+
+def test_sides_that_are_not_level_lists_are_invalid() -> None:
+    for bids in (5, "12", [5], [{"p": 1}], None):
+        book, rec = make(INBAND)
+        book.apply(snap(10, [["9", "1"]], [["11", "1"]]))
+        book.apply(BookUpdate("BTCUSDT", bids, [], first=11, last=11))  # type: ignore[arg-type]
+        assert book.state is BookState.RESYNCING and book.invalid_messages == 1, bids
+
+
+def test_an_invalid_snapshot_is_never_live() -> None:
+    book, rec = make(INBAND)
+    book.apply(snap(10, [["9", "1"], ["8", "NaN"]], [["11", "1"]]))
+    assert book.state is BookState.RESYNCING and rec.changes == 0 and book.invalid_messages == 1
+    rest, rrec = make(REST)
+    rest.apply(delta(11, 11, bids=[["9", "2"]]))
+    assert rest.snapshot_fetched(snap(10, [["9", "1"]], [["-11", "1"]])) is False
+    assert rest.state is BookState.RESYNCING and rrec.changes == 0 and rest.invalid_messages == 1
+    assert "invalid snapshot" in rrec.resyncs[0][1]
+
+
+def test_a_buffered_invalid_delta_is_caught_when_replayed() -> None:
+    book, rec = make(REST)
+    book.apply(delta(11, 11, bids=[["9.5", "1"]]))
+    book.apply(delta(12, 12, asks=[["11.5", "-1"]]))
+    book.snapshot_fetched(snap(10, [["9", "1"]], [["11", "1"]]))
+    assert book.state is BookState.RESYNCING and book.invalid_messages == 1
+    assert not book.book.asks.levels and rec.changes == 1  # only the valid delta 11 was emitted

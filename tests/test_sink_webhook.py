@@ -6,7 +6,9 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,7 +17,10 @@ from typing import Any
 import anyio
 import pytest
 
+from aggcore import Aggregator
 from aggcore.builtins.sinks.webhook import GONE_MESSAGE, WebhookSink, WebhookSinkConfig, parse_retry_after
+from aggcore.config import AppConfig
+from aggcore.log import setup_logging
 from aggcore.models import ArbitrageOpportunity, Summary
 from aggcore.sink import Event
 from aggcore.testing.pytest_plugin import wait_until
@@ -320,3 +325,61 @@ async def test_close_cut_by_the_shutdown_deadline_counts_what_is_lost() -> None:
     assert sink.dropped_events == 2 and sink._client is None  # counted, client closed anyway
     await sink.write([summary_event(2)])  # after close: dropped, counted
     assert sink.dropped_events == 3
+
+
+# -- credentials in the URL (SecretUrl) ------------------------------------------------------------------
+
+PASSWORD = "hunter2-Pa55word"
+TOKEN = "tok_9f8e7d6c5b4a39281706"
+PATH_TOKEN = "Xq3vB8nT2kL9mP4wR7yZ1cD5"
+
+
+def secret_parts_absent(text: str) -> bool:
+    return all(s not in text for s in (PASSWORD, TOKEN, PATH_TOKEN))
+
+
+async def _fail_against(url: str, **kw: Any) -> tuple[Any, str]:
+    stream = io.StringIO()
+    setup_logging("DEBUG", "human", stream=stream)  # DEBUG: httpx logs every request URL too
+    sink = make(url, retry_budget_s=0.3, retry_max_attempts=2, backoff_initial_s=0.01, backoff_max_s=0.01, **kw)
+    await sink.open()
+    try:
+        await sink.write([summary_event(i) for i in range(3)])
+        logging.getLogger("thirdparty").error("client said: cannot reach %s", url)
+        try:
+            raise RuntimeError(f"boom at {url}")
+        except RuntimeError:
+            logging.getLogger("thirdparty").exception("with traceback")
+    finally:
+        await sink.close()
+        setup_logging("INFO", "human")
+    return sink, stream.getvalue()
+
+
+async def test_webhook_url_credentials_never_logged_or_in_health() -> None:
+    async with Server(default=(500, {})) as srv:
+        url = f"http://bob:{PASSWORD}@127.0.0.1:{srv.port}/hook/{PATH_TOKEN}?token={TOKEN}"
+        sink, logs = await _fail_against(url)
+        # the credentials were used on the wire ...
+        assert srv.requests, "no request reached the server"
+        req = srv.requests[0]
+        assert req.path == f"/hook/{PATH_TOKEN}?token={TOKEN}"
+        assert base64.b64decode(req.headers["authorization"].split()[1]).decode() == f"bob:{PASSWORD}"
+    # ... and shown nowhere
+    assert sink.failed_batches == 1 and sink.dropped_events == 3
+    assert "webhook http://bob:***@127.0.0.1" in logs and "HTTP Request" in logs and "boom at" in logs
+    assert secret_parts_absent(logs), logs
+    assert secret_parts_absent(repr(sink.cfg)) and secret_parts_absent(sink.cfg.model_dump_json())
+    config = AppConfig.model_validate({"sinks": {}, "analyzers": {}})
+    agg = Aggregator(config, sinks=[sink])
+    health = agg.get_all_health_statuses()["sink:webhook"]
+    assert health.error_message and secret_parts_absent(health.to_json().decode())
+
+
+async def test_webhook_network_error_text_is_scrubbed() -> None:
+    async with Server() as srv:
+        port = srv.port
+    url = f"http://bob:{PASSWORD}@127.0.0.1:{port}/hook?token={TOKEN}"  # the port is closed now
+    sink, logs = await _fail_against(url)
+    assert "ConnectError" in (sink.health_error or "")
+    assert secret_parts_absent(sink.health_error or "") and secret_parts_absent(logs), logs

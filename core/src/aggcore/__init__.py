@@ -9,6 +9,7 @@ Library use::
             print(summary.symbol, summary.spread)
 """
 
+from .credentials import SecretUrl
 from .errors import (
     AggregatorError,
     BookSyncError,
@@ -18,6 +19,7 @@ from .errors import (
     ParsingError,
     PluginError,
     RateLimitError,
+    SinkError,
     TimeoutError,
     WebSocketError,
 )
@@ -32,7 +34,7 @@ from .models import (
     TradingPair,
 )
 
-__version__ = "0.1.0"
+from ._version import PLUGIN_API, __version__
 
 __all__ = [
     "Aggregator",
@@ -45,10 +47,13 @@ __all__ = [
     "HealthStatus",
     "Metrics",
     "NetworkError",
+    "PLUGIN_API",
     "ParsingError",
     "PluginError",
     "PriceLevel",
     "RateLimitError",
+    "SecretUrl",
+    "SinkError",
     "Summary",
     "SymbolHealth",
     "TimeoutError",

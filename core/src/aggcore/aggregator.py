@@ -10,6 +10,12 @@ Tasks (one anyio task group)::
     health     HealthStatus + Metrics -> Hub.publish("health"/"metrics")       (every health_check_interval_ms)
     sink[name] bounded buffer -> sink.write(batch)                             (one task per sink)
     telemetry  /metrics /healthz /readyz                                       (when prometheus is enabled)
+    books      changed books -> BookMessage ("book" events; the bus in a feed)  (every book_interval_ms, when wanted)
+    bus        feed: BookMessages + heartbeats -> bus; consolidate: bus -> RemoteBooks -> views
+
+Roles (``role=``, ``aggcore run --role``): ``None`` runs everything in this process;
+``"feed"`` runs the connectors and publishes their books to the bus (no analyzers, no sinks);
+``"consolidate"`` runs no connectors: it takes the books from the bus (see :mod:`aggcore.bus`).
 
 A connector that crashes (a plugin bug) is logged, shown in its health, and restarted after a
 pause; the other exchanges, sinks and subscribers go on.
@@ -30,6 +36,8 @@ from anyio.abc import TaskGroup
 
 from .analyzer import Analyzer
 from .clock import SYSTEM_CLOCK, Clock
+from .book import SymbolBook
+from .bus import BookMessage, Bus, FeedOutbox, RemoteBooks, Role
 from .connector import Connector, WsOpener
 from .consolidated import ConsolidatedView, Router
 from .errors import ConfigError
@@ -67,6 +75,7 @@ class Aggregator:
         http: httpx.AsyncClient | None = None,
         ws_connect: WsOpener | None = None,
         sinks: list[Sink] | None = None,
+        role: Role | None = None,
         clock: Clock | None = None,
         connector_io: "Callable[[str], tuple[httpx.AsyncClient | None, WsOpener | None]] | None" = None,
     ) -> None:
@@ -97,13 +106,32 @@ class Aggregator:
         self._latency_ms: dict[tuple[str, str], float] = {}
         self._crashes: dict[str, str] = {}
         self.started = False
+        self.role: Role | None = role
+        self.bus: Bus | None = None
+        self.remote: RemoteBooks | None = None
+        self.outbox = FeedOutbox(agg.book_levels)
+        self.outbox.on_message = self._publish_book
+        self._book_sinks = False
+        if role is not None:
+            if role not in ("feed", "consolidate"):
+                raise ConfigError(f"unknown role {role!r}: expected feed or consolidate")
+            bus = self.config.bus
+            if bus is None:
+                raise ConfigError(f"--role {role} needs a 'bus' section in the configuration (e.g. bus: {{nats: {{servers: [...]}}}})")
+            bus_cls = self.registry.buses.get(bus.name)
+            if bus_cls is None:
+                raise ConfigError(f"bus.{bus.name}: no bus plugin named {bus.name!r} is installed")
+            self.bus = bus_cls(bus.settings, bus)
+            if role == "consolidate":
+                pairs = [str(TradingPair.parse(p)) + (":" + p.split(":", 1)[1].upper() if ":" in p else "") for p in bus.pairs or []]
+                self.remote = RemoteBooks(self.router.attach, silent_after_ms=bus.silent_after_ms, pairs=pairs or None)
         self._build()
 
     # -- construction ------------------------------------------------------------------------------------
     def _build(self) -> None:
         cfg = self.config
         for name, section in cfg.exchanges.items():
-            if not section.enabled:
+            if not section.enabled or self.role == "consolidate":
                 continue
             cls = self.registry.connectors.get(name)
             if cls is None:  # load_config already rejects this; kept for hand-built AppConfig
@@ -123,15 +151,20 @@ class Aggregator:
                 acls = self.registry.analyzers.get(name)
                 if acls is not None:
                     analyzer_sections[name] = acls.Config()
+        if self.role == "feed":
+            if any(s.enabled for s in cfg.sinks.values()) or self._extra_sinks:
+                log.info("role feed: analyzers and sinks are not run (they run in the consolidators)")
+            return
         for name, asection in analyzer_sections.items():
             if not asection.enabled:
                 continue
-            self.analyzers.append(self.registry.analyzers[name](asection, self.hub.publish, cfg.aggregation))
+            self.analyzers.append(self.registry.analyzers[name](asection, self.publish, cfg.aggregation))
         for name, ssection in cfg.sinks.items():
             if ssection.enabled:
                 self.hub.sinks.append(SinkRunner(self.registry.sinks[name](ssection)))
         for sink in self._extra_sinks:
             self.hub.sinks.append(SinkRunner(sink))
+        self._book_sinks = any("book" in r.kinds for r in self.hub.sinks)
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Aggregator":
@@ -148,12 +181,26 @@ class Aggregator:
 
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
-        self.telemetry = Telemetry(self, prometheus=prom)
+        sinks = [runner.sink for runner in self.hub.sinks]
+        reader = prom or (mon.metrics.enabled and any(sink.wants_metrics() for sink in sinks))
+        self.telemetry = Telemetry(self, prometheus=reader)
         listener = None
         if prom:  # bind before anything runs, so a taken port fails start() cleanly
             p = mon.metrics.prometheus
             listener = await self.telemetry.listen(p.host, p.port)
             self.metrics_port = self.telemetry.port
+        bound: list[Sink] = []
+        try:  # likewise a sink's port (the dashboard's)
+            for sink in sinks:
+                sink.telemetry = self.telemetry
+                await sink.bind()
+                bound.append(sink)
+        except BaseException:
+            if listener is not None:
+                await listener.aclose()
+            for sink in bound:
+                await sink.close()
+            raise
         self._stack = AsyncExitStack()
         if self._http is None:
             self._http = await self._stack.enter_async_context(httpx.AsyncClient())
@@ -170,6 +217,11 @@ class Aggregator:
         self._tg.start_soon(self._analysis)
         self._tg.start_soon(self._ticker)
         self._tg.start_soon(self._health_loop)
+        self._tg.start_soon(self._book_loop)
+        if self.bus is not None:
+            self._tg.start_soon(self._supervise_bus, self.bus)
+            if self.role == "feed":
+                self._tg.start_soon(self._heartbeat_loop)
         if listener is not None:
             self._tg.start_soon(self.telemetry.serve, listener)
         self.started = True
@@ -184,11 +236,13 @@ class Aggregator:
         # because of a cancellation), then cancel every task
         with anyio.CancelScope(shield=True):
             self._publish_health()
+            self.hub.seal()  # the last health snapshot is the last event the sinks get
             await self._shutdown_sinks(flush_deadline_s)
         tg.cancel_scope.cancel()
         try:
             await self._stack.aclose()
         finally:
+            self._account_sinks()
             self.hub.close()
             if self.telemetry is not None:
                 self.telemetry.shutdown()
@@ -201,7 +255,7 @@ class Aggregator:
 
         async def shutdown(runner: SinkRunner) -> None:
             if not await runner.flush(deadline_s):
-                log.warning("sink %s: not flushed in time; %d events dropped", runner.name, len(runner.buffer))
+                log.warning("sink %s: not flushed in time; %d events still buffered", runner.name, len(runner.buffer))
             if runner.opened:
                 try:
                     await runner.sink.close()
@@ -214,6 +268,15 @@ class Aggregator:
                     tg.start_soon(shutdown, runner)
         if scope.cancelled_caught:
             log.warning("sinks not flushed and closed within %.1fs", deadline_s)
+
+    def _account_sinks(self) -> None:
+        """Every sink's events are delivered or counted: what the shutdown cut is counted now."""
+        for runner in self.hub.sinks:
+            cut = runner.finish()
+            if cut:
+                log.warning("sink %s: %d events cut by the shutdown deadline (counted as dropped)", runner.name, cut)
+            level = logging.WARNING if runner.total_dropped else logging.INFO
+            log.log(level, "sink %s: %s", runner.name, runner.accounting())
 
     async def run_forever(self) -> None:
         async with self:
@@ -241,6 +304,52 @@ class Aggregator:
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
+    async def _supervise_bus(self, bus: Bus) -> None:
+        delay = 1.0
+        while True:
+            try:
+                if self.role == "feed":
+                    await bus.run_feed(self.outbox)
+                else:
+                    assert self.remote is not None
+                    await bus.run_consolidate(self.remote)
+                return
+            except Exception as exc:  # a plugin bug or a lasting server error: contain it, retry
+                bus.connected = False
+                bus.last_error = f"bus crashed: {type(exc).__name__}: {exc}"
+                log.exception("bus %s: %s; restarting in %.0fs", bus.name, bus.last_error, delay)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def all_books(self) -> list[SymbolBook]:
+        """Every book of this process: its connectors' and, in a consolidator, the remote ones."""
+        books = [b for c in self.connectors.values() for b in c.books.values()]
+        if self.remote is not None:
+            books.extend(r.book for r in self.remote.books.values())
+        return books
+
+    def _books_wanted(self) -> bool:
+        return self.role == "feed" or self._book_sinks or bool(self.hub.subscriptions.get("book"))
+
+    def _publish_book(self, msg: BookMessage) -> None:
+        if self._book_sinks or self.hub.subscriptions.get("book"):
+            self.hub.publish(Event("book", msg, self.clock.time()))
+
+    async def _book_loop(self) -> None:
+        """Per-venue book messages, conflated per book: at most one per book per interval."""
+        interval = self.config.aggregation.book_interval_ms / 1000
+        while True:
+            await self.clock.sleep(interval)
+            if self._books_wanted():
+                self.outbox.scan(self.all_books())
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.config.bus is not None
+        interval_ms = self.config.bus.heartbeat_ms
+        while True:
+            self.outbox.beat((b for c in self.connectors.values() for b in c.books.values()), interval_ms)
+            await self.clock.sleep(interval_ms / 1000)
+
     async def _analysis(self) -> None:
         interval = self.config.aggregation.analyze_interval_ms / 1000
         last = 0.0
@@ -266,7 +375,7 @@ class Aggregator:
                 except Exception:
                     log.exception("analyzer %s failed on %s", analyzer.name, view.pair)
             if self.telemetry is not None and view.first_dirty_ns:
-                self.telemetry.summary_latency.record((self.clock.monotonic_ns() - view.first_dirty_ns) / 1e9)
+                self.telemetry.summary_latency.record((self.clock.monotonic_ns() - view.first_dirty_ns) / 1e9, {"pair": view.pair})
             # exchange time -> receipt, sampled once per analysed view and venue
             for name, book in view.venues.items():
                 ts = book.last_exchange_ts
@@ -295,6 +404,9 @@ class Aggregator:
                 if used.get(pair) != fresh:
                     used[pair] = fresh
                     view.touch()
+            if self.remote is not None:
+                for venue in self.remote.check_silent():
+                    log.warning("bus: the %s feed is silent; its books are left out", venue)
             for analyzer in self.analyzers:
                 try:
                     analyzer.on_tick(self.router.views, now)
@@ -306,6 +418,12 @@ class Aggregator:
         while True:
             await self.clock.sleep(interval)
             self._publish_health()
+
+    def publish(self, event: Event) -> None:
+        """Publish an analyzer's event to subscribers and sinks (and count arbitrage for metrics)."""
+        if event.kind == "arbitrage" and self.telemetry is not None:
+            self.telemetry.on_arbitrage(event.payload)  # type: ignore[arg-type]
+        self.hub.publish(event)
 
     def _publish_health(self) -> None:
         statuses = self.get_all_health_statuses()
@@ -331,6 +449,15 @@ class Aggregator:
     def subscribe_arbitrage(self, *, maxsize: int = 1000) -> Subscription[ArbitrageOpportunity]:
         """Arbitrage events (opened/updated/closed). Policy: drop the oldest when full (counted)."""
         return self.hub.subscribe(Subscription("arbitrage", maxsize=maxsize, policy="drop_oldest"))
+
+    def subscribe_books(self, *, maxsize: int = 10_000) -> Subscription[BookMessage]:
+        """Per-venue book messages (the ``book`` event kind): each changed book's top
+        ``aggregation.book_levels`` levels at most every ``aggregation.book_interval_ms``.
+        Policy: conflate to the latest per (venue, symbol); replaced messages are counted."""
+        sub: Subscription[BookMessage] = Subscription(
+            "book", maxsize=maxsize, policy="conflate", key=lambda m: (m.venue, m.symbol)
+        )
+        return self.hub.subscribe(sub)
 
     def subscribe_health(self, *, maxsize: int = 1000) -> Subscription[HealthStatus]:
         """Health statuses every ``health_check_interval_ms``. Policy: drop the oldest when full."""
@@ -401,6 +528,7 @@ class Aggregator:
                     gaps=b.gaps,
                     checksum_failures=b.checksum_failures,
                     crossed_books=b.crossed_books,
+                    invalid_messages=b.invalid_messages,
                     error_message=b.error if b.state is not BookState.LIVE else None,
                 )
                 if b.state is not BookState.LIVE:
@@ -424,6 +552,47 @@ class Aggregator:
                 checksum_failures=sum(b.checksum_failures for b in c.books.values()),
                 symbols=symbols,
             )
+        if self.remote is not None:
+            for venue, books in self.remote.venues().items():
+                symbols = {}
+                problems = []
+                last_ns = 0
+                for b in books:
+                    last_ns = max(last_ns, b.last_update_ns)
+                    symbols[b.pair] = SymbolHealth(
+                        symbol=b.pair,
+                        state=b.state,
+                        last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
+                        age_ms=b.age_ms(now_ns),
+                        error_message=b.error if b.state is not BookState.LIVE else None,
+                    )
+                    if b.state is not BookState.LIVE:
+                        problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
+                feed_alive = self.remote._beat_fresh(venue, now_ns)
+                out[venue] = HealthStatus(
+                    exchange=venue,
+                    is_healthy=not problems and feed_alive,
+                    last_update=_wall(last_ns, now_ns, now) if last_ns else None,
+                    error_message="; ".join(problems) or None,
+                    connected=feed_alive,
+                    symbols=symbols,
+                )
+        if self.bus is not None:
+            bus = self.bus
+            problems = []
+            if not bus.connected:
+                problems.append(f"not connected: {bus.last_error}" if bus.last_error else "not connected")
+            if self.remote is not None and self.remote.bad_messages:
+                problems.append(f"{self.remote.bad_messages} bad messages ignored (last: {self.remote.last_bad})")
+            out[f"bus:{bus.name}"] = HealthStatus(
+                exchange=f"bus:{bus.name}",
+                kind="bus",
+                is_healthy=bus.connected,
+                last_update=None,
+                error_message="; ".join(problems) or None,
+                connected=bus.connected,
+                reconnects=bus.connection_losses,
+            )
         for runner in self.hub.sinks:
             sink_error = runner.health_error
             out[f"sink:{runner.name}"] = HealthStatus(
@@ -431,8 +600,10 @@ class Aggregator:
                 kind="sink",
                 is_healthy=sink_error is None and runner.total_dropped == 0,
                 last_update=datetime.fromtimestamp(runner.last_write, timezone.utc) if runner.last_write else None,
-                error_message=sink_error
-                or (f"{runner.total_dropped} events dropped (buffer {runner.maxsize})" if runner.total_dropped else None),
+                error_message="; ".join(
+                    p for p in (sink_error, _drops_text(runner) if runner.total_dropped else None) if p
+                )
+                or None,
                 connected=runner.opened,
             )
         self._health = out
@@ -459,7 +630,7 @@ class Aggregator:
                         symbol=b.pair,
                         updates_per_second=round(rate, 3),
                         latency_ms=round(self._latency_ms.get(key, 0.0), 3),
-                        error_count=b.gaps + b.checksum_failures + b.crossed_books + (1 if b.state is BookState.FAILED else 0),
+                        error_count=b.gaps + b.checksum_failures + b.crossed_books + b.invalid_messages + (1 if b.state is BookState.FAILED else 0),
                         last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
                         messages=b.messages,
                         level_updates=b.level_updates,
@@ -469,3 +640,11 @@ class Aggregator:
                     )
                 )
         return out
+
+
+def _drops_text(runner: SinkRunner) -> str:
+    why = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in runner.drop_counts().items() if v)
+    return (
+        f"{runner.total_dropped} of {runner.produced} events dropped ({why}; buffer {runner.maxsize}); "
+        f"{runner.delivered} delivered, {runner.in_flight} in flight"
+    )

@@ -36,6 +36,7 @@ __all__ = [
     "BookListener",
     "BookSide",
     "BookUpdate",
+    "InvalidLevel",
     "OrderBook",
     "SequenceMode",
     "SnapshotSource",
@@ -131,6 +132,24 @@ class SyncRules:
     max_buffer: int = 50_000
 
 
+_INF = float("inf")
+
+
+class InvalidLevel(ValueError):
+    """A level that no book may hold: not a number, not finite, price <= 0 or quantity < 0."""
+
+
+def _show(level: object) -> str:
+    text = repr(level)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _why(price: float, qty: float) -> str:
+    if not 0.0 < price < _INF:
+        return f"price {price!r} is not a finite number > 0"
+    return f"quantity {qty!r} is not a finite number >= 0"
+
+
 class BookSide:
     """One side of a book: ``levels`` maps price -> quantity; ``keys`` are the prices ascending."""
 
@@ -152,14 +171,27 @@ class BookSide:
             self.raw.clear()
 
     def apply(self, levels: Sequence[Level]) -> int:
-        """Apply ``(price, quantity, ...)`` levels; quantity zero (any spelling) deletes."""
+        """Apply ``(price, quantity, ...)`` levels; quantity zero (any spelling) deletes.
+
+        Every level is checked before it touches the side: price and quantity must be finite
+        numbers, price > 0 and quantity >= 0. Anything else raises :class:`InvalidLevel`; the
+        caller (:class:`SymbolBook`) then throws the whole book away and resyncs it, so a
+        message with a bad level never reaches a LIVE book.
+        """
         book = self.levels
         keys = self.keys
         raw = self.raw
         for level in levels:
-            p = level[0]
-            price = float(p)
-            qty = float(level[1])
+            try:
+                p = level[0]
+                q = level[1]
+                price = float(p)
+                qty = float(q)
+            except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
+                raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show(level)}: {exc}") from None
+            # one chained comparison each: also false for NaN; rejects inf, <= 0 prices, < 0 sizes
+            if not (0.0 < price < _INF and 0.0 <= qty < _INF):
+                raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show(level)}: {_why(price, qty)}")
             if qty == 0.0:
                 if book.pop(price, None) is not None:
                     del keys[bisect_left(keys, price)]
@@ -170,7 +202,7 @@ class BookSide:
                 insort(keys, price)
             book[price] = qty
             if raw is not None:
-                raw[price] = (p if isinstance(p, str) else repr(p), level[1] if isinstance(level[1], str) else repr(level[1]))
+                raw[price] = (p if isinstance(p, str) else repr(p), q if isinstance(q, str) else repr(q))
         return len(levels)
 
     def best(self) -> float | None:
@@ -268,6 +300,7 @@ class SymbolBook:
         "checksum_failures",
         "crossed_books",
         "dropped_stale",
+        "invalid_messages",
         "error",
         "snapshot_seq",
         "on_event",
@@ -309,6 +342,7 @@ class SymbolBook:
         self.checksum_failures = 0
         self.crossed_books = 0
         self.dropped_stale = 0
+        self.invalid_messages = 0
         self.error: str | None = None
 
     # -- state ---------------------------------------------------------------------------
@@ -412,7 +446,10 @@ class SymbolBook:
 
     def _apply_delta(self, update: BookUpdate, receipt_ns: int) -> bool:
         book = self.book
-        n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
+        try:
+            n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
+        except (ValueError, TypeError) as exc:  # InvalidLevel, or sides that are not lists
+            return self._invalid(update, exc)
         self.level_updates += n
         if update.last is not None:
             self.last_seq = update.last
@@ -428,6 +465,14 @@ class SymbolBook:
         if listener is not None:
             listener.book_changed(self, receipt_ns)
         return True
+
+    def _invalid(self, update: BookUpdate, exc: BaseException) -> bool:
+        """A message with a level no book may hold: nothing of it is ever emitted (the book, maybe
+        half-applied, is thrown away) and the symbol resyncs."""
+        self.invalid_messages += 1
+        kind = "snapshot" if update.snapshot else "delta"
+        self.resync(f"invalid {kind} (sequence {update.last}): {exc}", "invalid")
+        return False
 
     def _verify(self, update: BookUpdate) -> bool:
         rules = self.rules
@@ -453,7 +498,10 @@ class SymbolBook:
         book = self.book
         book.clear()
         self.buffer.clear()
-        n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
+        try:
+            n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
+        except (ValueError, TypeError) as exc:
+            return self._invalid(update, exc)
         self.level_updates += n
         self.last_seq = update.last
         self.snapshot_seq = update.last
@@ -482,8 +530,12 @@ class SymbolBook:
             return False
         book = self.book
         book.clear()
-        book.bids.apply(snapshot.bids)
-        book.asks.apply(snapshot.asks)
+        try:
+            book.bids.apply(snapshot.bids)
+            book.asks.apply(snapshot.asks)
+        except (ValueError, TypeError) as exc:
+            self.buffer.clear()
+            return self._invalid(snapshot, exc)
         if self.depth is not None:
             book.bids.truncate(self.depth)
             book.asks.truncate(self.depth)

@@ -15,11 +15,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
 from .errors import AggregatorError, ConfigError, PluginError
 from .plugins import PluginInfo, PluginRegistry, load_plugins
+
+if TYPE_CHECKING:
+    from .config import AppConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -102,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration")
     p.add_argument("--simulate", action="store_true", help="run against each plugin's fake exchange over loopback (offline)")
     p.add_argument("--live", action="store_true", help="show a live console view instead of printing events")
+    p.add_argument(
+        "--role",
+        choices=["feed", "consolidate"],
+        default=None,
+        help="scale out over the configured bus: feed (connectors -> bus) or consolidate (bus -> views, analyzers, sinks)",
+    )
+    p.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve the web dashboard on HOST:PORT (127.0.0.1 when HOST is omitted); needs aggcore-plugin-dashboard",
+    )
     p.add_argument("--record", metavar="DIR", help="also record every connector's raw traffic into DIR (see 'aggcore record')")
     p.set_defaults(func=cmd_run)
 
@@ -198,6 +212,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  exchanges: {exchanges or 'none'}")
     print(f"  sinks:     {sinks}")
     print(f"  analyzers: {analyzers}")
+    if config.bus is not None:
+        pairs = ", ".join(config.bus.pairs) if config.bus.pairs else "all pairs"
+        print(f"  bus:       {config.bus.name} ({pairs}; aggcore run --role feed|consolidate)")
     return EXIT_OK
 
 
@@ -209,13 +226,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, registry=registry)
     # the file's logging section applies unless the command line said otherwise
     _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
+    if getattr(args, "dashboard", None):
+        config = with_dashboard(config, registry, args.dashboard)
     try:
         from .runtime import run_cli
     except ImportError as exc:
         print(f"aggcore: error: the runtime is not available: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if args.role is not None and config.bus is None:
+        raise ConfigError(
+            f"{args.config}: --role {args.role} needs a 'bus' section (e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}})",
+            errors=[("bus", f"--role {args.role} needs a bus section, e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}}")],
+            source=str(args.config),
+        )
     extra = {"record": args.record} if args.record else {}
-    return run_cli(config, registry, simulate=args.simulate, live=args.live, **extra)
+    return run_cli(config, registry, simulate=args.simulate, live=args.live, role=args.role, **extra)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -272,6 +297,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+def with_dashboard(config: "AppConfig", registry: PluginRegistry, spec: str) -> "AppConfig":
+    """``--dashboard [HOST:]PORT``: the config with ``sinks.dashboard`` enabled on that address
+    (other keys of an existing ``sinks.dashboard`` section are kept)."""
+    host, sep, port_text = spec.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--dashboard {spec}: expected [HOST:]PORT with a port from 0 to 65535") from None
+    cls = registry.sinks.get("dashboard")
+    if cls is None:
+        why = registry.why_missing("dashboard")
+        raise ConfigError(
+            "--dashboard needs the dashboard sink plugin: "
+            + (why or "install aggcore-plugin-dashboard (pip install aggcore-plugin-dashboard)")
+        )
+    current = config.sinks.get("dashboard")
+    section = dict(current) if current is not None else {}
+    section.update(enabled=True, host=host or "127.0.0.1", port=port)
+    try:
+        validated = cls.Config.model_validate(section)
+    except ValueError as exc:
+        raise ConfigError(f"--dashboard {spec}: {exc}") from exc
+    return config.model_copy(update={"sinks": {**config.sinks, "dashboard": validated}})
+
 
 
 def _load_plugins(args: argparse.Namespace) -> PluginRegistry:

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime, timezone
 from typing import IO, Any, Literal
 
-__all__ = ["JsonFormatter", "LogFormat", "setup_logging"]
+__all__ = ["JsonFormatter", "LogFormat", "SecretFilter", "setup_logging"]
 
 LogFormat = Literal["human", "json"]
 
@@ -27,12 +27,32 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:  # already formatted (and scrubbed by SecretFilter)
+            out["exception"] = record.exc_text
+        elif record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 out[key] = value
         return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class SecretFilter(logging.Filter):
+    """Scrubs every record of the secrets of live :class:`~aggcore.credentials.SecretUrl` values
+    (message, arguments and exception text), whichever library logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .credentials import redact_secrets
+
+        message = record.getMessage()
+        clean = redact_secrets(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
+        return True
 
 
 class _AggcoreHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -53,6 +73,7 @@ def setup_logging(level: str | int = "INFO", fmt: LogFormat = "human", *, stream
         raise ValueError(f"unknown log format {fmt!r}: use 'human' or 'json'")
     handler = _AggcoreHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_HUMAN))
+    handler.addFilter(SecretFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _AggcoreHandler)]:
         root.removeHandler(old)

@@ -1,4 +1,11 @@
-"""Public data types: what crosses the API (pydantic), never built per message on the hot path.
+"""Public data types: what crosses the API (summaries, arbitrage, health, metrics).
+
+They are typed ``msgspec.Struct`` classes, not pydantic models: a Summary is built for every
+emitted update, and a Struct costs a fraction of a validated model to build and to encode.
+Construct them with keywords (``Summary(symbol=..., ...)``; ``PriceLevel`` also positionally),
+read them by attribute, and convert them with ``to_dict()`` (JSON-compatible builtins:
+datetimes become RFC 3339 strings, enums their values) or ``to_json()`` (bytes). Constructors
+do not validate: pass the annotated types. Configuration stays pydantic (``aggcore.config``).
 
 Field names follow the original specification; extra fields are additions users need.
 """
@@ -8,9 +15,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import msgspec
 
 __all__ = [
     "ArbitrageOpportunity",
@@ -18,11 +25,14 @@ __all__ = [
     "HealthStatus",
     "Metrics",
     "PriceLevel",
+    "PublicType",
     "Summary",
     "SymbolHealth",
     "TradingPair",
     "utcnow",
 ]
+
+_ENCODER = msgspec.json.Encoder()
 
 
 def utcnow() -> datetime:
@@ -39,35 +49,38 @@ class BookState(str, enum.Enum):
     FAILED = "FAILED"
 
 
-class TradingPair(BaseModel):
-    """A normalized pair, written ``BASE/QUOTE`` (``BTC/USDT``).
+class PublicType(msgspec.Struct, kw_only=True):
+    """Base of the mutable public types: typed, cheap to build, convertible to dicts and JSON.
+    (The immutable ``TradingPair`` and ``PriceLevel`` have the same two methods.)"""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible builtins (datetimes as RFC 3339 strings, enums as values)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+    def to_json(self) -> bytes:
+        return _ENCODER.encode(self)
+
+
+class TradingPair(msgspec.Struct, frozen=True, kw_only=True):
+    """A normalized pair, written ``BASE/QUOTE`` (``BTC/USDT``); hashable.
 
     ``TradingPair.parse("BTC/USDT")`` parses the normalized form. Exchange spellings such as
     ``BTCUSDT`` are resolved only through an exchange's instrument list
     (``TradingPair.parse("BTCUSDT", symbols=...)``), never by guessing where the base ends.
     """
 
-    model_config = ConfigDict(frozen=True)
-
     base: str
     quote: str
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_string(cls, value: object) -> object:
-        if isinstance(value, str):
-            pair = cls.parse(value)
-            return {"base": pair.base, "quote": pair.quote}
-        return value
-
-    @classmethod
-    def parse(cls, text: str, symbols: Iterable[tuple[str, "TradingPair"]] | dict[str, "TradingPair"] | None = None) -> "TradingPair":
+    def parse(cls, text: str, symbols: Iterable[tuple[str, TradingPair]] | dict[str, TradingPair] | None = None) -> TradingPair:
         text = text.strip()
         if "/" in text:
             base, _, quote = text.partition("/")
             if not base or not quote or "/" in quote:
                 raise ValueError(f"invalid trading pair {text!r}: expected BASE/QUOTE")
-            return cls.model_construct(base=base.upper(), quote=quote.upper())
+            return cls(base=base.upper(), quote=quote.upper())
         if symbols is not None:
             table = dict(symbols) if not isinstance(symbols, dict) else symbols
             found = table.get(text) or table.get(text.upper()) or table.get(text.lower())
@@ -81,16 +94,40 @@ class TradingPair(BaseModel):
     def __str__(self) -> str:
         return f"{self.base}/{self.quote}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "quote": self.quote}
 
-class PriceLevel(BaseModel):
+    def to_json(self) -> bytes:
+        return _ENCODER.encode(self)
+
+
+class PriceLevel(msgspec.Struct, frozen=True, gc=False):
+    """One level of a consolidated side: ``PriceLevel(price, quantity, exchange, timestamp)``.
+
+    ``timestamp`` is when the level's exchange book last changed (UTC). Immutable (and
+    hashable): consecutive summaries may share the levels that did not change.
+    """
+
     price: float
     quantity: float
     exchange: str
     timestamp: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
-class Summary(BaseModel):
-    """Consolidated top-N of one pair across the venues whose books are LIVE and fresh."""
+    def to_json(self) -> bytes:
+        return _ENCODER.encode(self)
+
+
+class Summary(PublicType):
+    """Consolidated top-N of one pair across the venues whose books are LIVE and fresh.
+
+    ``bids`` are best (highest) first, ``asks`` best (lowest) first; each level names its
+    exchange. ``venues``: the exchanges whose books were used; ``excluded``: exchange -> why it
+    was left out; ``venue_age_ms``: exchange -> milliseconds since its book last changed.
+    """
 
     symbol: str
     spread: float | None
@@ -101,12 +138,16 @@ class Summary(BaseModel):
     best_bid: float | None = None
     best_ask: float | None = None
     crossed: bool = False
-    venues: list[str] = Field(default_factory=list, description="exchanges whose books were used")
-    excluded: dict[str, str] = Field(default_factory=dict, description="exchange -> why it was left out")
-    venue_age_ms: dict[str, float] = Field(default_factory=dict)
+    venues: list[str] = []
+    excluded: dict[str, str] = {}
+    venue_age_ms: dict[str, float] = {}
 
 
-class ArbitrageOpportunity(BaseModel):
+class ArbitrageOpportunity(PublicType):
+    """Buy on ``buy_exchange``, sell on ``sell_exchange``: prices volume-weighted over ``volume``,
+    ``profit``/``profit_percentage`` net of taker fees. ``event`` is ``opened``, ``updated`` or
+    ``closed`` (with ``duration_ms`` and the peaks)."""
+
     buy_exchange: str
     sell_exchange: str
     symbol: str
@@ -122,7 +163,9 @@ class ArbitrageOpportunity(BaseModel):
     peak_volume: float = 0.0
 
 
-class SymbolHealth(BaseModel):
+class SymbolHealth(PublicType):
+    """Health of one (exchange, symbol) book."""
+
     symbol: str
     state: BookState
     last_update: datetime | None = None
@@ -132,10 +175,13 @@ class SymbolHealth(BaseModel):
     gaps: int = 0
     checksum_failures: int = 0
     crossed_books: int = 0
+    invalid_messages: int = 0  # messages rejected for a level no book may hold (NaN, inf, price <= 0, size < 0)
     error_message: str | None = None
 
 
-class HealthStatus(BaseModel):
+class HealthStatus(PublicType):
+    """Health of one exchange (``kind="exchange"``), sink or analyzer."""
+
     exchange: str
     is_healthy: bool
     last_update: datetime | None
@@ -144,11 +190,13 @@ class HealthStatus(BaseModel):
     reconnects: int = 0
     resyncs: int = 0
     checksum_failures: int = 0
-    symbols: dict[str, SymbolHealth] = Field(default_factory=dict)
-    kind: Literal["exchange", "sink", "analyzer"] = "exchange"
+    symbols: dict[str, SymbolHealth] = {}
+    kind: Literal["exchange", "sink", "analyzer", "bus"] = "exchange"
 
 
-class Metrics(BaseModel):
+class Metrics(PublicType):
+    """Counters and rates of one (exchange, symbol)."""
+
     exchange: str
     symbol: str
     updates_per_second: float

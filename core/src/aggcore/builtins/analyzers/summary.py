@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 
 from ...analyzer import Analyzer, AnalyzerConfig
 from ...consolidated import ConsolidatedView, Merged
@@ -23,28 +23,20 @@ class SummaryConfig(AnalyzerConfig):
     depth: int | None = Field(None, ge=1, description="levels per side; aggregation.max_price_levels when unset")
 
 
-_LEVELS = TypeAdapter(list[PriceLevel])
-
-
 def build_summary(merged: Merged, wall: float) -> Summary:
     """A Summary from a merged view (``wall``: the time to stamp, seconds since the epoch)."""
     ts = datetime.fromtimestamp(wall, timezone.utc)
     stamps: dict[str, datetime] = {}
     for name, age in merged.ages_ms.items():
         stamps[name] = datetime.fromtimestamp(wall - age / 1000, timezone.utc)
-
-    def levels(rows: list[tuple[float, float, str]]) -> list[PriceLevel]:
-        # one validation call for the whole list: ~25% cheaper than a PriceLevel(...) per row
-        return _LEVELS.validate_python(
-            [{"price": p, "quantity": q, "exchange": ex, "timestamp": stamps.get(ex, ts)} for p, q, ex in rows]
-        )
-
+    get = stamps.get
+    level = PriceLevel  # msgspec Structs: no validation, positional construction
     bid, ask = merged.best_bid, merged.best_ask
     return Summary(
         symbol=merged.pair,
         spread=merged.spread,
-        bids=levels(merged.bids),
-        asks=levels(merged.asks),
+        bids=[level(p, q, ex, get(ex, ts)) for p, q, ex in merged.bids],
+        asks=[level(p, q, ex, get(ex, ts)) for p, q, ex in merged.asks],
         timestamp=ts,
         mid=merged.mid,
         best_bid=bid,

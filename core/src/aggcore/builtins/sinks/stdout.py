@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Literal, TextIO
 
 import anyio.to_thread
+import msgspec
 from pydantic import BaseModel, Field
 
 from ...models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary
@@ -107,7 +108,7 @@ def format_arbitrage(a: ArbitrageOpportunity) -> str:
 
 def format_health(h: HealthStatus) -> str:
     status = "OK" if h.is_healthy else "DOWN" if (h.kind == "exchange" and not h.connected) else "DEGRADED"
-    if h.kind == "sink":
+    if h.kind in ("sink", "bus"):
         detail = h.error_message or "ok"
         return f"{h.exchange} {'OK' if h.is_healthy else 'FAILING'} {detail}"
     live = sum(1 for sym in h.symbols.values() if sym.state is BookState.LIVE)
@@ -126,7 +127,7 @@ def format_metrics(m: Metrics) -> str:
     )
 
 
-def format_payload(payload: BaseModel) -> str:
+def format_payload(payload: msgspec.Struct | BaseModel) -> str:
     if isinstance(payload, Summary):
         return format_summary(payload)
     if isinstance(payload, ArbitrageOpportunity):
@@ -135,7 +136,9 @@ def format_payload(payload: BaseModel) -> str:
         return format_health(payload)
     if isinstance(payload, Metrics):
         return format_metrics(payload)
-    return payload.model_dump_json()  # a third-party analyzer's payload
+    if isinstance(payload, BaseModel):
+        return payload.model_dump_json()  # a third-party analyzer's pydantic payload
+    return msgspec.json.encode(payload).decode()  # a third-party analyzer's Struct payload
 
 
 def format_event(event: Event) -> str:

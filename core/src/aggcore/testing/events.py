@@ -1,0 +1,116 @@
+"""Events like the ones the runtime publishes, for sink tests: summaries, arbitrage, health.
+
+``sample_events(n)`` is deterministic (seeded), and the index ``i`` of every event is recoverable
+from its publish time with :func:`event_seq`, so a test can check that exactly the emitted
+events arrived, once each. The times cross a UTC midnight (two date partitions).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+from ..models import ArbitrageOpportunity, BookState, HealthStatus, PriceLevel, Summary, SymbolHealth
+from ..sink import Event
+
+__all__ = ["VENUES", "event_seq", "sample_events"]
+
+VENUES = ("binance", "bybit", "okx", "kraken", "coinbase", "bitstamp", "cryptocom")
+PAIRS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+T0 = datetime(2026, 3, 1, 23, 59, 58, 123456, tzinfo=timezone.utc)  # crosses midnight: two date partitions
+
+
+def _levels(rng: random.Random, base: float, side: int, t: datetime, n: int) -> list[PriceLevel]:
+    out = []
+    for k in range(n):
+        out.append(
+            PriceLevel(
+                price=round(base + side * (k + 1) * 0.5, 2),
+                quantity=round(rng.uniform(0.001, 5), 6),
+                exchange=rng.choice(VENUES),
+                timestamp=t - timedelta(microseconds=rng.randrange(1, 900_000)),
+            )
+        )
+    return out
+
+
+def sample_events(n: int, *, seed: int = 1, step_ms: float = 7.0, levels: int = 5) -> list[Event]:
+    """``n`` events, about 80% summaries, 12% arbitrage, 8% health; event ``i`` has ``ts = T0 + i*step``."""
+    rng = random.Random(seed)
+    out: list[Event] = []
+    open_arbs: dict[str, tuple[str, str]] = {}
+    for i in range(n):
+        t = T0 + timedelta(milliseconds=i * step_ms)
+        ts = t.timestamp()
+        r = rng.random()
+        pair = PAIRS[i % len(PAIRS)]
+        if r < 0.8:
+            mid = 1000.0 * (1 + PAIRS.index(pair)) + i  # the mid encodes i: event_seq() recovers it
+            bids = _levels(rng, mid - 0.25, -1, t, levels)
+            asks = _levels(rng, mid + 0.25, +1, t, levels)
+            venues = sorted({lv.exchange for lv in bids + asks})
+            summary = Summary(
+                symbol=pair,
+                spread=asks[0].price - bids[0].price,
+                bids=bids,
+                asks=asks,
+                timestamp=t,
+                mid=(asks[0].price + bids[0].price) / 2,
+                best_bid=bids[0].price,
+                best_ask=asks[0].price,
+                crossed=False,
+                venues=venues,
+                excluded={"okx": "STALE"} if i % 5 == 0 else {},
+                venue_age_ms={v: round(rng.uniform(0, 50), 3) for v in venues},
+            )
+            out.append(Event("summary", summary, ts=ts))
+        elif r < 0.92:
+            buy, sell = rng.sample(VENUES, 2)
+            if pair in open_arbs and rng.random() < 0.5:
+                buy, sell = open_arbs.pop(pair)
+                kind: Literal["opened", "updated", "closed"] = "closed"
+            else:
+                kind = "updated" if pair in open_arbs else "opened"
+                if kind == "updated":
+                    buy, sell = open_arbs[pair]
+                open_arbs[pair] = (buy, sell)
+            opp = ArbitrageOpportunity(
+                buy_exchange=buy,
+                sell_exchange=sell,
+                symbol=pair,
+                buy_price=100.0 + i,
+                sell_price=100.5 + i,
+                profit_percentage=0.5 / (100.0 + i) * 100,
+                volume=round(rng.uniform(0.01, 2), 6),
+                timestamp=t,
+                event=kind,
+                profit=round(rng.uniform(0, 10), 6),
+                duration_ms=float(i),
+                peak_profit_percentage=0.6,
+                peak_volume=2.5,
+            )
+            out.append(Event("arbitrage", opp, ts=ts))
+        else:
+            venue = VENUES[i % len(VENUES)]
+            health = HealthStatus(
+                exchange=venue,
+                is_healthy=i % 3 != 0,
+                last_update=t,
+                error_message=None if i % 3 else f"gap at {i}",
+                connected=True,
+                reconnects=i,
+                resyncs=i // 2,
+                checksum_failures=0,
+                symbols={
+                    p: SymbolHealth(symbol=p, state=BookState.LIVE, last_update=t, age_ms=1.5, last_sequence=i, resyncs=1)
+                    for p in PAIRS[:2]
+                },
+            )
+            out.append(Event("health", health, ts=ts))
+    return out
+
+
+def event_seq(ts: float, step_ms: float = 7.0) -> int:
+    """The index ``i`` :func:`sample_events` gave the event published at ``ts`` (``Event.ts``)."""
+    return round((ts - T0.timestamp()) * 1000 / step_ms)

@@ -1,0 +1,167 @@
+"""Real servers for tests: PostgreSQL and Redis on 127.0.0.1, a free port and a temporary directory.
+
+Each is a context manager that starts the server, waits until it accepts connections, and stops
+it (also when the test fails); ``restart()`` kills it the hard way and starts it again on the
+same port and directory, to test a sink across a server restart. A missing binary skips the
+test with the reason, except under ``CI=true``, where it fails (``scripts/install-services.sh``
+installs the Debian packages ``postgresql-15`` and ``redis-server``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["PostgresServer", "RedisServer", "free_port", "postgres_server", "redis_server", "require_binary"]
+
+PG_BIN = Path(os.environ.get("AGGCORE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def require_binary(path: str | Path, package: str) -> str:
+    """The binary's path; else skip the test (fail it under CI=true) naming the Debian package."""
+    import pytest
+
+    found = shutil.which(str(path)) if not os.path.isabs(str(path)) else (str(path) if os.access(path, os.X_OK) else None)
+    if found is None:
+        reason = f"{path} not found: install the Debian package {package} (scripts/install-services.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:] if log and log.exists() else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class RedisServer:
+    """``redis-server`` with an append-only file (``appendfsync always``: what it acknowledged survives a kill -9)."""
+
+    def __init__(self, binary: str, directory: Path, port: int) -> None:
+        self.binary = binary
+        self.dir = directory
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        log = self.dir / "redis.log"
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", str(log)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        _wait_port(self.port, 10, self.proc, log)
+
+    def stop(self, *, hard: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """kill -9, wait ``down_s``, start again on the same port and directory."""
+        self.stop(hard=True)
+        time.sleep(down_s)
+        self.start()
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    binary = require_binary("redis-server", "redis-server")
+    with tempfile.TemporaryDirectory(prefix="aggcore-redis-") as d:
+        server = RedisServer(binary, Path(d), free_port())
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+class PostgresServer:
+    """A PostgreSQL cluster (``initdb -A trust``, user ``aggcore``); run as user ``postgres`` when we are root."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.dir = directory
+        self.port = port
+        self.data = directory / "data"
+        self.log = directory / "log"
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://aggcore@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(PG_BIN / args[0]), *args[1:]]
+        if os.geteuid() == 0:  # the server refuses to run as root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+    def init(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "aggcore", "--no-sync")
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30", "-o", opts, "start")
+        _wait_port(self.port, 10)
+
+    def stop(self, mode: str = "fast") -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        except subprocess.CalledProcessError:
+            pass
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop with ``-m immediate`` (no clean shutdown, like a crash), wait ``down_s``, start again."""
+        self.stop("immediate")
+        time.sleep(down_s)
+        self.start()
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    require_binary(PG_BIN / "initdb", "postgresql-15")
+    if os.geteuid() == 0:
+        require_binary("runuser", "util-linux")
+    with tempfile.TemporaryDirectory(prefix="aggcore-pg-") as d:
+        os.chmod(d, 0o755)
+        server = PostgresServer(Path(d), free_port())
+        server.init()
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop("immediate")

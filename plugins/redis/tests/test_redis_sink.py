@@ -1,0 +1,182 @@
+"""The redis sink against a real redis-server on 127.0.0.1 (started per test, kill -9 restarts included)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from aggcore.config import load_config
+from aggcore.errors import ConfigError
+from aggcore.fanout import SinkRunner
+from aggcore.plugins import load_plugins
+from aggcore.testing.events import event_seq, sample_events
+from aggcore.testing.services import RedisServer, free_port, redis_server
+from aggcore_plugin_redis import RedisSink, RedisSinkConfig
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with redis_server() as s:
+        yield s
+
+
+@pytest.fixture
+async def client(server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.Redis.from_url(server.url)
+    yield c
+    await c.aclose()
+
+
+def make(url: str, **kw: Any) -> RedisSink:
+    cfg = {"url": url, "events": ["summary", "arbitrage", "health"], "batch_max_delay_ms": 5, "backoff_max_s": 0.3, **kw}
+    return RedisSink(RedisSinkConfig.model_validate(cfg))
+
+
+async def test_latest_state_keys_and_streams(server: RedisServer, client: aioredis.Redis) -> None:
+    events = sample_events(400)
+    sink = make(server.url, key_ttl_s=600)
+    await sink.open()
+    for k in range(0, len(events), 37):
+        await sink.write(events[k : k + 37])
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
+
+    # the latest summary of every pair, the latest health of every venue, with a TTL
+    latest: dict[str, Any] = {}
+    health: dict[str, Any] = {}
+    open_arbs: dict[str, Any] = {}
+    for e in events:
+        d = e.to_dict()["data"]
+        if e.kind == "summary":
+            latest[d["symbol"]] = d
+        elif e.kind == "health":
+            health[d["exchange"]] = d
+        else:
+            key = f"{d['symbol']}|{d['buy_exchange']}|{d['sell_exchange']}"
+            if d["event"] == "closed":
+                open_arbs.pop(key, None)
+            else:
+                open_arbs[key] = d
+    for pair, d in latest.items():
+        raw = await client.get(f"aggcore:summary:{pair}")
+        assert raw is not None and orjson.loads(raw) == d
+        assert 0 < await client.pttl(f"aggcore:summary:{pair}") <= 600_000
+    for venue, d in health.items():
+        assert orjson.loads(await client.get(f"aggcore:health:{venue}")) == d
+    stored = await client.hgetall("aggcore:arbitrage:open")
+    assert {k.decode(): orjson.loads(v) for k, v in stored.items()} == open_arbs
+
+    # every event on its kind's stream, in order, once
+    for kind in ("summary", "arbitrage", "health"):
+        entries = await client.xrange(f"aggcore:stream:{kind}")
+        want = [e for e in events if e.kind == kind]
+        assert [orjson.loads(f[b"data"]) for _, f in entries] == [e.to_dict()["data"] for e in want]
+        assert [float(f[b"ts"]) for _, f in entries] == [e.ts for e in want]
+
+
+async def test_streams_are_capped(server: RedisServer, client: aioredis.Redis) -> None:
+    sink = make(server.url, stream_maxlen=100, events=["summary"])
+    await sink.open()
+    for _ in range(10):
+        await sink.write([e for e in sample_events(300) if e.kind == "summary"])
+    await sink.close()
+    n = await client.xlen("aggcore:stream:summary")
+    assert 100 <= n < 400  # MAXLEN ~ trims whole nodes: about the cap, never unbounded
+
+
+async def test_server_restart_mid_run_loses_nothing_uncounted(server: RedisServer, client: aioredis.Redis) -> None:
+    events = [e for e in sample_events(3000) if e.kind != "health"]
+    sink = make(server.url, max_pending_events=100_000, batch_max_events=50)
+    await sink.open()
+    restarted = threading.Event()
+
+    def restart() -> None:
+        server.restart(down_s=0.5)
+        restarted.set()
+
+    saw_error = False
+    for k in range(0, len(events), 20):
+        await sink.write(events[k : k + 20])
+        if k == 600:
+            threading.Thread(target=restart, daemon=True).start()
+        await anyio.sleep(0.002)
+        saw_error = saw_error or sink.health_error is not None
+    while not restarted.is_set():
+        await anyio.sleep(0.05)
+    with anyio.fail_after(20):
+        while sink.pending_events:
+            await anyio.sleep(0.05)
+    await sink.close()
+    assert saw_error and sink.reconnects >= 1
+    assert sink.dropped_events == 0 and sink.delivered_events == len(events)
+    seqs = []
+    for kind in ("summary", "arbitrage"):
+        seqs += [event_seq(float(f[b"ts"])) for _, f in await client.xrange(f"aggcore:stream:{kind}")]
+    assert sorted(seqs) == sorted(event_seq(e.ts) for e in events)  # every event exactly once
+    assert sink.health_error is None and sink.last_error is not None and "disconnected" in sink.last_error
+
+
+async def test_bounded_buffer_while_down_counts_drops() -> None:
+    port = free_port()
+    sink = make(f"redis://127.0.0.1:{port}/0", max_pending_events=100, connect_timeout_s=0.5, close_timeout_s=0.5)
+    await sink.open()  # nothing listens: not fatal, said in health
+    assert sink.health_error is not None and f"cannot connect to redis redis://127.0.0.1:{port}/0" in sink.health_error
+    events = sample_events(250)
+    await sink.write(events)
+    assert sink.pending_events <= 100 + sink.bcfg.batch_max_events
+    await sink.close()
+    assert sink.delivered_events == 0 and sink.dropped_events == len(events)
+    assert "not written" in (sink.health_error or "")
+
+
+async def test_unreachable_at_start_then_server_comes_up(tmp_path: Any) -> None:
+    port = free_port()
+    sink = make(f"redis://127.0.0.1:{port}/0", connect_timeout_s=0.5)
+    await sink.open()
+    assert sink.health_error is not None
+    events = sample_events(100)
+    await sink.write(events)
+    from aggcore.testing.services import require_binary
+
+    server = RedisServer(require_binary("redis-server", "redis-server"), tmp_path, port)
+    server.start()
+    try:
+        with anyio.fail_after(15):
+            while sink.pending_events:
+                await anyio.sleep(0.05)
+        await sink.close()
+        assert sink.delivered_events == 100 and sink.dropped_events == 0 and sink.health_error is None
+    finally:
+        server.stop()
+
+
+async def test_password_is_a_secret_and_wrong_password_is_a_config_error(server: RedisServer, client: aioredis.Redis) -> None:
+    await client.config_set("requirepass", "the-right-one")
+    url = f"redis://:hunter2@127.0.0.1:{server.port}/0"
+    cfg = RedisSinkConfig.model_validate({"url": url})
+    assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg.model_dump())
+    sink = RedisSink(cfg)
+    assert "hunter2" not in sink.describe() and "***@127.0.0.1" in sink.describe()
+    with pytest.raises(ConfigError) as info:  # a wrong password: a lasting error, not retried
+        await sink.open()
+    assert "sinks.redis.url" in str(info.value) and "hunter2" not in str(info.value)
+    runner = SinkRunner(RedisSink(cfg))
+    await runner.run()  # through the runtime: shown in health, nothing else happens
+    assert not runner.opened and "cannot open" in (runner.health_error or "") and "hunter2" not in (runner.health_error or "")
+
+
+def test_config_errors_name_the_key() -> None:
+    registry = load_plugins()
+    assert registry.sinks["redis"] is RedisSink
+    with pytest.raises(ConfigError) as info:
+        load_config({"sinks": {"redis": {"url": "http://user:pw@x/0", "stream_maxlen": 0}}}, registry=registry)
+    text = str(info.value)
+    assert "sinks.redis.url" in text and "sinks.redis.stream_maxlen" in text and "pw@" not in text
