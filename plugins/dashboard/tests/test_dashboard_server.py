@@ -10,7 +10,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
-from types import SimpleNamespace
+from datetime import datetime, timezone
 from typing import Any
 
 import anyio
@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from aggcore.errors import ConfigError
+from aggcore.models import PriceLevel, Summary
 from aggcore.plugins import load_plugins
 from aggcore.sink import Event
 from aggcore.testing import wait_until
@@ -28,14 +29,14 @@ pytestmark = pytest.mark.anyio
 
 
 def _summary(pair: str, mid: float, levels: int = 5) -> Event:
-    """A summary-shaped payload (the sink reads summaries by attribute only)."""
-    bids = [SimpleNamespace(price=mid - 1 - i, quantity=1.0 + i, exchange=("binance", "kraken")[i % 2]) for i in range(levels)]
-    asks = [SimpleNamespace(price=mid + 1 + i, quantity=2.0 + i, exchange=("kraken", "binance")[i % 2]) for i in range(levels)]
-    payload = SimpleNamespace(
-        symbol=pair, mid=mid, spread=2.0, best_bid=mid - 1, best_ask=mid + 1, crossed=False, venues=["binance", "kraken"],
-        excluded={}, venue_age_ms={"binance": 1.0, "kraken": 2.0}, bids=bids, asks=asks, timestamp=time.time(),
+    now = datetime.now(timezone.utc)
+    bids = [PriceLevel(mid - 1 - i, 1.0 + i, ("binance", "kraken")[i % 2], now) for i in range(levels)]
+    asks = [PriceLevel(mid + 1 + i, 2.0 + i, ("kraken", "binance")[i % 2], now) for i in range(levels)]
+    payload = Summary(
+        symbol=pair, mid=mid, spread=2.0, best_bid=mid - 1, best_ask=mid + 1, venues=["binance", "kraken"],
+        venue_age_ms={"binance": 1.0, "kraken": 2.0}, bids=bids, asks=asks, timestamp=now,
     )  # fmt: skip
-    return Event("summary", payload)  # type: ignore[arg-type]
+    return Event("summary", payload)
 
 
 async def _sink(**config: Any) -> DashboardSink:

@@ -231,6 +231,7 @@ class DashboardServer:
             self,
             lifespan="off",
             log_config=None,
+            log_level="warning",  # aggcore logs the address itself; uvicorn's start/stop lines are noise
             access_log=False,
             timeout_graceful_shutdown=1,
             ws="none",

@@ -43,7 +43,12 @@ def _ts(value: object) -> float | None:
     if isinstance(value, datetime):
         return value.timestamp()
     if isinstance(value, (int, float)):
-        return float(value) / 1e9 if value > 1e14 else float(value)  # nanoseconds from msgspec-era payloads
+        return float(value)
+    if isinstance(value, str):  # RFC 3339, as Event.to_dict() writes datetimes
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
     return None
 
 

@@ -301,7 +301,7 @@ function renderChart() {
   const span = t1 - t0;
   const step = [5, 10, 15, 30, 60, 120, 300, 600].find((s) => span / s <= 6) || 900;
   for (let ago = 0; ago <= span; ago += step) {
-    const label = ago === 0 ? "now" : ago < 60 ? `-${ago}s` : `-${(ago / 60).toFixed(ago % 60 ? 1 : 0)}m`;
+    const label = ago === 0 ? "now" : ago < 120 ? `-${ago}s` : `-${(ago / 60).toFixed(ago % 60 ? 1 : 0)}m`;
     ctx.fillText(label, x(t1 - ago) - 10, h - 4);
   }
   ctx.lineWidth = 1.2;
