@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import signal
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -37,44 +38,115 @@ def run_cli(
     simulate: bool = False,
     live: bool = False,
     role: "Role | None" = None,
+    stdout_format: Literal["human", "json"] | None = None,
+    interrupted: Callable[[], bool] | None = None,
 ) -> int:
+    """Run until SIGINT/SIGTERM (at any moment, also during start-up) or until stdout closes;
+    returns the exit code, 0 for all of these. ``interrupted``: whether a signal already came
+    before the runtime's own handlers were in place (then it stops right away)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live, role)
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        return 130
+        return anyio.run(_main, config, registry, simulate, live, role, stdout_format, interrupted)
+    except KeyboardInterrupt:  # a signal in the instant before the handlers were in place
+        return 0
+
+
+class _Stop:
+    """Why and when to stop: a signal, or the stdout sink's reader went away."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.startup: anyio.CancelScope | None = None
+
+    def set(self, reason: str) -> None:
+        if self.event.is_set():
+            return
+        log.info("%s: stopping", reason)
+        self.event.set()
+        if self.startup is not None:
+            self.startup.cancel()  # a signal during start-up: stop starting, then clean up
 
 
 async def _main(
-    config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool, role: "Role | None" = None
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    simulate: bool,
+    live: bool,
+    role: "Role | None" = None,
+    stdout_format: Literal["human", "json"] | None = None,
+    interrupted: Callable[[], bool] | None = None,
 ) -> int:
+    stop = _Stop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            if interrupted is not None and interrupted():
+                stop.set("interrupted during start-up")
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    async for sig in signals:  # later signals while stopping are ignored
+                        stop.set(f"{signal.Signals(sig).name} received")
+
+                tg.start_soon(watch)
+                try:
+                    await _serve(config, registry, simulate, live, role, stdout_format, stop)
+                finally:
+                    tg.cancel_scope.cancel()
+    finally:
+        # closing the receiver restores the default actions (SIGTERM: exit 143): put back what
+        # was there (the CLI's handlers), so a signal during the last instant is clean too
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    return 0
+
+
+async def _serve(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    simulate: bool,
+    live: bool,
+    role: "Role | None",
+    stdout_format: Literal["human", "json"] | None,
+    stop: _Stop,
+) -> None:
     from .aggregator import Aggregator
+    from .builtins.sinks.stdout import StdoutSink
 
     async with AsyncExitStack() as stack:
-        if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
-            sim = Simulation(config, registry)
-            config = await stack.enter_async_context(sim)
+        # start-up that waits (the simulated exchanges) runs in a scope a signal cancels; the
+        # aggregator's own start does not wait and opens its task group outside that scope
+        with anyio.CancelScope() as startup:
+            stop.startup = startup
+            if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
+                sim = Simulation(config, registry)
+                config = await stack.enter_async_context(sim)
+        stop.startup = None
+        if stop.event.is_set():
+            return
+        if stdout_format is not None and "stdout" in config.sinks:  # --format applies to a configured stdout sink too
+            section = config.sinks["stdout"].model_copy(update={"format": stdout_format})
+            config = config.model_copy(update={"sinks": {**config.sinks, "stdout": section}})
         sinks: list[Sink] = []
         if role == "feed":
             pass  # a feed runs no sinks: its books go to the bus
         elif live:
             sinks.append(_builtin_sink(registry, "console", {}))
         elif not any(s.enabled for s in config.sinks.values()):
-            sinks.append(_builtin_sink(registry, "stdout", {}))
+            sinks.append(_builtin_sink(registry, "stdout", {"format": stdout_format or "human"}))
         agg = Aggregator(config, registry=registry, sinks=sinks, role=role)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            await agg.start()
-            log.info(
-                "aggcore running%s: %s; Ctrl-C to stop",
-                f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
-                ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
-            )
-            try:
-                async for sig in signals:
-                    log.info("%s received: stopping", signal.Signals(sig).name)
-                    break
-            finally:
-                await agg.stop()  # shields its own flush; must exit its task group in this scope
-    return 0
+        stack.push_async_callback(agg.stop)  # shields its own flush; exits its task group in this task
+        await agg.start()
+        for runner in agg.hub.sinks:
+            if isinstance(runner.sink, StdoutSink):  # nobody reads stdout any more: stop the run
+                runner.sink.on_closed = lambda: stop.set("stdout closed")
+        log.info(
+            "aggcore running%s: %s; Ctrl-C to stop",
+            f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
+            ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
+        )
+        if not stop.event.is_set():
+            await stop.event.wait()
 
 
 def _builtin_sink(registry: "PluginRegistry", name: str, section: dict[str, Any]) -> Sink:
