@@ -13,12 +13,12 @@ exchange's pair, where it differs).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 
 from .book import SymbolBook
+from .clock import SYSTEM_CLOCK, Clock
 from .models import BookState
 
 __all__ = ["ConsolidatedView", "Merged", "Router", "Row", "view_key"]
@@ -114,10 +114,12 @@ class ConsolidatedView:
         "_merged_depth",
         "_merged_used",
         "_merged_versions",
+        "clock",
     )
 
-    def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None]) -> None:
+    def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None], clock: Clock = SYSTEM_CLOCK) -> None:
         self.pair = pair
+        self.clock = clock
         self.venues: dict[str, SymbolBook] = {}  # "exchange" (or "exchange:SYMBOL" when grouped twice)
         self.dirty = False
         self.first_dirty_ns = 0
@@ -154,7 +156,7 @@ class ConsolidatedView:
         """Something other than a book message changed what the view shows (state, age)."""
         if not self.dirty:
             self.dirty = True
-            self.first_dirty_ns = time.monotonic_ns()
+            self.first_dirty_ns = self.clock.monotonic_ns()
             self._notify(self)
 
     def version(self, book: SymbolBook) -> tuple[int, int, int]:
@@ -201,7 +203,7 @@ class ConsolidatedView:
 
     def merge(self, depth: int, max_age_ms: float, now_ns: int | None = None) -> Merged:
         """Merged top-``depth`` of the LIVE, fresh venues, with the reasons others are left out."""
-        now_ns = now_ns or time.monotonic_ns()
+        now_ns = now_ns or self.clock.monotonic_ns()
         used: list[str] = []
         excluded: dict[str, str] = {}
         ages: dict[str, float] = {}
@@ -273,15 +275,16 @@ class Router:
     """Routes book changes to views. It is every book's first listener: on the first change
     it rebinds the book straight to its view, so later messages skip the routing entirely."""
 
-    def __init__(self, quote_groups: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, quote_groups: dict[str, list[str]] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.quote_groups = quote_groups or {}
         self.views: dict[str, ConsolidatedView] = {}
-        self.dirty: set[ConsolidatedView] = set()
+        self.dirty: dict[ConsolidatedView, None] = {}  # ordered: views are analysed in the order they changed
         self.on_dirty: Callable[[], None] | None = None
 
     def _notify(self, view: ConsolidatedView) -> None:
         first = not self.dirty
-        self.dirty.add(view)
+        self.dirty[view] = None
         if first and self.on_dirty is not None:
             self.on_dirty()
 
@@ -289,7 +292,7 @@ class Router:
         key = view_key(pair, self.quote_groups)
         view = self.views.get(key)
         if view is None:
-            view = self.views[key] = ConsolidatedView(key, self._notify)
+            view = self.views[key] = ConsolidatedView(key, self._notify, self.clock)
         return view
 
     def attach(self, book: SymbolBook) -> ConsolidatedView:

@@ -23,20 +23,19 @@ from __future__ import annotations
 import builtins
 import itertools
 import logging
-import time
 from typing import Any, ClassVar, Literal
 
 import anyio
 import orjson
 from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SyncRules
 from aggcore.connector import Connection, Connector, ConnectorConfig
-from aggcore.errors import AggregatorError, ExchangeError, NetworkError, TimeoutError
+from aggcore.errors import AggregatorError, ExchangeError, NetworkError, ParsingError, TimeoutError
 from aggcore.models import BookState
 from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse
+from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse, parse_v1
 from .symbols import from_asset_pairs, from_instrument_pairs, join_v1_names
 
 __all__ = ["DEPTHS", "KrakenConfig", "KrakenConnector"]
@@ -99,6 +98,7 @@ class KrakenConnector(Connector):
         self._req_ids = itertools.count(1)
         self._formats: dict[str, tuple[str, str]] = {}
         self._bad_snapshots: dict[str, int] = {}
+        self._v1_names: dict[str, str] = {}  # v1 wsname (XBT/USD) -> v2 symbol (BTC/USD)
         self._no_checksum: set[str] = set()  # symbols whose checksum is not verified
         self._checksum_times: dict[str, list[float]] = {}  # recent checksum failures per symbol
         self.system_status: str | None = None
@@ -109,9 +109,13 @@ class KrakenConnector(Connector):
         source = getattr(self.config, "instruments", "both")
         if source == "asset_pairs":
             return from_asset_pairs(await self._asset_pairs())
-        pairs = await self._instrument_snapshot()
         if source == "instrument_channel":
-            return from_instrument_pairs(pairs)
+            return from_instrument_pairs(await self._instrument_snapshot())
+        try:
+            pairs = await self._instrument_snapshot()
+        except (ExchangeError, ParsingError) as exc:  # not transient: REST alone still names the pairs
+            log.warning("kraken: no v2 instrument list (%s); names from REST AssetPairs (instruments: asset_pairs)", exc)
+            return from_asset_pairs(await self._asset_pairs())
         try:
             body = await self._asset_pairs()
             return join_v1_names(pairs, body)
@@ -153,6 +157,7 @@ class KrakenConnector(Connector):
     async def setup(self) -> None:
         await super().setup()
         assert self.symbols is not None
+        self._v1_names = {str(i.extra["wsname"]): i.symbol for i in self.symbols.by_symbol.values() if i.extra.get("wsname")}
         for sym in self.books:
             inst = self.symbols.by_symbol[sym]
             fmt = formats_for(inst.price_precision, inst.qty_precision)
@@ -199,6 +204,9 @@ class KrakenConnector(Connector):
 
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
         books = self.books
+        if frame[:1] in ("[", b"["):
+            self._on_v1_frame(conn, frame, receipt_ns)
+            return
         no_checksum = self._no_checksum
         for event in parse(frame, self._formats):
             if type(event) is BookUpdate:
@@ -224,6 +232,18 @@ class KrakenConnector(Connector):
                 self._on_status(conn, event)
             elif isinstance(event, Pong):
                 conn.state["last_pong_ns"] = receipt_ns
+
+    def _on_v1_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        """A WebSocket v1 book frame (recordings of the frozen v1 feed, e.g. cryptofeed captures
+        replayed by ``aggcore replay``): same book rules and checksum, v1 pair names mapped."""
+        for event in parse_v1(frame):
+            if type(event) is BookUpdate:
+                symbol = self._v1_names.get(event.symbol, event.symbol)
+                book = self.books.get(symbol)
+                if book is not None and book.state is not BookState.FAILED:
+                    book.apply(event, receipt_ns)
+                    if event.snapshot:
+                        self._after_snapshot(conn, symbol)
 
     def _after_snapshot(self, conn: Connection, symbol: str) -> None:
         """A snapshot that fails its own checksum: first read that pair's numbers literally (its
@@ -257,7 +277,7 @@ class KrakenConnector(Connector):
     def _checksum_failed(self, symbol: str) -> None:
         """Each checksum mismatch resyncs the pair; a pair failing repeatedly says so in health
         (its book's error, shown while it resyncs) and in the log, naming the option."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         times = [t for t in self._checksum_times.get(symbol, ()) if now - t < self.CHECKSUM_WINDOW_S]
         times.append(now)
         self._checksum_times[symbol] = times
@@ -297,7 +317,7 @@ class KrakenConnector(Connector):
             self.report_error(f"{reply.method or 'error'}: {error}" + (f" ({reply.symbol})" if reply.symbol else ""), kind=kind)
 
     async def _retry_unsynced(self, conn: Connection) -> None:
-        await anyio.sleep(self.rate_limit_retry_s)
+        await self.clock.sleep(self.rate_limit_retry_s)
         conn.state["retry_pending"] = False
         waiting = [s for s in conn.symbols if self.books[s].state in (BookState.SYNCING, BookState.RESYNCING)]
         if waiting and not conn.closed and self.connections.get(conn.index) is conn:
