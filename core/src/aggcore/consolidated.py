@@ -13,12 +13,12 @@ exchange's pair, where it differs).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 
 from .book import SymbolBook
+from .clock import SYSTEM_CLOCK, Clock
 from .models import BookState
 
 __all__ = ["ConsolidatedView", "Merged", "Router", "Row", "view_key"]
@@ -114,10 +114,12 @@ class ConsolidatedView:
         "_merged_depth",
         "_merged_used",
         "_merged_versions",
+        "clock",
     )
 
-    def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None]) -> None:
+    def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None], clock: Clock = SYSTEM_CLOCK) -> None:
         self.pair = pair
+        self.clock = clock
         self.venues: dict[str, SymbolBook] = {}  # "exchange" (or "exchange:SYMBOL" when grouped twice)
         self.dirty = False
         self.first_dirty_ns = 0
@@ -154,7 +156,7 @@ class ConsolidatedView:
         """Something other than a book message changed what the view shows (state, age)."""
         if not self.dirty:
             self.dirty = True
-            self.first_dirty_ns = time.monotonic_ns()
+            self.first_dirty_ns = self.clock.monotonic_ns()
             self._notify(self)
 
     def version(self, book: SymbolBook) -> tuple[int, int, int]:
@@ -201,7 +203,7 @@ class ConsolidatedView:
 
     def merge(self, depth: int, max_age_ms: float, now_ns: int | None = None) -> Merged:
         """Merged top-``depth`` of the LIVE, fresh venues, with the reasons others are left out."""
-        now_ns = now_ns or time.monotonic_ns()
+        now_ns = now_ns or self.clock.monotonic_ns()
         used: list[str] = []
         excluded: dict[str, str] = {}
         ages: dict[str, float] = {}
@@ -229,8 +231,9 @@ class ConsolidatedView:
             if not changed:
                 bids, asks = last.bids, last.asks
             else:
-                bids = _fold(last.bids, changed, [caches[n].bids for n in changed], depth, True)
-                asks = _fold(last.asks, changed, [caches[n].asks for n in changed], depth, False)
+                rank = {name: i for i, name in enumerate(used)}
+                bids = _fold(last.bids, changed, [caches[n].bids for n in changed], depth, True, rank)
+                asks = _fold(last.asks, changed, [caches[n].asks for n in changed], depth, False, rank)
         if bids is None or asks is None:
             bids = [row for c in caches.values() for row in c.bids]
             asks = [row for c in caches.values() for row in c.asks]
@@ -245,43 +248,54 @@ class ConsolidatedView:
         return merged
 
 
-def _fold(previous: list[Row], changed: set[str], fresh: list[list[Row]], depth: int, bids: bool) -> list[Row] | None:
+def _fold(
+    previous: list[Row], changed: set[str], fresh: list[list[Row]], depth: int, bids: bool, rank: dict[str, int]
+) -> list[Row] | None:
     """The new merged top-``depth`` of one side from the previous one, when only ``changed``
-    venues changed: drop their old rows, add their fresh ones. None when that cannot be told
+    venues changed: drop their old rows, add their fresh ones. The result is exactly what a
+    merge from scratch gives (equal prices in venue order), or None when that cannot be told
     without the unchanged venues' rows beyond the previous cut-off (the caller rebuilds)."""
     kept = [row for row in previous if row[2] not in changed]
-    rows = kept + [row for rows in fresh for row in rows] if len(fresh) != 1 else kept + fresh[0]
+    rows = kept + fresh[0] if len(fresh) == 1 else kept + [row for venue_rows in fresh for row in venue_rows]
     rows.sort(key=_first, reverse=bids)
-    if len(previous) < depth:
-        # every venue's rows fitted: nothing of the unchanged venues was cut off
-        del rows[depth:]
-        return rows
-    if len(rows) < depth:
-        return None
-    cut = previous[-1][0]
-    last = rows[depth - 1][0]
-    # rows of unchanged venues left out before are at or beyond the old cut-off: the new top is
-    # exact when it does not end beyond it (at the cut-off itself only the order of equal prices
-    # of different venues could differ from a rebuild)
-    if (last >= cut) if bids else (last <= cut):
-        del rows[depth:]
-        return rows
-    return None
+    if len(previous) >= depth:
+        # rows of unchanged venues left out before are at or beyond the old cut-off
+        if len(rows) < depth:
+            return None
+        cut = previous[-1][0]
+        last = rows[depth - 1][0]
+        if (last < cut) if bids else (last > cut):
+            return None
+        if last == cut and any(row[0] == cut for venue_rows in fresh for row in venue_rows):
+            return None  # a changed venue's level ties at the cut-off: which equal prices are in is not known
+    # equal prices of different venues in venue order, as a merge from scratch has them
+    i, n = 1, min(len(rows), depth + 1)
+    while i < n:
+        if rows[i][0] == rows[i - 1][0]:
+            j = i - 1
+            while i < n and rows[i][0] == rows[j][0]:
+                i += 1
+            rows[j:i] = sorted(rows[j:i], key=lambda row: rank[row[2]])
+        else:
+            i += 1
+    del rows[depth:]
+    return rows
 
 
 class Router:
     """Routes book changes to views. It is every book's first listener: on the first change
     it rebinds the book straight to its view, so later messages skip the routing entirely."""
 
-    def __init__(self, quote_groups: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, quote_groups: dict[str, list[str]] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.quote_groups = quote_groups or {}
         self.views: dict[str, ConsolidatedView] = {}
-        self.dirty: set[ConsolidatedView] = set()
+        self.dirty: dict[ConsolidatedView, None] = {}  # ordered: views are analysed in the order they changed
         self.on_dirty: Callable[[], None] | None = None
 
     def _notify(self, view: ConsolidatedView) -> None:
         first = not self.dirty
-        self.dirty.add(view)
+        self.dirty[view] = None
         if first and self.on_dirty is not None:
             self.on_dirty()
 
@@ -289,7 +303,7 @@ class Router:
         key = view_key(pair, self.quote_groups)
         view = self.views.get(key)
         if view is None:
-            view = self.views[key] = ConsolidatedView(key, self._notify)
+            view = self.views[key] = ConsolidatedView(key, self._notify, self.clock)
         return view
 
     def attach(self, book: SymbolBook) -> ConsolidatedView:

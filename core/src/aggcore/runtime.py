@@ -10,19 +10,22 @@ sizeable cross-venue dislocation now and then.
 from __future__ import annotations
 
 import logging
+import math
 import signal
+import sys
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import ConfigError, PluginError
+from .errors import AggregatorError, ConfigError, PluginError
 from .sink import Sink
 
 if TYPE_CHECKING:
     from .bus import Role
     from .config import AppConfig
     from .plugins import PluginRegistry
+    from .recording import Recorder
     from .testing.server import FakeExchange
 
 __all__ = ["Simulation", "run_cli"]
@@ -37,43 +40,94 @@ def run_cli(
     simulate: bool = False,
     live: bool = False,
     role: "Role | None" = None,
+    record: str | None = None,
+    record_only: bool = False,
+    duration_s: float | None = None,
 ) -> int:
+    """``aggcore run`` (``record``: also record every connector's traffic into that directory)
+    and ``aggcore record`` (``record_only``: connectors and books, no sinks)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live, role)
+        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s)
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
+    except BaseExceptionGroup as group:
+        # start() runs inside a task group: report its one error (a port in use is a
+        # ConfigError, exit 2) as itself, not as a group
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group or not isinstance(inner, (AggregatorError, KeyboardInterrupt)):
+            raise
+        if isinstance(inner, KeyboardInterrupt):
+            return 130
+        raise inner from None
 
 
 async def _main(
-    config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool, role: "Role | None" = None
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    simulate: bool,
+    live: bool,
+    role: "Role | None" = None,
+    record: str | None = None,
+    record_only: bool = False,
+    duration_s: float | None = None,
 ) -> int:
     from .aggregator import Aggregator
 
+    recorder: Recorder | None = None
+    if record is not None:
+        from .recording import Recorder, header_meta
+
+        recorder = Recorder(record)
     async with AsyncExitStack() as stack:
         if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
             sim = Simulation(config, registry)
             config = await stack.enter_async_context(sim)
         sinks: list[Sink] = []
-        if role == "feed":
+        if record_only:
+            config = config.model_copy(update={"sinks": {}})
+        elif role == "feed":
             pass  # a feed runs no sinks: its books go to the bus
         elif live:
             sinks.append(_builtin_sink(registry, "console", {}))
         elif not any(s.enabled for s in config.sinks.values()):
             sinks.append(_builtin_sink(registry, "stdout", {}))
-        agg = Aggregator(config, registry=registry, sinks=sinks, role=role)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            await agg.start()
-            log.info(
-                "aggcore running%s: %s; Ctrl-C to stop",
-                f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
-                ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
-            )
-            try:
-                async for sig in signals:
-                    log.info("%s received: stopping", signal.Signals(sig).name)
-                    break
-            finally:
-                await agg.stop()  # shields its own flush; must exit its task group in this scope
+        agg = Aggregator(
+            config,
+            registry=registry,
+            sinks=sinks,
+            role=role,
+            connector_io=recorder.connector_io if recorder is not None else None,
+        )
+        if recorder is not None:
+            for name, connector in agg.connectors.items():
+                recorder.describe(name, header_meta(config, registry, name))
+                recorder.attach(connector)
+        async with anyio.create_task_group() as tg:
+            if recorder is not None:
+                tg.start_soon(recorder.run)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await agg.start()
+                log.info(
+                    "aggcore %s%s: %s; Ctrl-C to stop",
+                    "recording" if record_only else "running",
+                    f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
+                    ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
+                )
+                if recorder is not None:
+                    log.info("recording into %s", recorder.directory)
+                try:
+                    with anyio.move_on_after(duration_s if duration_s is not None else math.inf):
+                        async for sig in signals:
+                            log.info("%s received: stopping", signal.Signals(sig).name)
+                            break
+                finally:
+                    await agg.stop()  # shields its own flush; must exit its task group in this scope
+                    if recorder is not None:
+                        await recorder.close()
+                        print(f"aggcore: {recorder.summary()}", file=sys.stderr, flush=True)
+                    tg.cancel_scope.cancel()
     return 0
 
 

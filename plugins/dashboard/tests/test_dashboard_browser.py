@@ -98,6 +98,8 @@ class Page:
 TILES = "return Object.fromEntries(Array.from(document.querySelectorAll('.tile')).map(t => [t.dataset.venue, t.dataset.state]))"
 LADDER = "return Array.from(document.querySelectorAll('#ladder tr.level')).map(r => r.dataset.venue)"
 ARBS = "return Array.from(document.querySelectorAll('#arb-feed tr')).map(r => r.className)"
+LADDER_TEXT = "return document.getElementById('ladder').innerText"
+PAIRS = "return document.getElementById('pair-label').classList.contains('hidden') ? [] : Array.from(document.querySelectorAll('#pair option')).map(o => o.value)"
 RATE = "return document.querySelector('.tile[data-venue=binance] .msgs .v')?.textContent"
 LOST = "return !document.getElementById('lost').classList.contains('hidden')"
 
@@ -106,8 +108,8 @@ def _config(registry: PluginRegistry, port: int) -> Any:
     return load_config(
         {
             "exchanges": {
-                "binance": {"trading_pairs": ["BTC/USDT"]},
-                "bybit": {"trading_pairs": ["BTC/USDT"]},
+                "binance": {"trading_pairs": ["BTC/USDT", "ETH/USDT"]},
+                "bybit": {"trading_pairs": ["BTC/USDT", "ETH/USDT"]},
                 "kraken": {"trading_pairs": ["BTC/USD"]},
             },
             "aggregation": {"quote_groups": {"USD": ["USD", "USDT"]}, "max_age_ms": 2000},
@@ -158,6 +160,28 @@ async def test_dashboard_in_a_real_browser(page: Page) -> None:
             assert not await page.js(LOST)
             await page.wait_for(RATE, lambda v: v not in (None, "", "–"), "a message rate on binance's tile")
             await page.shot("1-live")
+
+            # live without reloading: the ladder keeps changing while this page object stays
+            await page.js("window.__sameDocument = true")
+            seen: set[str] = set()
+            await page.wait_for(
+                LADDER_TEXT, lambda v: seen.add(v) or len(seen) >= 3, "the ladder changing by itself"
+            )
+            assert await page.js("return window.__sameDocument === true")
+
+            # a pair picker when several pairs run
+            pairs = await page.wait_for(PAIRS, lambda v: v == ["BTC/USD", "ETH/USD"], "the pair picker")
+            assert pairs
+            await page.js(
+                "const s = document.getElementById('pair'); s.value = 'ETH/USD'; s.dispatchEvent(new Event('change'))"
+            )
+            await page.wait_for(
+                "return document.getElementById('ladder-pair').textContent", lambda v: v == "ETH/USD", "ETH/USD's ladder"
+            )
+            await page.wait_for(LADDER, lambda v: len(set(v)) >= 2, "ETH/USD levels from several venues")
+            await page.js(
+                "const s = document.getElementById('pair'); s.value = 'BTC/USD'; s.dispatchEvent(new Event('change'))"
+            )
 
             # 2. a venue whose fake exchange stops turns STALE or RESYNCING within seconds
             await sim.fakes["kraken"].stop()

@@ -343,7 +343,7 @@ class CoinbaseConnector(Connector):
 
     async def _confirm_rejected(self, sym: str, snapshots: int) -> None:
         """Fail the product unless a snapshot arrived after all (acks are matched by order)."""
-        await anyio.sleep(self.config.ack_timeout_s)
+        await self.clock.sleep(self.config.ack_timeout_s)
         book = self.books[sym]
         if self.snapshots.get(sym, 0) == snapshots and book.state in _WAITING:
             self.report_error(
@@ -354,7 +354,7 @@ class CoinbaseConnector(Connector):
 
     async def _expect_snapshot(self, conn: Connection, sym: str, snapshots: int) -> None:
         """An accepted subscription that yields no snapshot is retried (never a silent empty book)."""
-        await anyio.sleep(self.config.snapshot_timeout_s)
+        await self.clock.sleep(self.config.snapshot_timeout_s)
         book = self.books[sym]
         if self.snapshots.get(sym, 0) == snapshots and book.state in _WAITING and not conn.closed:
             if self.connections.get(conn.index) is conn:

@@ -35,7 +35,7 @@ from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse
+from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse, parse_v1
 from .symbols import from_asset_pairs, from_instrument_pairs
 
 __all__ = ["DEPTHS", "KrakenConfig", "KrakenConnector"]
@@ -54,6 +54,14 @@ class KrakenConfig(ConnectorConfig):
     instruments: Literal["asset_pairs", "instrument_channel"] = Field(
         "asset_pairs",
         description="where symbols and precisions come from: REST AssetPairs or the v2 WebSocket instrument channel",
+    )
+    checksum: bool = Field(
+        True, description="verify Kraken's CRC32 book checksum (a mismatch resyncs the pair); false: for every pair"
+    )
+    checksum_off_pairs: list[str] = Field(
+        default_factory=list,
+        description="pairs whose checksum is not verified (BTC/USD or the v1 spelling), e.g. a high-precision pair "
+        "whose checksum Kraken computes unreliably",
     )
 
     @field_validator("depth")
@@ -88,6 +96,9 @@ class KrakenConnector(Connector):
         self._req_ids = itertools.count(1)
         self._formats: dict[str, tuple[str, str]] = {}
         self._bad_snapshots: dict[str, int] = {}
+        self._v1_names: dict[str, str] = {}  # v1 wsname (XBT/USD) -> v2 symbol (BTC/USD)
+        self._no_checksum: set[str] = set()  # symbols whose checksum is not verified
+        self._checksum_times: dict[str, list[float]] = {}  # recent checksum failures per symbol
         self.system_status: str | None = None
 
     # -- instruments ----------------------------------------------------------------------------
@@ -129,11 +140,25 @@ class KrakenConnector(Connector):
     async def setup(self) -> None:
         await super().setup()
         assert self.symbols is not None
+        self._v1_names = {str(i.extra["wsname"]): i.symbol for i in self.symbols.by_symbol.values() if i.extra.get("wsname")}
         for sym in self.books:
             inst = self.symbols.by_symbol[sym]
             fmt = formats_for(inst.price_precision, inst.qty_precision)
             if fmt is not None:
                 self._formats[sym] = fmt
+        cfg = self.config
+        if not getattr(cfg, "checksum", True):
+            self._no_checksum = set(self.books)
+            log.warning("kraken: checksum verification is off (exchanges.kraken.checksum: false)")
+        for i, text in enumerate(getattr(cfg, "checksum_off_pairs", [])):
+            try:
+                sym = self.symbols.resolve(text).symbol
+            except KeyError as exc:
+                self.report_error(f"exchanges.kraken.checksum_off_pairs[{i}]: {exc.args[0]}", kind="config")
+                continue
+            self._no_checksum.add(sym)
+        if self._no_checksum and getattr(cfg, "checksum", True):
+            log.warning("kraken: checksum not verified for %s (exchanges.kraken.checksum_off_pairs)", ", ".join(sorted(self._no_checksum)))
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -162,11 +187,20 @@ class KrakenConnector(Connector):
 
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
         books = self.books
+        if frame[:1] in ("[", b"["):
+            self._on_v1_frame(conn, frame, receipt_ns)
+            return
+        no_checksum = self._no_checksum
         for event in parse(frame, self._formats):
             if type(event) is BookUpdate:
                 book = books.get(event.symbol)
                 if book is not None and book.state is not BookState.FAILED:
+                    if no_checksum and event.symbol in no_checksum:
+                        event.checksum = None  # the engine verifies only a checksum that is there
+                    failures = book.checksum_failures
                     book.apply(event, receipt_ns)
+                    if book.checksum_failures != failures:
+                        self._checksum_failed(event.symbol)
                     if event.snapshot:
                         self._after_snapshot(conn, event.symbol)
             elif event is HEARTBEAT:
@@ -182,6 +216,18 @@ class KrakenConnector(Connector):
             elif isinstance(event, Pong):
                 conn.state["last_pong_ns"] = receipt_ns
 
+    def _on_v1_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        """A WebSocket v1 book frame (recordings of the frozen v1 feed, e.g. cryptofeed captures
+        replayed by ``aggcore replay``): same book rules and checksum, v1 pair names mapped."""
+        for event in parse_v1(frame):
+            if type(event) is BookUpdate:
+                symbol = self._v1_names.get(event.symbol, event.symbol)
+                book = self.books.get(symbol)
+                if book is not None and book.state is not BookState.FAILED:
+                    book.apply(event, receipt_ns)
+                    if event.snapshot:
+                        self._after_snapshot(conn, symbol)
+
     def _after_snapshot(self, conn: Connection, symbol: str) -> None:
         """A snapshot that fails its own checksum: first read that pair's numbers literally (its
         precision may have changed), and give the symbol up after 3 in a row instead of resubscribing
@@ -193,9 +239,38 @@ class KrakenConnector(Connector):
         if n == 1 and self._formats.pop(symbol, None) is not None:
             log.warning("kraken: %s snapshot checksum mismatch; reading its prices as sent from now on", symbol)
         elif n >= 3:
-            self.report_error(f"checksum of {n} consecutive snapshots does not match; symbol given up", symbol=symbol, kind="checksum")
+            self.report_error(
+                f"checksum of {n} consecutive snapshots does not match; symbol given up. {self._checksum_advice(symbol)}",
+                symbol=symbol,
+                kind="checksum",
+            )
             for frame in self.unsubscribe_frames([symbol]):
                 conn.send_soon(frame)
+
+    #: a pair whose checksum fails this often within CHECKSUM_WINDOW_S says so in health
+    CHECKSUM_REPEATS: ClassVar[int] = 3
+    CHECKSUM_WINDOW_S: ClassVar[float] = 600.0
+
+    def _checksum_advice(self, symbol: str) -> str:
+        return (
+            f"Kraken's checksum is reported unreliable for some high-precision pairs: if {symbol} is otherwise right, "
+            f"turn its check off with exchanges.kraken.checksum_off_pairs: [{symbol}]"
+        )
+
+    def _checksum_failed(self, symbol: str) -> None:
+        """Each checksum mismatch resyncs the pair; a pair failing repeatedly says so in health
+        (its book's error, shown while it resyncs) and in the log, naming the option."""
+        now = self.clock.monotonic()
+        times = [t for t in self._checksum_times.get(symbol, ()) if now - t < self.CHECKSUM_WINDOW_S]
+        times.append(now)
+        self._checksum_times[symbol] = times
+        if len(times) >= self.CHECKSUM_REPEATS:
+            book = self.books[symbol]
+            minutes = self.CHECKSUM_WINDOW_S / 60
+            advice = f"checksum failed {len(times)} times in {minutes:g} min; {self._checksum_advice(symbol)}"
+            book.error = f"{book.error}; {advice}" if book.error else advice
+            if len(times) == self.CHECKSUM_REPEATS:
+                log.warning("kraken: %s: %s", symbol, advice)
 
     def _on_reply(self, conn: Connection, reply: Reply) -> None:
         if reply.success:
@@ -225,7 +300,7 @@ class KrakenConnector(Connector):
             self.report_error(f"{reply.method or 'error'}: {error}" + (f" ({reply.symbol})" if reply.symbol else ""), kind=kind)
 
     async def _retry_unsynced(self, conn: Connection) -> None:
-        await anyio.sleep(self.rate_limit_retry_s)
+        await self.clock.sleep(self.rate_limit_retry_s)
         conn.state["retry_pending"] = False
         waiting = [s for s in conn.symbols if self.books[s].state in (BookState.SYNCING, BookState.RESYNCING)]
         if waiting and not conn.closed and self.connections.get(conn.index) is conn:

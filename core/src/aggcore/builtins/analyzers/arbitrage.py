@@ -174,7 +174,7 @@ class ArbitrageAnalyzer(Analyzer):
         Incremental: only the ordered venue pairs that involve a venue whose book changed (or
         that became fresh) since the last pass over this view are walked again; the others keep
         their last result. A leg whose venue went stale or left LIVE is dropped."""
-        now_ns = now_ns or time.monotonic_ns()
+        now_ns = now_ns or view.clock.monotonic_ns()
         limit_ns = self.cfg.max_leg_age_ms * 1e6
         stamps = view.stamps
         fresh: dict[str, SymbolBook] = {}

@@ -66,7 +66,10 @@ function connect() {
   source.onopen = () => setConnected(true);
   source.onerror = () => {
     setConnected(false);
-    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000); // refused (503/401): retry ourselves
+    if (source.readyState === EventSource.CLOSED) { // refused (401/503): say why, retry ourselves
+      explainRefusal();
+      setTimeout(connect, 2000);
+    }
   };
   const on = (name, fn) => source.addEventListener(name, (e) => {
     S.lastMessage = Date.now();
@@ -92,11 +95,23 @@ function connect() {
   on("ping", () => {});
 }
 
+function explainRefusal() {
+  fetch("events" + (TOKEN ? "?token=" + encodeURIComponent(TOKEN) : ""), { method: "GET" })
+    .then((r) => {
+      const why = r.status === 401 ? "a token is required or wrong: open this page as /?token=..."
+        : r.status === 503 ? "too many dashboard pages are open" : null;
+      if (r.body) r.body.cancel();
+      if (why) $("lost").textContent = "aggcore refused this page: " + why + " (retrying)";
+    })
+    .catch(() => {});
+}
+
 function setConnected(ok) {
   S.connected = ok;
   if (ok) S.lastMessage = Date.now();
   document.body.classList.toggle("disconnected", !ok);
   $("lost").classList.toggle("hidden", ok);
+  if (ok) $("lost").textContent = "Connection to aggcore lost: reconnecting…";
   const st = $("status");
   st.className = "status " + (ok ? "live" : "lost");
   st.textContent = ok ? "connected" : "connection lost";
@@ -301,7 +316,7 @@ function renderChart() {
   const span = t1 - t0;
   const step = [5, 10, 15, 30, 60, 120, 300, 600].find((s) => span / s <= 6) || 900;
   for (let ago = 0; ago <= span; ago += step) {
-    const label = ago === 0 ? "now" : ago < 60 ? `-${ago}s` : `-${(ago / 60).toFixed(ago % 60 ? 1 : 0)}m`;
+    const label = ago === 0 ? "now" : ago < 120 ? `-${ago}s` : `-${(ago / 60).toFixed(ago % 60 ? 1 : 0)}m`;
     ctx.fillText(label, x(t1 - ago) - 10, h - 4);
   }
   ctx.lineWidth = 1.2;
