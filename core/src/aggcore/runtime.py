@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import ConfigError, PluginError
+from .errors import AggregatorError, ConfigError, PluginError
 from .sink import Sink
 
 if TYPE_CHECKING:
@@ -50,6 +50,17 @@ def run_cli(
         return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s)
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
+    except BaseExceptionGroup as group:
+        # start() runs inside a task group: report its one error (a port in use is a
+        # ConfigError, exit 2) as itself, not as a group
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group or not isinstance(inner, (AggregatorError, KeyboardInterrupt)):
+            raise
+        if isinstance(inner, KeyboardInterrupt):
+            return 130
+        raise inner from None
 
 
 async def _main(
