@@ -200,3 +200,25 @@ def test_role_without_a_bus_section_is_a_config_error(tmp_path: Any, capsys: pyt
     assert "needs a bus section" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="needs a 'bus' section"):
         Aggregator({}, registry=registry(), role="consolidate")
+
+
+def test_levels_that_cannot_be_a_book_are_bad_messages_and_change_nothing() -> None:
+    router = Router()
+    remote = RemoteBooks(router.attach, silent_after_ms=1000)
+    assert remote.on_book(_msg(1, 1))
+    view = router.views["BTC/USDT"]
+    for version, bids, asks in [
+        (2, [(98.0, 1.0), (99.0, 1.0)], [(101.0, 1.0)]),  # bids ascending
+        (3, [(99.0, 1.0)], [(102.0, 1.0), (101.0, 1.0)]),  # asks descending
+        (4, [(float("nan"), 1.0)], [(101.0, 1.0)]),
+        (5, [(99.0, 0.0)], [(101.0, 1.0)]),  # a zero quantity is a deletion, not a level
+        (6, [(99.0, float("inf"))], [(101.0, 1.0)]),
+        (7, [(102.0, 1.0)], [(101.0, 1.0)]),  # crossed
+    ]:
+        bad = msgspec.structs.replace(_msg(1, version), bids=bids, asks=asks)
+        assert not remote.on_book(bad)
+    assert remote.bad_messages == 6 and remote.received == 1
+    merged = view.merge(5, 5000)
+    assert merged.venues == ["alpha"] and merged.bids[0][0] == 99.0 and merged.asks[0][0] == 101.0
+    assert remote.on_book(_msg(1, 8, bid=98.5))  # a good newer message still applies
+    assert view.merge(5, 5000).bids[0][0] == 98.5

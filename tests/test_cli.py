@@ -88,6 +88,7 @@ def test_plugins_all_json(site: Path, capsys: pytest.CaptureFixture[str]) -> Non
         "status": "ok",
         "builtin": True,
         "entry_point": "aggcore.builtins.stdout_plugin",
+        "warning": None,
     }
     assert rows["fakeex"]["distribution"] == "aggcore-plugin-fakeex" and rows["fakeex"]["version"] == "0.9"
     assert rows["fakeex"]["provides"] == ["connector:fakeex"] and rows["fakeex"]["status"] == "ok"

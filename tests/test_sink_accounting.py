@@ -212,3 +212,30 @@ async def test_hanging_receiver_duplicates_bounded_by_attempts_and_everything_co
         per_id = Counter(receiver.ids)
         assert per_id and max(per_id.values()) <= 3
         assert any(n > 1 for n in per_id.values())
+
+
+class HalfSink(Sink):
+    """Writes the first 3 events of every batch, then fails (SinkError says how many got out)."""
+
+    name = "half"
+
+    async def write(self, events: Sequence[Event]) -> None:
+        from aggcore.errors import SinkError
+
+        if len(events) > 3:
+            raise SinkError("disk full after 3 events", delivered=3)
+
+
+async def test_a_write_failing_partway_counts_its_first_events_as_delivered() -> None:
+    from aggcore.models import Metrics
+
+    runner = SinkRunner(HalfSink(SinkConfig(events=["metrics"])))
+    m = Metrics(exchange="x", symbol="A/B", updates_per_second=0, latency_ms=0, error_count=0, last_update=None)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner.run)
+        for _ in range(5):
+            runner.put(Event("metrics", m))
+        await wait_until(lambda: runner.errors == 1)
+        assert runner.delivered == 3 and runner.drops["write_error"] == 2 and balanced(runner)
+        tg.cancel_scope.cancel()
+    assert runner.finish() == 0 and runner.produced == 5

@@ -20,6 +20,7 @@ from .errors import (
     ParsingError,
     PluginError,
     RateLimitError,
+    SinkError,
     TimeoutError,
     WebSocketError,
 )
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
         TradingPair,
     )
 
-__version__ = "0.1.0"
+from ._version import PLUGIN_API, __version__
 
 __all__ = [
     "Aggregator",
@@ -51,11 +52,13 @@ __all__ = [
     "HealthStatus",
     "Metrics",
     "NetworkError",
+    "PLUGIN_API",
     "ParsingError",
     "PluginError",
     "PriceLevel",
     "RateLimitError",
     "SecretUrl",
+    "SinkError",
     "Summary",
     "SymbolHealth",
     "TimeoutError",

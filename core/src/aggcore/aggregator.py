@@ -24,8 +24,7 @@ pause; the other exchanges, sinks and subscribers go on.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +35,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from .analyzer import Analyzer
+from .clock import SYSTEM_CLOCK, Clock
 from .book import SymbolBook
 from .bus import BookMessage, Bus, FeedOutbox, RemoteBooks, Role
 from .connector import Connector, WsOpener
@@ -76,6 +76,8 @@ class Aggregator:
         ws_connect: WsOpener | None = None,
         sinks: list[Sink] | None = None,
         role: Role | None = None,
+        clock: Clock | None = None,
+        connector_io: "Callable[[str], tuple[httpx.AsyncClient | None, WsOpener | None]] | None" = None,
     ) -> None:
         from .config import AppConfig, load_config
         from .plugins import load_plugins
@@ -83,7 +85,10 @@ class Aggregator:
         self.registry = registry if registry is not None else load_plugins()
         self.config: AppConfig = config if isinstance(config, AppConfig) else load_config(config, registry=self.registry)
         agg = self.config.aggregation
-        self.router = Router(agg.quote_groups)
+        #: the clock everything reads time from (the system clock live, a recorded one in replay)
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self._connector_io = connector_io
+        self.router = Router(agg.quote_groups, clock=self.clock)
         self.hub = Hub()
         self._http = http
         self._ws_connect = ws_connect
@@ -131,12 +136,14 @@ class Aggregator:
             cls = self.registry.connectors.get(name)
             if cls is None:  # load_config already rejects this; kept for hand-built AppConfig
                 raise ConfigError(f"exchanges.{name}: no connector plugin named {name!r} is installed")
+            http, opener = self._connector_io(name) if self._connector_io is not None else (None, None)
             self.connectors[name] = cls(
                 section,
-                http=self._http,
-                ws_connect=self._ws_connect,
+                http=http or self._http,
+                ws_connect=opener or self._ws_connect,
                 listener=self.router,
                 on_event=None,
+                clock=self.clock,
             )
         analyzer_sections = dict(cfg.analyzers) if cfg.analyzers else {}
         if not analyzer_sections:
@@ -151,7 +158,7 @@ class Aggregator:
         for name, asection in analyzer_sections.items():
             if not asection.enabled:
                 continue
-            self.analyzers.append(self.registry.analyzers[name](asection, self.hub.publish, cfg.aggregation))
+            self.analyzers.append(self.registry.analyzers[name](asection, self.publish, cfg.aggregation))
         for name, ssection in cfg.sinks.items():
             if ssection.enabled:
                 self.hub.sinks.append(SinkRunner(self.registry.sinks[name](ssection)))
@@ -174,18 +181,33 @@ class Aggregator:
 
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
-        self.telemetry = Telemetry(self, prometheus=prom)
+        sinks = [runner.sink for runner in self.hub.sinks]
+        reader = prom or (mon.metrics.enabled and any(sink.wants_metrics() for sink in sinks))
+        self.telemetry = Telemetry(self, prometheus=reader)
         listener = None
         if prom:  # bind before anything runs, so a taken port fails start() cleanly
             p = mon.metrics.prometheus
             listener = await self.telemetry.listen(p.host, p.port)
             self.metrics_port = self.telemetry.port
+        bound: list[Sink] = []
+        try:  # likewise a sink's port (the dashboard's)
+            for sink in sinks:
+                sink.telemetry = self.telemetry
+                await sink.bind()
+                bound.append(sink)
+        except BaseException:
+            if listener is not None:
+                await listener.aclose()
+            for sink in bound:
+                await sink.close()
+            raise
         self._stack = AsyncExitStack()
         if self._http is None:
             self._http = await self._stack.enter_async_context(httpx.AsyncClient())
             for c in self.connectors.values():
-                c.http = self._http
-                c._own_http = False
+                if c._own_http:  # not one given to this connector alone (recording, replay)
+                    c.http = self._http
+                    c._own_http = False
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         self.router.on_dirty = self._wake.set
         for runner in self.hub.sinks:
@@ -279,7 +301,7 @@ class Aggregator:
                     book.error = self._crashes[connector.name]
                     if book.listener is not None:
                         book.listener.book_state_changed(book)
-                await anyio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
     async def _supervise_bus(self, bus: Bus) -> None:
@@ -296,7 +318,7 @@ class Aggregator:
                 bus.connected = False
                 bus.last_error = f"bus crashed: {type(exc).__name__}: {exc}"
                 log.exception("bus %s: %s; restarting in %.0fs", bus.name, bus.last_error, delay)
-                await anyio.sleep(delay)
+                await self.clock.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
     def all_books(self) -> list[SymbolBook]:
@@ -311,13 +333,13 @@ class Aggregator:
 
     def _publish_book(self, msg: BookMessage) -> None:
         if self._book_sinks or self.hub.subscriptions.get("book"):
-            self.hub.publish(Event("book", msg))
+            self.hub.publish(Event("book", msg, self.clock.time()))
 
     async def _book_loop(self) -> None:
         """Per-venue book messages, conflated per book: at most one per book per interval."""
         interval = self.config.aggregation.book_interval_ms / 1000
         while True:
-            await anyio.sleep(interval)
+            await self.clock.sleep(interval)
             if self._books_wanted():
                 self.outbox.scan(self.all_books())
 
@@ -326,7 +348,7 @@ class Aggregator:
         interval_ms = self.config.bus.heartbeat_ms
         while True:
             self.outbox.beat((b for c in self.connectors.values() for b in c.books.values()), interval_ms)
-            await anyio.sleep(interval_ms / 1000)
+            await self.clock.sleep(interval_ms / 1000)
 
     async def _analysis(self) -> None:
         interval = self.config.aggregation.analyze_interval_ms / 1000
@@ -335,17 +357,17 @@ class Aggregator:
             await self._wake.wait()
             self._wake = anyio.Event()
             self.router.on_dirty = self._wake.set
-            wait = last + interval - time.monotonic()
+            wait = last + interval - self.clock.monotonic()
             if wait > 0:
-                await anyio.sleep(wait)
-            last = time.monotonic()
+                await self.clock.sleep(wait)
+            last = self.clock.monotonic()
             self._analyse(self.router.take_dirty())
 
     def _analyse(self, views: list[ConsolidatedView]) -> None:
         if not views:
             return
-        now = time.time()
-        now_ns = time.monotonic_ns()
+        now = self.clock.time()
+        now_ns = self.clock.monotonic_ns()
         for view in views:
             for analyzer in self.analyzers:
                 try:
@@ -353,7 +375,7 @@ class Aggregator:
                 except Exception:
                     log.exception("analyzer %s failed on %s", analyzer.name, view.pair)
             if self.telemetry is not None and view.first_dirty_ns:
-                self.telemetry.summary_latency.record((time.monotonic_ns() - view.first_dirty_ns) / 1e9)
+                self.telemetry.summary_latency.record((self.clock.monotonic_ns() - view.first_dirty_ns) / 1e9, {"pair": view.pair})
             # exchange time -> receipt, sampled once per analysed view and venue
             for name, book in view.venues.items():
                 ts = book.last_exchange_ts
@@ -370,9 +392,9 @@ class Aggregator:
         max_age = self.config.aggregation.max_age_ms
         used: dict[str, frozenset[str]] = {}
         while True:
-            await anyio.sleep(0.1)
-            now = time.time()
-            now_ns = time.monotonic_ns()
+            await self.clock.sleep(0.1)
+            now = self.clock.time()
+            now_ns = self.clock.monotonic_ns()
             limit = max_age * 1e6
             for pair, view in self.router.views.items():
                 fresh = frozenset(
@@ -394,15 +416,22 @@ class Aggregator:
     async def _health_loop(self) -> None:
         interval = self.config.monitoring.health_check_interval_ms / 1000
         while True:
-            await anyio.sleep(interval)
+            await self.clock.sleep(interval)
             self._publish_health()
+
+    def publish(self, event: Event) -> None:
+        """Publish an analyzer's event to subscribers and sinks (and count arbitrage for metrics)."""
+        if event.kind == "arbitrage" and self.telemetry is not None:
+            self.telemetry.on_arbitrage(event.payload)  # type: ignore[arg-type]
+        self.hub.publish(event)
 
     def _publish_health(self) -> None:
         statuses = self.get_all_health_statuses()
+        now = self.clock.time()
         for status in statuses.values():
-            self.hub.publish(Event("health", status))
+            self.hub.publish(Event("health", status, now))
         for m in self.get_all_metrics():
-            self.hub.publish(Event("metrics", m))
+            self.hub.publish(Event("metrics", m, now))
 
     # -- subscriptions -----------------------------------------------------------------------------------------------
     def subscribe_summaries(self, pair: str | None = None, *, maxsize: int = 1000) -> Subscription[Summary]:
@@ -456,7 +485,7 @@ class Aggregator:
         if view is None:
             return None
         agg = self.config.aggregation
-        return build_summary(view.merge(agg.max_price_levels, agg.max_age_ms), time.time())
+        return build_summary(view.merge(agg.max_price_levels, agg.max_age_ms), self.clock.time())
 
     def get_all_summaries(self) -> dict[str, Summary]:
         out = {}
@@ -480,8 +509,8 @@ class Aggregator:
 
     def get_all_health_statuses(self) -> dict[str, HealthStatus]:
         """Per exchange (and per sink): healthy or why not, with every symbol's book state."""
-        now_ns = time.monotonic_ns()
-        now = time.time()
+        now_ns = self.clock.monotonic_ns()
+        now = self.clock.time()
         out: dict[str, HealthStatus] = {}
         for name, c in self.connectors.items():
             symbols: dict[str, SymbolHealth] = {}
@@ -575,15 +604,17 @@ class Aggregator:
                     p for p in (sink_error, _drops_text(runner) if runner.total_dropped else None) if p
                 )
                 or None,
-                connected=runner.opened,
+                # a sink with a connection (BufferedSink) says whether it has one and how often it was lost
+                connected=runner.opened and bool(getattr(runner.sink, "connected", True)),
+                reconnects=int(getattr(runner.sink, "reconnects", 0)),
             )
         self._health = out
         return out
 
     def get_all_metrics(self) -> list[Metrics]:
         """The specification's Metrics per (exchange, symbol), from the same counters as Prometheus."""
-        now_ns = time.monotonic_ns()
-        now = time.time()
+        now_ns = self.clock.monotonic_ns()
+        now = self.clock.time()
         out = []
         for c in self.connectors.values():
             for b in c.books.values():

@@ -32,7 +32,7 @@ import msgspec
 from anyio.abc import TaskStatus
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
-from .book import BookUpdate, SequenceMode, SnapshotSource, SymbolBook, SyncRules
+from .book import SequenceMode, SnapshotSource, SymbolBook, SyncRules
 from .models import BookState
 
 __all__ = [
@@ -292,6 +292,12 @@ class RemoteBooks:
         if (msg.epoch, msg.version) <= (r.epoch, r.version):
             self.ignored += 1
             return False
+        if state is BookState.LIVE:
+            problem = _check_levels(msg.bids, msg.asks)
+            if problem is not None:
+                self.received -= 1
+                self.bad(f"{msg.venue}.{msg.pair}", problem)
+                return False
         now_ns = time.monotonic_ns()
         now = time.time()
         if now - msg.published_ts <= self.silent_after_ms / 1000:
@@ -305,11 +311,15 @@ class RemoteBooks:
         book.alive_ns = _mono(msg.seen_ts, now, now_ns)
         receipt_ns = _mono(msg.receipt_ts, now, now_ns) or now_ns
         if state is BookState.LIVE:
-            if book.state is BookState.FAILED:
-                book.state = BookState.SYNCING  # the feed's book came back
-            book.apply(BookUpdate(msg.symbol, msg.bids, msg.asks, snapshot=True, exchange_ts=msg.exchange_ts), receipt_ns)
+            _replace_levels(book, msg.bids, msg.asks)
+            book.messages += 1
+            book.last_update_ns = receipt_ns
             if r.silent is not None:
                 _set_state(book, BookState.STALE, r.silent)
+            else:
+                _set_state(book, BookState.LIVE, None)
+                if book.listener is not None:
+                    book.listener.book_changed(book, receipt_ns)
         else:
             book.book.clear()
             book.last_update_ns = receipt_ns
@@ -374,6 +384,38 @@ class RemoteBooks:
         for r in self.books.values():
             out.setdefault(r.book.exchange, []).append(r.book)
         return out
+
+
+_INF = float("inf")
+
+
+def _check_levels(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> str | None:
+    """Why these levels cannot be a book (None when they can): bids strictly descending, asks
+    strictly ascending, prices and quantities finite and > 0, best bid below best ask."""
+    prev = _INF
+    for p, q in bids:
+        if not (0 < p < prev) or not (0 < q < _INF):
+            return f"bids not a book at price {p!r} quantity {q!r} (strictly descending, finite, > 0)"
+        prev = p
+    prev = 0.0
+    for p, q in asks:
+        if not (prev < p < _INF) or not (0 < q < _INF):
+            return f"asks not a book at price {p!r} quantity {q!r} (strictly ascending, finite, > 0)"
+        prev = p
+    if bids and asks and bids[0][0] >= asks[0][0]:
+        return f"crossed: best bid {bids[0][0]} >= best ask {asks[0][0]}"
+    return None
+
+
+def _replace_levels(book: SymbolBook, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> None:
+    """Replace both sides with checked levels (best first) without re-sorting them."""
+    side = book.book.bids
+    side.levels = dict(bids)
+    side.keys = [p for p, _ in reversed(bids)]
+    side = book.book.asks
+    side.levels = dict(asks)
+    side.keys = [p for p, _ in asks]
+    book.level_updates += len(bids) + len(asks)
 
 
 def _set_state(book: SymbolBook, state: BookState, reason: str | None) -> None:

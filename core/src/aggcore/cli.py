@@ -1,4 +1,4 @@
-"""The ``aggcore`` command: ``plugins``, ``validate``, ``run``.
+"""The ``aggcore`` command: ``plugins``, ``validate``, ``run``, ``record``, ``replay``.
 
 Logs and diagnostics go to stderr; stdout carries only a command's result (the plugin
 table, the validation summary, or the stdout sink's events under ``run``).
@@ -26,6 +26,9 @@ from .errors import AggregatorError, ConfigError, PluginError
 
 if TYPE_CHECKING:
     from .plugins import PluginInfo, PluginRegistry
+
+if TYPE_CHECKING:
+    from .config import AppConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -140,7 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="scale out over the configured bus: feed (connectors -> bus) or consolidate (bus -> views, analyzers, sinks)",
     )
+    p.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve the web dashboard on HOST:PORT (127.0.0.1 when HOST is omitted); needs aggcore-plugin-dashboard",
+    )
+    p.add_argument("--record", metavar="DIR", help="also record every connector's raw traffic into DIR (see 'aggcore record')")
     p.set_defaults(func=cmd_run)
+
+    p = commands.add_parser("record", parents=[common], help="record the config's raw exchange traffic into a directory")
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the recording files (created if missing)")
+    p.add_argument("--simulate", action="store_true", help="record each plugin's fake exchange over loopback (offline)")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C/SIGTERM)")
+    p.set_defaults(func=cmd_record)
+
+    p = commands.add_parser("replay", parents=[common], help="replay recorded traffic through the connectors, analyzers and sinks")
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration (its exchanges, analyzers and sinks)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="aggcore recording files or directories, or cryptofeed capture files")
+    p.add_argument("--speed", default="max", metavar="N|max", help="1 = recorded pace, N = N times faster, max = as fast as possible (default)")
+    p.add_argument("--from", dest="start", metavar="TIME", help="produce output from this time on (ISO 8601, epoch seconds or +SECONDS after the first record)")
+    p.add_argument("--to", dest="end", metavar="TIME", help="stop at this time (same forms)")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 
@@ -220,6 +244,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  exchanges: {exchanges or 'none'}")
     print(f"  sinks:     {sinks}")
     print(f"  analyzers: {analyzers}")
+    if config.bus is not None:
+        pairs = ", ".join(config.bus.pairs) if config.bus.pairs else "all pairs"
+        print(f"  bus:       {config.bus.name} ({pairs}; aggcore run --role feed|consolidate)")
     return EXIT_OK
 
 
@@ -231,6 +258,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, registry=registry)
     # the file's logging section applies unless the command line said otherwise
     _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
+    if getattr(args, "dashboard", None):
+        config = with_dashboard(config, registry, args.dashboard)
     try:
         from .runtime import run_cli
     except ImportError as exc:
@@ -242,7 +271,69 @@ def cmd_run(args: argparse.Namespace) -> int:
             errors=[("bus", f"--role {args.role} needs a bus section, e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}}")],
             source=str(args.config),
         )
-    return run_cli(config, registry, simulate=args.simulate, live=args.live, role=args.role, stdout_format=args.format, interrupted=lambda: bool(_received))
+    return run_cli(
+        config,
+        registry,
+        simulate=args.simulate,
+        live=args.live,
+        role=args.role,
+        record=args.record or None,
+        stdout_format=args.format,
+        interrupted=lambda: bool(_received),
+    )
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runtime import run_cli
+
+    _setup_logging(args, default_level="INFO")
+    registry = _load_plugins(args)
+    config = load_config(args.config, registry=registry)
+    _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
+    return run_cli(config, registry, simulate=args.simulate, record=args.out, record_only=True, duration_s=args.duration)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .config import load_config
+    from .replay import load_replay, parse_time, replay
+    from .sink import Sink
+
+    _setup_logging(args, default_level="WARNING")
+    registry = _load_plugins(args)
+    config = load_config(args.config, registry=registry)
+    _setup_logging(args, default_level="WARNING", default_format=config.logging.format)
+    speed: float | None = None
+    if args.speed != "max":
+        try:
+            speed = float(args.speed)
+        except ValueError:
+            speed = -1.0
+        if not speed > 0:
+            raise ConfigError(f"--speed {args.speed!r}: a number above 0, or max")
+    data = load_replay(args.paths, registry)
+    first, _ = data.span()
+    start = parse_time(args.start, first) if args.start else None
+    end = parse_time(args.end, first) if args.end else None
+    sinks: list[Sink] = []
+    if not any(s.enabled for s in config.sinks.values()):
+        cls = registry.sinks.get("stdout")
+        if cls is None:
+            raise PluginError("the built-in 'stdout' sink is not available (disabled or failed to load)", plugin="stdout")
+        sinks.append(cls(cls.Config()))
+    result = anyio.run(lambda: replay(config, registry, data, speed=speed, start=start, end=end, sinks=sinks))
+    for err in result.errors:
+        print(f"aggcore replay: error: {err}", file=sys.stderr)
+    for name, requests in result.unanswered.items():
+        print(f"aggcore replay: {name}: the recording could not answer {len(requests)} request(s): {', '.join(requests[:5])}", file=sys.stderr)
+    rate = result.frames / result.wall_s if result.wall_s > 0 else 0.0
+    print(
+        f"aggcore replay: {result.frames} frames, {result.seconds:.1f} s of recorded time, in {result.wall_s:.2f} s ({rate:,.0f} frames/s)",
+        file=sys.stderr,
+    )
+    return EXIT_ERROR if result.errors else EXIT_OK
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -280,6 +371,34 @@ def _ignore_signals() -> None:
             signal.signal(sig, signal.SIG_IGN)
         except ValueError:
             pass
+
+
+def with_dashboard(config: "AppConfig", registry: "PluginRegistry", spec: str) -> "AppConfig":
+    """``--dashboard [HOST:]PORT``: the config with ``sinks.dashboard`` enabled on that address
+    (other keys of an existing ``sinks.dashboard`` section are kept)."""
+    host, sep, port_text = spec.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--dashboard {spec}: expected [HOST:]PORT with a port from 0 to 65535") from None
+    cls = registry.sinks.get("dashboard")
+    if cls is None:
+        why = registry.why_missing("dashboard")
+        raise ConfigError(
+            "--dashboard needs the dashboard sink plugin: "
+            + (why or "install aggcore-plugin-dashboard (pip install aggcore-plugin-dashboard)")
+        )
+    current = config.sinks.get("dashboard")
+    section = dict(current) if current is not None else {}
+    section.update(enabled=True, host=host or "127.0.0.1", port=port)
+    try:
+        validated = cls.Config.model_validate(section)
+    except ValueError as exc:
+        raise ConfigError(f"--dashboard {spec}: {exc}") from exc
+    return config.model_copy(update={"sinks": {**config.sinks, "dashboard": validated}})
 
 
 def _load_plugins(args: argparse.Namespace) -> "PluginRegistry":

@@ -36,7 +36,6 @@ import importlib
 import logging
 import math
 import random
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -49,7 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
+from websockets.frames import Opcode
 
+from .clock import SYSTEM_CLOCK, Clock
 from .book import BookListener, BookUpdate, SnapshotSource, SymbolBook, SyncRules
 from .errors import (
     AggregatorError,
@@ -74,6 +75,9 @@ __all__ = [
     "RateLimitConfig",
     "WsOpener",
 ]
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
 
 log = logging.getLogger("aggcore.connector")
 
@@ -117,31 +121,32 @@ class RateBudget:
     (after a 429/418 with ``Retry-After``) blocks every caller until then.
     """
 
-    def __init__(self, rate_per_s: float, burst: float) -> None:
+    def __init__(self, rate_per_s: float, burst: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.rate = rate_per_s
         self.capacity = max(burst, 1.0)
         self.tokens = self.capacity
-        self.stamp = time.monotonic()
+        self.stamp = clock.monotonic()
         self.paused_until = 0.0
         self._lock = anyio.Lock()
 
     def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+        self.paused_until = max(self.paused_until, self.clock.monotonic() + seconds)
 
     async def acquire(self, weight: float = 1.0) -> None:
         weight = min(weight, self.capacity)
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 if now < self.paused_until:
-                    await anyio.sleep(self.paused_until - now)
+                    await self.clock.sleep(self.paused_until - now)
                     continue
                 self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
                 self.stamp = now
                 if self.tokens >= weight:
                     self.tokens -= weight
                     return
-                await anyio.sleep((weight - self.tokens) / self.rate)
+                await self.clock.sleep((weight - self.tokens) / self.rate)
 
 
 class _Limiter:
@@ -150,18 +155,19 @@ class _Limiter:
     A slot is reserved before sleeping, so concurrent waiters (the connections of a connector
     with ``rate_limit_scope = "connector"``) never share one."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.next_at = 0.0
 
     async def wait(self) -> None:
         if not self.interval:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         at = max(now, self.next_at)
         self.next_at = at + self.interval
         if at > now:
-            await anyio.sleep(at - now)
+            await self.clock.sleep(at - now)
 
 
 class Connection:
@@ -182,8 +188,8 @@ class Connection:
         self.outbox: deque[str | bytes] = deque()
         self._wake = anyio.Event()
         self._limiter = connector._connection_limiter()
-        self.opened_at = time.monotonic()
-        self.last_frame_ns = time.monotonic_ns()
+        self.opened_at = connector.clock.monotonic()
+        self.last_frame_ns = connector.clock.monotonic_ns()
         self.closed = False
 
     def send_soon(self, frame: str | bytes | dict[str, Any] | list[Any]) -> None:
@@ -258,8 +264,11 @@ class Connector:
         ws_connect: WsOpener | None = None,
         listener: BookListener | None = None,
         on_event: Callable[[str, SymbolBook, str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        #: every time read and sleep of the connector (and its plugin) goes through this clock
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.http = http or httpx.AsyncClient()
         self._own_http = http is None
         self.ws_connect: WsOpener = ws_connect or ws_connect_default
@@ -270,7 +279,7 @@ class Connector:
         self.depth = config.depth or self.default_depth
         rate = self.rest_rate_per_s or config.rate_limit.requests_per_second
         burst = self.rest_burst or float(config.rate_limit.burst_size)
-        self.budget = RateBudget(rate, burst)
+        self.budget = RateBudget(rate, burst, self.clock)
         self.symbols: SymbolTable | None = None
         self.books: dict[str, SymbolBook] = {}
         self.pair_errors: dict[str, str] = {}  # configured pair -> why it is not subscribed
@@ -332,7 +341,7 @@ class Connector:
         if not interval:
             return
         while True:
-            await anyio.sleep(interval)
+            await self.clock.sleep(interval)
             frame = self.keepalive_frame()
             if frame is not None:
                 conn.send_soon(frame)  # through the writer: counted in the message rate
@@ -372,13 +381,13 @@ class Connector:
 
     def _connector_limiter(self) -> _Limiter:
         if self._shared_limiter is None:
-            self._shared_limiter = _Limiter(self.message_rate())
+            self._shared_limiter = _Limiter(self.message_rate(), self.clock)
         return self._shared_limiter
 
     def _connection_limiter(self) -> _Limiter:
         if self.rate_limit_scope == "connector":
             return self._connector_limiter()
-        return _Limiter(self.message_rate())
+        return _Limiter(self.message_rate(), self.clock)
 
     def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
         """Run ``func(*args)`` as a background task of the running connector (cancelled when it
@@ -442,7 +451,7 @@ class Connector:
                         raise ParsingError(f"GET {url}: body is not JSON: {resp.text[:200]!r}", exchange=self.name) from exc
             if attempt >= retries:
                 raise err
-            await anyio.sleep(delay * (1 + random.random()))
+            await self.clock.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 
@@ -458,7 +467,7 @@ class Connector:
             except (NetworkError, TimeoutError) as exc:
                 self.last_error = f"loading instruments: {exc}"
                 log.warning("%s: %s; retrying in %.1fs", self.name, self.last_error, delay)
-                await anyio.sleep(delay * (1 + random.random() * 0.2))
+                await self.clock.sleep(delay * (1 + random.random() * 0.2))
                 delay = min(delay * 2, self.config.reconnect_max_s)
         for text in self.config.trading_pairs:
             try:
@@ -515,7 +524,7 @@ class Connector:
             if not first:
                 self.reconnects += 1
             first = False
-            started = time.monotonic()
+            started = self.clock.monotonic()
             try:
                 await self._session(index, symbols)
                 error: AggregatorError = WebSocketError("connection closed by the exchange", exchange=self.name)
@@ -543,11 +552,11 @@ class Connector:
                     book.book.clear()
                     if self.listener is not None:
                         self.listener.book_state_changed(book)
-            if time.monotonic() - started >= self.config.stable_after_s:
+            if self.clock.monotonic() - started >= self.config.stable_after_s:
                 delay = self.config.reconnect_min_s
             wait = delay * (0.5 + random.random())
             log.warning("%s[%d]: %s; reconnecting in %.2fs", self.name, index, reason, wait)
-            await anyio.sleep(wait)
+            await self.clock.sleep(wait)
             delay = min(delay * 2, self.config.reconnect_max_s)
 
     async def _session(self, index: int, symbols: list[str]) -> None:
@@ -586,20 +595,40 @@ class Connector:
         if error is not None:
             raise error
 
+    def _handle(self, conn: Connection, frame: str | bytes, now: int) -> None:
+        """One frame to the plugin's parser (the hot path); its errors are reported, not raised."""
+        conn.last_frame_ns = now
+        self.messages += 1
+        try:
+            self.on_frame(conn, frame, now)
+        except AggregatorError as exc:
+            self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            self.parse_error(frame, exc, conn)
+
     async def _read(self, conn: Connection) -> None:
-        """The hot loop: every frame goes straight to the plugin's parser, in this task."""
-        on_frame = self.on_frame
-        clock = time.monotonic_ns
-        async for frame in conn.ws:
-            now = clock()
-            conn.last_frame_ns = now
-            self.messages += 1
-            try:
-                on_frame(conn, frame, now)
-            except AggregatorError as exc:
-                self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
-            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-                self.parse_error(frame, exc, conn)
+        """The hot loop: every frame goes straight to the plugin's parser.
+
+        With the websockets asyncio client, every complete data frame a read of the socket
+        delivers is handled right where the read parses it (:func:`_direct_frames`), all of them
+        before anything else runs, instead of one task wake-up, ``recv()`` and message assembly
+        per frame. Everything else (fragmented messages, frames queued before this loop started,
+        text that is not UTF-8) still comes through ``recv()`` below, in order; pings, pongs,
+        keepalive, size limits and the close handshake stay websockets' own, unchanged.
+        """
+        clock = self.clock.monotonic_ns
+        handle = self._handle
+        direct = _direct_frames(self, conn)
+        try:
+            async for frame in conn.ws:
+                if direct is not None and direct.failure is not None:
+                    raise direct.failure
+                handle(conn, frame, clock())
+        finally:
+            if direct is not None:
+                direct.uninstall()
+        if direct is not None and direct.failure is not None:
+            raise direct.failure
 
     def subscribe(self, conn: Connection, symbols: list[str]) -> None:
         """Start syncing these symbols on this connection (books reset, frames queued)."""
@@ -622,8 +651,8 @@ class Connector:
         """
         limit_ns = int(self.config.stale_after_s * 1e9)
         while True:
-            await anyio.sleep(min(1.0, self.config.stale_after_s / 4))
-            now = time.monotonic_ns()
+            await self.clock.sleep(min(1.0, self.config.stale_after_s / 4))
+            now = self.clock.monotonic_ns()
             for conn in self.connections.values():
                 books = self.books
                 for sym in conn.symbols:
@@ -664,7 +693,7 @@ class Connector:
             return
         self._pending_snapshots.add(symbol)
         # stagger snapshot requests so a reconnect of many symbols does not burst the REST budget
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self._snapshot_slot = max(self._snapshot_slot, now)
         delay = self._snapshot_slot - now
         self._snapshot_slot += 0.05
@@ -675,7 +704,7 @@ class Connector:
         backoff = 0.5
         try:
             if delay > 0:
-                await anyio.sleep(delay)
+                await self.clock.sleep(delay)
             while True:
                 if book.failed:
                     return
@@ -690,14 +719,14 @@ class Connector:
                 except (NetworkError, ParsingError, TimeoutError, builtins.TimeoutError) as exc:
                     book.error = f"snapshot failed: {_describe(exc)}"
                     self.last_error = book.error
-                    await anyio.sleep(backoff * (1 + random.random()))
+                    await self.clock.sleep(backoff * (1 + random.random()))
                     backoff = min(backoff * 2, self.config.reconnect_max_s)
                     continue
                 break
             self._pending_snapshots.discard(symbol)
             if self.symbol_conn.get(symbol) not in self.connections:
                 return  # disconnected meanwhile; the reconnect fetches a new one
-            book.snapshot_fetched(snap, time.monotonic_ns())
+            book.snapshot_fetched(snap, self.clock.monotonic_ns())
         finally:
             self._pending_snapshots.discard(symbol)
 
@@ -705,6 +734,62 @@ class Connector:
 
     def iter_books(self) -> Iterable[SymbolBook]:
         return self.books.values()
+
+
+class _DirectFrames:
+    """Hands complete data frames to the connector inside the websockets client's own
+    ``process_event`` (called for each frame a socket read delivered), bypassing the message
+    queue, while that queue is empty (so order is kept). Other events take websockets' path."""
+
+    __slots__ = ("connector", "conn", "ws", "original", "queue", "failure", "frames", "clock")
+
+    def __init__(self, connector: "Connector", conn: Connection, ws: Any, queue: deque[Any]) -> None:
+        self.connector = connector
+        self.conn = conn
+        self.ws = ws
+        self.original = ws.process_event
+        self.queue = queue
+        self.failure: BaseException | None = None
+        self.frames = 0  # frames handled here (the rest came through recv())
+        self.clock = connector.clock.monotonic_ns
+        ws.process_event = self.process_event
+
+    def uninstall(self) -> None:
+        if self.ws.__dict__.get("process_event") == self.process_event:
+            del self.ws.process_event
+
+    def process_event(self, event: Any) -> None:
+        opcode = event.opcode
+        if (opcode is _TEXT or opcode is _BINARY) and event.fin and not self.queue and self.failure is None:
+            data = event.data
+            if opcode is _TEXT:
+                try:
+                    frame: str | bytes = data.decode()
+                except UnicodeDecodeError:  # recv() raises it, as it always did
+                    self.original(event)
+                    return
+            else:
+                frame = bytes(data)
+            self.frames += 1
+            try:
+                self.connector._handle(self.conn, frame, self.clock())
+            except Exception as exc:
+                # what recv()'s loop would have raised: the reader raises it (woken by the frame)
+                self.failure = exc
+                self.original(event)
+            return
+        self.original(event)
+
+
+def _direct_frames(connector: "Connector", conn: Connection) -> _DirectFrames | None:
+    """Direct frame handling for a websockets asyncio client connection, else None (any other
+    WebSocket object injected through ``ws_connect`` is read with ``recv()`` alone)."""
+    ws = conn.ws
+    assembler = getattr(ws, "recv_messages", None)
+    queue = getattr(getattr(assembler, "frames", None), "queue", None)
+    if not isinstance(ws, ClientConnection) or not isinstance(queue, deque) or "process_event" in vars(ws):
+        return None
+    return _DirectFrames(connector, conn, ws, queue)
 
 
 def ws_connect_default(url: str, **kwargs: Any) -> AbstractAsyncContextManager[ClientConnection]:

@@ -14,13 +14,13 @@ Policies (stated, and counted when they drop):
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Generic, Literal, TypeVar
 
 import anyio
 
+from .errors import SinkError
 from .models import utcnow
 from .sink import Event, EventKind, Sink
 
@@ -186,7 +186,10 @@ class SinkRunner:
             try:
                 await self.sink.write(batch)
             except Exception as exc:
-                self._settle(len(batch), before, "write_error")
+                partial = getattr(exc, "delivered", 0) if isinstance(exc, SinkError) else 0
+                if partial and not holds:  # a write that failed partway: its first events got out
+                    self._delivered += partial
+                self._settle(len(batch) - partial, before, "write_error")
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("sink %s: write failed, %d events lost: %s", self.name, len(batch), self.last_error)
@@ -198,7 +201,7 @@ class SinkRunner:
                 self.written += len(batch)
                 if not holds:
                     self._delivered += max(0, len(batch) - (self.sink.dropped_events - before))
-                self.last_write = time.time()
+                self.last_write = batch[-1].ts  # the newest event written (its clock: replays stay identical)
                 self.last_error = None  # a transient write error is not the sink's health forever
 
     def _settle(self, n: int, dropped_before: int, reason: str) -> None:
@@ -238,6 +241,11 @@ class SinkRunner:
     def dropped(self) -> int:
         """Dropped by the runner: buffer full, write errors, shutdown."""
         return sum(self.drops.values())
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and no write in progress."""
+        return self._idle.is_set()
 
     @property
     def total_dropped(self) -> int:
@@ -283,6 +291,8 @@ class Hub:
         self.subscriptions: dict[str, list[Subscription[object]]] = {}
         self.sinks: list[SinkRunner] = []
         self.published: dict[str, int] = {}
+        #: events stamped before this time (seconds) are not published (a replay's ``--from``)
+        self.since: float | None = None
         self.sealed = False  # set when shutdown starts: later events are not produced for sinks
 
     def subscribe(self, sub: Subscription[T]) -> Subscription[T]:
@@ -296,6 +306,8 @@ class Hub:
             subs.remove(sub)
 
     def publish(self, event: Event) -> None:
+        if self.since is not None and event.ts < self.since:
+            return
         self.published[event.kind] = self.published.get(event.kind, 0) + 1
         for sub in self.subscriptions.get(event.kind, ()):
             sub.put(event.payload)

@@ -17,6 +17,7 @@ entry-point name, built-ins included.
 from __future__ import annotations
 
 import logging
+import importlib.metadata
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class PluginInfo:
     status: str = "ok"
     builtin: bool = False
     value: str = ""
+    warning: str | None = None  # e.g. built for another plugin API (another aggcore range)
 
     @property
     def ok(self) -> bool:
@@ -103,6 +105,7 @@ class PluginInfo:
             "status": self.status,
             "builtin": self.builtin,
             "entry_point": self.value,
+            "warning": self.warning,
         }
 
 
@@ -186,6 +189,10 @@ def load_plugins(
             value=ep.value,
         )
         registry.plugins.append(info)
+        if not info.builtin:
+            info.warning = api_mismatch(info.distribution)
+            if info.warning:
+                log.warning("plugin %s: %s", info.describe(), info.warning)
         if ep.name in blocked:
             info.status = "disabled"
             log.debug("plugin %s disabled by %s", info.describe(), DISABLE_ENV)
@@ -205,6 +212,41 @@ def load_plugins(
                     version=info.version,
                 ) from exc
     return registry
+
+
+def api_mismatch(distribution: str | None) -> str | None:
+    """Why ``distribution`` was built for another plugin API, or None when it fits.
+
+    A plugin states the plugin API it was built for by the range of ``aggcore`` it requires
+    (``aggcore>=0.1,<0.2``: the plugin API of aggcore 0.1.x). When the installed aggcore is
+    outside that range the plugin may still load, but hooks or base classes may differ.
+    """
+    if not distribution:
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    from . import PLUGIN_API, __version__
+
+    try:
+        requires = importlib.metadata.requires(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != "aggcore" or (req.marker is not None and not req.marker.evaluate()):
+            continue
+        if not req.specifier:
+            return f"requires a bare 'aggcore' (no version range): it cannot say which plugin API it was built for (this is {PLUGIN_API})"
+        if not req.specifier.contains(__version__, prereleases=True):
+            return (
+                f"built for aggcore{req.specifier} (another plugin API); installed aggcore {__version__} "
+                f"has plugin API {PLUGIN_API}: upgrade the plugin or install a matching aggcore"
+            )
+    return None
 
 
 class _Rejected(Exception):

@@ -10,20 +10,23 @@ sizeable cross-venue dislocation now and then.
 from __future__ import annotations
 
 import logging
+import math
 import signal
+import sys
 from contextlib import AsyncExitStack
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .errors import ConfigError, PluginError
+from .errors import AggregatorError, ConfigError, PluginError
 from .sink import Sink
 
 if TYPE_CHECKING:
     from .bus import Role
     from .config import AppConfig
     from .plugins import PluginRegistry
+    from .recording import Recorder
     from .testing.server import FakeExchange
 
 __all__ = ["Simulation", "run_cli"]
@@ -38,20 +41,37 @@ def run_cli(
     simulate: bool = False,
     live: bool = False,
     role: "Role | None" = None,
+    record: str | None = None,
+    record_only: bool = False,
+    duration_s: float | None = None,
     stdout_format: Literal["human", "json"] | None = None,
     interrupted: Callable[[], bool] | None = None,
 ) -> int:
-    """Run until SIGINT/SIGTERM (at any moment, also during start-up) or until stdout closes;
-    returns the exit code, 0 for all of these. ``interrupted``: whether a signal already came
-    before the runtime's own handlers were in place (then it stops right away)."""
+    """``aggcore run`` (``record``: also record every connector's traffic into that directory)
+    and ``aggcore record`` (``record_only``: connectors and books, no sinks).
+
+    Runs until SIGINT/SIGTERM (at any moment, also during start-up), until stdout closes or
+    for ``duration_s``; returns the exit code, 0 for all of these. ``interrupted``: whether a
+    signal already came before the runtime's own handlers were in place (it stops at once)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live, role, stdout_format, interrupted)
+        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, interrupted)
     except KeyboardInterrupt:  # a signal in the instant before the handlers were in place
         return 0
+    except BaseExceptionGroup as group:
+        # start() runs inside a task group: report its one error (a port in use is a
+        # ConfigError, exit 2) as itself, not as a group
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group or not isinstance(inner, (AggregatorError, KeyboardInterrupt)):
+            raise
+        if isinstance(inner, KeyboardInterrupt):
+            return 0
+        raise inner from None
 
 
 class _Stop:
-    """Why and when to stop: a signal, or the stdout sink's reader went away."""
+    """Why and when to stop: a signal, the stdout sink's reader went away, the duration ended."""
 
     def __init__(self) -> None:
         self.event = anyio.Event()
@@ -72,6 +92,9 @@ async def _main(
     simulate: bool,
     live: bool,
     role: "Role | None" = None,
+    record: str | None = None,
+    record_only: bool = False,
+    duration_s: float | None = None,
     stdout_format: Literal["human", "json"] | None = None,
     interrupted: Callable[[], bool] | None = None,
 ) -> int:
@@ -89,7 +112,7 @@ async def _main(
 
                 tg.start_soon(watch)
                 try:
-                    await _serve(config, registry, simulate, live, role, stdout_format, stop)
+                    await _serve(config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, stop)
                 finally:
                     tg.cancel_scope.cancel()
     finally:
@@ -107,12 +130,20 @@ async def _serve(
     simulate: bool,
     live: bool,
     role: "Role | None",
+    record: str | None,
+    record_only: bool,
+    duration_s: float | None,
     stdout_format: Literal["human", "json"] | None,
     stop: _Stop,
 ) -> None:
     from .aggregator import Aggregator
     from .builtins.sinks.stdout import StdoutSink
 
+    recorder: Recorder | None = None
+    if record is not None:
+        from .recording import Recorder, header_meta
+
+        recorder = Recorder(record)
     async with AsyncExitStack() as stack:
         # start-up that waits (the simulated exchanges) runs in a scope a signal cancels; the
         # aggregator's own start does not wait and opens its task group outside that scope
@@ -128,25 +159,49 @@ async def _serve(
             section = config.sinks["stdout"].model_copy(update={"format": stdout_format})
             config = config.model_copy(update={"sinks": {**config.sinks, "stdout": section}})
         sinks: list[Sink] = []
-        if role == "feed":
+        if record_only:
+            config = config.model_copy(update={"sinks": {}})
+        elif role == "feed":
             pass  # a feed runs no sinks: its books go to the bus
         elif live:
             sinks.append(_builtin_sink(registry, "console", {}))
         elif not any(s.enabled for s in config.sinks.values()):
             sinks.append(_builtin_sink(registry, "stdout", {"format": stdout_format or "human"}))
-        agg = Aggregator(config, registry=registry, sinks=sinks, role=role)
-        stack.push_async_callback(agg.stop)  # shields its own flush; exits its task group in this task
-        await agg.start()
-        for runner in agg.hub.sinks:
-            if isinstance(runner.sink, StdoutSink):  # nobody reads stdout any more: stop the run
-                runner.sink.on_closed = lambda: stop.set("stdout closed")
-        log.info(
-            "aggcore running%s: %s; Ctrl-C to stop",
-            f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
-            ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
+        agg = Aggregator(
+            config,
+            registry=registry,
+            sinks=sinks,
+            role=role,
+            connector_io=recorder.connector_io if recorder is not None else None,
         )
-        if not stop.event.is_set():
-            await stop.event.wait()
+        if recorder is not None:
+            for name, connector in agg.connectors.items():
+                recorder.describe(name, header_meta(config, registry, name))
+                recorder.attach(connector)
+        async with anyio.create_task_group() as tg:
+            if recorder is not None:
+                tg.start_soon(recorder.run)
+            try:
+                await agg.start()
+                for runner in agg.hub.sinks:
+                    if isinstance(runner.sink, StdoutSink):  # nobody reads stdout any more: stop the run
+                        runner.sink.on_closed = lambda: stop.set("stdout closed")
+                log.info(
+                    "aggcore %s%s: %s; Ctrl-C to stop",
+                    "recording" if record_only else "running",
+                    f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
+                    ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
+                )
+                if recorder is not None:
+                    log.info("recording into %s", recorder.directory)
+                with anyio.move_on_after(duration_s if duration_s is not None else math.inf):
+                    await stop.event.wait()
+            finally:
+                await agg.stop()  # shields its own flush; must exit its task group in this scope
+                if recorder is not None:
+                    await recorder.close()
+                    print(f"aggcore: {recorder.summary()}", file=sys.stderr, flush=True)
+                tg.cancel_scope.cancel()
 
 
 def _builtin_sink(registry: "PluginRegistry", name: str, section: dict[str, Any]) -> Sink:

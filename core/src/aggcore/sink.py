@@ -11,19 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from .telemetry import Telemetry
+
 __all__ = ["EVENT_KINDS", "Event", "EventKind", "Sink", "SinkConfig"]
 
 EventKind = Literal["summary", "arbitrage", "health", "metrics", "book"]
 EVENT_KINDS: tuple[EventKind, ...] = ("summary", "arbitrage", "health", "metrics", "book")
-
-
-_ENCODER = msgspec.json.Encoder()
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -92,6 +92,21 @@ class Sink:
         self.health_error: str | None = None  # set to say what is wrong; shown in health
         self.dropped_events = 0  # events the sink itself gave up on (counted in metrics and health)
         self.delivered_events = 0  # holds_events sinks only: events confirmed delivered
+        #: the aggregator's telemetry, set before :meth:`bind` (a sink that serves ``/metrics``,
+        #: ``/healthz`` or ``/readyz`` answers them with ``telemetry.route(path)``)
+        self.telemetry: Telemetry | None = None
+
+    def wants_metrics(self) -> bool:
+        """True when this sink serves the Prometheus metrics (``telemetry.route("/metrics")``)."""
+        return False
+
+    async def bind(self) -> None:
+        """Take what must fail ``Aggregator.start()`` at once, such as a listening port.
+
+        Called before any task runs; raise :class:`~aggcore.errors.ConfigError` naming the
+        setting. Everything else belongs in :meth:`open`.
+        """
+        return None
 
     @property
     def pending_events(self) -> int:

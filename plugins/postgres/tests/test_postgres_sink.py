@@ -54,7 +54,7 @@ async def test_every_value_as_emitted(server: PostgresServer, db: Any) -> None:
     for k in range(0, len(events), 60):
         await sink.write(events[k : k + 60])
     await sink.close()
-    assert sink.written_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
 
     summaries = [e for e in events if e.kind == "summary"]
     rows = await db.fetch("SELECT * FROM public.v_summary ORDER BY published_at")
@@ -117,7 +117,7 @@ async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None
         await anyio.sleep(0.05)
         saw_error = saw_error or sink.health_error is not None
     with anyio.fail_after(30):
-        while sink.pending:
+        while sink.pending_events:
             await anyio.sleep(0.05)
     await sink.close()
     assert saw_error and sink.reconnects >= 1 and "disconnected" in (sink.last_error or "")
@@ -129,8 +129,8 @@ async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None
         )
     finally:
         await conn.close()
-    assert sink.written_events + sink.dropped_events == len(events)
-    assert n == distinct == sink.written_events  # all there once, or counted as dropped
+    assert sink.delivered_events + sink.dropped_events == len(events)
+    assert n == distinct == sink.delivered_events  # all there once, or counted as dropped
     assert sink.dropped_events == 0  # the buffer had room for the outage
 
 
@@ -142,7 +142,7 @@ async def test_unreachable_at_start_holds_a_bounded_buffer() -> None:
     assert sink.health_error is not None and f"cannot connect to postgres postgresql://***@127.0.0.1:{port}/postgres" in sink.health_error
     await sink.write(sample_events(300))
     await sink.close()
-    assert sink.written_events == 0 and sink.dropped_events == 300
+    assert sink.delivered_events == 0 and sink.dropped_events == 300
 
 
 async def test_lasting_errors_are_config_errors_that_cost_nothing_else(server: PostgresServer) -> None:

@@ -4,35 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from aggcore.bus import BusConfig
+from aggcore.credentials import SecretUrl
 from aggcore.sink import EventKind, SinkConfig
 
-__all__ = ["NatsBusConfig", "NatsConnection", "NatsSinkConfig", "redact"]
-
-
-def redact(url: str) -> str:
-    """``nats://user:pass@host:4222`` -> ``nats://***@host:4222`` (for logs and health)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+__all__ = ["NatsBusConfig", "NatsConnection", "NatsSinkConfig"]
 
 
 class NatsConnection(BaseModel):
     """How to reach the NATS servers. Every credential is a secret: never logged or shown."""
 
-    servers: list[SecretStr] = Field(
-        default_factory=lambda: [SecretStr("nats://127.0.0.1:4222")],
+    servers: list[SecretUrl] = Field(
+        default_factory=lambda: [SecretUrl("nats://127.0.0.1:4222")],
         description="server URLs (nats://[user:password@]host:port); credentials in them stay secret",
     )
     user: str | None = Field(None, description="user name (with password)")
@@ -46,13 +32,11 @@ class NatsConnection(BaseModel):
 
     @field_validator("servers")
     @classmethod
-    def _urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+    def _urls(cls, value: list[SecretUrl]) -> list[SecretUrl]:
         if not value:
             raise ValueError("at least one server URL is needed")
-        for i, url in enumerate(value):
-            scheme = urlsplit(url.get_secret_value()).scheme
-            if scheme not in ("nats", "tls", "ws", "wss"):
-                raise ValueError(f"server {i}: expected a nats://, tls://, ws:// or wss:// URL")
+        for url in value:
+            url.require_scheme("nats", "tls", "ws", "wss")
         return value
 
     @field_validator("subject_prefix")
@@ -63,7 +47,7 @@ class NatsConnection(BaseModel):
         return value
 
     def shown_servers(self) -> str:
-        return ", ".join(redact(s.get_secret_value()) for s in self.servers)
+        return ", ".join(s.redacted for s in self.servers)
 
 
 class NatsBusConfig(BusConfig, NatsConnection):

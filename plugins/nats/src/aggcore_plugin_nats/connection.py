@@ -66,7 +66,10 @@ class Link:
             try:
                 nc = await nats.connect(**self._kwargs())
             except Exception as exc:  # NoServersError, OSError, TimeoutError, auth errors, ...
-                err = NetworkError(f"{self.what}: cannot connect to NATS ({self.config.shown_servers()}): {type(exc).__name__}: {exc}")
+                detail = str(exc)
+                for url in self.config.servers:
+                    detail = url.scrub(detail)
+                err = NetworkError(f"{self.what}: cannot connect to NATS ({self.config.shown_servers()}): {type(exc).__name__}: {detail}")
                 if self.last_error != str(err):
                     log.warning("%s; retrying every %.1fs", err, delay)
                 self.last_error = str(err)
