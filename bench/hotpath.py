@@ -117,9 +117,10 @@ class Aggcore(Design):
     multi_venue = True
 
     def __init__(self, policy: str) -> None:
-        self.policy = policy  # "apply" | "msg" | "every"
+        self.policy = policy  # "apply" | "msg" | "every" | "top"
         self.name = {"apply": "aggcore apply (no analysis)", "msg": "aggcore full, analysis/msg",
-                     "every": f"aggcore full, analysis/{ANALYZE_EVERY} msgs"}[policy]  # fmt: skip
+                     "every": f"aggcore full, analysis/{ANALYZE_EVERY} msgs",
+                     "top": f"aggcore full, top of book/msg + analysis/{ANALYZE_EVERY} msgs"}[policy]  # fmt: skip
 
     def setup(self, wl: Workload) -> None:
         from aggcore.book import SymbolBook
@@ -170,6 +171,28 @@ class Aggcore(Design):
                     on_frame(None, f, clock())
                     lat.append(pc() - a)
             router.take_dirty()
+        elif policy == "top":
+            # a fresh consolidated top of book after every message, the analysis every 100
+            i = 0
+            dirty = router.dirty
+            self.tops = 0
+            for on_frame, f in work:
+                a = pc()
+                on_frame(None, f, clock())
+                i += 1
+                for view in dirty:
+                    self.top = view.top_of_book()
+                if i % every == 0 and dirty:
+                    now = wall()
+                    for view in router.take_dirty():
+                        on_update(view, now)
+                        analyses += 1
+                if lat is not None:
+                    lat.append(pc() - a)
+            if router.dirty:
+                now = wall()
+                for view in router.take_dirty():
+                    on_update(view, now)
         else:
             i = 0
             for on_frame, f in work:
@@ -331,6 +354,145 @@ class Ccxt(Design):
 
     def top10(self) -> Top:
         return {f"0:{s}": ([(p, q) for p, q in ob["bids"][:10]], [(p, q) for p, q in ob["asks"][:10]]) for s, ob in self.books.items()}
+
+
+# -- summary build and arbitrage passes ------------------------------------------------------------------
+
+
+def summary_bench(n: int, repeats: int) -> dict[str, Any]:
+    """Building a Summary of 2x20 levels from a merged view (7 venues), and encoding its event,
+    against the pydantic models the public types were before issue 17 (same process, same rows)."""
+    from datetime import datetime, timezone
+
+    from aggcore.builtins.analyzers.summary import build_summary
+    from aggcore.consolidated import Merged
+    from aggcore.sink import Event
+    from pydantic import BaseModel, Field, TypeAdapter
+
+    class PydLevel(BaseModel):
+        price: float
+        quantity: float
+        exchange: str
+        timestamp: datetime
+
+    class PydSummary(BaseModel):
+        symbol: str
+        spread: float | None
+        bids: list[PydLevel]
+        asks: list[PydLevel]
+        timestamp: datetime
+        mid: float | None = None
+        best_bid: float | None = None
+        best_ask: float | None = None
+        crossed: bool = False
+        venues: list[str] = Field(default_factory=list)
+        excluded: dict[str, str] = Field(default_factory=dict)
+        venue_age_ms: dict[str, float] = Field(default_factory=dict)
+
+    levels_adapter = TypeAdapter(list[PydLevel])
+    venues = [f"venue{v}" for v in range(7)]
+    bids = [(30000.0 - i * 0.5, 0.1 + i, venues[i % 7]) for i in range(20)]
+    asks = [(30000.5 + i * 0.5, 0.2 + i, venues[(i + 3) % 7]) for i in range(20)]
+    ages = {v: 1.0 + i for i, v in enumerate(venues)}
+    merged = Merged("BTC/USDT", bids, asks, venues, {}, ages, 0)
+
+    def pydantic_build(m: Merged, wall: float) -> PydSummary:  # the pre-issue-17 build_summary
+        ts = datetime.fromtimestamp(wall, timezone.utc)
+        stamps = {name: datetime.fromtimestamp(wall - age / 1000, timezone.utc) for name, age in m.ages_ms.items()}
+
+        def lv(rows: list[tuple[float, float, str]]) -> list[PydLevel]:
+            return levels_adapter.validate_python(
+                [{"price": p, "quantity": q, "exchange": ex, "timestamp": stamps.get(ex, ts)} for p, q, ex in rows]
+            )
+
+        bid, ask = m.best_bid, m.best_ask
+        return PydSummary(symbol=m.pair, spread=m.spread, bids=lv(m.bids), asks=lv(m.asks), timestamp=ts, mid=m.mid,
+                          best_bid=bid, best_ask=ask, crossed=bid is not None and ask is not None and bid >= ask,
+                          venues=m.venues, excluded=m.excluded, venue_age_ms=m.ages_ms)  # fmt: skip
+
+    wall = time.time()
+    struct = build_summary(merged, wall)
+    pyd = pydantic_build(merged, wall)
+    assert orjson.loads(Event("summary", struct, 1.0).to_json()) == orjson.loads(orjson.dumps({"kind": "summary", "ts": 1.0, "data": pyd.model_dump(mode="json")}))
+    cases: dict[str, Callable[[], object]] = {
+        "build: msgspec Struct (build_summary)": lambda: build_summary(merged, wall),
+        "build: pydantic (before issue 17)": lambda: pydantic_build(merged, wall),
+        "encode event: Event.to_json (msgspec)": lambda: Event("summary", struct, wall).to_json(),
+        "encode event: pydantic model_dump + orjson (before)": lambda: orjson.dumps({"kind": "summary", "ts": wall, "data": pyd.model_dump(mode="json")}),
+    }  # fmt: skip
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    pc = time.perf_counter_ns
+    names = list(cases)
+    for r in range(repeats):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            fn = cases[k]
+            gc.collect()
+            t0 = pc()
+            for _ in range(n):
+                fn()
+            times[k].append((pc() - t0) / n / 1000)
+    out: dict[str, Any] = {k: spread(v) for k, v in times.items()}
+    out["build_x_cheaper"] = statistics.median(p / s for p, s in zip(times[names[1]], times[names[0]]))
+    out["encode_x_cheaper"] = statistics.median(p / s for p, s in zip(times[names[3]], times[names[2]]))
+    return out
+
+
+def arbitrage_bench(frames: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """The arbitrage analyzer on seven venues whose books cross each other (fees 0): one pass
+    after every message (incremental: only the changed venue's pairs), and every 10th message a
+    full pass by a fresh analyzer (all 42 ordered pairs), whose findings must be the same."""
+    from aggcore.builtins.analyzers.arbitrage import ArbitrageAnalyzer, ArbitrageConfig
+    from aggcore.config import AggregationConfig
+
+    wl = seven(frames, spacing=6)
+    d = Aggcore("apply")
+    d.setup(wl)
+    (view,) = d.router.views.values()
+    cfg = ArbitrageConfig(default_taker_fee=0.0)
+    settings = AggregationConfig()
+    arb = ArbitrageAnalyzer(cfg, LastEvent(), settings)
+    handlers = [c.on_frame for c in d.connectors]
+    clock = time.monotonic_ns
+    pc = time.perf_counter_ns
+    wall = time.time
+    inc: list[int] = []
+    full: list[int] = []
+    walks_inc = walks_full = 0
+    found = mismatches = 0
+    warm = 200
+    for i, (v, f) in enumerate(wl.frames):
+        handlers[v](None, f, clock())
+        d.router.take_dirty()
+        before = arb.walks
+        a = pc()
+        arb.on_update(view, wall())
+        b = pc()
+        if i >= warm:
+            inc.append(b - a)
+            walks_inc += arb.walks - before
+        if i >= warm and i % 10 == 0:
+            fresh = ArbitrageAnalyzer(cfg, LastEvent(), settings)
+            a = pc()
+            fresh.on_update(view, wall())
+            full.append(pc() - a)
+            walks_full += fresh.walks
+            now_ns = clock()
+            mine, theirs = arb.find(view, now_ns), fresh.find(view, now_ns)
+            found += len(theirs)
+            mismatches += mine != theirs
+    checks = len(full)
+    log(f"  arbitrage: {len(inc)} incremental passes, {checks} full passes checked, {mismatches} mismatches")
+    return {
+        "frames": frames,
+        "venues": 7,
+        "incremental_us": {"p50": pct(inc, 0.5), "p99": pct(inc, 0.99), "mean": statistics.mean(inc) / 1000},
+        "full_us": {"p50": pct(full, 0.5), "p99": pct(full, 0.99), "mean": statistics.mean(full) / 1000},
+        "walks_per_incremental_pass": walks_inc / max(1, len(inc)),
+        "walks_per_full_pass": walks_full / max(1, checks),
+        "opportunities_per_pass": found / max(1, checks),
+        "checks": checks,
+        "correct": mismatches == 0,
+    }
 
 
 # -- memory ---------------------------------------------------------------------------------------------
@@ -534,7 +696,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     designs: list[Design] = [Floor()]
     if not args.no_peers:
         designs += [Cryptofeed(False), Cryptofeed(True), Ccxt()]
-    designs += [Aggcore("apply"), Aggcore("msg"), Aggcore("every")]
+    designs += [Aggcore("apply"), Aggcore("msg"), Aggcore("every"), Aggcore("top")]
     results: dict[str, Any] = {"meta": meta(args), "workloads": {}, "skipped": {}}
     for name in args.workloads.split(","):
         log(f"building workload {name} ({args.frames} frames)")
@@ -552,6 +714,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"unknown workload {name}")
         assert wl is not None
         results["workloads"][name] = bench_workload(wl, designs, args.repeats, args.lat_passes, log)
+    log("summary build and encode (2x20 levels)")
+    results["summary"] = summary_bench(5_000 if args.quick else 50_000, args.repeats)
+    log("arbitrage passes, seven crossing venues")
+    results["arbitrage"] = arbitrage_bench(args.frames, log)
     log("memory per 1000+1000-level book")
     snap = synthetic(1).snapshots[0]["BTCUSDT"]
     results["memory"] = memory(snap, 5 if args.quick else 20, not args.no_peers)

@@ -140,8 +140,11 @@ def synthetic(n: int, seed: int = 42) -> Workload:
                     "1 book, 1000+1000 levels, tick 0.01", [{SYMBOL: book.truth()}])  # fmt: skip
 
 
-def seven(n: int, seed: int = 7) -> Workload:
-    books = [SynthBook(seed * 100 + i, mid_ticks=3_000_000 + (i % 3) - 1) for i in range(7)]
+def seven(n: int, seed: int = 7, spacing: int = 0) -> Workload:
+    """Seven venues of one pair; with ``spacing`` their mids are that many ticks apart (so the
+    venues' books cross each other: every pair of venues is an arbitrage candidate)."""
+    mids = [3_000_000 + (spacing * i if spacing else (i % 3) - 1) for i in range(7)]
+    books = [SynthBook(seed * 100 + i, mid_ticks=mids[i]) for i in range(7)]
     snaps = [{SYMBOL: b.snapshot()} for b in books]
     rng = random.Random(seed)
     order = [0] * 4 + [1] * 3 + [2] * 2 + [3] * 2 + [4, 5, 6]
@@ -153,8 +156,10 @@ def seven(n: int, seed: int = 7) -> Workload:
         frame, k = books[v].step(ts + i)
         frames.append((v, frame))
         total += k
-    return Workload("seven", frames, snaps, total, "7 venues x 1000+1000 levels, one pair, weights 4:3:2:2:1:1:1",
-                    [{SYMBOL: b.truth()} for b in books])  # fmt: skip
+    name, note = "seven", "7 venues x 1000+1000 levels, one pair, weights 4:3:2:2:1:1:1"
+    if spacing:
+        name, note = "seven-crossing", note + f", mids {spacing} ticks apart (the venues cross each other)"
+    return Workload(name, frames, snaps, total, note, [{SYMBOL: b.truth()} for b in books])
 
 
 def binance_recorded(n: int) -> Workload | None:

@@ -93,3 +93,57 @@ def test_open_update_close_lifecycle_with_duration_and_peak() -> None:
     assert [e.event for e in events] == ["opened", "updated", "closed"]
     closed = events[-1]
     assert abs(closed.duration_ms - 1000) < 1 and closed.peak_profit_percentage >= 1.9
+
+
+def test_walk_on_book_sides_equals_walk_on_level_lists() -> None:
+    import random
+
+    from aggcore.book import BookSide
+    from aggcore.builtins.analyzers.arbitrage import _walk_sides
+
+    rng = random.Random(5)
+    for _ in range(500):
+        asks, bids = BookSide(False), BookSide(True)
+        asks.apply([(100 + rng.randint(-20, 40) * 0.1, rng.choice([0.1, 0.5, 1.0, 2.5])) for _ in range(rng.randint(0, 15))])
+        bids.apply([(100 + rng.randint(-40, 20) * 0.1, rng.choice([0.1, 0.5, 1.0, 2.5])) for _ in range(rng.randint(0, 15))])
+        fees = (rng.choice([0.0, 0.001, 0.002]), rng.choice([0.0, 0.001]))
+        n = rng.randint(1, 12)
+        ref = walk(asks.top(n), bids.top(n), *fees) if asks.keys and bids.keys else None
+        assert _walk_sides(asks, bids, fees[0], fees[1], n) == ref
+
+
+def test_only_pairs_with_a_changed_venue_are_walked_again() -> None:
+    router, arb, events = setup()
+    a = book(router, "a", [["99", "1"]], [["100", "1"]])
+    book(router, "b", [["101", "1"]], [["102", "1"]])
+    book(router, "c", [["98", "1"]], [["103", "1"]])
+    view = router.views["BTC/USDT"]
+    arb.on_update(view, time.time())
+    assert arb.walks == 6 and [(e.buy_exchange, e.sell_exchange) for e in events] == [("a", "b")]
+    arb.on_update(view, time.time())
+    assert arb.walks == 6  # nothing changed: nothing walked
+    a.apply(BookUpdate("X", [], [["100", "0"], ["100.5", "1"]]), time.monotonic_ns())
+    arb.on_update(view, time.time())
+    assert arb.walks == 10  # a's four ordered pairs only
+    assert [e.event for e in events] == ["opened", "updated"] and events[-1].buy_price == 100.5
+
+
+def test_incremental_passes_find_what_a_fresh_analyzer_finds() -> None:
+    import random
+
+    rng = random.Random(9)
+    router, arb, _ = setup({"a": 0.0005, "b": 0.001})
+    names = ["a", "b", "c", "d"]
+    books = {n: book(router, n, [["100", "1"]], [["100.5", "1"]]) for n in names}
+    view = router.views["BTC/USDT"]
+    for _ in range(400):
+        b = books[rng.choice(names)]
+        side = [[f"{100 + rng.randint(-10, 10) * 0.1:.1f}", "0" if rng.random() < 0.3 else str(rng.randint(1, 3))]]
+        if rng.random() < 0.5:
+            b.apply(BookUpdate("X", side, []), time.monotonic_ns())
+        else:
+            b.apply(BookUpdate("X", [], side), time.monotonic_ns())
+        if b.state.value != "LIVE":  # crossed by the random update: start it again
+            b.apply(BookUpdate("X", [["100", "1"]], [["100.5", "1"]], snapshot=True), time.monotonic_ns())
+        _, fresh, _ = setup({"a": 0.0005, "b": 0.001})
+        assert arb.find(view) == fresh.find(view)

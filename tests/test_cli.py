@@ -88,6 +88,7 @@ def test_plugins_all_json(site: Path, capsys: pytest.CaptureFixture[str]) -> Non
         "status": "ok",
         "builtin": True,
         "entry_point": "aggcore.builtins.stdout_plugin",
+        "warning": None,
     }
     assert rows["fakeex"]["distribution"] == "aggcore-plugin-fakeex" and rows["fakeex"]["version"] == "0.9"
     assert rows["fakeex"]["provides"] == ["connector:fakeex"] and rows["fakeex"]["status"] == "ok"
@@ -200,8 +201,10 @@ def test_run_hands_config_and_registry_to_the_runtime(site: Path, tmp_path: Path
 
     seen: dict[str, object] = {}
 
-    def fake_run_cli(config: object, registry: object, *, simulate: bool, live: bool) -> int:
-        seen.update(config=config, registry=registry, simulate=simulate, live=live)
+    def fake_run_cli(
+        config: object, registry: object, *, simulate: bool, live: bool, role: object = None, **kwargs: object
+    ) -> int:
+        seen.update(config=config, registry=registry, simulate=simulate, live=live, role=role)
         return 0
 
     monkeypatch.setattr(aggcore.runtime, "run_cli", fake_run_cli)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SymbolBook, SyncRules
 from aggcore.consolidated import Router, view_key
 
@@ -78,3 +80,63 @@ def test_hot_path_marks_dirty_once_until_taken() -> None:
     for i in range(10):
         book.apply(BookUpdate("X", [["100", str(i + 2)]], []), time.monotonic_ns())
     assert len(calls) == 1 and len(router.take_dirty()) == 1 and not router.dirty
+
+
+def _truth(books: dict[str, SymbolBook], depth: int) -> tuple[list[tuple[float, float, str]], list[tuple[float, float, str]]]:
+    bids = sorted(((p, q, n) for n, b in books.items() for p, q in b.book.bids.top(10_000)), key=lambda r: -r[0])[:depth]
+    asks = sorted(((p, q, n) for n, b in books.items() for p, q in b.book.asks.top(10_000)), key=lambda r: r[0])[:depth]
+    return bids, asks
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct-prices", "equal-prices"])
+def test_incremental_merge_equals_a_merge_from_scratch(ties: bool) -> None:
+    """Random updates on five venues, merged after every few: the incrementally folded top-N
+    always equals the top-N of all LIVE books, equal prices of different venues in venue order
+    (what a merge from scratch gives, whatever the history of merges)."""
+    import random
+
+    rng = random.Random(17)
+    tick = 0.0 if ties else 0.01
+    router = Router()
+    names = ["a", "b", "c", "d", "e"]
+    books: dict[str, SymbolBook] = {}
+    for v, name in enumerate(names):
+        bids = [[f"{100 - k * 0.5 + v * tick:.2f}", "1"] for k in range(rng.randint(0, 8))]
+        asks = [[f"{101 + k * 0.5 + v * tick:.2f}", "1"] for k in range(rng.randint(0, 8))]
+        books[name] = live_book(router, name, bids, asks)
+    view = router.views["BTC/USDT"]
+    for step in range(3000):
+        name = rng.choice(names)
+        v = names.index(name)
+        book = books[name]
+        if rng.random() < 0.01 and book.state.value == "LIVE":
+            book.resync("test")
+        elif book.state.value != "LIVE":
+            book.apply(BookUpdate("X", [[f"{99 + v * tick:.2f}", "1"]], [[f"{102 + v * tick:.2f}", "1"]], snapshot=True), time.monotonic_ns())
+        else:
+            ups: list[list[str]] = []
+            downs: list[list[str]] = []
+            for _ in range(rng.randint(1, 4)):
+                k = rng.randint(0, 30)
+                qty = "0" if rng.random() < 0.4 else f"{rng.randint(1, 9)}"
+                if rng.random() < 0.5:
+                    ups.append([f"{100 - k * 0.25 + v * tick:.2f}", qty])
+                else:
+                    downs.append([f"{101 + k * 0.25 + v * tick:.2f}", qty])
+            book.apply(BookUpdate("X", ups, downs), time.monotonic_ns())
+        if rng.random() < 0.5:
+            depth = 5 if step % 97 else 8  # a different depth now and then: rebuilds, still equal
+            merged = view.merge(depth, max_age_ms=60_000)
+            live = {n: b for n, b in books.items() if b.state.value == "LIVE"}
+            assert (merged.bids, merged.asks) == _truth(live, depth), step
+            assert merged.venues == list(live)
+
+
+def test_top_of_book_names_the_best_venues() -> None:
+    router = Router()
+    live_book(router, "a", [["100", "1"]], [["101", "2"]])
+    b = live_book(router, "b", [["100.5", "3"]], [["101.5", "1"]])
+    view = router.views["BTC/USDT"]
+    assert view.top_of_book() == ((100.5, 3.0, "b"), (101.0, 2.0, "a"))
+    b.resync("gap")
+    assert view.top_of_book() == ((100.0, 1.0, "a"), (101.0, 2.0, "a"))

@@ -39,8 +39,13 @@ def signature_text(name: str, fn: object) -> str:
     return f"def {name}({params})" + ("" if ret is inspect.Signature.empty else f" -> {ret}")
 
 
-def test_the_three_hooks_exist() -> None:
-    assert set(hookspecs()) == {"aggcore_register_connectors", "aggcore_register_sinks", "aggcore_register_analyzers"}
+def test_the_four_hooks_exist() -> None:
+    assert set(hookspecs()) == {
+        "aggcore_register_connectors",
+        "aggcore_register_sinks",
+        "aggcore_register_analyzers",
+        "aggcore_register_buses",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(hookspecs()))

@@ -135,3 +135,96 @@ async def test_events_after_close_are_dropped_and_counted(tmp_path: Path) -> Non
     await sink.close()
     await sink.write([event(1), event(2)])  # published during shutdown: no error
     assert sink.dropped_events == 2 and len(read_lines(tmp_path / "e.jsonl")) == 1
+
+
+# -- a full disk: short and failed writes never leave a broken line -------------------------------------
+
+_FULL_DISK = r"""
+import json, resource, signal, sys
+from datetime import datetime, timezone
+
+import anyio
+
+from aggcore.builtins.sinks.file import FileSink, FileSinkConfig
+from aggcore.fanout import SinkRunner
+from aggcore.models import Summary
+from aggcore.sink import Event
+
+path, limit = sys.argv[1], int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past RLIMIT_FSIZE: a short write, then EFBIG
+
+
+def event(i):
+    s = Summary(symbol="BTC/USDT", spread=float(i), bids=[], asks=[], timestamp=datetime.now(timezone.utc), venues=["x"])
+    return Event("summary", s)
+
+
+async def main():
+    runner = SinkRunner(FileSink(FileSinkConfig(path=path, events=["summary"])))
+    errors = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner.run)
+        while not runner.opened:
+            await anyio.sleep(0.01)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        n = 0
+
+        async def batches(count):
+            nonlocal n
+            for _ in range(count):
+                for _ in range(7):
+                    runner.put(event(n))
+                    n += 1
+                assert await runner.flush(10)
+                if runner.last_error and runner.last_error not in errors:
+                    errors.append(runner.last_error)
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))  # the disk is full at `limit` bytes
+        await batches(8)
+        full_at = n
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # the disk frees up
+        await batches(3)
+        await runner.sink.close()
+        tg.cancel_scope.cancel()
+    print(json.dumps({"produced": runner.produced, "delivered": runner.delivered, "drops": runner.drop_counts(),
+                      "errors": errors, "full_at": full_at, "n": n}))
+
+
+anyio.run(main)
+"""
+
+
+def test_full_disk_short_write_cut_back_to_whole_lines(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "events.jsonl"
+    line = len(event(0).to_json()) + 1
+    limit = 3 * 7 * line + 5 * line // 2  # the 4th batch of 7 lines crosses it mid-line: a short write
+    proc = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(path), str(limit)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    lines = [json.loads(raw) for raw in data.splitlines()]  # every line whole JSON: none broken or glued
+    spreads = [rec["data"]["spread"] for rec in lines]
+    # while full: whole batches kept up to the limit, nothing after; once freed: every line whole
+    assert spreads == list(range(21)) + list(range(report["full_at"], report["n"]))
+    assert report["errors"] and all("File too large" in e and "file ends with its last complete line" in e for e in report["errors"])
+    # accounting: produced = delivered + dropped, and delivered = the lines in the file
+    assert report["delivered"] == len(lines)
+    assert report["produced"] == report["delivered"] + sum(report["drops"].values())
+    assert report["drops"]["write_error"] == report["full_at"] - 21 > 0
+
+
+async def test_a_torn_last_line_is_cut_when_the_file_is_opened(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"kind":"old"}\n{"kind":"torn by a power lo')
+    sink = make(path)
+    await sink.open()
+    await sink.write([event(1)])
+    await sink.close()
+    lines = read_lines(path)
+    assert [line["kind"] for line in lines] == ["old", "summary"]

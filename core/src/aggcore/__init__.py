@@ -9,7 +9,8 @@ Library use::
             print(summary.symbol, summary.spread)
 """
 
-from .credentials import SecretUrl
+from typing import TYPE_CHECKING
+
 from .errors import (
     AggregatorError,
     BookSyncError,
@@ -19,21 +20,26 @@ from .errors import (
     ParsingError,
     PluginError,
     RateLimitError,
+    SinkError,
     TimeoutError,
     WebSocketError,
 )
-from .models import (
-    ArbitrageOpportunity,
-    BookState,
-    HealthStatus,
-    Metrics,
-    PriceLevel,
-    Summary,
-    SymbolHealth,
-    TradingPair,
-)
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .aggregator import Aggregator
+    from .credentials import SecretUrl
+    from .models import (
+        ArbitrageOpportunity,
+        BookState,
+        HealthStatus,
+        Metrics,
+        PriceLevel,
+        Summary,
+        SymbolHealth,
+        TradingPair,
+    )
+
+from ._version import PLUGIN_API, __version__
 
 __all__ = [
     "Aggregator",
@@ -46,11 +52,13 @@ __all__ = [
     "HealthStatus",
     "Metrics",
     "NetworkError",
+    "PLUGIN_API",
     "ParsingError",
     "PluginError",
     "PriceLevel",
     "RateLimitError",
     "SecretUrl",
+    "SinkError",
     "Summary",
     "SymbolHealth",
     "TimeoutError",
@@ -60,10 +68,38 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # Aggregator pulls in the runtime (anyio, httpx, OpenTelemetry): import it on first use
-    if name == "Aggregator":
-        from .aggregator import Aggregator
+#: where each lazily imported public name lives: ``import aggcore`` (and ``aggcore --version``)
+#: stays fast; the models (msgspec), credentials (pydantic) and the runtime (anyio, httpx,
+#: OpenTelemetry) load on first use
+_LAZY = {
+    "Aggregator": "aggregator",
+    "SecretUrl": "credentials",
+    **{
+        name: "models"
+        for name in (
+            "ArbitrageOpportunity",
+            "BookState",
+            "HealthStatus",
+            "Metrics",
+            "PriceLevel",
+            "Summary",
+            "SymbolHealth",
+            "TradingPair",
+        )
+    },
+}
 
-        return Aggregator
-    raise AttributeError(f"module 'aggcore' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aggcore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,7 +7,7 @@ that can go away: :class:`BufferedSink`.
 ``batch_max_events`` (waiting up to ``batch_max_delay_ms`` for a batch to fill), and calls the
 subclass's ``deliver(batch)``:
 
-- success: ``written_events`` grows, ``health_error`` is cleared;
+- success: ``delivered_events`` grows, ``health_error`` is cleared;
 - a transient error (``is_transient(exc)``: the connection broke, the server restarts, a
   timeout): the sink disconnects, says so in health (state, attempt, the error, how many
   events it holds), backs off (exponential with full jitter, ``backoff_initial_s`` up to
@@ -25,7 +25,8 @@ so and the writer keeps retrying while the buffer holds the events.
 ``close()`` delivers what the sink holds within ``close_timeout_s`` (keep it below the
 runtime's shutdown deadline, 5 s by default) and counts the rest as dropped; events written
 after ``close()`` are counted as dropped too. So for every sink:
-events given to ``write`` = ``written_events`` + ``dropped_events`` (+ what it still holds).
+events given to ``write`` = ``delivered_events`` + ``dropped_events`` + ``pending_events``
+(``holds_events = True``: the runtime's accounting reads these).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import ClassVar
 
 import anyio
 from pydantic import Field
@@ -69,7 +71,8 @@ class BufferedSink(Sink):
     implement ``committed`` and ``describe`` (the server, without secrets, for messages).
     """
 
-    Config = BufferedSinkConfig
+    Config: ClassVar[type[SinkConfig]] = BufferedSinkConfig
+    holds_events: ClassVar[bool] = True  # it accounts for every event itself (see Sink)
 
     def __init__(self, config: SinkConfig) -> None:
         super().__init__(config)
@@ -85,7 +88,6 @@ class BufferedSink(Sink):
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.connected = False
-        self.written_events = 0
         self.written_batches = 0
         self.failed_batches = 0
         self.reconnects = 0
@@ -120,10 +122,14 @@ class BufferedSink(Sink):
         """The server this sink writes to, without secrets."""
         return self.name
 
+    def scrub(self, text: str) -> str:
+        """``text`` (a third-party error message) without secrets; e.g. ``SecretUrl.scrub``."""
+        return text
+
     # -- Sink ------------------------------------------------------------------------------------------------
     @property
-    def pending(self) -> int:
-        """Events held (waiting or being delivered)."""
+    def pending_events(self) -> int:
+        """Events held (waiting or being delivered): handed to ``write``, not yet delivered nor dropped."""
         return len(self._pending) + len(self._inflight)
 
     async def open(self) -> None:
@@ -135,7 +141,7 @@ class BufferedSink(Sink):
             await self.disconnect()
             if self.is_permanent(exc):
                 raise
-            self._set_error(f"cannot connect to {self.describe()}: {_text(exc)}; retrying in the background")
+            self._set_error(f"cannot connect to {self.describe()}: {self.scrub(_text(exc))}; retrying in the background")
             log.warning("sink %s: %s", self.name, self.health_error)
         self._task = asyncio.get_running_loop().create_task(self._writer(), name=f"aggcore-sink-{self.name}")
 
@@ -158,7 +164,7 @@ class BufferedSink(Sink):
         if self._task is not None:
             self._wake.set()
             with anyio.move_on_after(self.bcfg.close_timeout_s):
-                while self.pending and not self._task.done():
+                while self.pending_events and not self._task.done():
                     await self._idle.wait()
             self._task.cancel()
             try:
@@ -166,7 +172,7 @@ class BufferedSink(Sink):
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
-        held = self.pending
+        held = self.pending_events
         if held:
             self.dropped_events += held
             self._pending.clear()
@@ -227,8 +233,8 @@ class BufferedSink(Sink):
                     await self.disconnect()
                     delay = random.uniform(0, min(self.bcfg.backoff_max_s, self.bcfg.backoff_initial_s * 2 ** min(attempt - 1, 30)))
                     self._set_error(
-                        f"disconnected from {self.describe()}: {_text(exc)}; reconnect attempt {attempt}, "
-                        f"holding {self.pending} events"
+                        f"disconnected from {self.describe()}: {self.scrub(_text(exc))}; reconnect attempt {attempt}, "
+                        f"holding {self.pending_events} events"
                     )
                     log.warning("sink %s: %s", self.name, self.health_error)
                     if self._closed:
@@ -239,7 +245,7 @@ class BufferedSink(Sink):
                 self._inflight = []
                 self.failed_batches += 1
                 self.dropped_events += n
-                self._set_error(f"{self.describe()} rejected a batch of {n} events (dropped): {_text(exc)}")
+                self._set_error(f"{self.describe()} rejected a batch of {n} events (dropped): {self.scrub(_text(exc))}")
                 log.warning("sink %s: %s", self.name, self.health_error)
                 attempt = 0
                 continue
@@ -248,7 +254,7 @@ class BufferedSink(Sink):
             self.health_error = None
 
     def _done(self) -> None:
-        self.written_events += len(self._inflight)
+        self.delivered_events += len(self._inflight)
         self.written_batches += 1
         self._inflight = []
 

@@ -1,10 +1,13 @@
-"""The ``aggcore`` command: ``plugins``, ``validate``, ``run``.
+"""The ``aggcore`` command: ``plugins``, ``validate``, ``run``, ``record``, ``replay``.
 
 Logs and diagnostics go to stderr; stdout carries only a command's result (the plugin
 table, the validation summary, or the stdout sink's events under ``run``).
 
 Exit codes: 0 success, 1 runtime or plugin error (strict mode), 2 usage or configuration error,
-130 interrupted.
+130 interrupted (``plugins``, ``validate``). ``run`` exits 0 on SIGINT/SIGTERM at any moment,
+also during start-up, and when its stdout is closed (``aggcore run ... | head -1``).
+
+Imports are lazy: ``aggcore --version`` and ``--help`` load no plugins and no runtime.
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .errors import AggregatorError, ConfigError, PluginError
-from .plugins import PluginInfo, PluginRegistry, load_plugins
+
+if TYPE_CHECKING:
+    from .plugins import PluginInfo, PluginRegistry
+
+if TYPE_CHECKING:
+    from .config import AppConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -35,13 +44,31 @@ Command = Callable[[argparse.Namespace], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script passes it to ``sys.exit``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command: Command | None = getattr(args, "func", None)
-    if command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_CONFIG
+    # SIGINT and SIGTERM interrupt from the first moment (the runtime replaces both with its own
+    # handlers once its event loop runs): an early signal is then a clean exit, not 143
+    _received.clear()
+    previous = _interrupt_on_signals()
     try:
+        return _main(argv)
+    finally:
+        if argv is None:  # the real process: a late signal must not turn exit 0 into 143
+            _ignore_signals()
+        else:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    interrupted = EXIT_OK if "run" in words else EXIT_INTERRUPTED  # refined once parsed
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command: Command | None = getattr(args, "func", None)
+        if command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_CONFIG
+        interrupted = EXIT_OK if command is cmd_run else EXIT_INTERRUPTED
         return command(args)
     except ConfigError as exc:
         _print_config_error(exc)
@@ -53,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AggregatorError as exc:
         print(f"aggcore: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the runtime's own handlers took over
+        if interrupted == EXIT_OK:
+            print("aggcore: interrupted: stopped", file=sys.stderr)
+        return interrupted
     except BrokenPipeError:  # e.g. ``aggcore plugins --json | head``
         _silence_stdout()
         return EXIT_OK
@@ -102,7 +131,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration")
     p.add_argument("--simulate", action="store_true", help="run against each plugin's fake exchange over loopback (offline)")
     p.add_argument("--live", action="store_true", help="show a live console view instead of printing events")
+    p.add_argument(
+        "--format",
+        choices=["human", "json"],
+        default=None,
+        help="stdout output: one readable line per event (human, the default) or JSON Lines",
+    )
+    p.add_argument(
+        "--role",
+        choices=["feed", "consolidate"],
+        default=None,
+        help="scale out over the configured bus: feed (connectors -> bus) or consolidate (bus -> views, analyzers, sinks)",
+    )
+    p.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve the web dashboard on HOST:PORT (127.0.0.1 when HOST is omitted); needs aggcore-plugin-dashboard",
+    )
+    p.add_argument("--record", metavar="DIR", help="also record every connector's raw traffic into DIR (see 'aggcore record')")
     p.set_defaults(func=cmd_run)
+
+    p = commands.add_parser("record", parents=[common], help="record the config's raw exchange traffic into a directory")
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the recording files (created if missing)")
+    p.add_argument("--simulate", action="store_true", help="record each plugin's fake exchange over loopback (offline)")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C/SIGTERM)")
+    p.set_defaults(func=cmd_record)
+
+    p = commands.add_parser("replay", parents=[common], help="replay recorded traffic through the connectors, analyzers and sinks")
+    p.add_argument("config", metavar="CONFIG", help="YAML or JSON configuration (its exchanges, analyzers and sinks)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="aggcore recording files or directories, or cryptofeed capture files")
+    p.add_argument("--speed", default="max", metavar="N|max", help="1 = recorded pace, N = N times faster, max = as fast as possible (default)")
+    p.add_argument("--from", dest="start", metavar="TIME", help="produce output from this time on (ISO 8601, epoch seconds or +SECONDS after the first record)")
+    p.add_argument("--to", dest="end", metavar="TIME", help="stop at this time (same forms)")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 
@@ -182,6 +244,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"  exchanges: {exchanges or 'none'}")
     print(f"  sinks:     {sinks}")
     print(f"  analyzers: {analyzers}")
+    if config.bus is not None:
+        pairs = ", ".join(config.bus.pairs) if config.bus.pairs else "all pairs"
+        print(f"  bus:       {config.bus.name} ({pairs}; aggcore run --role feed|consolidate)")
     return EXIT_OK
 
 
@@ -193,18 +258,152 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, registry=registry)
     # the file's logging section applies unless the command line said otherwise
     _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
+    if getattr(args, "dashboard", None):
+        config = with_dashboard(config, registry, args.dashboard)
     try:
         from .runtime import run_cli
     except ImportError as exc:
         print(f"aggcore: error: the runtime is not available: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return run_cli(config, registry, simulate=args.simulate, live=args.live)
+    if args.role is not None and config.bus is None:
+        raise ConfigError(
+            f"{args.config}: --role {args.role} needs a 'bus' section (e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}})",
+            errors=[("bus", f"--role {args.role} needs a bus section, e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}}")],
+            source=str(args.config),
+        )
+    return run_cli(
+        config,
+        registry,
+        simulate=args.simulate,
+        live=args.live,
+        role=args.role,
+        record=args.record or None,
+        stdout_format=args.format,
+        interrupted=lambda: bool(_received),
+    )
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runtime import run_cli
+
+    _setup_logging(args, default_level="INFO")
+    registry = _load_plugins(args)
+    config = load_config(args.config, registry=registry)
+    _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
+    return run_cli(config, registry, simulate=args.simulate, record=args.out, record_only=True, duration_s=args.duration)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import anyio
+
+    from .config import load_config
+    from .replay import load_replay, parse_time, replay
+    from .sink import Sink
+
+    _setup_logging(args, default_level="WARNING")
+    registry = _load_plugins(args)
+    config = load_config(args.config, registry=registry)
+    _setup_logging(args, default_level="WARNING", default_format=config.logging.format)
+    speed: float | None = None
+    if args.speed != "max":
+        try:
+            speed = float(args.speed)
+        except ValueError:
+            speed = -1.0
+        if not speed > 0:
+            raise ConfigError(f"--speed {args.speed!r}: a number above 0, or max")
+    data = load_replay(args.paths, registry)
+    first, _ = data.span()
+    start = parse_time(args.start, first) if args.start else None
+    end = parse_time(args.end, first) if args.end else None
+    sinks: list[Sink] = []
+    if not any(s.enabled for s in config.sinks.values()):
+        cls = registry.sinks.get("stdout")
+        if cls is None:
+            raise PluginError("the built-in 'stdout' sink is not available (disabled or failed to load)", plugin="stdout")
+        sinks.append(cls(cls.Config()))
+    result = anyio.run(lambda: replay(config, registry, data, speed=speed, start=start, end=end, sinks=sinks))
+    for err in result.errors:
+        print(f"aggcore replay: error: {err}", file=sys.stderr)
+    for name, requests in result.unanswered.items():
+        print(f"aggcore replay: {name}: the recording could not answer {len(requests)} request(s): {', '.join(requests[:5])}", file=sys.stderr)
+    rate = result.frames / result.wall_s if result.wall_s > 0 else 0.0
+    print(
+        f"aggcore replay: {result.frames} frames, {result.seconds:.1f} s of recorded time, in {result.wall_s:.2f} s ({rate:,.0f} frames/s)",
+        file=sys.stderr,
+    )
+    return EXIT_ERROR if result.errors else EXIT_OK
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _load_plugins(args: argparse.Namespace) -> PluginRegistry:
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM before the runtime's handlers. A subclass: CPython marks a process
+    whose code object ended in a plain ``KeyboardInterrupt`` and kills itself with SIGINT at
+    exit, even when the interrupt was caught and the exit code is 0."""
+
+
+#: the signal that interrupted start-up: an interrupt raised from a signal handler can land in
+#: code that swallows it (a ``__del__``, a callback), so the runtime also checks this flag
+_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise _Interrupted
+
+
+def _interrupt_on_signals() -> dict[int, Any]:
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _interrupt)
+        except ValueError:  # not the main thread (an embedding application): leave signals alone
+            break
+    return previous
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:
+            pass
+
+
+def with_dashboard(config: "AppConfig", registry: "PluginRegistry", spec: str) -> "AppConfig":
+    """``--dashboard [HOST:]PORT``: the config with ``sinks.dashboard`` enabled on that address
+    (other keys of an existing ``sinks.dashboard`` section are kept)."""
+    host, sep, port_text = spec.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--dashboard {spec}: expected [HOST:]PORT with a port from 0 to 65535") from None
+    cls = registry.sinks.get("dashboard")
+    if cls is None:
+        why = registry.why_missing("dashboard")
+        raise ConfigError(
+            "--dashboard needs the dashboard sink plugin: "
+            + (why or "install aggcore-plugin-dashboard (pip install aggcore-plugin-dashboard)")
+        )
+    current = config.sinks.get("dashboard")
+    section = dict(current) if current is not None else {}
+    section.update(enabled=True, host=host or "127.0.0.1", port=port)
+    try:
+        validated = cls.Config.model_validate(section)
+    except ValueError as exc:
+        raise ConfigError(f"--dashboard {spec}: {exc}") from exc
+    return config.model_copy(update={"sinks": {**config.sinks, "dashboard": validated}})
+
+
+def _load_plugins(args: argparse.Namespace) -> "PluginRegistry":
+    from .plugins import load_plugins
+
     strict = True if getattr(args, "strict_plugins", False) else None  # None: AGGCORE_STRICT_PLUGINS decides
     registry = load_plugins(strict=strict)
     return registry
@@ -242,7 +441,7 @@ def _print_config_error(exc: ConfigError) -> None:
         print(f"aggcore: configuration error: {exc}", file=sys.stderr)
 
 
-def _print_table(rows: list[PluginInfo], out: TextIO) -> None:
+def _print_table(rows: "list[PluginInfo]", out: TextIO) -> None:
     header = ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS")
     table = [
         (p.name, p.distribution or "-", p.version or "-", ", ".join(p.provides) or "-", p.status)

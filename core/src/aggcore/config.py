@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
 from .analyzer import AnalyzerConfig
+from .bus import BusSection
 from .connector import ConnectorConfig
 from .credentials import SecretUrl
 from .errors import ConfigError
@@ -66,6 +67,10 @@ class AggregationConfig(BaseModel):
         default_factory=dict, description="merge pairs across quotes, e.g. {'USD': ['USD', 'USDT', 'USDC']}"
     )
     analyze_interval_ms: float = Field(10, ge=0, description="analyzers see a changed pair at most this often")
+    book_interval_ms: float = Field(
+        5, gt=0, description="per-venue book messages (`book` events, the bus) are conflated per book this often"
+    )
+    book_levels: int = Field(50, ge=1, description="levels per side in a per-venue book message (`book` events, the bus)")
 
 
 class PrometheusConfig(BaseModel):
@@ -115,6 +120,7 @@ class AppConfig(BaseModel):
         default_factory=lambda: {name: AnalyzerConfig() for name in DEFAULT_ANALYZERS}
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    bus: BusSection | None = None
 
     @property
     def enabled_exchanges(self) -> dict[str, ConnectorConfig]:
@@ -326,8 +332,11 @@ def _validate(data: dict[str, Any], registry: PluginRegistry, errors: list[tuple
                 values[key] = validated
         elif key in _PLUGIN_SECTIONS:
             values[key] = _validate_plugin_sections(key, _PLUGIN_SECTIONS[key], section, registry, errors)
+        elif key == "bus":
+            if section is not None:
+                values[key] = _validate_bus(section, registry, errors)
         else:
-            errors.append((str(key), f"unknown section{_did_you_mean(str(key), known)}; expected one of: {', '.join(known)}"))
+            errors.append((str(key), f"unknown section{_did_you_mean(str(key), known + ['bus'])}; expected one of: {', '.join(known + ['bus'])}"))
     if "analyzers" not in data:
         values["analyzers"] = {
             name: registry.analyzers[name].Config() for name in DEFAULT_ANALYZERS if name in registry.analyzers
@@ -364,6 +373,48 @@ def _validate_plugin_sections(
         if validated is not None:
             out[str(name)] = validated
     return out
+
+
+_BUS_KEYS = [k for k in BusSection.model_fields if k not in ("name", "settings")]
+
+
+def _validate_bus(section: Any, registry: PluginRegistry, errors: list[tuple[str, str]]) -> BusSection | None:
+    """``bus``: the shared keys (``pairs``, ``heartbeat_ms``, ...) and exactly one bus plugin's
+    section (``nats: {...}``), validated by that plugin's ``Config``."""
+    if not isinstance(section, dict):
+        errors.append(("bus", f"expected a mapping of settings, got {_type_word(section)}"))
+        return None
+    shared = {k: v for k, v in section.items() if k in _BUS_KEYS}
+    chosen = [str(k) for k in section if k not in _BUS_KEYS]
+    installed = sorted(registry.buses)
+    listing = ", ".join(installed) if installed else "none"
+    n_errors = len(errors)
+    plugin_settings = None
+    named = []
+    for name in chosen:
+        cls = registry.buses.get(name)
+        if cls is None:
+            why = registry.why_missing(name)
+            errors.append(
+                (
+                    _join("bus", name),
+                    f"unknown key{_did_you_mean(name, _BUS_KEYS + installed)}: neither a bus setting "
+                    f"({', '.join(_BUS_KEYS)}) nor an installed bus plugin (installed buses: {listing})"
+                    + (f"; {why}" if why else ""),
+                )
+            )
+            continue
+        named.append(name)
+        plugin_settings = _validate_model(cls.Config, section[name] if section[name] is not None else {}, _join("bus", name), errors)
+    if not chosen:
+        errors.append(("bus", f"name the bus plugin and its settings, e.g. nats: {{servers: [...]}} (installed buses: {listing})"))
+    elif len(named) > 1:
+        errors.append(("bus", f"more than one bus plugin: {', '.join(named)}; choose one"))
+    shared_model = _validate_model(BusSection, {"name": named[0] if named else "", **shared}, "bus", errors)
+    if len(errors) > n_errors or shared_model is None or plugin_settings is None:
+        return None
+    assert isinstance(shared_model, BusSection)
+    return shared_model.model_copy(update={"settings": plugin_settings})
 
 
 def _disabled(section: Any) -> bool:

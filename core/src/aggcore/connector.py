@@ -37,7 +37,6 @@ import logging
 import math
 import random
 import re
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -50,7 +49,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
+from websockets.frames import Opcode
 
+from .clock import SYSTEM_CLOCK, Clock
 from .book import BookListener, BookUpdate, SnapshotSource, SymbolBook, SyncRules
 from .errors import (
     AggregatorError,
@@ -75,6 +76,9 @@ __all__ = [
     "RateLimitConfig",
     "WsOpener",
 ]
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
 
 log = logging.getLogger("aggcore.connector")
 
@@ -133,31 +137,32 @@ class RateBudget:
     (after a 429/418 with ``Retry-After``) blocks every caller until then.
     """
 
-    def __init__(self, rate_per_s: float, burst: float) -> None:
+    def __init__(self, rate_per_s: float, burst: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.rate = rate_per_s
         self.capacity = max(burst, 1.0)
         self.tokens = self.capacity
-        self.stamp = time.monotonic()
+        self.stamp = clock.monotonic()
         self.paused_until = 0.0
         self._lock = anyio.Lock()
 
     def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+        self.paused_until = max(self.paused_until, self.clock.monotonic() + seconds)
 
     async def acquire(self, weight: float = 1.0) -> None:
         weight = min(weight, self.capacity)
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 if now < self.paused_until:
-                    await anyio.sleep(self.paused_until - now)
+                    await self.clock.sleep(self.paused_until - now)
                     continue
                 self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
                 self.stamp = now
                 if self.tokens >= weight:
                     self.tokens -= weight
                     return
-                await anyio.sleep((weight - self.tokens) / self.rate)
+                await self.clock.sleep((weight - self.tokens) / self.rate)
 
 
 class _Limiter:
@@ -166,18 +171,19 @@ class _Limiter:
     A slot is reserved before sleeping, so concurrent waiters (the connections of a connector
     with ``rate_limit_scope = "connector"``) never share one."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.next_at = 0.0
 
     async def wait(self) -> None:
         if not self.interval:
             return
-        now = time.monotonic()
+        now = self.clock.monotonic()
         at = max(now, self.next_at)
         self.next_at = at + self.interval
         if at > now:
-            await anyio.sleep(at - now)
+            await self.clock.sleep(at - now)
 
 
 class Connection:
@@ -198,8 +204,8 @@ class Connection:
         self.outbox: deque[str | bytes] = deque()
         self._wake = anyio.Event()
         self._limiter = connector._connection_limiter()
-        self.opened_at = time.monotonic()
-        self.last_frame_ns = time.monotonic_ns()
+        self.opened_at = connector.clock.monotonic()
+        self.last_frame_ns = connector.clock.monotonic_ns()
         self.closed = False
 
     def send_soon(self, frame: str | bytes | dict[str, Any] | list[Any]) -> None:
@@ -299,8 +305,11 @@ class Connector:
         ws_connect: WsOpener | None = None,
         listener: BookListener | None = None,
         on_event: Callable[[str, SymbolBook, str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        #: every time read and sleep of the connector (and its plugin) goes through this clock
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.http = http or httpx.AsyncClient()
         self._own_http = http is None
         self.ws_connect: WsOpener = ws_connect or ws_connect_default
@@ -311,7 +320,7 @@ class Connector:
         self.depth = config.depth or self.default_depth
         rate = self.rest_rate_per_s or config.rate_limit.requests_per_second
         burst = self.rest_burst or float(config.rate_limit.burst_size)
-        self.budget = RateBudget(rate, burst)
+        self.budget = RateBudget(rate, burst, self.clock)
         self.symbols: SymbolTable | None = None
         self.books: dict[str, SymbolBook] = {}
         self.pair_errors: dict[str, str] = {}  # configured pair -> why it is not subscribed
@@ -374,7 +383,7 @@ class Connector:
         if not interval:
             return
         while True:
-            await anyio.sleep(interval)
+            await self.clock.sleep(interval)
             frame = self.keepalive_frame()
             if frame is not None:
                 conn.send_soon(frame)  # through the writer: counted in the message rate
@@ -436,13 +445,13 @@ class Connector:
 
     def _connector_limiter(self) -> _Limiter:
         if self._shared_limiter is None:
-            self._shared_limiter = _Limiter(self.message_rate())
+            self._shared_limiter = _Limiter(self.message_rate(), self.clock)
         return self._shared_limiter
 
     def _connection_limiter(self) -> _Limiter:
         if self.rate_limit_scope == "connector":
             return self._connector_limiter()
-        return _Limiter(self.message_rate())
+        return _Limiter(self.message_rate(), self.clock)
 
     def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> bool:
         """Run ``func(*args)`` as a background task of the running connector (cancelled when it
@@ -514,7 +523,7 @@ class Connector:
                         raise ParsingError(f"GET {url}: body is not JSON: {resp.text[:200]!r}", exchange=self.name) from exc
             if attempt >= retries:
                 raise err
-            await anyio.sleep(delay * (1 + random.random()))
+            await self.clock.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 
@@ -530,7 +539,7 @@ class Connector:
             except (NetworkError, TimeoutError) as exc:
                 self.last_error = f"loading instruments: {exc}"
                 log.warning("%s: %s; retrying in %.1fs", self.name, self.last_error, delay)
-                await anyio.sleep(delay * (1 + random.random() * 0.2))
+                await self.clock.sleep(delay * (1 + random.random() * 0.2))
                 delay = min(delay * 2, self.config.reconnect_max_s)
         for text in self.config.trading_pairs:
             try:
@@ -588,7 +597,7 @@ class Connector:
             if not first:
                 self.reconnects += 1
             first = False
-            started = time.monotonic()
+            started = self.clock.monotonic()
             try:
                 await self._session(index, symbols)
                 error: AggregatorError = WebSocketError("connection closed by the exchange", exchange=self.name)
@@ -616,11 +625,11 @@ class Connector:
                     book.book.clear()
                     if self.listener is not None:
                         self.listener.book_state_changed(book)
-            if time.monotonic() - started >= self.config.stable_after_s:
+            if self.clock.monotonic() - started >= self.config.stable_after_s:
                 delay = self.config.reconnect_min_s
             wait = delay * (0.5 + random.random())
             log.warning("%s[%d]: %s; reconnecting in %.2fs", self.name, index, reason, wait)
-            await anyio.sleep(wait)
+            await self.clock.sleep(wait)
             delay = min(delay * 2, self.config.reconnect_max_s)
 
     async def _session(self, index: int, symbols: list[str]) -> None:
@@ -659,20 +668,40 @@ class Connector:
         if error is not None:
             raise error
 
+    def _handle(self, conn: Connection, frame: str | bytes, now: int) -> None:
+        """One frame to the plugin's parser (the hot path); its errors are reported, not raised."""
+        conn.last_frame_ns = now
+        self.messages += 1
+        try:
+            self.on_frame(conn, frame, now)
+        except AggregatorError as exc:
+            self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
+        except Exception as exc:  # whatever a frame does to the parser, the connection goes on
+            self.parse_error(frame, exc, conn)
+
     async def _read(self, conn: Connection) -> None:
-        """The hot loop: every frame goes straight to the plugin's parser, in this task."""
-        on_frame = self.on_frame
-        clock = time.monotonic_ns
-        async for frame in conn.ws:
-            now = clock()
-            conn.last_frame_ns = now
-            self.messages += 1
-            try:
-                on_frame(conn, frame, now)
-            except AggregatorError as exc:
-                self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
-            except Exception as exc:  # whatever a frame does to the parser, the connection goes on
-                self.parse_error(frame, exc, conn)
+        """The hot loop: every frame goes straight to the plugin's parser.
+
+        With the websockets asyncio client, every complete data frame a read of the socket
+        delivers is handled right where the read parses it (:func:`_direct_frames`), all of them
+        before anything else runs, instead of one task wake-up, ``recv()`` and message assembly
+        per frame. Everything else (fragmented messages, frames queued before this loop started,
+        text that is not UTF-8) still comes through ``recv()`` below, in order; pings, pongs,
+        keepalive, size limits and the close handshake stay websockets' own, unchanged.
+        """
+        clock = self.clock.monotonic_ns
+        handle = self._handle
+        direct = _direct_frames(self, conn)
+        try:
+            async for frame in conn.ws:
+                if direct is not None and direct.failure is not None:
+                    raise direct.failure
+                handle(conn, frame, clock())
+        finally:
+            if direct is not None:
+                direct.uninstall()
+        if direct is not None and direct.failure is not None:
+            raise direct.failure
 
     def subscribe(self, conn: Connection, symbols: list[str]) -> None:
         """Start syncing these symbols on this connection (books reset, frames queued)."""
@@ -695,8 +724,8 @@ class Connector:
         """
         limit_ns = int(self.config.stale_after_s * 1e9)
         while True:
-            await anyio.sleep(min(1.0, self.config.stale_after_s / 4, self.config.resync_deadline_s / 4))
-            now = time.monotonic_ns()
+            await self.clock.sleep(min(1.0, self.config.stale_after_s / 4, self.config.resync_deadline_s / 4))
+            now = self.clock.monotonic_ns()
             for conn in self.connections.values():
                 books = self.books
                 for sym in conn.symbols:
@@ -736,12 +765,12 @@ class Connector:
             return
         heal.retry_scheduled = True
         heal.action = "ask again"
-        heal.next_at = max(heal.next_at, time.monotonic() + delay)
+        heal.next_at = max(heal.next_at, self.clock.monotonic() + delay)
         self._tg.start_soon(self._reask_later, symbol, delay)
 
     async def _reask_later(self, symbol: str, delay: float) -> None:
         try:
-            await anyio.sleep(delay)
+            await self.clock.sleep(delay)
         finally:
             self._heal_state(symbol).retry_scheduled = False
         book = self.books[symbol]
@@ -774,7 +803,7 @@ class Connector:
         if heal is None or book is None or book.live or heal.waiting is None:
             return None, None
         text = heal.waiting + (f"; next: {heal.action}" if heal.action else "")
-        return text, max(0.0, round(heal.next_at - time.monotonic(), 3)) if heal.action else None
+        return text, max(0.0, round(heal.next_at - self.clock.monotonic(), 3)) if heal.action else None
 
     def _waiting_for(self, book: SymbolBook) -> str:
         if book.failed:
@@ -795,7 +824,7 @@ class Connector:
         interval doubling up to ``reconnect_max_s``, forever. A FAILED book is retried every
         ``failed_retry_s``. Called by the watchdog about once a second."""
         cfg = self.config
-        now = time.monotonic()
+        now = self.clock.monotonic()
         to_close: dict[int, str] = {}
         for sym, book in self.books.items():
             heal = self._heal_state(sym)
@@ -872,7 +901,7 @@ class Connector:
             return
         self._pending_snapshots.add(symbol)
         # stagger snapshot requests so a reconnect of many symbols does not burst the REST budget
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self._snapshot_slot = max(self._snapshot_slot, now)
         delay = self._snapshot_slot - now
         self._snapshot_slot += 0.05
@@ -883,7 +912,7 @@ class Connector:
         backoff = 0.5
         try:
             if delay > 0:
-                await anyio.sleep(delay)
+                await self.clock.sleep(delay)
             while True:
                 if book.failed:
                     return
@@ -913,7 +942,7 @@ class Connector:
             if self.symbol_conn.get(symbol) not in self.connections:
                 return  # disconnected meanwhile; the reconnect fetches a new one
             try:
-                book.snapshot_fetched(snap, time.monotonic_ns())
+                book.snapshot_fetched(snap, self.clock.monotonic_ns())
             except Exception as exc:  # e.g. a plugin checksum over garbage: resync, never crash
                 self.errors += 1
                 self.error_counts["snapshot_parsing"] = self.error_counts.get("snapshot_parsing", 0) + 1
@@ -928,7 +957,7 @@ class Connector:
         book.error = f"snapshot failed: {_describe(exc)}; retrying in about {backoff:.1f}s"
         self.last_error = f"{book.symbol}: {book.error}"
         log.warning("%s: %s", self.name, self.last_error)
-        await anyio.sleep(backoff * (1 + random.random()))
+        await self.clock.sleep(backoff * (1 + random.random()))
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -947,6 +976,62 @@ def looks_permanent(message: str) -> bool:
     """Whether an exchange's error says the symbol can never work (unknown, invalid, not found,
     not supported, delisted): such a book is FAILED; anything else is retried with backoff."""
     return _PERMANENT.search(message) is not None
+
+
+class _DirectFrames:
+    """Hands complete data frames to the connector inside the websockets client's own
+    ``process_event`` (called for each frame a socket read delivered), bypassing the message
+    queue, while that queue is empty (so order is kept). Other events take websockets' path."""
+
+    __slots__ = ("connector", "conn", "ws", "original", "queue", "failure", "frames", "clock")
+
+    def __init__(self, connector: "Connector", conn: Connection, ws: Any, queue: deque[Any]) -> None:
+        self.connector = connector
+        self.conn = conn
+        self.ws = ws
+        self.original = ws.process_event
+        self.queue = queue
+        self.failure: BaseException | None = None
+        self.frames = 0  # frames handled here (the rest came through recv())
+        self.clock = connector.clock.monotonic_ns
+        ws.process_event = self.process_event
+
+    def uninstall(self) -> None:
+        if self.ws.__dict__.get("process_event") == self.process_event:
+            del self.ws.process_event
+
+    def process_event(self, event: Any) -> None:
+        opcode = event.opcode
+        if (opcode is _TEXT or opcode is _BINARY) and event.fin and not self.queue and self.failure is None:
+            data = event.data
+            if opcode is _TEXT:
+                try:
+                    frame: str | bytes = data.decode()
+                except UnicodeDecodeError:  # recv() raises it, as it always did
+                    self.original(event)
+                    return
+            else:
+                frame = bytes(data)
+            self.frames += 1
+            try:
+                self.connector._handle(self.conn, frame, self.clock())
+            except Exception as exc:
+                # what recv()'s loop would have raised: the reader raises it (woken by the frame)
+                self.failure = exc
+                self.original(event)
+            return
+        self.original(event)
+
+
+def _direct_frames(connector: "Connector", conn: Connection) -> _DirectFrames | None:
+    """Direct frame handling for a websockets asyncio client connection, else None (any other
+    WebSocket object injected through ``ws_connect`` is read with ``recv()`` alone)."""
+    ws = conn.ws
+    assembler = getattr(ws, "recv_messages", None)
+    queue = getattr(getattr(assembler, "frames", None), "queue", None)
+    if not isinstance(ws, ClientConnection) or not isinstance(queue, deque) or "process_event" in vars(ws):
+        return None
+    return _DirectFrames(connector, conn, ws, queue)
 
 
 def ws_connect_default(url: str, **kwargs: Any) -> AbstractAsyncContextManager[ClientConnection]:

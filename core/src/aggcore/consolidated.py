@@ -13,17 +13,19 @@ exchange's pair, where it differs).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
 
 from .book import SymbolBook
+from .clock import SYSTEM_CLOCK, Clock
 from .models import BookState
 
-__all__ = ["ConsolidatedView", "Merged", "Router", "view_key"]
+__all__ = ["ConsolidatedView", "Merged", "Router", "Row", "view_key"]
 
 _first = itemgetter(0)
+
+Row = tuple[float, float, str]  # (price, quantity, venue)
 
 
 def view_key(pair: str, quote_groups: dict[str, list[str]]) -> str:
@@ -43,8 +45,8 @@ class Merged:
     """A merged top-N at one instant. Levels are ``(price, quantity, exchange)``, best first."""
 
     pair: str
-    bids: list[tuple[float, float, str]]
-    asks: list[tuple[float, float, str]]
+    bids: list[Row]
+    asks: list[Row]
     venues: list[str]
     excluded: dict[str, str]
     ages_ms: dict[str, float]
@@ -76,48 +78,132 @@ class Merged:
         return (tuple(self.bids), tuple(self.asks), tuple(self.venues))
 
 
+class _VenueCache:
+    """One venue's top levels as merged rows, valid while the venue's version is unchanged."""
+
+    __slots__ = ("version", "depth", "bids", "asks", "complete")
+
+    def __init__(self, version: tuple[int, int, int], depth: int, bids: list[Row], asks: list[Row], complete: bool) -> None:
+        self.version = version
+        self.depth = depth
+        self.bids = bids
+        self.asks = asks
+        self.complete = complete  # the book has no levels beyond these (fewer than depth per side)
+
+
 class ConsolidatedView:
-    """All venues' books of one pair (or quote group)."""
+    """All venues' books of one pair (or quote group).
 
-    __slots__ = ("pair", "venues", "dirty", "first_dirty_ns", "changes", "_notify", "last_merged")
+    Consolidation is incremental: every venue's top levels are cached with the venue's version
+    (bumped when its book notifies a change; cross-checked with the book's message and level
+    counters), so a merge re-reads only the venues that changed since the last merge and folds
+    their new levels into the previous merged top-N; it rebuilds from the cached venues only when
+    the set of venues used changed or the previous cut-off no longer holds.
+    """
 
-    def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None]) -> None:
+    __slots__ = (
+        "pair",
+        "venues",
+        "dirty",
+        "first_dirty_ns",
+        "changes",
+        "stamps",
+        "_notify",
+        "last_merged",
+        "_cache",
+        "_merged_depth",
+        "_merged_used",
+        "_merged_versions",
+        "clock",
+    )
+
+    def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None], clock: Clock = SYSTEM_CLOCK) -> None:
         self.pair = pair
+        self.clock = clock
         self.venues: dict[str, SymbolBook] = {}  # "exchange" (or "exchange:SYMBOL" when grouped twice)
         self.dirty = False
         self.first_dirty_ns = 0
-        self.changes = 0
+        self.changes = 0  # book changes and state changes seen
+        self.stamps: dict[SymbolBook, int] = {}  # book -> ``changes`` at its last change
         self._notify = notify
         self.last_merged: Merged | None = None
+        self._cache: dict[str, _VenueCache] = {}
+        self._merged_depth = 0
+        self._merged_used: list[str] = []
+        self._merged_versions: dict[str, tuple[int, int, int]] = {}
 
     def add(self, book: SymbolBook) -> None:
         key = book.exchange if book.exchange not in self.venues or self.venues[book.exchange] is book else f"{book.exchange}:{book.symbol}"
         self.venues[key] = book
+        self.changes += 1
+        self.stamps[book] = self.changes
 
     # BookListener: called from the hot path --------------------------------------------------------
     def book_changed(self, book: SymbolBook, receipt_ns: int) -> None:
-        self.changes += 1
+        self.changes = changes = self.changes + 1
+        self.stamps[book] = changes
         if not self.dirty:
             self.dirty = True
             self.first_dirty_ns = receipt_ns
             self._notify(self)
 
     def book_state_changed(self, book: SymbolBook) -> None:
+        self.changes += 1
+        self.stamps[book] = self.changes
         self.touch()
 
     def touch(self) -> None:
         """Something other than a book message changed what the view shows (state, age)."""
         if not self.dirty:
             self.dirty = True
-            self.first_dirty_ns = time.monotonic_ns()
+            self.first_dirty_ns = self.clock.monotonic_ns()
             self._notify(self)
 
+    def version(self, book: SymbolBook) -> tuple[int, int, int]:
+        """Changes whenever ``book``'s levels or state may have changed (cheap; for readers' caches)."""
+        return (self.stamps.get(book, 0), book.messages, book.level_updates)
+
     # reading -------------------------------------------------------------------------------------------
+    def top_of_book(self) -> tuple[Row | None, Row | None]:
+        """The consolidated best bid and best ask now, as ``(price, quantity, venue)`` rows (None
+        when no LIVE venue has that side). Reads only each LIVE venue's best level, so it is cheap
+        enough to call after every message; freshness (``max_age_ms``) is applied by :meth:`merge`."""
+        bid: float | None = None
+        ask: float | None = None
+        bid_name = ask_name = ""
+        bid_book = ask_book = None
+        for name, book in self.venues.items():
+            if book.state is not BookState.LIVE:
+                continue
+            keys = book.book.bids.keys
+            if keys and (bid is None or keys[-1] > bid):
+                bid, bid_name, bid_book = keys[-1], name, book
+            keys = book.book.asks.keys
+            if keys and (ask is None or keys[0] < ask):
+                ask, ask_name, ask_book = keys[0], name, book
+        best_bid = None if bid is None or bid_book is None else (bid, bid_book.book.bids.levels[bid], bid_name)
+        best_ask = None if ask is None or ask_book is None else (ask, ask_book.book.asks.levels[ask], ask_name)
+        return best_bid, best_ask
+
+    def levels(self, name: str, book: SymbolBook, depth: int) -> _VenueCache:
+        """The venue's best ``depth`` levels per side as merged rows, re-read only when it changed."""
+        version = (self.stamps.get(book, 0), book.messages, book.level_updates)
+        cached = self._cache.get(name)
+        if cached is not None and cached.version == version and (cached.depth >= depth or cached.complete):
+            return cached
+        side = book.book.bids
+        levels = side.levels
+        bids = [(p, levels[p], name) for p in side.prices(depth)]
+        side = book.book.asks
+        levels = side.levels
+        asks = [(p, levels[p], name) for p in side.prices(depth)]
+        cached = _VenueCache(version, depth, bids, asks, len(bids) < depth and len(asks) < depth)
+        self._cache[name] = cached
+        return cached
+
     def merge(self, depth: int, max_age_ms: float, now_ns: int | None = None) -> Merged:
         """Merged top-``depth`` of the LIVE, fresh venues, with the reasons others are left out."""
-        now_ns = now_ns or time.monotonic_ns()
-        bids: list[tuple[float, float, str]] = []
-        asks: list[tuple[float, float, str]] = []
+        now_ns = now_ns or self.clock.monotonic_ns()
         used: list[str] = []
         excluded: dict[str, str] = {}
         ages: dict[str, float] = {}
@@ -134,32 +220,82 @@ class ConsolidatedView:
                 continue
             used.append(name)
             books[name] = book
-            side = book.book.bids
-            levels = side.levels
-            bids.extend([(p, levels[p], name) for p in side.prices(depth)])
-            side = book.book.asks
-            levels = side.levels
-            asks.extend([(p, levels[p], name) for p in side.prices(depth)])
-        bids.sort(key=_first, reverse=True)
-        asks.sort(key=_first)
-        merged = Merged(self.pair, bids[:depth], asks[:depth], used, excluded, ages, now_ns, books)
+        caches = {name: self.levels(name, book, depth) for name, book in books.items()}
+        versions = {name: c.version for name, c in caches.items()}
+        last = self.last_merged
+        bids: list[Row] | None = None
+        asks: list[Row] | None = None
+        if last is not None and self._merged_depth == depth and self._merged_used == used:
+            previous = self._merged_versions
+            changed = {name for name, v in versions.items() if previous.get(name) != v}
+            if not changed:
+                bids, asks = last.bids, last.asks
+            else:
+                rank = {name: i for i, name in enumerate(used)}
+                bids = _fold(last.bids, changed, [caches[n].bids for n in changed], depth, True, rank)
+                asks = _fold(last.asks, changed, [caches[n].asks for n in changed], depth, False, rank)
+        if bids is None or asks is None:
+            bids = [row for c in caches.values() for row in c.bids]
+            asks = [row for c in caches.values() for row in c.asks]
+            bids.sort(key=_first, reverse=True)
+            asks.sort(key=_first)
+            del bids[depth:], asks[depth:]
+        merged = Merged(self.pair, bids, asks, used, excluded, ages, now_ns, books)
         self.last_merged = merged
+        self._merged_depth = depth
+        self._merged_used = used
+        self._merged_versions = versions
         return merged
+
+
+def _fold(
+    previous: list[Row], changed: set[str], fresh: list[list[Row]], depth: int, bids: bool, rank: dict[str, int]
+) -> list[Row] | None:
+    """The new merged top-``depth`` of one side from the previous one, when only ``changed``
+    venues changed: drop their old rows, add their fresh ones. The result is exactly what a
+    merge from scratch gives (equal prices in venue order), or None when that cannot be told
+    without the unchanged venues' rows beyond the previous cut-off (the caller rebuilds)."""
+    kept = [row for row in previous if row[2] not in changed]
+    rows = kept + fresh[0] if len(fresh) == 1 else kept + [row for venue_rows in fresh for row in venue_rows]
+    rows.sort(key=_first, reverse=bids)
+    if len(previous) >= depth:
+        # rows of unchanged venues left out before are at or beyond the old cut-off
+        if len(rows) < depth:
+            return None
+        cut = previous[-1][0]
+        last = rows[depth - 1][0]
+        if (last < cut) if bids else (last > cut):
+            return None
+        if last == cut and any(row[0] == cut for venue_rows in fresh for row in venue_rows):
+            return None  # a changed venue's level ties at the cut-off: which equal prices are in is not known
+    # equal prices of different venues in venue order, as a merge from scratch has them
+    i, n = 1, min(len(rows), depth + 1)
+    while i < n:
+        if rows[i][0] == rows[i - 1][0]:
+            j = i - 1
+            while i < n and rows[i][0] == rows[j][0]:
+                i += 1
+            rows[j:i] = sorted(rows[j:i], key=lambda row: rank[row[2]])
+        else:
+            i += 1
+    del rows[depth:]
+    return rows
 
 
 class Router:
     """Routes book changes to views. It is every book's first listener: on the first change
     it rebinds the book straight to its view, so later messages skip the routing entirely."""
 
-    def __init__(self, quote_groups: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, quote_groups: dict[str, list[str]] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.quote_groups = quote_groups or {}
         self.views: dict[str, ConsolidatedView] = {}
-        self.dirty: set[ConsolidatedView] = set()
+        self.dirty: dict[ConsolidatedView, None] = {}  # ordered: views are analysed in the order they changed
         self.on_dirty: Callable[[], None] | None = None
 
     def _notify(self, view: ConsolidatedView) -> None:
         first = not self.dirty
-        self.dirty.add(view)
+        self.dirty[view] = None
         if first and self.on_dirty is not None:
             self.on_dirty()
 
@@ -167,7 +303,7 @@ class Router:
         key = view_key(pair, self.quote_groups)
         view = self.views.get(key)
         if view is None:
-            view = self.views[key] = ConsolidatedView(key, self._notify)
+            view = self.views[key] = ConsolidatedView(key, self._notify, self.clock)
         return view
 
     def attach(self, book: SymbolBook) -> ConsolidatedView:

@@ -14,8 +14,10 @@ third-party errors (httpx, websockets, pydantic, orjson) are wrapped with
     │                            rejected subscription, maintenance); carries ``code``
     ├── ParsingError             a frame or body that cannot be understood
     ├── TimeoutError             connect, subscribe, snapshot or stale-feed timeouts
-    └── BookSyncError            a sequence gap, checksum mismatch or crossed book
-                                 (handled internally by resyncing that symbol)
+    ├── BookSyncError            a sequence gap, checksum mismatch or crossed book
+    │                            (handled internally by resyncing that symbol)
+    └── SinkError                a sink write failed partway; carries ``delivered``
+                                 (events of the batch that did get out)
 
 Each error carries ``exchange`` and ``symbol`` where they are known, and its
 message names them, so a log line says what failed and where.
@@ -32,6 +34,7 @@ __all__ = [
     "ParsingError",
     "PluginError",
     "RateLimitError",
+    "SinkError",
     "TimeoutError",
     "WebSocketError",
 ]
@@ -120,3 +123,13 @@ class BookSyncError(AggregatorError):
     def __init__(self, message: str, *, reason: str, **kw: str | None) -> None:
         self.reason = reason
         super().__init__(message, **kw)
+
+
+class SinkError(AggregatorError):
+    """A sink's ``write`` failed partway: ``delivered`` events of the batch (its first ones) got
+    out before the failure; the runtime counts them as delivered and the rest as dropped."""
+
+    def __init__(self, message: str, *, delivered: int = 0, sink: str | None = None) -> None:
+        self.delivered = delivered
+        self.sink = sink
+        super().__init__(message)

@@ -14,6 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .analyzer import Analyzer
+    from .bus import Bus
     from .connector import Connector
     from .sink import Sink
 
@@ -37,3 +38,8 @@ def aggcore_register_sinks() -> list[type[Sink]]:  # type: ignore[empty-body]
 @hookspec
 def aggcore_register_analyzers() -> list[type[Analyzer]]:  # type: ignore[empty-body]
     """Return the analyzer classes this plugin provides."""
+
+
+@hookspec
+def aggcore_register_buses() -> list[type[Bus]]:  # type: ignore[empty-body]
+    """Return the bus classes this plugin provides (the transport of ``aggcore run --role``)."""

@@ -195,7 +195,7 @@ class HealthStatus(PublicType):
     resyncs: int = 0
     checksum_failures: int = 0
     symbols: dict[str, SymbolHealth] = {}
-    kind: Literal["exchange", "sink", "analyzer"] = "exchange"
+    kind: Literal["exchange", "sink", "analyzer", "bus"] = "exchange"
 
 
 class Metrics(PublicType):

@@ -17,6 +17,7 @@ entry-point name, built-ins included.
 from __future__ import annotations
 
 import logging
+import importlib.metadata
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from pydantic import BaseModel
 
 from . import hookspecs
 from .analyzer import Analyzer, AnalyzerConfig
+from .bus import Bus, BusConfig
 from .connector import Connector, ConnectorConfig
 from .errors import PluginError
 from .sink import Sink, SinkConfig
@@ -52,14 +54,15 @@ CORE_DISTRIBUTION = "aggcore"
 STRICT_ENV = "AGGCORE_STRICT_PLUGINS"
 DISABLE_ENV = "AGGCORE_DISABLE_PLUGINS"
 
-PluginKind = Literal["connector", "sink", "analyzer"]
-KINDS: tuple[PluginKind, ...] = ("connector", "sink", "analyzer")
+PluginKind = Literal["connector", "sink", "analyzer", "bus"]
+KINDS: tuple[PluginKind, ...] = ("connector", "sink", "analyzer", "bus")
 
 # hook name -> (kind, base class, base config class)
 _HOOKS: dict[str, tuple[PluginKind, type[Any], type[BaseModel]]] = {
     "aggcore_register_connectors": ("connector", Connector, ConnectorConfig),
     "aggcore_register_sinks": ("sink", Sink, SinkConfig),
     "aggcore_register_analyzers": ("analyzer", Analyzer, AnalyzerConfig),
+    "aggcore_register_buses": ("bus", Bus, BusConfig),
 }
 
 
@@ -77,6 +80,7 @@ class PluginInfo:
     status: str = "ok"
     builtin: bool = False
     value: str = ""
+    warning: str | None = None  # e.g. built for another plugin API (another aggcore range)
 
     @property
     def ok(self) -> bool:
@@ -101,6 +105,7 @@ class PluginInfo:
             "status": self.status,
             "builtin": self.builtin,
             "entry_point": self.value,
+            "warning": self.warning,
         }
 
 
@@ -111,16 +116,18 @@ class PluginRegistry:
     connectors: dict[str, type[Connector]] = field(default_factory=dict)
     sinks: dict[str, type[Sink]] = field(default_factory=dict)
     analyzers: dict[str, type[Analyzer]] = field(default_factory=dict)
+    buses: dict[str, type[Bus]] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     failures: dict[str, PluginInfo] = field(default_factory=dict)
     manager: pluggy.PluginManager | None = field(default=None, repr=False, compare=False)
 
     def of_kind(self, kind: PluginKind) -> dict[str, type[Any]]:
-        """The name -> class table for ``connector``, ``sink`` or ``analyzer``."""
+        """The name -> class table for ``connector``, ``sink``, ``analyzer`` or ``bus``."""
         tables: dict[str, dict[str, type[Any]]] = {
             "connector": self.connectors,
             "sink": self.sinks,
             "analyzer": self.analyzers,
+            "bus": self.buses,
         }
         return tables[kind]
 
@@ -182,6 +189,10 @@ def load_plugins(
             value=ep.value,
         )
         registry.plugins.append(info)
+        if not info.builtin:
+            info.warning = api_mismatch(info.distribution)
+            if info.warning:
+                log.warning("plugin %s: %s", info.describe(), info.warning)
         if ep.name in blocked:
             info.status = "disabled"
             log.debug("plugin %s disabled by %s", info.describe(), DISABLE_ENV)
@@ -201,6 +212,41 @@ def load_plugins(
                     version=info.version,
                 ) from exc
     return registry
+
+
+def api_mismatch(distribution: str | None) -> str | None:
+    """Why ``distribution`` was built for another plugin API, or None when it fits.
+
+    A plugin states the plugin API it was built for by the range of ``aggcore`` it requires
+    (``aggcore>=0.1,<0.2``: the plugin API of aggcore 0.1.x). When the installed aggcore is
+    outside that range the plugin may still load, but hooks or base classes may differ.
+    """
+    if not distribution:
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    from . import PLUGIN_API, __version__
+
+    try:
+        requires = importlib.metadata.requires(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) != "aggcore" or (req.marker is not None and not req.marker.evaluate()):
+            continue
+        if not req.specifier:
+            return f"requires a bare 'aggcore' (no version range): it cannot say which plugin API it was built for (this is {PLUGIN_API})"
+        if not req.specifier.contains(__version__, prereleases=True):
+            return (
+                f"built for aggcore{req.specifier} (another plugin API); installed aggcore {__version__} "
+                f"has plugin API {PLUGIN_API}: upgrade the plugin or install a matching aggcore"
+            )
+    return None
 
 
 class _Rejected(Exception):

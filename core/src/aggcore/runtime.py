@@ -2,72 +2,206 @@
 
 Runs until SIGINT or SIGTERM, then stops reading, flushes sinks within a deadline and exits 0.
 With ``--simulate`` it first starts, in-process, the fake exchange server that every
-configured exchange's plugin ships (over loopback), points the connectors at them, and keeps
-their markets drifting around a shared reference price, so spreads move and cross-venue
-arbitrage appears now and then.
+configured exchange's plugin ships (over loopback), points the connectors at them, and lets
+them quote one simulated market (a latent price per pair that every venue follows), with a
+sizeable cross-venue dislocation now and then.
 """
 
 from __future__ import annotations
 
-import math
 import logging
-import random
+import math
 import signal
+import sys
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .errors import ConfigError, PluginError
+from .errors import AggregatorError, ConfigError, PluginError
 from .sink import Sink
-from .symbols import normalize_asset
 
 if TYPE_CHECKING:
+    from .bus import Role
     from .config import AppConfig
     from .plugins import PluginRegistry
+    from .recording import Recorder
     from .testing.server import FakeExchange
 
 __all__ = ["Simulation", "run_cli"]
 
 log = logging.getLogger("aggcore")
 
-#: reference prices of the demo markets, by base asset
-REFERENCE = {"BTC": 60000.0, "ETH": 3000.0, "SOL": 150.0, "XRP": 0.6, "DOGE": 0.15, "LTC": 80.0}
 
+def run_cli(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    *,
+    simulate: bool = False,
+    live: bool = False,
+    role: "Role | None" = None,
+    record: str | None = None,
+    record_only: bool = False,
+    duration_s: float | None = None,
+    stdout_format: Literal["human", "json"] | None = None,
+    interrupted: Callable[[], bool] | None = None,
+) -> int:
+    """``aggcore run`` (``record``: also record every connector's traffic into that directory)
+    and ``aggcore record`` (``record_only``: connectors and books, no sinks).
 
-def run_cli(config: "AppConfig", registry: "PluginRegistry", *, simulate: bool = False, live: bool = False) -> int:
+    Runs until SIGINT/SIGTERM (at any moment, also during start-up), until stdout closes or
+    for ``duration_s``; returns the exit code, 0 for all of these. ``interrupted``: whether a
+    signal already came before the runtime's own handlers were in place (it stops at once)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live)
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        return 130
+        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, interrupted)
+    except KeyboardInterrupt:  # a signal in the instant before the handlers were in place
+        return 0
+    except BaseExceptionGroup as group:
+        # start() runs inside a task group: report its one error (a port in use is a
+        # ConfigError, exit 2) as itself, not as a group
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group or not isinstance(inner, (AggregatorError, KeyboardInterrupt)):
+            raise
+        if isinstance(inner, KeyboardInterrupt):
+            return 0
+        raise inner from None
 
 
-async def _main(config: "AppConfig", registry: "PluginRegistry", simulate: bool, live: bool) -> int:
+class _Stop:
+    """Why and when to stop: a signal, the stdout sink's reader went away, the duration ended."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.startup: anyio.CancelScope | None = None
+
+    def set(self, reason: str) -> None:
+        if self.event.is_set():
+            return
+        log.info("%s: stopping", reason)
+        self.event.set()
+        if self.startup is not None:
+            self.startup.cancel()  # a signal during start-up: stop starting, then clean up
+
+
+async def _main(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    simulate: bool,
+    live: bool,
+    role: "Role | None" = None,
+    record: str | None = None,
+    record_only: bool = False,
+    duration_s: float | None = None,
+    stdout_format: Literal["human", "json"] | None = None,
+    interrupted: Callable[[], bool] | None = None,
+) -> int:
+    stop = _Stop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            if interrupted is not None and interrupted():
+                stop.set("interrupted during start-up")
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    async for sig in signals:  # later signals while stopping are ignored
+                        stop.set(f"{signal.Signals(sig).name} received")
+
+                tg.start_soon(watch)
+                try:
+                    await _serve(config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, stop)
+                finally:
+                    tg.cancel_scope.cancel()
+    finally:
+        # closing the receiver restores the default actions (SIGTERM: exit 143): put back what
+        # was there (the CLI's handlers), so a signal during the last instant is clean too
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    return 0
+
+
+async def _serve(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    simulate: bool,
+    live: bool,
+    role: "Role | None",
+    record: str | None,
+    record_only: bool,
+    duration_s: float | None,
+    stdout_format: Literal["human", "json"] | None,
+    stop: _Stop,
+) -> None:
     from .aggregator import Aggregator
+    from .builtins.sinks.stdout import StdoutSink
 
+    recorder: Recorder | None = None
+    if record is not None:
+        from .recording import Recorder, header_meta
+
+        recorder = Recorder(record)
     async with AsyncExitStack() as stack:
-        if simulate:
-            sim = Simulation(config, registry)
-            config = await stack.enter_async_context(sim)
+        # start-up that waits (the simulated exchanges) runs in a scope a signal cancels; the
+        # aggregator's own start does not wait and opens its task group outside that scope
+        with anyio.CancelScope() as startup:
+            stop.startup = startup
+            if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
+                sim = Simulation(config, registry)
+                config = await stack.enter_async_context(sim)
+        stop.startup = None
+        if stop.event.is_set():
+            return
+        if stdout_format is not None and "stdout" in config.sinks:  # --format applies to a configured stdout sink too
+            section = config.sinks["stdout"].model_copy(update={"format": stdout_format})
+            config = config.model_copy(update={"sinks": {**config.sinks, "stdout": section}})
         sinks: list[Sink] = []
-        if live:
+        if record_only:
+            config = config.model_copy(update={"sinks": {}})
+        elif role == "feed":
+            pass  # a feed runs no sinks: its books go to the bus
+        elif live:
             sinks.append(_builtin_sink(registry, "console", {}))
         elif not any(s.enabled for s in config.sinks.values()):
-            sinks.append(_builtin_sink(registry, "stdout", {}))
-        agg = Aggregator(config, registry=registry, sinks=sinks)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            await agg.start()
-            log.info(
-                "aggcore running: %s; Ctrl-C to stop",
-                ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
-            )
+            sinks.append(_builtin_sink(registry, "stdout", {"format": stdout_format or "human"}))
+        agg = Aggregator(
+            config,
+            registry=registry,
+            sinks=sinks,
+            role=role,
+            connector_io=recorder.connector_io if recorder is not None else None,
+        )
+        if recorder is not None:
+            for name, connector in agg.connectors.items():
+                recorder.describe(name, header_meta(config, registry, name))
+                recorder.attach(connector)
+        async with anyio.create_task_group() as tg:
+            if recorder is not None:
+                tg.start_soon(recorder.run)
             try:
-                async for sig in signals:
-                    log.info("%s received: stopping", signal.Signals(sig).name)
-                    break
+                await agg.start()
+                for runner in agg.hub.sinks:
+                    if isinstance(runner.sink, StdoutSink):  # nobody reads stdout any more: stop the run
+                        runner.sink.on_closed = lambda: stop.set("stdout closed")
+                log.info(
+                    "aggcore %s%s: %s; Ctrl-C to stop",
+                    "recording" if record_only else "running",
+                    f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
+                    ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
+                )
+                if recorder is not None:
+                    log.info("recording into %s", recorder.directory)
+                with anyio.move_on_after(duration_s if duration_s is not None else math.inf):
+                    await stop.event.wait()
             finally:
                 await agg.stop()  # shields its own flush; must exit its task group in this scope
-    return 0
+                if recorder is not None:
+                    await recorder.close()
+                    print(f"aggcore: {recorder.summary()}", file=sys.stderr, flush=True)
+                tg.cancel_scope.cancel()
 
 
 def _builtin_sink(registry: "PluginRegistry", name: str, section: dict[str, Any]) -> Sink:
@@ -78,13 +212,33 @@ def _builtin_sink(registry: "PluginRegistry", name: str, section: dict[str, Any]
 
 
 class Simulation:
-    """The fake servers of every configured exchange, drifting around shared reference prices."""
+    """The fake servers of every configured exchange, quoting one simulated market.
 
-    def __init__(self, config: "AppConfig", registry: "PluginRegistry", *, seed: int = 7, rate_hz: float = 10.0) -> None:
+    Every pair has one latent price (:class:`~aggcore.testing.market.Market`); each venue
+    follows it with its own tick, spread, depth, lag and noise, so venues agree the way real
+    ones do. About every ``dislocation_every_s`` seconds (``None``: never) one venue's price of
+    one pair jumps by about ``dislocation_bp`` basis points and decays within seconds: a real
+    cross-venue opportunity after typical taker fees.
+    """
+
+    def __init__(
+        self,
+        config: "AppConfig",
+        registry: "PluginRegistry",
+        *,
+        seed: int = 7,
+        rate_hz: float = 10.0,
+        volatility: float = 0.4,
+        dislocation_every_s: float | None = 30.0,
+        dislocation_bp: float = 40.0,
+    ) -> None:
+        from .testing.market import Market
+
         self.config = config
         self.registry = registry
         self.seed = seed
         self.rate_hz = rate_hz
+        self.market = Market(seed, volatility=volatility, dislocation_every_s=dislocation_every_s, dislocation_bp=dislocation_bp)
         self.fakes: dict[str, FakeExchange] = {}
         self._stack = AsyncExitStack()
 
@@ -98,72 +252,22 @@ class Simulation:
             raise ConfigError(f"exchanges.{name}: --simulate needs the plugin's fake server: {exc}") from None
 
     async def __aenter__(self) -> "AppConfig":
-        from .testing.market import GenBook
-
         await self._stack.__aenter__()
-        exchanges = {}
-        for i, (name, section) in enumerate(self.config.exchanges.items()):
-            if not section.enabled:
-                exchanges[name] = section
-                continue
-            fake = self._fake_class(name)(seed=self.seed + i, rate_hz=self.rate_hz)
-            for sym, book in list(fake.books.items()):
-                spec = fake.specs[sym]
-                ref = REFERENCE.get(normalize_asset(spec.base))
-                if ref is None:
+        try:
+            exchanges = {}
+            for i, (name, section) in enumerate(self.config.exchanges.items()):
+                if not section.enabled:
+                    exchanges[name] = section
                     continue
-                # a tick of about 0.2 bp of the price, so spreads look like a real market's
-                tick = max(spec.tick, 10 ** math.floor(math.log10(ref * 2e-5)))
-                fake.books[sym] = GenBook(
-                    mid=ref,
-                    tick=tick,
-                    price_precision=spec.price_precision,
-                    qty_precision=spec.qty_precision,
-                    depth=book.depth,
-                    seed=self.seed * 1000 + i * 17 + len(sym),
-                )
-            await self._stack.enter_async_context(fake)
-            self.fakes[name] = fake
-            exchanges[name] = section.model_copy(update={"ws_url": fake.ws_url, "rest_url": fake.rest_url})
-            log.info("simulating %s on %s", name, fake.ws_url)
-        # the drift task has its own cancel scope: cancelling the task group's scope from
-        # __aexit__ would also cancel the host task while it stops the fake servers
-        self._drift_scope = anyio.CancelScope()
-        tg = await self._stack.enter_async_context(anyio.create_task_group())
-        tg.start_soon(self._drift)
+                fake = self._fake_class(name)(seed=self.seed + i, rate_hz=self.rate_hz, market=self.market)
+                await self._stack.enter_async_context(fake)
+                self.fakes[name] = fake
+                exchanges[name] = section.model_copy(update={"ws_url": fake.ws_url, "rest_url": fake.rest_url})
+                log.info("simulating %s on %s", name, fake.ws_url)
+        except BaseException:
+            await self._stack.__aexit__(None, None, None)
+            raise
         return self.config.model_copy(update={"exchanges": exchanges})
 
     async def __aexit__(self, *exc: object) -> None:
-        self._drift_scope.cancel()
         await self._stack.__aexit__(None, None, None)
-
-    async def _drift(self) -> None:
-        """A shared random walk per asset; each venue's mid wanders around it (mean-reverting),
-        so venues disagree by a few basis points and, now and then, by more than the fees."""
-        with self._drift_scope:
-            await self._drift_loop()
-
-    async def _drift_loop(self) -> None:
-        rng = random.Random(self.seed)
-        refs = dict(REFERENCE)
-        offsets: dict[tuple[str, str], float] = {}
-        while True:
-            await anyio.sleep(0.1)
-            for asset in refs:
-                refs[asset] *= 1 + rng.gauss(0, 0.0002)
-            for name, fake in self.fakes.items():
-                for sym, book in fake.books.items():
-                    asset = normalize_asset(fake.specs[sym].base)
-                    ref = refs.get(asset)
-                    if ref is None:
-                        continue
-                    key = (name, sym)
-                    # venues agree, but now and then one is dislocated by
-                    # ~0.5% that decays within seconds: cross-venue arbitrage after fees
-                    off = offsets.get(key, 0.0) * 0.9
-                    if abs(off) < 0.0003:
-                        off = 0.0
-                    if rng.random() < 0.002:
-                        off += rng.choice((-1, 1)) * 0.005
-                    offsets[key] = off
-                    book.mid = ref * (1 + off)

@@ -11,16 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from .telemetry import Telemetry
+
 __all__ = ["EVENT_KINDS", "Event", "EventKind", "Sink", "SinkConfig"]
 
-EventKind = Literal["summary", "arbitrage", "health", "metrics"]
-EVENT_KINDS: tuple[EventKind, ...] = ("summary", "arbitrage", "health", "metrics")
+EventKind = Literal["summary", "arbitrage", "health", "metrics", "book"]
+EVENT_KINDS: tuple[EventKind, ...] = ("summary", "arbitrage", "health", "metrics", "book")
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -68,15 +71,47 @@ class SinkConfig(BaseModel):
 
 
 class Sink:
-    """Base class of sinks. The runtime calls ``open``, then ``write`` with batches, then ``close``."""
+    """Base class of sinks. The runtime calls ``open``, then ``write`` with batches, then ``close``.
+
+    Accounting (every event is delivered or counted): by default an event counts as delivered
+    when the ``write`` that received it returns, less the events the sink added to
+    ``dropped_events`` during that call; when ``write`` raises, the events it did not count
+    itself are counted as dropped (``write_error``). A sink that keeps events after ``write``
+    returns (its own batching or retries, like ``webhook``) sets ``holds_events = True`` and
+    then accounts for every event it was handed itself: each one ends in ``delivered_events``
+    or ``dropped_events`` and is in ``pending_events`` until then (also when ``write`` or
+    ``close`` raise or are cancelled).
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[SinkConfig]] = SinkConfig
+    holds_events: ClassVar[bool] = False
 
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
         self.health_error: str | None = None  # set to say what is wrong; shown in health
         self.dropped_events = 0  # events the sink itself gave up on (counted in metrics and health)
+        self.delivered_events = 0  # holds_events sinks only: events confirmed delivered
+        #: the aggregator's telemetry, set before :meth:`bind` (a sink that serves ``/metrics``,
+        #: ``/healthz`` or ``/readyz`` answers them with ``telemetry.route(path)``)
+        self.telemetry: Telemetry | None = None
+
+    def wants_metrics(self) -> bool:
+        """True when this sink serves the Prometheus metrics (``telemetry.route("/metrics")``)."""
+        return False
+
+    async def bind(self) -> None:
+        """Take what must fail ``Aggregator.start()`` at once, such as a listening port.
+
+        Called before any task runs; raise :class:`~aggcore.errors.ConfigError` naming the
+        setting. Everything else belongs in :meth:`open`.
+        """
+        return None
+
+    @property
+    def pending_events(self) -> int:
+        """holds_events sinks: events handed to ``write`` not yet delivered or dropped."""
+        return 0
 
     async def open(self) -> None:
         return None

@@ -7,14 +7,22 @@ hot path. Each :class:`Telemetry` has its own Prometheus registry, so several ag
 (tests) never collide.
 
 The HTTP endpoint (``monitoring.metrics.prometheus``; 127.0.0.1 by default) serves
-``/metrics``, ``/healthz`` (the process is alive) and ``/readyz`` (200 when every configured
-pair has at least one LIVE venue, else 503 with the pairs that have none).
+``/metrics`` (Prometheus text, or OpenMetrics when the scraper's ``Accept`` asks for
+``application/openmetrics-text``), ``/healthz`` (the process is alive) and ``/readyz`` (200 when
+every configured pair has at least one LIVE venue, else 503 with the pairs that have none).
+
+Every metric name is listed in :data:`METRIC_NAMES` and documented in the README's metrics table
+(a test fails when one disappears from a scrape). Conventions: counters end in ``_total``, every
+error counter exists at zero from the first scrape (so ``rate()`` works), and a book's state is
+one series per book (``aggcore_book_state{exchange,symbol,state} 1``), not one per state.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -24,15 +32,18 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
-from prometheus_client import CollectorRegistry, generate_latest
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from .errors import ConfigError
-from .models import BookState
-
 if TYPE_CHECKING:
     from .aggregator import Aggregator
+    from .models import ArbitrageOpportunity
 
-__all__ = ["LATENCY_BUCKETS", "Telemetry"]
+__all__ = ["ERROR_KINDS", "LATENCY_BUCKETS", "METRIC_NAMES", "Telemetry"]
 
 log = logging.getLogger("aggcore.telemetry")
 
@@ -42,11 +53,104 @@ LATENCY_BUCKETS = (
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
-_STATES = [s.value for s in BookState]
+#: error kinds every exchange reports at zero from the first scrape (others appear when they happen)
+ERROR_KINDS = ("exchange", "parsing", "network", "websocket", "timeout", "rate_limit", "maintenance", "checksum")
+
+#: every metric family a scrape exposes (Prometheus names; counters without ``_total``)
+METRIC_NAMES = (
+    "aggcore_build_info",
+    "aggcore_plugin_info",
+    "aggcore_exchange_up",
+    "aggcore_connections_open",
+    "aggcore_frames",
+    "aggcore_reconnects",
+    "aggcore_errors",
+    "aggcore_sink_errors",
+    "aggcore_messages",
+    "aggcore_level_updates",
+    "aggcore_gaps",
+    "aggcore_resyncs",
+    "aggcore_checksum_failures",
+    "aggcore_crossed_books",
+    "aggcore_invalid_messages",
+    "aggcore_sink_events",
+    "aggcore_sink_dropped",
+    "aggcore_book_state",
+    "aggcore_book_age_seconds",
+    "aggcore_best_bid",
+    "aggcore_best_ask",
+    "aggcore_spread",
+    "aggcore_mid",
+    "aggcore_venues_used",
+    "aggcore_arbitrage_opened",
+    "aggcore_arbitrage_closed",
+    "aggcore_arbitrage_best_net_profit_percent",
+    "aggcore_dropped",
+    "aggcore_buffer_depth",
+    "aggcore_exchange_latency_seconds",
+    "aggcore_summary_latency_seconds",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+)
+
+Samples = Iterable[tuple[float, dict[str, str]]]
+
+
+_BOOK_COUNTERS = (
+    ("messages", "aggcore_messages", "book messages applied"),
+    ("level_updates", "aggcore_level_updates", "price-level updates applied"),
+    ("gaps", "aggcore_gaps", "sequence gaps detected"),
+    ("resyncs", "aggcore_resyncs", "book resyncs (one symbol each)"),
+    ("checksum_failures", "aggcore_checksum_failures", "checksum mismatches"),
+    ("crossed_books", "aggcore_crossed_books", "crossed books detected"),
+    ("invalid_messages", "aggcore_invalid_messages", "messages rejected for an impossible level (resynced)"),
+)
+
+
+class _BookCollector:
+    """The per-book series (8 per book: 6 counters, state, age), read straight from the books.
+
+    These are most of a scrape (7 exchanges x 300 books = 16,800 series). Going through
+    OpenTelemetry's observable instruments cost about 50 us per series (measurement objects,
+    aggregation, exemplars, translation: ~1 s per scrape, blocking the event loop), so the
+    Prometheus endpoint reads them directly; ``bench/scrape.py`` measures it.
+    """
+
+    def __init__(self, agg: "Aggregator") -> None:
+        self.agg = agg
+
+    def describe(self) -> list[Metric]:
+        return []  # collected lazily; nothing to check for duplicates at registration
+
+    def collect(self) -> Iterator[Metric]:
+        counters = [(attr, CounterMetricFamily(name, doc, labels=("exchange", "symbol"))) for attr, name, doc in _BOOK_COUNTERS]
+        state = GaugeMetricFamily(
+            "aggcore_book_state", "1, labelled with the state the book is in (one series per book)",
+            labels=("exchange", "symbol", "state"),
+        )  # fmt: skip
+        age = GaugeMetricFamily(
+            "aggcore_book_age_seconds", "seconds since the book last changed (absent before its first update)",
+            labels=("exchange", "symbol"),
+        )  # fmt: skip
+        now_ns = time.monotonic_ns()
+        for b in self.agg.all_books():  # a consolidator's remote books too
+            labels = (b.exchange, b.pair)
+            for attr, family in counters:
+                family.add_metric(labels, getattr(b, attr))
+            state.add_metric((b.exchange, b.pair, b.state.value), 1)
+            if b.last_update_ns:
+                age.add_metric(labels, (now_ns - b.last_update_ns) / 1e9)
+        for _, family in counters:
+            yield family
+        yield state
+        yield age
 
 
 class Telemetry:
     def __init__(self, agg: "Aggregator", *, prometheus: bool, extra_readers: Iterable[MetricReader] = ()) -> None:
+        from . import __version__
+
         self.agg = agg
         self.registry = CollectorRegistry()
         readers: list[MetricReader] = list(extra_readers)
@@ -54,40 +158,49 @@ class Telemetry:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
             readers.append(PrometheusMetricReader(registry=self.registry, scope_info_enabled=False))
+            ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, _resident_memory_bytes, _open_fds
+            self.registry.register(_BookCollector(agg))
         views = [
             View(instrument_name="aggcore.*latency*", aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS)),
         ]
-        self.provider = MeterProvider(metric_readers=readers, views=views)
-        meter = self.provider.get_meter("aggcore")
+        resource = Resource.create({"service.name": "aggcore", "service.version": __version__})
+        self.provider = MeterProvider(metric_readers=readers, views=views, resource=resource)
+        meter = self.provider.get_meter("aggcore", __version__)
+        # arbitrage events, counted by Aggregator.publish (rare: never per book message)
+        self.arbitrage_opened: dict[str, int] = {}
+        self.arbitrage_closed: dict[str, int] = {}
+        self.arbitrage_open: dict[str, dict[tuple[str, str], float]] = {}
 
-        def counter(name: str, desc: str, fn: Callable[[], Iterable[tuple[float, dict[str, str]]]]) -> None:
+        def counter(name: str, desc: str, fn: Callable[[], Samples]) -> None:
             def cb(_: CallbackOptions) -> Iterable[Observation]:
                 return [Observation(v, attrs) for v, attrs in fn()]
 
             meter.create_observable_counter(name, [cb], description=desc)
 
-        def gauge(name: str, desc: str, fn: Callable[[], Iterable[tuple[float, dict[str, str]]]]) -> None:
+        def gauge(name: str, desc: str, fn: Callable[[], Samples]) -> None:
             def cb(_: CallbackOptions) -> Iterable[Observation]:
                 return [Observation(v, attrs) for v, attrs in fn()]
 
             meter.create_observable_gauge(name, [cb], description=desc)
 
-        def per_book(attr: str) -> Callable[[], Iterable[tuple[float, dict[str, str]]]]:
-            def read() -> Iterable[tuple[float, dict[str, str]]]:
-                for c in agg.connectors.values():
-                    for b in c.books.values():
-                        yield getattr(b, attr), {"exchange": c.name, "symbol": b.pair}
+        build = {"version": __version__, "python": platform.python_version()}
+        gauge("aggcore.build_info", "always 1; labels: aggcore and Python versions", lambda: [(1, build)])
 
-            return read
+        def plugin_info() -> Samples:
+            for info in agg.registry.plugins:
+                if info.ok:
+                    yield 1, {"plugin": info.name, "distribution": info.distribution or "", "version": info.version or ""}
 
-        counter("aggcore.messages", "book messages applied", per_book("messages"))
-        counter("aggcore.level_updates", "price-level updates applied", per_book("level_updates"))
-        counter("aggcore.gaps", "sequence gaps detected", per_book("gaps"))
-        counter("aggcore.resyncs", "book resyncs (one symbol each)", per_book("resyncs"))
-        counter("aggcore.checksum_failures", "checksum mismatches", per_book("checksum_failures"))
-        counter("aggcore.crossed_books", "crossed books detected", per_book("crossed_books"))
-        counter(
-            "aggcore.invalid_messages", "messages rejected for an impossible level (resynced)", per_book("invalid_messages")
+        gauge("aggcore.plugin_info", "always 1 per loaded plugin; labels: distribution and version", plugin_info)
+        gauge(
+            "aggcore.exchange_up",
+            "1 while the exchange has at least one open WebSocket connection",
+            lambda: ((1 if c.connected else 0, {"exchange": c.name}) for c in agg.connectors.values()),
+        )
+        gauge(
+            "aggcore.connections_open",
+            "open WebSocket connections",
+            lambda: ((len(c.connections), {"exchange": c.name}) for c in agg.connectors.values()),
         )
         counter(
             "aggcore.reconnects",
@@ -100,16 +213,42 @@ class Telemetry:
             lambda: ((c.messages, {"exchange": c.name}) for c in agg.connectors.values()),
         )
 
-        def errors() -> Iterable[tuple[float, dict[str, str]]]:
+        def errors() -> Samples:
             for c in agg.connectors.values():
+                for kind in ERROR_KINDS:
+                    yield c.error_counts.get(kind, 0), {"exchange": c.name, "kind": kind}
                 for kind, n in c.error_counts.items():
-                    yield n, {"exchange": c.name, "kind": kind}
-            for r in agg.hub.sinks:
-                yield r.errors, {"sink": r.name, "kind": "sink"}
+                    if kind not in ERROR_KINDS:
+                        yield n, {"exchange": c.name, "kind": kind}
 
-        counter("aggcore.errors", "errors by kind", errors)
+        counter("aggcore.errors", "exchange errors by kind (the usual kinds exist at zero from the start)", errors)
 
-        def drops() -> Iterable[tuple[float, dict[str, str]]]:
+        # the bus (aggcore run --role feed|consolidate): only in such a process
+        def bus_counts(attr: str) -> Callable[[], Samples]:
+            def read() -> Samples:
+                if agg.bus is not None:
+                    yield getattr(agg.bus, attr), {"bus": agg.bus.name}
+
+            return read
+
+        def remote_counts(attr: str) -> Callable[[], Samples]:
+            def read() -> Samples:
+                if agg.remote is not None and agg.bus is not None:
+                    yield getattr(agg.remote, attr), {"bus": agg.bus.name}
+
+            return read
+
+        counter("aggcore.bus_connection_losses", "connections to the bus lost (each one counted)", bus_counts("connection_losses"))
+        counter("aggcore.bus_published", "book messages and heartbeats a feed published to the bus", bus_counts("published"))
+        counter("aggcore.bus_received", "book messages a consolidator received (older and duplicates included)", remote_counts("received"))
+        counter("aggcore.bus_bad_messages", "bus messages that could not be used (counted and ignored)", remote_counts("bad_messages"))
+        counter(
+            "aggcore.sink_errors",
+            "sink write errors",
+            lambda: ((r.errors, {"sink": r.name}) for r in agg.hub.sinks),
+        )
+
+        def drops() -> Samples:
             for r in agg.hub.sinks:
                 yield r.total_dropped, {"consumer": f"sink:{r.name}"}
             for kind, subs in agg.hub.subscriptions.items():
@@ -117,21 +256,74 @@ class Telemetry:
 
         counter("aggcore.dropped", "events dropped by bounded buffers", drops)
 
-        def states() -> Iterable[tuple[float, dict[str, str]]]:
-            for c in agg.connectors.values():
-                for b in c.books.values():
-                    for s in _STATES:
-                        yield (1 if b.state.value == s else 0), {"exchange": c.name, "symbol": b.pair, "state": s}
+        def sink_events() -> Samples:
+            for r in agg.hub.sinks:
+                yield r.produced, {"sink": r.name, "outcome": "produced"}
+                yield r.delivered, {"sink": r.name, "outcome": "delivered"}
 
-        gauge("aggcore.book_state", "1 for the state each book is in", states)
+        counter("aggcore.sink_events", "events per sink: produced = delivered + sink_dropped + in flight", sink_events)
 
-        def depth() -> Iterable[tuple[float, dict[str, str]]]:
+        def sink_dropped() -> Samples:
+            for r in agg.hub.sinks:
+                for reason, n in r.drop_counts().items():
+                    yield n, {"sink": r.name, "reason": reason}
+
+        counter("aggcore.sink_dropped", "events a sink lost, by reason (buffer_full, write_error, shutdown, sink)", sink_dropped)
+
+        tops: dict[str, tuple[float | None, float | None, float | None, float | None, int]] = {}
+
+        def top(index: int) -> Callable[[], Samples]:
+            def read() -> Samples:
+                if index == 0:  # the first of the five instruments read in a collection refreshes them all
+                    tops.clear()
+                    for pair, s in agg.get_all_summaries().items():
+                        tops[pair] = (s.best_bid, s.best_ask, s.spread, s.mid, len(s.venues))
+                for pair, values in tops.items():
+                    value = values[index]
+                    if value is not None:
+                        yield float(value), {"pair": pair}
+
+            return read
+
+        gauge("aggcore.best_bid", "best bid of the consolidated book", top(0))
+        gauge("aggcore.best_ask", "best ask of the consolidated book", top(1))
+        gauge("aggcore.spread", "best ask - best bid of the consolidated book (negative when crossed)", top(2))
+        gauge("aggcore.mid", "mid price of the consolidated book", top(3))
+        gauge("aggcore.venues_used", "venues in the consolidated book (LIVE and fresh)", top(4))
+        counter(
+            "aggcore.arbitrage_opened",
+            "arbitrage opportunities opened",
+            lambda: ((self.arbitrage_opened.get(p, 0), {"pair": p}) for p in agg.router.views),
+        )
+        counter(
+            "aggcore.arbitrage_closed",
+            "arbitrage opportunities closed",
+            lambda: ((self.arbitrage_closed.get(p, 0), {"pair": p}) for p in agg.router.views),
+        )
+
+        def best_profit() -> Samples:
+            for pair in agg.router.views:
+                legs = self.arbitrage_open.get(pair)
+                yield (max(legs.values()) if legs else 0.0), {"pair": pair}
+
+        gauge(
+            "aggcore.arbitrage_best_net_profit_percent",
+            "net profit (after fees, percent) of the best open opportunity; 0 when none is open",
+            best_profit,
+        )
+
+        def depth() -> Samples:
             for r in agg.hub.sinks:
                 yield len(r.buffer), {"consumer": f"sink:{r.name}"}
             for kind, subs in agg.hub.subscriptions.items():
                 yield sum(len(s) for s in subs), {"consumer": f"subscriber:{kind}"}
 
         gauge("aggcore.buffer_depth", "events waiting in bounded buffers", depth)
+        gauge(
+            "aggcore.sink_in_flight",
+            "events produced for a sink, not yet delivered nor dropped",
+            lambda: ((r.in_flight, {"sink": r.name}) for r in agg.hub.sinks),
+        )
 
         self.exchange_latency = meter.create_histogram(
             "aggcore.exchange_latency", unit="s", description="exchange event time -> receipt"
@@ -140,13 +332,29 @@ class Telemetry:
             "aggcore.summary_latency", unit="s", description="frame receipt -> consolidated view analysed"
         )
 
+    def on_arbitrage(self, opp: "ArbitrageOpportunity") -> None:
+        """Count an arbitrage event (opened/updated/closed) for the pair's counters and gauge."""
+        legs = self.arbitrage_open.setdefault(opp.symbol, {})
+        key = (opp.buy_exchange, opp.sell_exchange)
+        if opp.event == "closed":
+            self.arbitrage_closed[opp.symbol] = self.arbitrage_closed.get(opp.symbol, 0) + 1
+            legs.pop(key, None)
+            return
+        if opp.event == "opened":
+            self.arbitrage_opened[opp.symbol] = self.arbitrage_opened.get(opp.symbol, 0) + 1
+        legs[key] = opp.profit_percentage
+
     def shutdown(self) -> None:
         try:
             self.provider.shutdown()
         except Exception:  # pragma: no cover - shutting down twice is harmless
             pass
 
-    def scrape(self) -> bytes:
+    def scrape(self, openmetrics: bool = False) -> bytes:
+        """The metrics body: Prometheus text format, or OpenMetrics with ``openmetrics=True``."""
+        if openmetrics:
+            body: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
+            return body
         return generate_latest(self.registry)
 
     # -- HTTP ------------------------------------------------------------------------------------------------
@@ -176,10 +384,15 @@ class Telemetry:
                         if not chunk:
                             return
                         data += chunk
-                line = data.split(b"\r\n", 1)[0].decode("latin-1")
-                parts = line.split()
+                head_lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+                parts = head_lines[0].split()
                 path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
-                status, ctype, body = self.route(path)
+                accept = ""
+                for header in head_lines[1:]:
+                    name, _, value = header.partition(":")
+                    if name.strip().lower() == "accept":
+                        accept = value
+                status, ctype, body = self.route(path, accept)
                 head = (
                     f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                     "Connection: close\r\n\r\n"
@@ -188,8 +401,10 @@ class Telemetry:
             except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError, OSError):
                 return
 
-    def route(self, path: str) -> tuple[str, str, bytes]:
+    def route(self, path: str, accept: str = "") -> tuple[str, str, bytes]:
         if path == "/metrics":
+            if "application/openmetrics-text" in accept:
+                return "200 OK", OPENMETRICS_CONTENT_TYPE, self.scrape(openmetrics=True)
             return "200 OK", "text/plain; version=0.0.4; charset=utf-8", self.scrape()
         if path == "/healthz":
             return "200 OK", "application/json", b'{"status":"alive"}'

@@ -46,7 +46,7 @@ def test_combined_depth_updates_from_the_recording_excerpt() -> None:
     assert isinstance(a, BookUpdate) and isinstance(b, BookUpdate)
     assert (a.symbol, a.first, a.last, len(a.bids), len(a.asks)) == ("NKNUSDT", 499869750, 499869752, 3, 0)
     assert a.last is not None and b.first == a.last + 1 and b.last == 499869754
-    assert b.asks[0][0] == "0.35290000"  # wire strings are kept
+    assert b.asks[0] == (0.3529, 10968.0)  # typed decoding: the same floats as float() of the wire strings
 
 
 def test_control_replies() -> None:

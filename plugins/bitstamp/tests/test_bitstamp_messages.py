@@ -51,7 +51,7 @@ def test_diff_frame() -> None:
     assert u.symbol == "ethusd" and not u.snapshot
     assert u.first == u.last == 1641343691406478
     assert u.exchange_ts == pytest.approx(1641343691.406478)
-    assert u.bids[2] == ["3799.64", "0.00000000"] and u.asks == []
+    assert u.bids[2] == (3799.64, 0.0) and u.asks == []  # typed decoding: the same floats as float()
 
 
 def test_full_book_frame_is_a_snapshot() -> None:

@@ -41,16 +41,18 @@ def _load() -> tuple[dict[str, BookUpdate], dict[str, list[BookUpdate]], list[st
 
 def _reference(snap: BookUpdate, diffs: list[BookUpdate], newer: Any) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
     """An independent, exact (Decimal) replay: the snapshot, then each diff ``newer(diff)`` accepts."""
-    sides = ({Decimal(p): Decimal(q) for p, q in snap.bids}, {Decimal(p): Decimal(q) for p, q in snap.asks})
+    # str(): parse() hands over the levels of book frames as floats (typed decoding), the same
+    # numbers as float() of the wire strings; str() of such a float is that decimal again
+    sides = ({Decimal(str(p)): Decimal(str(q)) for p, q in snap.bids}, {Decimal(str(p)): Decimal(str(q)) for p, q in snap.asks})
     for d in diffs:
         if not newer(d):
             continue
         for side, levels in zip(sides, (d.bids, d.asks)):
             for p, q in levels:
-                if Decimal(q) == 0:
-                    side.pop(Decimal(p), None)
+                if Decimal(str(q)) == 0:
+                    side.pop(Decimal(str(p)), None)
                 else:
-                    side[Decimal(p)] = Decimal(q)
+                    side[Decimal(str(p))] = Decimal(str(q))
     return sides
 
 

@@ -53,7 +53,7 @@ def test_delta_verbatim() -> None:
     u = parse(DELTA)
     assert isinstance(u, BookUpdate) and not u.snapshot
     assert u.symbol == "BTCUSDT" and u.first == u.last == 177400507
-    assert u.bids[0] == ["30247.20", "30.028"] and len(u.bids) == 5 and len(u.asks) == 7
+    assert u.bids[0] == (30247.2, 30.028) and len(u.bids) == 5 and len(u.asks) == 7  # typed decoding: floats as float()
     assert u.exchange_ts == pytest.approx(1687940967.466)
 
 

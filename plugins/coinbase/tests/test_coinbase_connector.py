@@ -62,7 +62,7 @@ async def test_subscribes_reaches_live_and_matches_truth() -> None:
             await wait_until(lambda: all_live(c), what="LIVE")
             await assert_truth(fake, c)
             frames = sent(fake)
-            assert {"type": "subscribe", "product_ids": [], "channel": "heartbeats"} in frames
+            assert {"type": "subscribe", "channel": "heartbeats"} in frames  # no product_ids: not even []
             assert {"type": "subscribe", "product_ids": ["BTC-USDC"], "channel": "level2"} in frames
             assert all("channels" not in f for f in frames)
             # one product per connection by default; BTC-USDC data arrives as BTC-USD
@@ -82,8 +82,41 @@ async def test_gap_resyncs_that_product_only() -> None:
             assert c.books["ETH-USD"].resyncs == 0 and c.books["ETH-USD"].gaps == 0
             assert "sequence_num gap" in (c.books["BTC-USD"].error or "") or c.books["BTC-USD"].live
             await assert_truth(fake, c)
-            ops = [(f["type"], f["product_ids"]) for f in sent(fake) if f["channel"] == "level2"]
+            ops = [(f["type"], f.get("product_ids", [])) for f in sent(fake) if f["channel"] == "level2"]
             assert ("unsubscribe", ["BTC-USD"]) in ops and ops.count(("subscribe", ["BTC-USD"])) == 2
+
+
+# a public client's log (hummingbot PR 6458, 2023-10-23), as JSON: sequence_num 150 -> 158 on two
+# heartbeats frames carrying one heartbeat_counter
+HEARTBEAT_150 = (
+    '{"channel": "heartbeats", "client_id": "", "timestamp": "2023-10-23T14:43:13.362842145Z", "sequence_num": 150,'
+    ' "events": [{"current_time": "2023-10-23 14:43:13.362521689 +0000 UTC m=+425760.164580852", "heartbeat_counter": 14191}]}'
+)
+HEARTBEAT_158 = (
+    '{"channel": "heartbeats", "client_id": "", "timestamp": "2023-10-23T14:43:13.362762774Z", "sequence_num": 158,'
+    ' "events": [{"current_time": "2023-10-23 14:43:13.362521689 +0000 UTC m=+425760.164580852", "heartbeat_counter": 14191}]}'
+)
+
+
+async def test_a_sequence_jump_on_a_repeated_heartbeat_resyncs_nothing() -> None:
+    async with FakeCoinbase(["BTC-USD"], seed=4, rate_hz=50) as fake:
+        async with running(fake) as c:
+            await wait_until(lambda: all_live(c), what="LIVE")
+            (session,) = fake.sessions
+            # the verbatim pair, shifted into the connection's numbering (the jump of 8 kept)
+            base = session.state["seq"] + 1 - 150
+            session.send_soon(HEARTBEAT_150.replace('"sequence_num": 150', f'"sequence_num": {150 + base}'))
+            session.send_soon(HEARTBEAT_158.replace('"sequence_num": 158', f'"sequence_num": {158 + base}'))
+            session.state["seq"] = 158 + base  # the fake goes on after it
+            await wait_until(lambda: c.sequence_skips == 1, what="the jump seen")
+            await anyio.sleep(0.3)  # more data after it
+            book = c.books["BTC-USD"]
+            assert c.connection_gaps == 0 and book.resyncs == 0 and book.gaps == 0 and book.live
+            await assert_truth(fake, c)
+            # a jump on data is still a gap
+            fake.inject(Fault.GAP, "BTC-USD")
+            await wait_until(lambda: c.connection_gaps == 1 and book.resyncs == 1, what="a real gap resyncs")
+            await wait_until(lambda: all_live(c), what="LIVE again")
 
 
 async def test_gap_on_a_shared_connection_resyncs_all_its_products() -> None:
@@ -96,7 +129,7 @@ async def test_gap_on_a_shared_connection_resyncs_all_its_products() -> None:
             await wait_until(lambda: all_live(c), what="LIVE again")
             assert c.books["ETH-BTC"].resyncs == 0  # on the other connection
             # one unsubscribe + one subscribe for both products (2 messages, not 4)
-            level2 = [(f["type"], f["product_ids"]) for f in sent(fake) if f["channel"] == "level2"]
+            level2 = [(f["type"], f.get("product_ids", [])) for f in sent(fake) if f["channel"] == "level2"]
             assert ("unsubscribe", ["BTC-USD", "ETH-USD"]) in level2
             await assert_truth(fake, c)
 
@@ -192,7 +225,7 @@ async def test_unknown_rejected_and_delisted_products() -> None:
             assert "did not accept" in (c.books["GHOST-USD"].error or "")
             # delisted: never subscribed
             assert c.books["OLD-USD"].state is BookState.FAILED and "delisted" in (c.books["OLD-USD"].error or "")
-            assert all("OLD-USD" not in f["product_ids"] for f in sent(fake))
+            assert all("OLD-USD" not in f.get("product_ids", []) for f in sent(fake))
             await assert_truth(fake, c, ["BTC-USD", "ETH-USD"])
 
 
@@ -244,7 +277,7 @@ async def test_alias_sharing_a_connection_resyncs_together() -> None:
             c.books["BTC-USDC"].resync("test: forced resync", "gap")
             await wait_until(lambda: c.books["BTC-USD"].resyncs == 1, what="the alias resyncs too")
             unsub = ("unsubscribe", ["BTC-USDC", "BTC-USD"])
-            await wait_until(lambda: unsub in [(f["type"], f["product_ids"]) for f in sent(fake)], 3, what="one unsubscribe for both")
+            await wait_until(lambda: unsub in [(f["type"], f.get("product_ids", [])) for f in sent(fake)], 3, what="one unsubscribe for both")
             await wait_until(lambda: all_live(c), what="LIVE again")
             await assert_truth(fake, c)
 

@@ -50,6 +50,18 @@ def test_snapshot_frame() -> None:
     assert u.exchange_ts == pytest.approx(1654780033.786)
 
 
+def test_t_as_a_string_int64_as_the_api_schema_types_it() -> None:
+    # the doc's frames with t, u and pu spelled as the schema types them: "string (int64)"
+    snap = parse(SNAPSHOT.replace('"t": 1654780033786', '"t": "1654780033786"').replace('"u": 542048017824', '"u": "542048017824"'))
+    assert isinstance(snap, BookData)
+    assert snap.updates[0].exchange_ts == pytest.approx(1654780033.786) and snap.updates[0].last == 542048017824
+    upd = parse(UPDATE.replace('"t": 1647917463003', '"t": "1647917463003"').replace('"pu": 7845460001', '"pu": "7845460001"'))
+    assert isinstance(upd, BookData)
+    assert upd.updates[0].exchange_ts == pytest.approx(1647917463.003) and upd.updates[0].first == 7845460002
+    odd = parse(UPDATE.replace('"t": 1647917463003', '"t": "n/a"'))
+    assert isinstance(odd, BookData) and odd.updates[0].exchange_ts is None  # only the latency metric loses it
+
+
 def test_update_frame_normalizes_pu_u() -> None:
     msg = parse(UPDATE)
     assert isinstance(msg, BookData)

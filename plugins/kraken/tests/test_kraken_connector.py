@@ -226,7 +226,7 @@ class _BadSnapshotFake(FakeKraken):
 
 @pytest.mark.anyio
 async def test_wrong_precision_falls_back_to_the_literal_numbers() -> None:
-    async with _StalePrecisionFake(seed=13, rate_hz=200) as fake, running(fake) as conn:
+    async with _StalePrecisionFake(seed=13, rate_hz=200) as fake, running(fake, instruments="asset_pairs") as conn:
         await wait_until(lambda: live(conn, BTC, ETH) and conn.books[BTC].messages > 30)
         assert conn.books[BTC].checksum_failures == 1  # the first snapshot, then literal reading
         assert BTC not in conn._formats and ETH in conn._formats
@@ -271,3 +271,72 @@ async def test_rate_limited_subscription_is_retried_not_failed() -> None:
         await wait_until(lambda: conn.error_counts.get("rate_limit") == 2)
         assert conn.books[BTC].state is not BookState.FAILED
         await assert_matches_truth(fake, conn)
+
+
+# -- checksum: on by default, off per exchange or per pair; repeated failures name the option ----------
+
+
+class _UnreliableChecksumFake(FakeKraken):
+    """BTC/USD levels are right but its checksums never match (as reported for some
+    high-precision pairs); ``snapshots=False`` keeps its snapshots' checksums right."""
+
+    snapshots = True
+
+    def snapshot_frames(self, session: Any, symbol: str) -> list[str]:
+        frames = super().snapshot_frames(session, symbol)
+        return [self.corrupt(f) for f in frames] if symbol == BTC and self.snapshots else frames
+
+    def delta_frames(self, session: Any, symbol: str, changes: Any) -> list[str]:
+        frames = super().delta_frames(session, symbol, changes)
+        return [self.corrupt(f) for f in frames] if symbol == BTC else frames
+
+
+class _UnreliableUpdatesFake(_UnreliableChecksumFake):
+    snapshots = False
+
+
+@pytest.mark.anyio
+async def test_a_pair_failing_its_checksum_repeatedly_names_the_option_in_health() -> None:
+    async with _UnreliableUpdatesFake(seed=15, rate_hz=200) as fake, running(fake) as conn:
+        book_ = lambda: conn.books.get(BTC)  # noqa: E731
+        await wait_until(lambda: book_() is not None and book_().checksum_failures >= 3, what="repeated checksum failures")
+        await wait_until(lambda: "checksum_off_pairs: [BTC/USD]" in (conn.books[BTC].error or ""), what="advice in health")
+        assert "checksum failed" in (conn.books[BTC].error or "")
+        assert conn.books[ETH].checksum_failures == 0
+        await assert_matches_truth(fake, conn, (ETH,))
+
+
+@pytest.mark.anyio
+async def test_snapshots_never_verifying_fail_the_pair_naming_the_option() -> None:
+    async with _UnreliableChecksumFake(seed=16, rate_hz=200) as fake, running(fake) as conn:
+        await wait_until(lambda: BTC in conn.books and conn.books[BTC].state is BookState.FAILED)
+        assert "exchanges.kraken.checksum_off_pairs: [BTC/USD]" in (conn.books[BTC].error or "")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("off", [{"checksum_off_pairs": ["XBT/USD"]}, {"checksum": False}])
+async def test_checksum_off_per_pair_or_per_exchange(off: dict[str, Any]) -> None:
+    async with _UnreliableChecksumFake(seed=17, rate_hz=200) as fake, running(fake, **off) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH) and conn.books[BTC].messages > 30, what="LIVE without checks")
+        assert conn.books[BTC].checksum_failures == 0 and conn.books[BTC].resyncs == 0
+        await assert_matches_truth(fake, conn)
+        # the other pair keeps its check when only BTC/USD is exempt
+        assert (ETH in conn._no_checksum) is ("checksum" in off)
+
+
+@pytest.mark.anyio
+async def test_v2_names_from_the_instrument_list_v1_names_joined_from_asset_pairs() -> None:
+    async with FakeKraken(seed=18, rate_hz=200) as fake, running(fake, trading_pairs=["XBT/USD", "ETH/USD"]) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH), what="LIVE under the v2 names")
+        assert conn.config.instruments == "both"  # type: ignore[attr-defined]
+        table = conn.symbols
+        assert table is not None
+        # DOGE/USD is listed (not traded) by the fake: its v1 name XDG/USD is joined too
+        assert table.by_symbol[BTC].extra["wsname"] == "XBT/USD" and table.by_symbol["DOGE/USD"].extra["wsname"] == "XDG/USD"
+        assert table.by_symbol[ETH].extra["wsname"] == "ETH/USD"
+        assert any(path.startswith("/0/public/AssetPairs") for path in fake.rest_log)
+
+
+def test_checksum_is_on_by_default() -> None:
+    cfg = KrakenConfig.model_validate({"trading_pairs": ["BTC/USD"]})
+    assert cfg.checksum is True and cfg.checksum_off_pairs == []

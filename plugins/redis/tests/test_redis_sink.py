@@ -47,7 +47,7 @@ async def test_latest_state_keys_and_streams(server: RedisServer, client: aiored
     for k in range(0, len(events), 37):
         await sink.write(events[k : k + 37])
     await sink.close()
-    assert sink.written_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
 
     # the latest summary of every pair, the latest health of every venue, with a TTL
     latest: dict[str, Any] = {}
@@ -112,11 +112,11 @@ async def test_server_restart_mid_run_loses_nothing_uncounted(server: RedisServe
     while not restarted.is_set():
         await anyio.sleep(0.05)
     with anyio.fail_after(20):
-        while sink.pending:
+        while sink.pending_events:
             await anyio.sleep(0.05)
     await sink.close()
     assert saw_error and sink.reconnects >= 1
-    assert sink.dropped_events == 0 and sink.written_events == len(events)
+    assert sink.dropped_events == 0 and sink.delivered_events == len(events)
     seqs = []
     for kind in ("summary", "arbitrage"):
         seqs += [event_seq(float(f[b"ts"])) for _, f in await client.xrange(f"aggcore:stream:{kind}")]
@@ -131,9 +131,9 @@ async def test_bounded_buffer_while_down_counts_drops() -> None:
     assert sink.health_error is not None and f"cannot connect to redis redis://127.0.0.1:{port}/0" in sink.health_error
     events = sample_events(250)
     await sink.write(events)
-    assert sink.pending <= 100 + sink.bcfg.batch_max_events
+    assert sink.pending_events <= 100 + sink.bcfg.batch_max_events
     await sink.close()
-    assert sink.written_events == 0 and sink.dropped_events == len(events)
+    assert sink.delivered_events == 0 and sink.dropped_events == len(events)
     assert "not written" in (sink.health_error or "")
 
 
@@ -150,10 +150,10 @@ async def test_unreachable_at_start_then_server_comes_up(tmp_path: Any) -> None:
     server.start()
     try:
         with anyio.fail_after(15):
-            while sink.pending:
+            while sink.pending_events:
                 await anyio.sleep(0.05)
         await sink.close()
-        assert sink.written_events == 100 and sink.dropped_events == 0 and sink.health_error is None
+        assert sink.delivered_events == 100 and sink.dropped_events == 0 and sink.health_error is None
     finally:
         server.stop()
 

@@ -5,8 +5,10 @@ server on 127.0.0.1 (WebSocket and REST on one ephemeral port), a generative ord
 symbol with its truth (:class:`GenBook`), and the faults of :class:`Fault`.
 """
 
-from .market import Change, GenBook
+from .market import Change, GenBook, Market, VenueProfile
 from .running import running, wait_until
 from .server import FakeExchange, Fault, InstrumentSpec, Session
 
-__all__ = ["Change", "FakeExchange", "Fault", "GenBook", "InstrumentSpec", "Session", "running", "wait_until"]
+__all__ = [
+    "Change", "FakeExchange", "Fault", "GenBook", "InstrumentSpec", "Market", "Session", "VenueProfile", "running", "wait_until"
+]

@@ -37,6 +37,7 @@ frames through the pending faults), ``take_fault``, ``snapshot_levels``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import http
 import logging
@@ -54,7 +55,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import mutate
-from .market import Change, GenBook
+from .market import Change, GenBook, Market
 
 __all__ = ["Fault", "FakeExchange", "InstrumentSpec", "Session"]
 
@@ -171,6 +172,7 @@ class FakeExchange:
         depth: int = 50,
         drift: float = 0.0,
         autostart: bool = True,
+        market: Market | None = None,
     ) -> None:
         specs = self.instruments()
         if isinstance(symbols, dict):
@@ -187,6 +189,13 @@ class FakeExchange:
         self.books: dict[str, GenBook] = {}
         for i, sym in enumerate(active):
             spec = specs[sym]
+            if market is not None:  # follow the market's latent price, quote as this venue would
+                book = market.book(
+                    self.name, spec.base, spec.quote, mid=spec.mid, qty_precision=spec.qty_precision, depth=depth, seed=seed * 1000 + i
+                )
+                self.books[sym] = book
+                specs[sym] = dataclasses.replace(spec, mid=book.mid, tick=book.tick, price_precision=book.pp)
+                continue
             self.books[sym] = GenBook(
                 mid=spec.mid,
                 tick=spec.tick,

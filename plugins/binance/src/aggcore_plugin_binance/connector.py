@@ -27,7 +27,6 @@ Exchange facts (Binance spot API docs, ``web-socket-streams.md`` / ``rest-api.md
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Literal
 
 import anyio
@@ -188,9 +187,9 @@ class BinanceConnector(Connector):
         """``GET /api/v3/depth`` once the stream has buffered an event; refetch while the snapshot
         is older than the first buffered event (``lastUpdateId + 1 < U``), as Binance says."""
         book = self.books[symbol]
-        deadline = time.monotonic() + self.config.snapshot_wait_s
-        while not book.buffer and time.monotonic() < deadline:
-            await anyio.sleep(0.02)
+        deadline = self.clock.monotonic() + self.config.snapshot_wait_s
+        while not book.buffer and self.clock.monotonic() < deadline:
+            await self.clock.sleep(0.02)
         limit = self.snapshot_limit
         params = {"symbol": symbol, "limit": limit}
         retries = self.config.snapshot_retries
@@ -204,4 +203,4 @@ class BinanceConnector(Connector):
                 return snap
             attempt += 1
             log.info("%s: %s snapshot %d older than first event %d; refetching", self.name, symbol, snap.last, first)
-            await anyio.sleep(0.1 * attempt)
+            await self.clock.sleep(0.1 * attempt)

@@ -24,8 +24,9 @@ Anything else (other streams, partial-depth payloads) parses to ``None``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import orjson
 from aggcore.book import BookUpdate
 
@@ -66,8 +67,38 @@ def stream_name(symbol: str, speed_ms: int = 100) -> str:
     return base if speed_ms == 1000 else f"{base}@{speed_ms}ms"
 
 
+class _Depth(msgspec.Struct):
+    e: Literal["depthUpdate"]
+    s: str
+    U: int
+    u: int
+    b: list[tuple[float, float]]
+    a: list[tuple[float, float]]
+    E: int | msgspec.UnsetType = msgspec.UNSET  # absent: no event time (null takes the general path)
+
+
+class _Combined(msgspec.Struct):
+    data: _Depth
+
+
+# typed decoding of the frame that is nearly every frame: a combined-stream depthUpdate. Strict
+# off turns the price/size strings into the same floats as ``float()``; anything else (control
+# replies, raw-stream payloads, odd or invalid levels) fails here and takes the general path.
+_DEPTH = msgspec.json.Decoder(_Combined, strict=False)
+_FAST_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
+
+
 def parse(frame: str | bytes) -> Event:
     """Parse one received frame. Raises ``orjson.JSONDecodeError``/``KeyError`` on garbage."""
+    try:
+        d = _DEPTH.decode(frame).data
+    except _FAST_FAILS:
+        return _parse_any(frame)
+    ts = d.E
+    return BookUpdate(d.s, d.b, d.a, first=d.U, last=d.u, exchange_ts=None if ts is msgspec.UNSET else ts / 1000.0)
+
+
+def _parse_any(frame: str | bytes) -> Event:
     msg = orjson.loads(frame)
     if type(msg) is not dict:
         raise ValueError(f"unexpected frame type {type(msg).__name__}")

@@ -31,7 +31,6 @@ Exchange facts (see the plugin README and the protocol reference):
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from typing import Any, ClassVar
 
@@ -144,7 +143,7 @@ class BitstampConnector(Connector):
     async def _watch_acks(self, conn: Connection, symbols: list[str]) -> None:
         # the timeout counts from when the frames go out: queued ones leave at the message rate
         # (1,000 subscriptions take 20 s at 50/s)
-        await anyio.sleep(self.config.ack_timeout_s + len(conn.outbox) / self.message_rate())
+        await self.clock.sleep(self.config.ack_timeout_s + len(conn.outbox) / self.message_rate())
         if conn.closed or self.connections.get(conn.index) is not conn:
             return
         pending: deque[str] = conn.state["pending"]
@@ -224,12 +223,12 @@ class BitstampConnector(Connector):
         attempt = 0
         while True:
             if cfg.snapshot_delay_s:
-                await anyio.sleep(cfg.snapshot_delay_s)
+                await self.clock.sleep(cfg.snapshot_delay_s)
             conn = self.connections.get(self.symbol_conn.get(symbol, -1))
             if conn is None or symbol not in conn.state.get("acked", ()):
                 if self.books[symbol].state is BookState.FAILED:
                     raise ExchangeError(f"{symbol}: no snapshot for a failed subscription", exchange=self.name, symbol=symbol)
-                await anyio.sleep(0.05)
+                await self.clock.sleep(0.05)
                 continue
             buffer = self.books[symbol].buffer
             known = buffer[0].last if buffer else None  # the oldest diff we hold
@@ -262,7 +261,7 @@ class BitstampConnector(Connector):
         interval = self.config.refresh_interval_s
         assert interval
         while True:
-            await anyio.sleep(interval)
+            await self.clock.sleep(interval)
             if conn.closed or self.connections.get(conn.index) is not conn:
                 return
             for sym in list(conn.symbols):
@@ -282,7 +281,7 @@ class BitstampConnector(Connector):
                     self.refresh_mismatches += 1
                     self.error_counts["refresh_mismatch"] = self.error_counts.get("refresh_mismatch", 0) + 1
                     log.warning("bitstamp: %s differed from a fresh snapshot; replaced", sym)
-                    book.snapshot_fetched(snap, time.monotonic_ns())
+                    book.snapshot_fetched(snap, self.clock.monotonic_ns())
 
 
 def _same_book(levels: dict[float, float], wire: Any, depth: int | None, bids: bool) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 from aggcore.book import BookUpdate
 
@@ -132,12 +133,47 @@ def _book(symbol: str, data: dict[str, Any], snapshot: bool) -> BookUpdate:
     )
 
 
+class _BookData(msgspec.Struct):
+    microtimestamp: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+class _BookFrame(msgspec.Struct):
+    event: str
+    channel: str
+    data: _BookData
+
+
+# typed decoding of book frames (nearly every frame): strict off turns the price/size strings
+# (and the microtimestamp string) into the same numbers as ``float()``/``int()``; anything else
+# (acks, heartbeats, errors, odd or invalid levels) fails here and takes the general path below.
+_BOOK = msgspec.json.Decoder(_BookFrame, strict=False)
+_FAST_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
+
+
 def parse(frame: str | bytes) -> Message:
     """One WebSocket frame -> a :class:`BookUpdate` (book channels) or an event object.
 
     Raises ``ValueError``/``KeyError``/``TypeError`` on frames that are not Bitstamp's shape
     (the connector reports them as parsing errors).
     """
+    try:
+        f = _BOOK.decode(frame)
+    except _FAST_FAILS:
+        return _parse_any(frame)
+    if f.event == "data":
+        channel = f.channel
+        d = f.data
+        mts = d.microtimestamp
+        if channel.startswith(DIFF_PREFIX):
+            return BookUpdate(channel[_DIFF_LEN:], d.bids, d.asks, first=mts, last=mts, exchange_ts=mts / 1e6)
+        if channel.startswith(FULL_PREFIX):
+            return BookUpdate(channel[_FULL_LEN:], d.bids, d.asks, snapshot=True, first=mts, last=mts, exchange_ts=mts / 1e6)
+    return _parse_any(frame)
+
+
+def _parse_any(frame: str | bytes) -> Message:
     msg = orjson.loads(frame)
     event = msg["event"]
     channel = msg.get("channel") or ""

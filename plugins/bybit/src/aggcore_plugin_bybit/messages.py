@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 from aggcore.book import BookUpdate
 
@@ -102,12 +103,47 @@ def failed_topic(ret_msg: str) -> str | None:
     return m.group(1) if m else None
 
 
+class _BookData(msgspec.Struct):
+    s: str
+    b: list[tuple[float, float]]
+    a: list[tuple[float, float]]
+    u: int
+
+
+class _BookFrame(msgspec.Struct):
+    topic: str
+    type: str
+    data: _BookData
+    ts: int | float | None = None
+
+
+# typed decoding of book frames (nearly every frame): strict off turns the price/size strings
+# into the same floats as ``float()``; anything else (control frames, other topics, odd or
+# invalid levels) fails here and takes the general path below.
+_BOOK = msgspec.json.Decoder(_BookFrame, strict=False)
+_FAST_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
+
+
 def parse(frame: str | bytes) -> Event:
     """One frame -> a :class:`BookUpdate` (``symbol`` is Bybit's symbol) or a control event.
 
     ``first == last == u`` so the engine's contiguous rule checks ``u == previous u + 1``.
     Raises ``ValueError``/``KeyError`` on a malformed frame (the connector reports it).
     """
+    try:
+        f = _BOOK.decode(frame)
+    except _FAST_FAILS:
+        return _parse_any(frame)
+    if not f.topic.startswith("orderbook."):
+        return _parse_any(frame)
+    d = f.data
+    return BookUpdate(
+        d.s, d.b, d.a, snapshot=f.type == "snapshot", first=d.u, last=d.u,
+        exchange_ts=f.ts / 1000.0 if f.ts is not None else None,
+    )  # fmt: skip
+
+
+def _parse_any(frame: str | bytes) -> Event:
     m = orjson.loads(frame)
     topic = m.get("topic") if type(m) is dict else None
     if topic is not None:

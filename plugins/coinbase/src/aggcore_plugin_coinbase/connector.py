@@ -11,11 +11,16 @@ Exchange facts (see the plugin README for sources):
   then ``update`` events with absolute sizes (``"0"`` deletes); sides ``bid``/``offer``.
   No checksum. BTC-USD snapshots are several MB: the frame limit is 64 MiB.
 - ``sequence_num`` is one counter per connection across all channels. A jump means a lost
-  message of unknown product, so every product of that connection is resynced (unsubscribe +
-  subscribe for fresh snapshots); ``products_per_connection`` bounds that blast radius (default
-  1: a gap resyncs only its own product). Older or repeated numbers are dropped.
+  message of unknown product, so every LIVE product of that connection is resynced
+  (unsubscribe + subscribe for fresh snapshots; a product already waiting for its snapshot
+  keeps waiting: that snapshot replaces everything); ``products_per_connection`` bounds that
+  blast radius (default 1: a gap resyncs only its own product). Older or repeated numbers are
+  dropped. Not every jump is lost data: a public client's log shows ``sequence_num`` 150 -> 158
+  on two ``heartbeats`` frames carrying one ``heartbeat_counter`` (a repeated heartbeat; the
+  numbers in between went to its copies). A jump that lands on a heartbeat repeating the last
+  ``heartbeat_counter`` therefore resyncs nothing (counted in ``sequence_skips``).
 - ``heartbeats`` (server, 1/s) is subscribed on every connection: channels without traffic are
-  closed after 60-90 s otherwise.
+  closed after 60-90 s otherwise. It needs no products: the subscribe omits ``product_ids``.
 - Limits: 8 connections/s and 8 unauthenticated client messages/s **per IP**: one limiter is
   shared by every connection of the connector, and opening a connection takes a slot too.
 - ``-USDC`` products are served under their ``-USD`` alias (``alias_to``): data with
@@ -162,6 +167,7 @@ class CoinbaseConnector(Connector):
         self.ws_connect = throttled
         self.wire: dict[str, str] = {}  # product id -> the product id its data carries
         self.connection_gaps = 0
+        self.sequence_skips = 0  # sequence_num jumps explained by a repeated heartbeat: no resync
         self.duplicates = 0
         self.snapshots: dict[str, int] = {}
         self._batch: list[str] | None = None
@@ -224,7 +230,8 @@ class CoinbaseConnector(Connector):
         conn.state["pending"].append(("subscribe", "heartbeats", ()))
         try:
             # sent now, before the next connection may open: it meets the 5 s subscribe deadline
-            await conn.send({"type": "subscribe", "product_ids": [], "channel": "heartbeats"})
+            # heartbeats needs no products: product_ids is omitted, not sent empty
+            await conn.send({"type": "subscribe", "channel": "heartbeats"})
         finally:
             self._open_gate.release()
 
@@ -276,7 +283,10 @@ class CoinbaseConnector(Connector):
                 if seq <= last:
                     self.duplicates += 1  # repeated or out of order: already accounted for
                     return
-                self._connection_gap(conn, last, seq)
+                if msg.heartbeat is not None and msg.heartbeat == state.get("heartbeat"):
+                    self.sequence_skips += 1  # a repeated heartbeat: the skipped numbers were its copies
+                else:
+                    self._connection_gap(conn, last, seq)
             state["seq"] = seq
         if msg.books:
             routes = state["routes"]
@@ -297,7 +307,8 @@ class CoinbaseConnector(Connector):
     # -- sequence, acks, errors -------------------------------------------------------------------
 
     def _connection_gap(self, conn: Connection, last: int, seq: int) -> None:
-        """A message of unknown product was lost: resync every product of this connection."""
+        """A message of unknown product was lost: resync every LIVE product of this connection
+        (one waiting for its snapshot after a resubscribe keeps waiting: the snapshot replaces all)."""
         self.connection_gaps += 1
         reason = f"sequence_num gap on connection {conn.index}: expected {last + 1}, got {seq}"
         conn.state["pending"].clear()  # a lost ack would shift the ack queue: start afresh
@@ -305,7 +316,7 @@ class CoinbaseConnector(Connector):
         try:
             for sym in conn.symbols:
                 book = self.books[sym]
-                if book.state is not BookState.FAILED:
+                if book.state is BookState.LIVE or book.state is BookState.STALE:  # not those awaiting a snapshot
                     book.gaps += 1
                     book.resync(reason, "gap")
         finally:
@@ -332,7 +343,7 @@ class CoinbaseConnector(Connector):
 
     async def _confirm_rejected(self, sym: str, snapshots: int) -> None:
         """Fail the product unless a snapshot arrived after all (acks are matched by order)."""
-        await anyio.sleep(self.config.ack_timeout_s)
+        await self.clock.sleep(self.config.ack_timeout_s)
         book = self.books[sym]
         if self.snapshots.get(sym, 0) == snapshots and book.state in _WAITING:
             self.report_error(
@@ -343,7 +354,7 @@ class CoinbaseConnector(Connector):
 
     async def _expect_snapshot(self, conn: Connection, sym: str, snapshots: int) -> None:
         """An accepted subscription that yields no snapshot is retried (never a silent empty book)."""
-        await anyio.sleep(self.config.snapshot_timeout_s)
+        await self.clock.sleep(self.config.snapshot_timeout_s)
         book = self.books[sym]
         if self.snapshots.get(sym, 0) == snapshots and book.state in _WAITING and not conn.closed:
             if self.connections.get(conn.index) is conn:

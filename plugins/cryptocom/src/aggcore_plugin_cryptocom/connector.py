@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 from typing import Any, ClassVar, Literal
 
 import anyio
@@ -101,7 +100,7 @@ class CryptocomConnector(Connector):
         self._requests[req_id] = (method, symbols)
         if len(self._requests) > _MAX_PENDING:
             del self._requests[next(iter(self._requests))]
-        return {"id": req_id, "method": method, "params": params, "nonce": int(time.time() * 1000)}
+        return {"id": req_id, "method": method, "params": params, "nonce": int(self.clock.time() * 1000)}
 
     async def load_symbols(self) -> SymbolTable:
         return symbol_table(await self.rest_get(INSTRUMENTS_PATH))
@@ -127,7 +126,7 @@ class CryptocomConnector(Connector):
     async def on_open(self, conn: Connection) -> None:
         """Rate limits are pro-rated on the calendar second of the connect: wait before sending."""
         if self.config.connect_delay_s:
-            await anyio.sleep(self.config.connect_delay_s)
+            await self.clock.sleep(self.config.connect_delay_s)
 
     # -- the hot path ----------------------------------------------------------------------------------
 
@@ -200,7 +199,7 @@ class CryptocomConnector(Connector):
 
     async def _retry_subscribe(self, symbol: str, delay: float) -> None:
         try:
-            await anyio.sleep(delay)
+            await self.clock.sleep(delay)
         finally:
             self._retrying.discard(symbol)
         if self.books[symbol].state is BookState.FAILED:

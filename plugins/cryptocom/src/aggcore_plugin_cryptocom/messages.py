@@ -15,7 +15,8 @@ newer docs: both are read). What arrives on ``wss://stream.crypto.com/exchange/v
   EXCEED_MAX_SUBSCRIPTIONS, ``42901`` TOO_MANY_REQUESTS, ...) -> :class:`ErrorReply`; the channels
   it names are read from its message text or from the ``original`` request (``method: "ERROR"``).
 
-Levels are ``[price, quantity, number_of_orders]`` wire strings; quantity ``"0"`` deletes. A delta
+``t`` (message time, ms) is typed "string (int64)" by the API schema while the examples send a
+number: both are read (so are ``u``/``pu`` as strings). Levels are ``[price, quantity, number_of_orders]`` wire strings; quantity ``"0"`` deletes. A delta
 becomes ``BookUpdate(first=pu + 1, last=u)`` (the engine's normalization); a snapshot has
 ``first = last = u``. The undocumented ``cs`` field is ignored (its algorithm is unknown).
 """
@@ -114,6 +115,17 @@ def _code(value: Any) -> int | str:
         return str(value)
 
 
+def _seconds(t: Any) -> float | None:
+    """``t`` (ms) as seconds. The API schema types it "string (int64)", the examples send a number:
+    both are read; anything else is no timestamp (it only feeds the latency metric)."""
+    if t is None:
+        return None
+    try:
+        return float(t) / 1000.0
+    except (TypeError, ValueError):
+        return None
+
+
 def parse(frame: str | bytes) -> Message:
     """One frame -> a message object, or ``None`` for frames of no interest (other channels)."""
     msg = orjson.loads(frame)
@@ -141,7 +153,7 @@ def parse(frame: str | bytes) -> Message:
                     up.get("asks") or (),
                     first=pu + 1,
                     last=int(d["u"]),
-                    exchange_ts=t / 1000.0 if t is not None else None,
+                    exchange_ts=_seconds(t),
                 )
             )
         return BookData(updates)
@@ -159,7 +171,7 @@ def parse(frame: str | bytes) -> Message:
                     snapshot=True,
                     first=u,
                     last=u,
-                    exchange_ts=t / 1000.0 if t is not None else None,
+                    exchange_ts=_seconds(t),
                 )
             )
         return BookData(updates)

@@ -29,14 +29,14 @@ import anyio
 import orjson
 from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SyncRules
 from aggcore.connector import Connection, Connector, ConnectorConfig
-from aggcore.errors import ExchangeError, NetworkError, TimeoutError
+from aggcore.errors import AggregatorError, ExchangeError, NetworkError, ParsingError, TimeoutError
 from aggcore.models import BookState
 from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse
-from .symbols import from_asset_pairs, from_instrument_pairs
+from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse, parse_v1
+from .symbols import from_asset_pairs, from_instrument_pairs, join_v1_names
 
 __all__ = ["DEPTHS", "KrakenConfig", "KrakenConnector"]
 
@@ -51,9 +51,19 @@ _TRANSIENT = ("EService:", "EAPI:Rate limit", "EGeneral:Temporary")
 class KrakenConfig(ConnectorConfig):
     """``exchanges.kraken``: the common keys plus the instrument-list source."""
 
-    instruments: Literal["asset_pairs", "instrument_channel"] = Field(
-        "asset_pairs",
-        description="where symbols and precisions come from: REST AssetPairs or the v2 WebSocket instrument channel",
+    instruments: Literal["both", "instrument_channel", "asset_pairs"] = Field(
+        "both",
+        description="where symbols come from: both (v2 names and precisions from the WebSocket instrument channel, "
+        "each pair's v1 name from REST AssetPairs, joined), instrument_channel alone, or asset_pairs alone "
+        "(REST only: v1 names mapped with Kraken's documented spellings XBT, XDG)",
+    )
+    checksum: bool = Field(
+        True, description="verify Kraken's CRC32 book checksum (a mismatch resyncs the pair); false: for every pair"
+    )
+    checksum_off_pairs: list[str] = Field(
+        default_factory=list,
+        description="pairs whose checksum is not verified (BTC/USD or the v1 spelling), e.g. a high-precision pair "
+        "whose checksum Kraken computes unreliably",
     )
 
     @field_validator("depth")
@@ -88,19 +98,37 @@ class KrakenConnector(Connector):
         self._req_ids = itertools.count(1)
         self._formats: dict[str, tuple[str, str]] = {}
         self._bad_snapshots: dict[str, int] = {}
+        self._v1_names: dict[str, str] = {}  # v1 wsname (XBT/USD) -> v2 symbol (BTC/USD)
+        self._no_checksum: set[str] = set()  # symbols whose checksum is not verified
+        self._checksum_times: dict[str, list[float]] = {}  # recent checksum failures per symbol
         self.system_status: str | None = None
 
     # -- instruments ----------------------------------------------------------------------------
 
     async def load_symbols(self) -> SymbolTable:
-        source = getattr(self.config, "instruments", "asset_pairs")
+        source = getattr(self.config, "instruments", "both")
+        if source == "asset_pairs":
+            return from_asset_pairs(await self._asset_pairs())
         if source == "instrument_channel":
             return from_instrument_pairs(await self._instrument_snapshot())
+        try:
+            pairs = await self._instrument_snapshot()
+        except (ExchangeError, ParsingError) as exc:  # not transient: REST alone still names the pairs
+            log.warning("kraken: no v2 instrument list (%s); names from REST AssetPairs (instruments: asset_pairs)", exc)
+            return from_asset_pairs(await self._asset_pairs())
+        try:
+            body = await self._asset_pairs()
+            return join_v1_names(pairs, body)
+        except AggregatorError as exc:  # the v2 names stand; only the v1 spellings are missing
+            log.warning("kraken: no v1 pair names (REST AssetPairs: %s); v2 names from the instrument channel", exc)
+            return from_instrument_pairs(pairs)
+
+    async def _asset_pairs(self) -> Any:
         body = await self.rest_get("/0/public/AssetPairs")
         errors = [str(e) for e in (body.get("error") or [])] if isinstance(body, dict) else []
         if errors and all(e.startswith(_TRANSIENT) for e in errors):
             raise NetworkError(f"kraken AssetPairs: {', '.join(errors)}", exchange=self.name)
-        return from_asset_pairs(body)
+        return body
 
     async def _instrument_snapshot(self) -> list[dict[str, Any]]:
         """Subscribe to channel ``instrument`` on a short-lived connection; return its snapshot's pairs."""
@@ -129,11 +157,25 @@ class KrakenConnector(Connector):
     async def setup(self) -> None:
         await super().setup()
         assert self.symbols is not None
+        self._v1_names = {str(i.extra["wsname"]): i.symbol for i in self.symbols.by_symbol.values() if i.extra.get("wsname")}
         for sym in self.books:
             inst = self.symbols.by_symbol[sym]
             fmt = formats_for(inst.price_precision, inst.qty_precision)
             if fmt is not None:
                 self._formats[sym] = fmt
+        cfg = self.config
+        if not getattr(cfg, "checksum", True):
+            self._no_checksum = set(self.books)
+            log.warning("kraken: checksum verification is off (exchanges.kraken.checksum: false)")
+        for i, text in enumerate(getattr(cfg, "checksum_off_pairs", [])):
+            try:
+                sym = self.symbols.resolve(text).symbol
+            except KeyError as exc:
+                self.report_error(f"exchanges.kraken.checksum_off_pairs[{i}]: {exc.args[0]}", kind="config")
+                continue
+            self._no_checksum.add(sym)
+        if self._no_checksum and getattr(cfg, "checksum", True):
+            log.warning("kraken: checksum not verified for %s (exchanges.kraken.checksum_off_pairs)", ", ".join(sorted(self._no_checksum)))
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -162,11 +204,20 @@ class KrakenConnector(Connector):
 
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
         books = self.books
+        if frame[:1] in ("[", b"["):
+            self._on_v1_frame(conn, frame, receipt_ns)
+            return
+        no_checksum = self._no_checksum
         for event in parse(frame, self._formats):
             if type(event) is BookUpdate:
                 book = books.get(event.symbol)
                 if book is not None and book.state is not BookState.FAILED:
+                    if no_checksum and event.symbol in no_checksum:
+                        event.checksum = None  # the engine verifies only a checksum that is there
+                    failures = book.checksum_failures
                     book.apply(event, receipt_ns)
+                    if book.checksum_failures != failures:
+                        self._checksum_failed(event.symbol)
                     if event.snapshot:
                         self._after_snapshot(conn, event.symbol)
             elif event is HEARTBEAT:
@@ -182,6 +233,18 @@ class KrakenConnector(Connector):
             elif isinstance(event, Pong):
                 conn.state["last_pong_ns"] = receipt_ns
 
+    def _on_v1_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        """A WebSocket v1 book frame (recordings of the frozen v1 feed, e.g. cryptofeed captures
+        replayed by ``aggcore replay``): same book rules and checksum, v1 pair names mapped."""
+        for event in parse_v1(frame):
+            if type(event) is BookUpdate:
+                symbol = self._v1_names.get(event.symbol, event.symbol)
+                book = self.books.get(symbol)
+                if book is not None and book.state is not BookState.FAILED:
+                    book.apply(event, receipt_ns)
+                    if event.snapshot:
+                        self._after_snapshot(conn, symbol)
+
     def _after_snapshot(self, conn: Connection, symbol: str) -> None:
         """A snapshot that fails its own checksum: first read that pair's numbers literally (its
         precision may have changed), and give the symbol up after 3 in a row instead of resubscribing
@@ -193,9 +256,39 @@ class KrakenConnector(Connector):
         if n == 1 and self._formats.pop(symbol, None) is not None:
             log.warning("kraken: %s snapshot checksum mismatch; reading its prices as sent from now on", symbol)
         elif n >= 3:
-            self.report_error(f"checksum of {n} consecutive snapshots does not match; symbol given up", symbol=symbol, kind="checksum", permanent=True)
+            self.report_error(
+                f"checksum of {n} consecutive snapshots does not match; symbol given up. {self._checksum_advice(symbol)}",
+                symbol=symbol,
+                kind="checksum",
+                permanent=True,
+            )
             for frame in self.unsubscribe_frames([symbol]):
                 conn.send_soon(frame)
+
+    #: a pair whose checksum fails this often within CHECKSUM_WINDOW_S says so in health
+    CHECKSUM_REPEATS: ClassVar[int] = 3
+    CHECKSUM_WINDOW_S: ClassVar[float] = 600.0
+
+    def _checksum_advice(self, symbol: str) -> str:
+        return (
+            f"Kraken's checksum is reported unreliable for some high-precision pairs: if {symbol} is otherwise right, "
+            f"turn its check off with exchanges.kraken.checksum_off_pairs: [{symbol}]"
+        )
+
+    def _checksum_failed(self, symbol: str) -> None:
+        """Each checksum mismatch resyncs the pair; a pair failing repeatedly says so in health
+        (its book's error, shown while it resyncs) and in the log, naming the option."""
+        now = self.clock.monotonic()
+        times = [t for t in self._checksum_times.get(symbol, ()) if now - t < self.CHECKSUM_WINDOW_S]
+        times.append(now)
+        self._checksum_times[symbol] = times
+        if len(times) >= self.CHECKSUM_REPEATS:
+            book = self.books[symbol]
+            minutes = self.CHECKSUM_WINDOW_S / 60
+            advice = f"checksum failed {len(times)} times in {minutes:g} min; {self._checksum_advice(symbol)}"
+            book.error = f"{book.error}; {advice}" if book.error else advice
+            if len(times) == self.CHECKSUM_REPEATS:
+                log.warning("kraken: %s: %s", symbol, advice)
 
     def _on_reply(self, conn: Connection, reply: Reply) -> None:
         if reply.success:
@@ -225,7 +318,7 @@ class KrakenConnector(Connector):
             self.report_error(f"{reply.method or 'error'}: {error}" + (f" ({reply.symbol})" if reply.symbol else ""), kind=kind)
 
     async def _retry_unsynced(self, conn: Connection) -> None:
-        await anyio.sleep(self.rate_limit_retry_s)
+        await self.clock.sleep(self.rate_limit_retry_s)
         conn.state["retry_pending"] = False
         waiting = [s for s in conn.symbols if self.books[s].state in (BookState.SYNCING, BookState.RESYNCING)]
         if waiting and not conn.closed and self.connections.get(conn.index) is conn:

@@ -30,7 +30,6 @@ Exchange facts (OKX docs v5, scraped 2026-08-22):
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
@@ -128,11 +127,11 @@ class OkxConnector(Connector):
         self.ws_connect = spaced
 
     async def _connect_slot(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         at = max(now, self._next_connect)
         self._next_connect = at + 1.05 / CONNECTS_PER_SECOND  # a little margin over the IP limit
         if at > now:
-            await anyio.sleep(at - now)
+            await self.clock.sleep(at - now)
 
     # -- symbols --------------------------------------------------------------------------------
 
@@ -259,7 +258,7 @@ class OkxConnector(Connector):
 
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
         async def run() -> None:
-            await anyio.sleep(delay)
+            await self.clock.sleep(delay)
             fn(*args)
 
         self.spawn(run)
@@ -277,7 +276,7 @@ class OkxConnector(Connector):
         if conn is None:
             return
         ops: deque[float] = conn.state.setdefault("ops", deque())
-        now = time.monotonic()
+        now = self.clock.monotonic()
         while ops and now - ops[0] > 3600:
             ops.popleft()
         if len(ops) + 2 > SUBSCRIBE_OPS_PER_HOUR - 10:
@@ -314,8 +313,8 @@ class OkxConnector(Connector):
         pinged_at: int | None = None
         waiting: dict[str, int] = {}  # instId -> when we first saw it not LIVE
         while not conn.closed:
-            await anyio.sleep(min(self.keepalive_interval_s or 1.0, self.config.ping_after_s / 4, self.config.sync_timeout_s / 4))
-            now = time.monotonic_ns()
+            await self.clock.sleep(min(self.keepalive_interval_s or 1.0, self.config.ping_after_s / 4, self.config.sync_timeout_s / 4))
+            now = self.clock.monotonic_ns()
             self._check_sync(conn, waiting, now)
             last = conn.last_frame_ns
             if pinged_at is not None and last >= pinged_at:

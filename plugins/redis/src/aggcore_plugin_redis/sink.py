@@ -20,47 +20,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from aggcore.buffered import BufferedSink, BufferedSinkConfig
+from aggcore.credentials import SecretUrl
 from aggcore.errors import ConfigError
 from aggcore.sink import Event, EventKind, SinkConfig
 
-__all__ = ["RedisSink", "RedisSinkConfig", "redact_url"]
+__all__ = ["RedisSink", "RedisSinkConfig"]
 
 
 def _default_events() -> list[EventKind]:
     return ["summary", "arbitrage", "health"]
 
 
-def redact_url(url: str) -> str:
-    """``url`` with the password (and user) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()
-
-
 class RedisSinkConfig(BufferedSinkConfig):
     """``sinks.redis``."""
 
     events: list[EventKind] = Field(default_factory=_default_events)
-    url: SecretStr = Field(
-        SecretStr("redis://127.0.0.1:6379/0"),
-        description="redis://[:password@]host:port/db (or rediss://, unix://); a secret: never logged",
+    url: SecretUrl = Field(
+        SecretUrl("redis://127.0.0.1:6379/0"),
+        description="redis://[[user]:password@]host:port/db (or rediss:// for TLS); a secret: credentials never shown",
     )
     key_prefix: str = Field("aggcore:", description="prefix of every key and stream")
     key_ttl_s: float | None = Field(None, gt=0, description="expire the latest-state keys after this long without an update (None: never)")
@@ -70,12 +56,8 @@ class RedisSinkConfig(BufferedSinkConfig):
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, value: SecretStr) -> SecretStr:
-        text = value.get_secret_value()
-        scheme = text.split("://", 1)[0] if "://" in text else ""
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {redact_url(text)!r}")
-        return value
+    def _check_url(cls, value: SecretUrl) -> SecretUrl:
+        return value.require_scheme("redis", "rediss")
 
 
 class RedisSink(BufferedSink):
@@ -93,7 +75,10 @@ class RedisSink(BufferedSink):
         self.progress_key = f"{cfg.key_prefix}sink:{self.run_id}"
 
     def describe(self) -> str:
-        return f"redis {redact_url(self.cfg.url.get_secret_value())}"
+        return f"redis {self.cfg.url}"
+
+    def scrub(self, text: str) -> str:
+        return self.cfg.url.scrub(text)
 
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, OSError, TimeoutError)) and not self.is_permanent(exc)
@@ -114,14 +99,14 @@ class RedisSink(BufferedSink):
                 retry_on_error=[],
             )
         except ValueError as exc:
-            raise ConfigError(f"sinks.redis.url: {exc}") from exc
+            raise ConfigError(f"sinks.redis.url: {self.scrub(str(exc))}") from exc
         self.client = client
         try:
             await client.ping()
         except (rexc.AuthenticationError, rexc.AuthorizationError, rexc.NoPermissionError) as exc:
-            raise ConfigError(f"sinks.redis.url: {self.describe()} refused the credentials: {exc}") from exc
+            raise ConfigError(f"sinks.redis.url: {self.describe()} refused the credentials: {self.scrub(str(exc))}") from exc
         except rexc.ResponseError as exc:  # e.g. "DB index is out of range"
-            raise ConfigError(f"sinks.redis.url: {self.describe()}: {exc}") from exc
+            raise ConfigError(f"sinks.redis.url: {self.describe()}: {self.scrub(str(exc))}") from exc
 
     async def disconnect(self) -> None:
         client, self.client = self.client, None

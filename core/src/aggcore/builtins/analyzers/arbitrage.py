@@ -2,7 +2,9 @@
 
 For every ordered pair of venues (buy on A, sell on B) whose books are LIVE and fresher than
 ``max_leg_age_ms``, it walks A's asks up against B's bids level by level while the next unit
-is still profitable after both taker fees. The result's ``volume`` is the size that stays
+is still profitable after both taker fees. Passes are incremental: only the pairs that involve
+a venue whose book changed since the last pass are walked again, and a walk stops at once when
+B's best bid after its fee cannot beat A's best ask after its fee. The result's ``volume`` is the size that stays
 profitable, ``buy_price``/``sell_price`` are volume-weighted over that size, and
 ``profit_percentage`` is net of fees. Each opportunity is reported as ``opened``, then
 ``updated`` when its profit or size moves, then ``closed`` with its duration and peak.
@@ -14,17 +16,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Literal
 
 import msgspec
 from pydantic import BaseModel, Field
 
 from ...analyzer import Analyzer, AnalyzerConfig
-from ...book import SymbolBook
+from ...book import BookSide, SymbolBook
 from ...consolidated import ConsolidatedView
 from ...models import ArbitrageOpportunity, BookState
 from ...sink import Event
 
 __all__ = ["ArbitrageAnalyzer", "ArbitrageConfig", "Leg", "walk"]
+
+_LIVE = BookState.LIVE
 
 
 class ArbitrageConfig(AnalyzerConfig):
@@ -79,12 +84,70 @@ def walk(
     return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100)
 
 
+def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float, n: int) -> Leg | None:
+    """:func:`walk` straight on two book sides (asks ascending from the lowest, bids from the
+    highest), at most ``n`` levels each, without building level lists: it usually stops after a
+    few levels, and at once when the best bid after the fee cannot beat the best ask."""
+    ak = asks.keys
+    bk = bids.keys
+    na = min(n, len(ak))
+    nb = min(n, len(bk))
+    if not na or not nb:
+        return None
+    buy_mult = 1 + buy_fee
+    sell_mult = 1 - sell_fee
+    pa = ak[0]
+    pb = bk[-1]
+    if pb * sell_mult <= pa * buy_mult:
+        return None  # early stop: not even the best levels are profitable after fees
+    al = asks.levels
+    bl = bids.levels
+    i = j = 0
+    rem_a = al[pa]
+    rem_b = bl[pb]
+    volume = cost = proceeds = 0.0
+    while True:
+        q = rem_a if rem_a < rem_b else rem_b
+        volume += q
+        cost += q * pa
+        proceeds += q * pb
+        rem_a -= q
+        rem_b -= q
+        if rem_a <= 1e-15:
+            i += 1
+            if i >= na:
+                break
+            pa = ak[i]
+            rem_a = al[pa]
+        if rem_b <= 1e-15:
+            j += 1
+            if j >= nb:
+                break
+            pb = bk[-1 - j]
+            rem_b = bl[pb]
+        if pb * sell_mult <= pa * buy_mult:
+            break
+    if volume <= 0:
+        return None
+    paid = cost * buy_mult
+    profit = proceeds * sell_mult - paid
+    return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100)
+
+
 @dataclass(slots=True)
 class _Open:
     opened_at: float
     last: ArbitrageOpportunity
     peak_pct: float
     peak_volume: float
+
+
+@dataclass(slots=True)
+class _Walked:
+    """What the last pass over one view found: venue versions and the profitable legs."""
+
+    versions: dict[str, tuple[int, int, int]]
+    legs: dict[tuple[str, str], Leg]
 
 
 class ArbitrageAnalyzer(Analyzer):
@@ -97,77 +160,127 @@ class ArbitrageAnalyzer(Analyzer):
         self.cfg: ArbitrageConfig = config
         self.open: dict[tuple[str, str, str], _Open] = {}
         self.views: dict[str, ConsolidatedView] = {}
+        self.walked: dict[str, _Walked] = {}
+        self._fees: dict[str, float] = {}
+        self.walks = 0  # venue pairs walked (for tests and benchmarks: only changed venues' pairs are)
 
     def fee(self, venue: str) -> float:
         exchange = venue.partition(":")[0]
         return self.cfg.taker_fees.get(exchange, self.cfg.default_taker_fee)
 
     def find(self, view: ConsolidatedView, now_ns: int | None = None) -> dict[tuple[str, str, str], Leg]:
-        """Every opportunity in this view now (legs fresh and LIVE, above the minimum profit)."""
-        now_ns = now_ns or time.monotonic_ns()
+        """Every opportunity in this view now (legs fresh and LIVE, above the minimum profit).
+
+        Incremental: only the ordered venue pairs that involve a venue whose book changed (or
+        that became fresh) since the last pass over this view are walked again; the others keep
+        their last result. A leg whose venue went stale or left LIVE is dropped."""
+        now_ns = now_ns or view.clock.monotonic_ns()
         limit_ns = self.cfg.max_leg_age_ms * 1e6
+        stamps = view.stamps
         fresh: dict[str, SymbolBook] = {}
+        versions: dict[str, tuple[int, int, int]] = {}
         for name, book in view.venues.items():
-            if book.state is BookState.LIVE and book.last_update_ns and now_ns - book.seen_ns() <= limit_ns:
-                fresh[name] = book
-        found: dict[tuple[str, str, str], Leg] = {}
-        n = self.cfg.max_levels
-        for buy, a in fresh.items():
-            best_ask = a.book.asks.best()
-            if best_ask is None:
-                continue
-            for sell, b in fresh.items():
-                if sell == buy:
-                    continue
-                best_bid = b.book.bids.best()
-                if best_bid is None or best_bid <= best_ask:
-                    continue
-                leg = walk(a.book.asks.top(n), b.book.bids.top(n), self.fee(buy), self.fee(sell))
-                if leg is not None and leg.profit_percentage > self.cfg.min_profit_percentage:
-                    found[(view.pair, buy, sell)] = leg
-        return found
+            if book.state is _LIVE and book.last_update_ns:
+                alive = book.alive_ns
+                updated = book.last_update_ns
+                if now_ns - (alive if alive > updated else updated) <= limit_ns:  # inlined seen_ns()
+                    fresh[name] = book
+                    versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
+        last = self.walked.get(view.pair)
+        if last is None:
+            changed = list(fresh)
+            legs: dict[tuple[str, str], Leg] = {}
+        else:
+            before = last.versions
+            changed = [name for name, v in versions.items() if before.get(name) != v]
+            legs = {
+                k: leg for k, leg in last.legs.items()
+                if k[0] in versions and k[1] in versions and versions[k[0]] == before[k[0]] and versions[k[1]] == before[k[1]]
+            }  # fmt: skip
+        if changed:
+            n = self.cfg.max_levels
+            minimum = self.cfg.min_profit_percentage
+            fees = self._fees
+            done: set[str] = set()
+            for venue in changed:
+                book = fresh[venue]
+                asks = book.book.asks
+                bids = book.book.bids
+                fee = fees.get(venue)
+                if fee is None:
+                    fee = fees[venue] = self.fee(venue)
+                for other, o in fresh.items():
+                    if other == venue or other in done:
+                        continue
+                    other_fee = fees.get(other)
+                    if other_fee is None:
+                        other_fee = fees[other] = self.fee(other)
+                    self.walks += 2
+                    leg = _walk_sides(asks, o.book.bids, fee, other_fee, n)  # buy here, sell there
+                    if leg is not None and leg.profit_percentage > minimum:
+                        legs[(venue, other)] = leg
+                    leg = _walk_sides(o.book.asks, bids, other_fee, fee, n)  # buy there, sell here
+                    if leg is not None and leg.profit_percentage > minimum:
+                        legs[(other, venue)] = leg
+                done.add(venue)
+        self.walked[view.pair] = _Walked(versions, legs)
+        pair = view.pair
+        return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
         self.views[view.pair] = view
         found = self.find(view)
-        ts = datetime.fromtimestamp(now, timezone.utc)
+        ts: datetime | None = None
         for key, leg in found.items():
-            pair, buy, sell = key
-            opp = ArbitrageOpportunity(
-                buy_exchange=buy,
-                sell_exchange=sell,
-                symbol=pair,
-                buy_price=leg.buy_price,
-                sell_price=leg.sell_price,
-                profit_percentage=leg.profit_percentage,
-                volume=leg.volume,
-                profit=leg.profit,
-                timestamp=ts,
-            )
             state = self.open.get(key)
             if state is None:
+                ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
                 self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
-                opp.event = "opened"
-                opp.peak_profit_percentage = leg.profit_percentage
-                opp.peak_volume = leg.volume
                 self.emit(Event("arbitrage", opp, now))
                 continue
-            state.peak_pct = max(state.peak_pct, leg.profit_percentage)
-            state.peak_volume = max(state.peak_volume, leg.volume)
+            if leg.profit_percentage > state.peak_pct:
+                state.peak_pct = leg.profit_percentage
+            if leg.volume > state.peak_volume:
+                state.peak_volume = leg.volume
             last = state.last
             th = self.cfg.update_threshold
             moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
                 leg.volume - last.volume
             ) > th * last.volume
             if moved:
-                opp.event = "updated"
-                opp.duration_ms = (now - state.opened_at) * 1000
-                opp.peak_profit_percentage = state.peak_pct
-                opp.peak_volume = state.peak_volume
+                ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                duration = (now - state.opened_at) * 1000
+                opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
                 state.last = opp
                 self.emit(Event("arbitrage", opp, now))
-        for key in [k for k in self.open if k[0] == view.pair and k not in found]:
-            self._close(key, now, ts)
+        stale = [k for k in self.open if k[0] == view.pair and k not in found]
+        if stale:
+            ts = ts or datetime.fromtimestamp(now, timezone.utc)
+            for key in stale:
+                self._close(key, now, ts)
+
+    @staticmethod
+    def _opportunity(
+        key: tuple[str, str, str], leg: Leg, ts: datetime, event: Literal["opened", "updated"],
+        duration_ms: float, peak_pct: float, peak_volume: float,
+    ) -> ArbitrageOpportunity:  # fmt: skip
+        pair, buy, sell = key
+        return ArbitrageOpportunity(
+            buy_exchange=buy,
+            sell_exchange=sell,
+            symbol=pair,
+            buy_price=leg.buy_price,
+            sell_price=leg.sell_price,
+            profit_percentage=leg.profit_percentage,
+            volume=leg.volume,
+            profit=leg.profit,
+            timestamp=ts,
+            event=event,
+            duration_ms=duration_ms,
+            peak_profit_percentage=peak_pct,
+            peak_volume=peak_volume,
+        )
 
     def _close(self, key: tuple[str, str, str], now: float, ts: datetime) -> None:
         state = self.open.pop(key)

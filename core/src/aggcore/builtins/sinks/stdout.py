@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Literal, TextIO
 
@@ -108,7 +108,7 @@ def format_arbitrage(a: ArbitrageOpportunity) -> str:
 
 def format_health(h: HealthStatus) -> str:
     status = "OK" if h.is_healthy else "DOWN" if (h.kind == "exchange" and not h.connected) else "DEGRADED"
-    if h.kind == "sink":
+    if h.kind in ("sink", "bus"):
         detail = h.error_message or "ok"
         return f"{h.exchange} {'OK' if h.is_healthy else 'FAILING'} {detail}"
     live = sum(1 for sym in h.symbols.values() if sym.state is BookState.LIVE)
@@ -172,6 +172,8 @@ class StdoutSink(Sink):
         super().__init__(config)
         self.cfg = config if isinstance(config, StdoutSinkConfig) else StdoutSinkConfig.model_validate(config.model_dump())
         self.disabled = False
+        #: called once when stdout turns out closed (``aggcore run`` then stops: nobody reads)
+        self.on_closed: Callable[[], None] | None = None
 
     def render(self, events: Sequence[Event]) -> str:
         if self.cfg.format == "json":
@@ -203,3 +205,5 @@ class StdoutSink(Sink):
         log.warning("%s", self.health_error)
         if isinstance(exc, OSError):
             silence_stdout()
+        if self.on_closed is not None:
+            self.on_closed()

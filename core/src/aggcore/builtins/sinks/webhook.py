@@ -19,6 +19,17 @@ Delivery (following the Standard Webhooks recommendations):
   ``endpoint returned 410 Gone; webhook disabled``) and drops (and counts) every later event.
 - other statuses (3xx, 4xx): the batch is dropped and counted, health says which status.
 
+Accounting: every event handed to the sink ends up counted once, in ``delivered_events``
+(a 2xx came back) or ``dropped_events`` (4xx, 410, retry budget or attempts spent, cut by the
+shutdown deadline, received after close), and is ``pending_events`` until then.
+
+Duplicates: a request that timed out (or whose connection broke) may still have reached the
+receiver; it is retried with the same ``webhook-id``. A receiver therefore sees one batch at
+most ``retry_max_attempts`` times, all with the same ``webhook-id``, and must deduplicate by it.
+The batch is counted once: delivered if one attempt got a 2xx, else dropped (so a dropped
+batch may still have arrived: "dropped" means "not confirmed"). At shutdown, only the batch
+being delivered when the deadline passes can be in that state.
+
 Signing (``secret`` set): the Standard Webhooks scheme. Headers ``webhook-id`` (``msg_<uuid>``,
 the same for every attempt of one batch: receivers use it to deduplicate), ``webhook-timestamp``
 (unix seconds of the attempt) and ``webhook-signature`` =
@@ -129,6 +140,7 @@ class WebhookSink(Sink):
 
     name = "webhook"
     Config = WebhookSinkConfig
+    holds_events = True  # batches and retries inside: it counts delivered/dropped/pending itself
 
     def __init__(self, config: SinkConfig, *, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(config)
@@ -141,6 +153,7 @@ class WebhookSink(Sink):
         self._lock = anyio.Lock()
         self._wake = anyio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._inflight = 0  # events of the batch being delivered
         self.disabled = False
         self._closed = False
         # counters
@@ -160,9 +173,14 @@ class WebhookSink(Sink):
         if self.disabled or self._closed:  # after close(): events published during shutdown
             self.dropped_events += len(events)
             return
+        try:
+            encoded = [e.to_dict() for e in events]
+        except Exception:
+            self.dropped_events += len(events)  # handed to us: counted even when it cannot be encoded
+            raise
         if not self._pending:
             self._first_at = time.monotonic()
-        self._pending.extend(e.to_dict() for e in events)
+        self._pending.extend(encoded)
         self._wake.set()
         while len(self._pending) >= self.cfg.batch_max_events and not self.disabled:
             async with self._lock:  # backpressure: the runner waits while a full batch is delivered
@@ -171,22 +189,16 @@ class WebhookSink(Sink):
 
     async def close(self) -> None:
         """Stop the flusher, deliver what is pending (each batch within its retry budget, and all
-        of it within the runtime's shutdown deadline), close the client."""
+        of it within the runtime's shutdown deadline), close the client. Whatever is not
+        delivered when the deadline cancels this is counted in ``dropped_events``."""
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                log.exception("webhook flusher failed")
-            self._flusher = None
         try:
-            async with self._lock:
+            async with self._lock:  # a batch the flusher is delivering finishes first
+                await self._stop_flusher()
                 while self._pending and not self.disabled:
                     await self._send_next()
         finally:
+            await self._stop_flusher()
             if self._pending:
                 self.dropped_events += len(self._pending)
                 self._pending.clear()
@@ -194,6 +206,21 @@ class WebhookSink(Sink):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
                     await self._client.aclose()
                 self._client = None
+
+    @property
+    def pending_events(self) -> int:
+        return len(self._pending) + self._inflight
+
+    async def _stop_flusher(self) -> None:
+        task, self._flusher = self._flusher, None
+        if task is None:
+            return
+        task.cancel()
+        with anyio.CancelScope(shield=True):  # its batch is counted by _deliver before we go on
+            done, _ = await asyncio.wait([task], timeout=1.0)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("webhook flusher failed: %r", t.exception())
 
     # -- batching ---------------------------------------------------------------------------------------------
     async def _flush_loop(self) -> None:
@@ -240,11 +267,14 @@ class WebhookSink(Sink):
         log.warning("webhook %s: %s", self.cfg.url, self.health_error)
 
     async def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        self._inflight = len(batch)
         try:
             await self._attempts(batch)
-        except anyio.get_cancelled_exc_class():  # shutdown deadline: this batch is lost too
+        except BaseException:  # shutdown deadline (cancelled), or a bug: this batch is lost, counted
             self.dropped_events += len(batch)
             raise
+        finally:
+            self._inflight = 0
 
     async def _attempts(self, batch: list[dict[str, Any]]) -> None:
         assert self._client is not None, "webhook sink used before open()"
@@ -273,6 +303,7 @@ class WebhookSink(Sink):
                 if 200 <= status < 300:
                     self.sent_batches += 1
                     self.sent_events += len(batch)
+                    self.delivered_events += len(batch)
                     self.health_error = None
                     return
                 if status == 410:

@@ -1,0 +1,570 @@
+"""Recording raw exchange traffic: the file format, its writer and reader, and the I/O taps.
+
+A recording is a directory of files, one series per exchange:
+``<exchange>-<YYYYmmddTHHMMSSZ>-<NNNN>.jsonl.gz``. Each file is a sequence of complete gzip
+members (``zcat`` reads the whole file); each member holds whole JSON lines. The first line of
+every file is the header; every other line is one record::
+
+    {"format": "aggcore-recording", "version": 1, "exchange": "binance",
+     "aggcore": "0.1.0", "plugin": {"distribution": "aggcore-plugin-binance", "version": "0.1.0"},
+     "created": "2026-12-01T14:26:00Z", "config": {...the exchange's section, secrets removed...},
+     "symbols": [{"symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", ...}, ...],
+     "bootstrap": [...the http records of the instrument list, repeated in every file...]}
+    {"t": 1764599160123456789, "k": "open", "c": 0, "url": "wss://..."}
+    {"t": ..., "k": "out", "c": 0, "d": "{\\"method\\":\\"SUBSCRIBE\\",...}"}     a frame sent
+    {"t": ..., "k": "in", "c": 0, "d": "{\\"stream\\":...}"}                        a frame received
+    {"t": ..., "k": "in", "c": 0, "b": "<base64>"}                                   a binary frame
+    {"t": ..., "k": "close", "c": 0, "by": "server", "code": 1001, "reason": "..."}   (by: server | client)
+    {"t": ..., "k": "http", "t0": ..., "m": "GET", "url": "https://...", "status": 200, "d": "...body..."}
+    {"t": ..., "k": "http", "t0": ..., "m": "GET", "url": "...", "error": "ConnectTimeout: ..."}
+    {"t": ..., "k": "lost", "n": 12}        records the recorder could not keep (its buffer was full)
+
+``t`` is the receipt time in nanoseconds since the epoch (``t0``: when the request was sent);
+``c`` numbers the connections of that exchange in the order they were opened. Files rotate by
+size and age; a file is only ever appended whole gzip members (one ``write`` each), so after a
+``kill -9`` every closed file is complete and the open one loses at most its last block.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import logging
+import os
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import httpx
+import orjson
+
+from .errors import AggregatorError, ConfigError
+
+if TYPE_CHECKING:
+    from .config import AppConfig
+    from .connector import Connector, WsOpener
+    from .plugins import PluginRegistry
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "RecordingError",
+    "Recorder",
+    "RecordingFile",
+    "header_meta",
+    "read_recording",
+]
+
+log = logging.getLogger("aggcore.recording")
+
+FORMAT = "aggcore-recording"
+VERSION = 1
+_SUFFIX = ".jsonl.gz"
+
+
+class RecordingError(AggregatorError):
+    """A recording file that cannot be read (in part): names the file and the byte offset."""
+
+    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RecordingFile:
+    """One file of an aggcore recording: its header, and its records (read lazily)."""
+
+    path: Path
+    header: dict[str, Any]
+    errors: list[RecordingError] = dataclasses.field(default_factory=list)
+
+    @property
+    def exchange(self) -> str:
+        return str(self.header.get("exchange", ""))
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record after the header. A damaged block ends the file: its error is appended
+        to ``errors`` (file and offset) and the records before it are still yielded."""
+        first = True
+        for rec in _iter_lines(self.path, self.errors):
+            if first:
+                first = False
+                continue
+            yield rec
+
+
+def is_recording(path: Path) -> bool:
+    """Whether ``path`` is an aggcore recording file (by content: gzip with our header)."""
+    try:
+        with path.open("rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                return False
+        return read_header(path) is not None
+    except OSError:
+        return False
+
+
+def read_header(path: Path) -> dict[str, Any] | None:
+    errors: list[RecordingError] = []
+    for rec in _iter_lines(path, errors):
+        if rec.get("format") == FORMAT:
+            return rec
+        return None
+    return None
+
+
+def read_recording(path: str | Path) -> RecordingFile:
+    """Open one recording file; raises :class:`RecordingError` when it has no valid header."""
+    p = Path(path)
+    header = read_header(p)
+    if header is None:
+        raise RecordingError(f"{p}: not an aggcore recording (no header at offset 0)", path=str(p), offset=0)
+    if int(header.get("version", 0)) > VERSION:
+        raise RecordingError(f"{p}: recording format version {header.get('version')} is newer than this aggcore reads ({VERSION})", path=str(p), offset=0)
+    return RecordingFile(p, header)
+
+
+def _iter_lines(path: Path, errors: list[RecordingError]) -> Iterator[dict[str, Any]]:
+    """JSON records of a multi-member gzip file, member by member, with offsets for errors."""
+    chunk_size = 1 << 20
+    with path.open("rb") as fh:
+        pending = b""  # compressed bytes not yet consumed
+        offset = 0  # file offset of pending[0]
+        eof = False
+        while True:
+            if not pending:
+                if eof:
+                    return
+                pending = fh.read(chunk_size)
+                if not pending:
+                    return
+            member_start = offset
+            d = zlib.decompressobj(wbits=31)
+            out: list[bytes] = []
+            try:
+                while True:
+                    out.append(d.decompress(pending))
+                    if d.eof:
+                        used = len(pending) - len(d.unused_data)
+                        offset += used
+                        pending = d.unused_data
+                        break
+                    offset += len(pending)
+                    pending = fh.read(chunk_size)
+                    if not pending:
+                        eof = True
+                        errors.append(
+                            RecordingError(
+                                f"{path}: truncated block at offset {member_start} (the file ends inside it); "
+                                "the records before it were read",
+                                path=str(path),
+                                offset=member_start,
+                            )
+                        )
+                        return
+            except zlib.error as exc:
+                errors.append(
+                    RecordingError(
+                        f"{path}: corrupt block at offset {member_start}: {exc}; the records before it were read",
+                        path=str(path),
+                        offset=member_start,
+                    )
+                )
+                return
+            data = b"".join(out)
+            for n, line in enumerate(data.split(b"\n")):
+                if not line:
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    errors.append(
+                        RecordingError(
+                            f"{path}: bad record in the block at offset {member_start}, line {n + 1}: {exc}",
+                            path=str(path),
+                            offset=member_start,
+                        )
+                    )
+                    return
+                if not isinstance(rec, dict):
+                    errors.append(RecordingError(f"{path}: bad record in the block at offset {member_start}, line {n + 1}: not an object", path=str(path), offset=member_start))
+                    return
+                yield rec
+
+
+def header_meta(config: "AppConfig", registry: "PluginRegistry", name: str) -> dict[str, Any]:
+    """What a file header says about one exchange: versions and its config, secrets removed."""
+    from . import __version__
+
+    info = registry.provider_of("connector", name)
+    section = config.exchanges[name].model_dump(mode="json", exclude={"api_key", "api_secret"})
+    return {
+        "aggcore": __version__,
+        "plugin": {"distribution": info.distribution if info else None, "version": info.version if info else None},
+        "config": {"exchanges": {name: section}, "aggregation": config.aggregation.model_dump(mode="json")},
+    }
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+class _SeriesWriter:
+    """The files of one exchange: blocks of JSON lines, each written as one gzip member."""
+
+    def __init__(self, directory: Path, exchange: str, *, rotate_bytes: int, rotate_s: float, level: int = 3) -> None:
+        self.directory = directory
+        self.exchange = exchange
+        self.rotate_bytes = rotate_bytes
+        self.rotate_s = rotate_s
+        self.level = level
+        self.seq = 0
+        self.fd: int | None = None
+        self.path: Path | None = None
+        self.size = 0
+        self.opened_at = 0.0
+        self.files: list[Path] = []
+        self.bytes_written = 0
+
+    def write_block(self, header: bytes, data: bytes) -> None:
+        """Blocking (run in a worker thread): compress ``data`` and append it, rotating first."""
+        if self.fd is not None and (self.size >= self.rotate_bytes or time.monotonic() - self.opened_at >= self.rotate_s):
+            self.close()
+        if self.fd is None:
+            self._open(header)
+        member = gzip.compress(data, compresslevel=self.level, mtime=0)
+        self._write(member)
+
+    def _open(self, header: bytes) -> None:
+        self.seq += 1
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.path = self.directory / f"{self.exchange}-{stamp}-{self.seq:04d}{_SUFFIX}"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self.size = 0
+        self.opened_at = time.monotonic()
+        self.files.append(self.path)
+        self._write(gzip.compress(header, compresslevel=self.level, mtime=0))
+
+    def _write(self, member: bytes) -> None:
+        assert self.fd is not None
+        view = memoryview(member)
+        while view:  # one write in practice; a short write is completed, never left torn
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.size += len(member)
+        self.bytes_written += len(member)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class _ExchangeTap:
+    """Records one connector's traffic into its series of files."""
+
+    def __init__(self, recorder: "Recorder", connector: "Connector", meta: dict[str, Any]) -> None:
+        self.recorder = recorder
+        self.connector = connector
+        self.name = connector.name
+        self.meta = meta
+        self.writer = _SeriesWriter(recorder.directory, self.name, rotate_bytes=recorder.rotate_bytes, rotate_s=recorder.rotate_s)
+        self.block: list[bytes] = []
+        self.block_size = 0
+        self.pending: list[bytes] = []  # sealed blocks waiting for the writer
+        self.pending_size = 0
+        self.bootstrap: list[dict[str, Any]] = []
+        self.header: bytes | None = None
+        self.connections = 0
+        self.records = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.http_calls = 0
+        self.lost = 0
+        self._lost_unreported = 0
+
+    # the hook points -------------------------------------------------------------------------
+    def record(self, rec: dict[str, Any]) -> None:
+        if self.header is None and rec["k"] == "http":
+            self.bootstrap.append(rec)  # before the first connection: the instrument list
+            return
+        if self.pending_size >= self.recorder.max_pending_bytes:
+            self.lost += 1
+            self._lost_unreported += 1
+            return
+        if self._lost_unreported:
+            self._append({"t": rec["t"], "k": "lost", "n": self._lost_unreported})
+            self._lost_unreported = 0
+        self._append(rec)
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        line = orjson.dumps(rec)
+        self.block.append(line)
+        self.block_size += len(line) + 1
+        self.records += 1
+        if self.block_size >= self.recorder.block_bytes:
+            self.seal()
+
+    def seal(self) -> None:
+        if not self.block:
+            return
+        data = b"\n".join(self.block) + b"\n"
+        self.block = []
+        self.block_size = 0
+        self.pending.append(data)
+        self.pending_size += len(data)
+        self.recorder._wake.set()
+
+    def opened(self, url: str) -> int:
+        if self.header is None:
+            self.header = self._header()
+        c = self.connections
+        self.connections += 1
+        self.record({"t": time.time_ns(), "k": "open", "c": c, "url": url})
+        return c
+
+    def _header(self) -> bytes:
+        symbols = self.connector.symbols
+        return orjson.dumps(
+            {
+                **self.meta,
+                "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "symbols": [_instrument(i) for i in symbols.by_symbol.values()] if symbols is not None else None,
+                "bootstrap": self.bootstrap,
+            },
+            default=str,
+        ) + b"\n"
+
+    def flush_pending(self) -> list[bytes]:
+        blocks, self.pending, self.pending_size = self.pending, [], 0
+        return blocks
+
+
+def _instrument(inst: Any) -> dict[str, Any]:
+    out = dataclasses.asdict(inst)
+    if not out.get("extra"):
+        out.pop("extra", None)
+    return out
+
+
+class _RecordedWs:
+    """A WebSocket client connection whose frames in and out are recorded (everything else is
+    the wrapped connection's)."""
+
+    def __init__(self, ws: Any, tap: _ExchangeTap, c: int) -> None:
+        self._ws = ws
+        self._tap = tap
+        self._c = c
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)
+
+    async def __aiter__(self) -> Any:
+        tap, c = self._tap, self._c
+        record = tap.record
+        async for frame in self._ws:
+            if isinstance(frame, str):
+                record({"t": time.time_ns(), "k": "in", "c": c, "d": frame})
+            else:
+                record({"t": time.time_ns(), "k": "in", "c": c, "b": base64.b64encode(frame).decode()})
+            tap.frames_in += 1
+            yield frame
+
+    async def send(self, frame: Any) -> None:
+        tap = self._tap
+        if isinstance(frame, str):
+            tap.record({"t": time.time_ns(), "k": "out", "c": self._c, "d": frame})
+        else:
+            tap.record({"t": time.time_ns(), "k": "out", "c": self._c, "b": base64.b64encode(bytes(frame)).decode()})
+        tap.frames_out += 1
+        await self._ws.send(frame)
+
+
+class _RecordedOpen:
+    def __init__(self, tap: _ExchangeTap, inner: "WsOpener", url: str, kwargs: dict[str, Any]) -> None:
+        self.tap = tap
+        self.cm = inner(url, **kwargs)
+        self.url = url
+        self.c = -1
+        self.ws: Any = None
+
+    async def __aenter__(self) -> Any:
+        self.ws = await self.cm.__aenter__()
+        self.c = self.tap.opened(self.url)
+        return _RecordedWs(self.ws, self.tap, self.c)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        # "server": the exchange closed it or it was lost (an input a replay reproduces);
+        # "client": aggcore closed it (resync, stale feed, shutdown: a replay's connector decides)
+        ws = self.ws
+        rcvd = getattr(ws, "close_rcvd", None)
+        sent = getattr(ws, "close_sent", None)
+        by_server = (rcvd is not None and getattr(ws, "close_rcvd_then_sent", None) is not False) or (
+            rcvd is None and sent is None and str(getattr(ws, "state", "")).endswith("CLOSED")
+        )
+        rec: dict[str, Any] = {"t": time.time_ns(), "k": "close", "c": self.c, "by": "server" if by_server else "client"}
+        if rcvd is not None:
+            rec["code"] = rcvd.code
+            rec["reason"] = str(rcvd.reason)[:300]
+        self.tap.record(rec)
+        return await self.cm.__aexit__(et, exc, tb)
+
+
+class _RecordingTransport(httpx.AsyncBaseTransport):
+    def __init__(self, tap: _ExchangeTap, inner: httpx.AsyncBaseTransport) -> None:
+        self.tap = tap
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        t0 = time.time_ns()
+        rec: dict[str, Any] = {"t": t0, "k": "http", "t0": t0, "m": request.method, "url": str(request.url)}
+        try:
+            response = await self.inner.handle_async_request(request)
+            body = await response.aread()
+        except Exception as exc:
+            rec["t"] = time.time_ns()
+            rec["error"] = f"{type(exc).__name__}: {exc}"
+            self.tap.http_calls += 1
+            self.tap.record(rec)
+            raise
+        rec["t"] = time.time_ns()
+        rec["status"] = response.status_code
+        headers = {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "content-type")}
+        if headers:
+            rec["headers"] = headers
+        rec["d"] = body.decode("utf-8", "replace")
+        self.tap.http_calls += 1
+        self.tap.record(rec)
+        return httpx.Response(response.status_code, headers=response.headers, content=body, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Recorder:
+    """Records every connector's traffic into ``directory`` (see the module docstring).
+
+    The aggregator asks it for each connector's I/O (``connector_io``) and attaches each
+    connector; ``run()`` is the writer task (compression and file writes happen in a worker
+    thread, never on the event loop); ``close()`` writes what is left.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        rotate_bytes: int = 256 * 1024 * 1024,
+        rotate_s: float = 3600.0,
+        block_bytes: int = 256 * 1024,
+        flush_s: float = 1.0,
+        max_pending_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--record/--out {directory}: cannot create the directory: {exc}") from exc
+        if not os.access(self.directory, os.W_OK):
+            raise ConfigError(f"--record/--out {directory}: the directory is not writable")
+        self.rotate_bytes = rotate_bytes
+        self.rotate_s = rotate_s
+        self.block_bytes = block_bytes
+        self.flush_s = flush_s
+        self.max_pending_bytes = max_pending_bytes
+        self.taps: dict[str, _ExchangeTap] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
+        self._wake = anyio.Event()
+        self._lock = anyio.Lock()
+
+    def describe(self, name: str, meta: dict[str, Any]) -> None:
+        """Header fields of one exchange (versions, config without secrets)."""
+        self._meta[name] = meta
+
+    def connector_io(self, name: str, inner_ws: "WsOpener | None" = None) -> "tuple[httpx.AsyncClient, WsOpener]":
+        """The HTTP client and WebSocket opener of connector ``name``: both record."""
+        from .connector import ws_connect_default
+
+        holder: dict[str, _ExchangeTap] = {}
+        ws_inner: WsOpener = inner_ws or ws_connect_default
+
+        def tap() -> _ExchangeTap:
+            t = self.taps.get(name)
+            if t is None:
+                raise RuntimeError(f"recorder: connector {name!r} was not attached")
+            holder["t"] = t
+            return t
+
+        class _LazyTransport(httpx.AsyncBaseTransport):
+            def __init__(self) -> None:
+                self.inner = httpx.AsyncHTTPTransport()
+
+            async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+                return await _RecordingTransport(tap(), self.inner).handle_async_request(request)
+
+            async def aclose(self) -> None:
+                await self.inner.aclose()
+
+        def opener(url: str, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
+            return _RecordedOpen(tap(), ws_inner, url, kwargs)
+
+        return httpx.AsyncClient(transport=_LazyTransport()), opener
+
+    def attach(self, connector: "Connector") -> None:
+        meta = {"format": FORMAT, "version": VERSION, "exchange": connector.name, **self._meta.get(connector.name, {})}
+        self.taps[connector.name] = _ExchangeTap(self, connector, meta)
+
+    async def run(self) -> None:
+        """The writer task: every ``flush_s`` (or when a block fills) write the sealed blocks."""
+        while True:
+            with anyio.move_on_after(self.flush_s):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush(seal=True)
+
+    async def flush(self, *, seal: bool) -> None:
+        async with self._lock:
+            for tap in self.taps.values():
+                if seal:
+                    tap.seal()
+                if tap.header is None:
+                    continue
+                blocks = tap.flush_pending()
+                if blocks:
+                    await anyio.to_thread.run_sync(_write_blocks, tap.writer, tap.header, blocks)
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.flush(seal=True)
+            for tap in self.taps.values():
+                tap.writer.close()
+
+    def summary(self) -> str:
+        """Where it wrote and how much."""
+        parts = []
+        for name, tap in self.taps.items():
+            files = len(tap.writer.files)
+            parts.append(
+                f"{name}: {tap.frames_in} frames in, {tap.frames_out} out, {tap.http_calls} HTTP calls, "
+                f"{tap.connections} connections, {files} file{'s' if files != 1 else ''}, "
+                f"{tap.writer.bytes_written / 1e6:.2f} MB" + (f", {tap.lost} records LOST" if tap.lost else "")
+            )
+        total = sum(t.writer.bytes_written for t in self.taps.values())
+        return f"recorded into {self.directory} ({total / 1e6:.2f} MB): " + "; ".join(parts)
+
+
+def _write_blocks(writer: _SeriesWriter, header: bytes, blocks: list[bytes]) -> None:
+    for data in blocks:
+        writer.write_block(header, data)

@@ -1,0 +1,639 @@
+"""Replaying recorded exchange traffic through the same connector code, deterministically.
+
+``aggcore replay CONFIG PATH...`` builds the normal :class:`~aggcore.aggregator.Aggregator`
+(the config's connectors, analyzers and sinks) and gives each connector, instead of the
+network, a WebSocket opener and an HTTP transport that serve the recording:
+
+- the n-th connection a connector opens gets the recorded connection with the same URL path
+  (else the next unused one), opened at its recorded time; its frames reach the connector's
+  frame handler at their recorded receipt times, and it closes where the recording closed;
+- each REST request is answered by the next unused recorded response to the same path (query
+  parameters must agree, except depth limits), at its recorded time; a request the recording
+  cannot answer gets HTTP 404 naming it, so that book fails with the reason and stays out of
+  the view;
+- a :class:`RecordedClock` is the clock of everything (connectors, books, views, analyzers,
+  health): its time is the recorded time, and it only moves when every task is idle, so two
+  replays of one recording produce byte-identical sink output.
+
+PATH is an aggcore recording (``aggcore record``; see :mod:`aggcore.recording`) or cryptofeed
+raw capture files (``EXCH.ws.N.0``, ``EXCH.http.N.0``, ``EXCH.0``), told apart by content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import heapq
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+
+from .clock import Clock
+from .errors import ConfigError
+from .recording import RecordingError, is_recording, read_recording
+
+if TYPE_CHECKING:
+    from .aggregator import Aggregator
+    from .config import AppConfig
+    from .connector import WsOpener
+    from .plugins import PluginRegistry
+
+__all__ = [
+    "RecordedClock",
+    "RecordedConnection",
+    "RecordedHttp",
+    "ReplayData",
+    "ReplayResult",
+    "load_replay",
+    "parse_time",
+    "replay",
+]
+
+log = logging.getLogger("aggcore.replay")
+
+_FOREVER = 1 << 62
+
+
+# -- the recorded clock --------------------------------------------------------------------------
+
+
+class RecordedClock(Clock):
+    """A clock whose time is the recording's: it moves only when everything is idle.
+
+    ``sleep``/``sleep_until`` register a wake-up time; :meth:`run` (the driver) waits until no
+    task can run, then moves time to the earliest wake-up and wakes its sleepers (in the order
+    they slept), so the same recording always runs the same way. ``speed`` paces it against
+    the machine's clock (1 = recorded pace); ``None`` runs as fast as the code goes.
+    """
+
+    def __init__(self, start_ns: int, *, speed: float | None = None) -> None:
+        self.now_ns = start_ns
+        self.speed = speed
+        self.fast_until_ns = 0  # as fast as possible before this (the --from warm-up)
+        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+        self._ready: Any = None
+        self._blocked: Callable[[], bool] = lambda: False
+        self._real0 = 0.0
+        self._virt0 = start_ns
+
+    # Clock --------------------------------------------------------------------------------------
+    def time(self) -> float:
+        return self.now_ns / 1e9
+
+    def time_ns(self) -> int:
+        return self.now_ns
+
+    def monotonic(self) -> float:
+        return self.now_ns / 1e9
+
+    def monotonic_ns(self) -> int:
+        return self.now_ns
+
+    async def sleep(self, seconds: float) -> None:
+        await self.sleep_until(self.now_ns + max(0, int(seconds * 1e9)))
+
+    async def sleep_until(self, t_ns: int) -> None:
+        if t_ns <= self.now_ns:
+            await asyncio.sleep(0)
+            return
+        heap = self._heap
+        # fast path: nothing else can run now and nobody wakes before t_ns: move time ourselves
+        if (
+            (self.speed is None or t_ns <= self.fast_until_ns)
+            and self._ready is not None
+            and not self._ready
+            and (not heap or heap[0][0] >= t_ns)
+            and not self._blocked()
+        ):
+            self.now_ns = t_ns
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(heap, (t_ns, self._seq, fut))
+        await fut
+
+    # the driver -----------------------------------------------------------------------------------
+    async def _idle(self) -> None:
+        """Return once no task is ready to run (and nothing holds time back)."""
+        ready = self._ready
+        while True:
+            for _ in range(3):
+                await asyncio.sleep(0)
+                if ready is not None and not ready:
+                    break
+            if ready is not None and ready:
+                continue
+            if self._blocked():
+                await asyncio.sleep(0.002)  # a sink is catching up: wait for it in real time
+                continue
+            return
+
+    async def run(self, end_ns: int, *, blocked: Callable[[], bool] | None = None) -> None:
+        """Advance time, waking sleepers in order, until ``end_ns`` (or nothing is scheduled)."""
+        loop = asyncio.get_running_loop()
+        self._ready = getattr(loop, "_ready", None)  # CPython's ready queue: how "idle" is told
+        if blocked is not None:
+            self._blocked = blocked
+        self._real0 = time.perf_counter()
+        self._virt0 = self.now_ns
+        heap = self._heap
+        try:
+            while True:
+                await self._idle()
+                while heap and heap[0][2].done():
+                    heapq.heappop(heap)  # a sleeper that was cancelled
+                if not heap:
+                    return
+                t = heap[0][0]
+                if t > end_ns:
+                    self.now_ns = max(self.now_ns, end_ns)
+                    return
+                if self.speed is not None and t > self.fast_until_ns:
+                    if self._virt0 < self.fast_until_ns:
+                        self._virt0, self._real0 = self.fast_until_ns, time.perf_counter()
+                    target = self._real0 + (t - self._virt0) / 1e9 / self.speed
+                    delay = target - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                        continue  # something may have happened meanwhile (a sink): re-check
+                self.now_ns = max(self.now_ns, t)
+                while heap and heap[0][0] <= self.now_ns:
+                    _, _, fut = heapq.heappop(heap)
+                    if not fut.done():
+                        fut.set_result(None)
+        finally:
+            self._ready = None  # no fast path once the driver is gone
+
+
+# -- what a recording holds ------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedConnection:
+    url: str
+    open_ns: int
+    frames: list[tuple[int, str | bytes]] = field(default_factory=list)
+    close_ns: int | None = None
+    sent: int = 0
+    source: str = ""
+
+
+@dataclass
+class RecordedHttp:
+    method: str
+    url: str
+    t_ns: int
+    status: int = 200
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    used: bool = False
+
+
+@dataclass
+class ExchangeData:
+    name: str
+    connections: list[RecordedConnection] = field(default_factory=list)
+    http: list[RecordedHttp] = field(default_factory=list)
+    header: dict[str, Any] | None = None
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReplayData:
+    """Everything loaded from the PATHs, by exchange, plus the problems found reading them."""
+
+    exchanges: dict[str, ExchangeData] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def exchange(self, name: str) -> ExchangeData:
+        data = self.exchanges.get(name)
+        if data is None:
+            data = self.exchanges[name] = ExchangeData(name)
+        return data
+
+    def span(self) -> tuple[int, int]:
+        """First and last recorded time (ns)."""
+        first, last = _FOREVER, 0
+        for ex in self.exchanges.values():
+            for c in ex.connections:
+                first = min(first, c.open_ns)
+                last = max(last, c.open_ns, c.frames[-1][0] if c.frames else 0, c.close_ns or 0)
+            for h in ex.http:
+                first = min(first, h.t_ns)
+                last = max(last, h.t_ns)
+        if first == _FOREVER:
+            first = last = 0
+        return first, last
+
+    def frames(self) -> int:
+        return sum(len(c.frames) for ex in self.exchanges.values() for c in ex.connections)
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+
+def _domain(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    parts = host.split(".")
+    return ".".join(parts[-2:]) if len(parts) >= 2 else host
+
+
+def _exchange_for(url: str, filename: str, registry: "PluginRegistry") -> str | None:
+    """Which installed exchange a cryptofeed capture belongs to: by the URL's domain, then by the
+    file name's prefix (``CRYPTO.COM.0`` -> ``cryptocom``)."""
+    domain = _domain(url)
+    if domain:
+        for name, cls in registry.connectors.items():
+            urls = [getattr(cls, "ws_url", ""), getattr(cls, "rest_url", "")]
+            if any(u and _domain(u) == domain for u in urls):
+                return name
+    prefix = re.split(r"\.(?:ws|http)\.|\.\d+$", filename, maxsplit=1)[0]
+    key = prefix.replace(".", "").lower()
+    return key if key in registry.connectors else None
+
+
+_SENT = re.compile(r"^(\S+) <- (\d+(?:\.\d+)?): (.*)$", re.S)
+_RECV = re.compile(r"^(\d+(?:\.\d+)?): (.*)$", re.S)
+_HTTP = re.compile(r"^(\S+) -> (\d+(?:\.\d+)?): (.*)$", re.S)
+_CONNECT = re.compile(r"^(\S+) <-> (\d+(?:\.\d+)?)$")
+
+
+def _ns(seconds: str) -> int:
+    whole, _, frac = seconds.partition(".")
+    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _load_cryptofeed(path: Path, data: ReplayData, registry: "PluginRegistry", merged: dict[str, RecordedConnection]) -> None:
+    conn: RecordedConnection | None = None
+    exchange: str | None = None
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for n, raw in enumerate(fh, 1):
+            line = raw.rstrip("\n")
+            if not line:
+                continue
+            m = _CONNECT.match(line)
+            if m:
+                exchange = _exchange_for(m.group(1), path.name, registry)
+                if exchange is None:
+                    data.errors.append(f"{path}: no installed exchange plugin serves {m.group(1)}; file skipped")
+                    return
+                ex = data.exchange(exchange)
+                ex.files.append(str(path))
+                # cryptofeed opens a connection per channel, aggcore per group of symbols: one
+                # exchange's captured connections are merged into one, in receipt order
+                conn = merged.get(exchange)
+                if conn is None:
+                    conn = merged[exchange] = RecordedConnection(m.group(1), _ns(m.group(2)), source=str(path))
+                    ex.connections.append(conn)
+                else:
+                    conn.open_ns = min(conn.open_ns, _ns(m.group(2)))
+                continue
+            if line.startswith("configuration: "):
+                continue
+            m = _SENT.match(line)
+            if m and conn is not None:
+                continue  # what the capturing client sent; our connector sends its own
+            m = _HTTP.match(line)
+            if m:
+                exchange = _exchange_for(m.group(1), path.name, registry)
+                if exchange is None:
+                    data.errors.append(f"{path}: line {n}: no installed exchange plugin serves {m.group(1)}; skipped")
+                    continue
+                ex = data.exchange(exchange)
+                if str(path) not in ex.files:
+                    ex.files.append(str(path))
+                ex.http.append(RecordedHttp("GET", m.group(1), _ns(m.group(2)), body=m.group(3)))
+                continue
+            m = _RECV.match(line)
+            if m and conn is not None:
+                conn.frames.append((_ns(m.group(1)), m.group(2)))
+                continue
+            data.errors.append(f"{path}: line {n}: not a cryptofeed capture line: {line[:80]!r}")
+
+
+def _load_aggcore(path: Path, data: ReplayData) -> None:
+    try:
+        rf = read_recording(path)
+    except RecordingError as exc:
+        data.errors.append(str(exc))
+        return
+    ex = data.exchange(rf.exchange)
+    ex.files.append(str(path))
+    if ex.header is None:
+        ex.header = rf.header
+    seen = {(h.t_ns, h.url) for h in ex.http}
+    for rec in rf.header.get("bootstrap") or []:
+        key = (int(rec.get("t", 0)), str(rec.get("url", "")))
+        if key not in seen:
+            ex.http.append(_http_record(rec))
+            seen.add(key)
+    conns: dict[int, RecordedConnection] = {}
+    for rec in rf.records():
+        kind = rec.get("k")
+        t = int(rec.get("t", 0))
+        if kind == "in":
+            conn = conns.get(rec.get("c", -1))
+            if conn is None:  # a connection opened in an earlier file
+                conn = conns[rec.get("c", -1)] = RecordedConnection("", t, source=str(path))
+                ex.connections.append(conn)
+            frame: str | bytes = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
+            conn.frames.append((t, frame))
+        elif kind == "open":
+            conn = conns[rec.get("c", -1)] = RecordedConnection(str(rec.get("url", "")), t, source=str(path))
+            ex.connections.append(conn)
+        elif kind == "close":
+            conn = conns.get(rec.get("c", -1))
+            if conn is not None and rec.get("by", "server") == "server":
+                conn.close_ns = t  # aggcore's own closes are not replayed: the connector decides again
+        elif kind == "http":
+            key = (t, str(rec.get("url", "")))
+            if key not in seen:
+                ex.http.append(_http_record(rec))
+                seen.add(key)
+        elif kind == "lost":
+            data.errors.append(f"{path}: the recorder lost {rec.get('n')} records at {t} (its buffer was full)")
+    for err in rf.errors:
+        data.errors.append(str(err))
+
+
+def _http_record(rec: dict[str, Any]) -> RecordedHttp:
+    return RecordedHttp(
+        str(rec.get("m", "GET")),
+        str(rec.get("url", "")),
+        int(rec.get("t", 0)),
+        status=int(rec.get("status", 0) or 0),
+        body=str(rec.get("d", "")),
+        headers=dict(rec.get("headers") or {}),
+        error=rec.get("error"),
+    )
+
+
+def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> ReplayData:
+    """Read every PATH (files or directories; aggcore recordings or cryptofeed captures)."""
+    data = ReplayData()
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ConfigError(f"{p}: no such file or directory")
+    merged: dict[str, RecordedConnection] = {}
+    for f in files:
+        if is_recording(f):
+            _load_aggcore(f, data)
+        else:
+            try:
+                with f.open("rb") as fh:
+                    head = fh.read(4096)
+                head.decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                data.errors.append(f"{f}: neither an aggcore recording nor a cryptofeed capture (offset 0); skipped")
+                continue
+            _load_cryptofeed(f, data, registry, merged)
+    for ex in data.exchanges.values():
+        ex.connections.sort(key=lambda c: c.open_ns)
+        for c in ex.connections:
+            c.frames.sort(key=lambda fr: fr[0])  # merged captures: receipt order
+        ex.http.sort(key=lambda h: h.t_ns)
+    return data
+
+
+# -- serving a recording to a connector -----------------------------------------------------------------
+
+
+class ReplayWs:
+    """A recorded connection, as the connector's WebSocket: frames at their recorded times."""
+
+    def __init__(self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int]) -> None:
+        self.conn = conn
+        self.clock = clock
+        self.window = window
+        self.closed = False
+        self._closed_fut: asyncio.Future[None] | None = None
+
+    async def __aiter__(self) -> Any:
+        clock = self.clock
+        end = self.window[1]
+        for t, frame in self.conn.frames:
+            if t > end:
+                break
+            if t > clock.now_ns:
+                await clock.sleep_until(t)
+            if self.closed:
+                return
+            yield frame
+        if self.conn.close_ns is not None and self.conn.close_ns <= end:
+            await clock.sleep_until(self.conn.close_ns)
+            return
+        # the recording ends with this connection open: it stays open until the replay ends
+        self._closed_fut = asyncio.get_running_loop().create_future()
+        if not self.closed:
+            await self._closed_fut
+
+    async def send(self, frame: Any) -> None:
+        self.conn.sent += 1  # what the connector sends is not compared with the recording
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = True
+        if self._closed_fut is not None and not self._closed_fut.done():
+            self._closed_fut.set_result(None)
+
+    async def ping(self, data: Any = None) -> Any:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(0.0)
+        return fut
+
+
+class _ReplayOpen:
+    def __init__(self, source: "ExchangeReplay", url: str) -> None:
+        self.source = source
+        self.url = url
+
+    async def __aenter__(self) -> ReplayWs:
+        conn = self.source.take_connection(self.url)
+        clock = self.source.clock
+        if conn is None:  # the recording has no more connections: this one never opens
+            await asyncio.get_running_loop().create_future()
+            raise AssertionError("unreachable")
+        await clock.sleep_until(conn.open_ns)
+        return ReplayWs(conn, clock, self.source.window)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+def _path_key(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    parts = urlsplit(url)
+    return parts.path.rstrip("/"), tuple(sorted(parse_qsl(parts.query)))
+
+
+class ExchangeReplay(httpx.AsyncBaseTransport):
+    """One exchange's recorded traffic: its WebSocket opener and its HTTP transport."""
+
+    def __init__(self, data: ExchangeData, clock: RecordedClock, window: tuple[int, int]) -> None:
+        self.data = data
+        self.clock = clock
+        self.window = window
+        self.unused = list(data.connections)
+        self.unanswered: list[str] = []
+
+    def take_connection(self, url: str) -> RecordedConnection | None:
+        key = _path_key(url)[0]
+        for i, conn in enumerate(self.unused):
+            if conn.url and _path_key(conn.url)[0] == key:
+                return self.unused.pop(i)
+        return self.unused.pop(0) if self.unused else None
+
+    def opener(self, url: str, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
+        return _ReplayOpen(self, url)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.rstrip("/")
+        query = dict(parse_qsl(request.url.query.decode() if isinstance(request.url.query, bytes) else str(request.url.query)))
+        best: tuple[int, RecordedHttp] | None = None
+        for rec in self.data.http:
+            if rec.used or rec.method != request.method:
+                continue
+            parts = urlsplit(rec.url)
+            if parts.path.rstrip("/") != path:
+                continue
+            rquery = dict(parse_qsl(parts.query))
+            score = sum(1 for k, v in query.items() if rquery.get(k) == v) - 10 * sum(
+                1 for k, v in rquery.items() if k not in ("limit", "depth", "sz") and query.get(k) != v
+            )
+            if score >= 0 and (best is None or score > best[0]):
+                best = (score, rec)
+        if best is None:
+            what = f"{request.method} {request.url.path}" + (f"?{request.url.query.decode()}" if request.url.query else "")
+            self.unanswered.append(what)
+            log.warning("replay %s: the recording cannot answer %s", self.data.name, what)
+            return httpx.Response(
+                404, json={"error": f"the recording has no (unused) response to {what}"}, request=request
+            )
+        rec = best[1]
+        rec.used = True
+        await self.clock.sleep_until(rec.t_ns)
+        if rec.error is not None:
+            raise httpx.ConnectError(f"recorded: {rec.error}", request=request)
+        return httpx.Response(rec.status or 200, headers=rec.headers, content=rec.body.encode(), request=request)
+
+
+# -- running a replay ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayResult:
+    frames: int
+    seconds: float  # recorded time replayed
+    wall_s: float  # machine time it took
+    errors: list[str]
+    unanswered: dict[str, list[str]]
+
+
+def parse_time(text: str, start_ns: int) -> int:
+    """``--from``/``--to``: ISO 8601 (``2021-10-12T00:28:35Z``), seconds since the epoch, or
+    ``+SECONDS`` after the recording's first record."""
+    text = text.strip()
+    try:
+        if text.startswith("+"):
+            return start_ns + int(float(text[1:]) * 1e9)
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return _ns(text) if "." in text else int(text) * 1_000_000_000
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return int(dt.timestamp() * 1e9)
+    except ValueError as exc:
+        raise ConfigError(f"{text!r} is not a time: use ISO 8601, seconds since the epoch or +SECONDS") from exc
+
+
+async def replay(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    data: ReplayData,
+    *,
+    speed: float | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    tail_s: float = 1.0,
+    sinks: list[Any] | None = None,
+    on_started: Callable[["Aggregator"], None] | None = None,
+) -> ReplayResult:
+    """Replay ``data`` through the connectors, analyzers and sinks of ``config``.
+
+    Sink output before ``start`` (ns) is not produced (the books still warm up on it, as fast as
+    possible); the replay stops at ``end`` (or ``tail_s`` after the last record)."""
+    from .aggregator import Aggregator
+
+    first, last = data.span()
+    window = (first, end if end is not None else last)
+    clock = RecordedClock(first - 1_000_000, speed=speed)  # 1 ms before the first record
+    if start is not None:
+        clock.fast_until_ns = start
+    enabled = [n for n, s in config.exchanges.items() if s.enabled]
+    missing = [n for n in enabled if n not in data.exchanges]
+    errors = list(data.errors)
+    for name in missing:
+        errors.append(f"exchanges.{name}: the recording has no traffic of {name}; its books stay out of the view")
+    for name in data.exchanges:
+        if name not in enabled:
+            log.info("replay: %s is in the recording but not enabled in the config; ignored", name)
+    sources = {n: ExchangeReplay(data.exchanges.get(n) or ExchangeData(n), clock, window) for n in enabled}
+    clients: list[httpx.AsyncClient] = []
+
+    def io(name: str) -> "tuple[httpx.AsyncClient | None, WsOpener | None]":
+        src = sources[name]
+        client = httpx.AsyncClient(transport=src)
+        clients.append(client)
+        return client, src.opener
+
+    state = random.getstate()
+    random.seed(0)  # backoff jitter: the same recording takes the same path
+    agg = Aggregator(config, registry=registry, sinks=sinks, clock=clock, connector_io=io)
+    if start is not None:
+        agg.hub.since = start / 1e9
+    t0 = time.perf_counter()
+    try:
+        await agg.start()
+        if on_started is not None:
+            on_started(agg)
+        runners = agg.hub.sinks
+
+        def blocked() -> bool:
+            # a sink still writing holds time back: what it reports (its last write, its
+            # drops) then never depends on how fast this machine writes
+            return any(r.opened and not r.idle for r in runners)
+
+        stop_at = window[1] + int(tail_s * 1e9)
+        await clock.run(stop_at, blocked=blocked)
+        await agg.stop()
+    finally:
+        if agg.started:
+            await agg.stop()
+        for client in clients:
+            await client.aclose()
+        random.setstate(state)
+    return ReplayResult(
+        frames=data.frames(),
+        seconds=(window[1] - window[0]) / 1e9,
+        wall_s=time.perf_counter() - t0,
+        errors=errors,
+        unanswered={n: s.unanswered for n, s in sources.items() if s.unanswered},
+    )

@@ -1,0 +1,357 @@
+"""The parquet sink: files read back with pyarrow and DuckDB and checked value by value against the
+events emitted; partitions, rotation, no partial file ever visible, a kill -9, a full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pytest
+
+from aggcore.bus import BookMessage
+from aggcore.config import load_config
+from aggcore.errors import ConfigError
+from aggcore.fanout import SinkRunner
+from aggcore.models import HealthStatus
+from aggcore.plugins import load_plugins
+from aggcore.sink import Event
+from aggcore.testing.events import T0, VENUES, sample_events
+from aggcore_plugin_parquet import DATASETS, ParquetSink, ParquetSinkConfig, schema_markdown
+
+pytestmark = pytest.mark.anyio
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def make(root: Path, **kw: Any) -> ParquetSink:
+    return ParquetSink(ParquetSinkConfig.model_validate({"path": str(root), "events": ["summary", "arbitrage", "health", "book"], **kw}))
+
+
+def ns(dt: datetime | None) -> int | None:
+    return None if dt is None else (dt - EPOCH) // pa.scalar(1, pa.duration("us")).as_py() * 1000
+
+
+def sec_ns(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1_000_000_000)
+
+
+def book_events(n: int) -> list[Event]:
+    out = []
+    for i in range(n):
+        t = T0.timestamp() + i * 0.011
+        venue = VENUES[i % 3]
+        live = i % 9 != 4
+        bids = [(100.0 - k * 0.5 - i * 0.01, 1.0 + k) for k in range(20)] if live else []
+        asks = [(100.5 + k * 0.5 + i * 0.01, 2.0 + k) for k in range(20)] if live else []
+        msg = BookMessage(
+            venue=venue, symbol="BTCUSDT", pair="BTC/USDT", state="LIVE" if live else "RESYNCING",
+            reason=None if live else "sequence gap: expected 5, got 7", epoch=1_700_000_000_000_000_000 + i // 10,
+            version=i % 10 + 1, bids=bids, asks=asks, exchange_ts=None if i % 2 else t - 0.003,
+            receipt_ts=t - 0.001, seen_ts=t - 0.0005, published_ts=t,
+        )  # fmt: skip
+        out.append(Event("book", msg, ts=t))
+    return out
+
+
+def ns_col(table: pa.Table, name: str) -> list[int | None]:
+    return table.column(name).cast(pa.int64()).to_pylist()  # type: ignore[no-any-return]
+
+
+def read(root: Path, name: str) -> pa.Table:
+    return pads.dataset(root / name, format="parquet", partitioning="hive").to_table()
+
+
+def expected_summary(e: Event) -> dict[str, Any]:
+    p: Any = e.payload
+    lv = lambda levels: [(x.price, x.quantity, x.exchange, ns(x.timestamp)) for x in levels]  # noqa: E731
+    return {
+        "ts": ns(p.timestamp), "published_at": sec_ns(e.ts), "symbol": p.symbol, "best_bid": p.best_bid,
+        "best_ask": p.best_ask, "mid": p.mid, "spread": p.spread, "crossed": p.crossed, "venues": list(p.venues),
+        "excluded": dict(p.excluded), "venue_age_ms": dict(p.venue_age_ms), "bids": lv(p.bids), "asks": lv(p.asks),
+        "date": datetime.fromtimestamp(p.timestamp.timestamp(), timezone.utc).strftime("%Y-%m-%d"),
+    }  # fmt: skip
+
+
+def actual_summaries(t: pa.Table) -> list[dict[str, Any]]:
+    t = t.sort_by("published_at")
+    rows = t.drop_columns(["ts", "published_at", "bids", "asks"]).to_pylist()
+    ts, pub = ns_col(t, "ts"), ns_col(t, "published_at")
+    out = []
+    for i, r in enumerate(rows):
+        side = lambda name: [  # noqa: E731
+            (x["price"], x["quantity"], x["exchange"], ns(x["timestamp"])) for x in t.column(name)[i].as_py()
+        ]
+        r.update(ts=ts[i], published_at=pub[i], bids=side("bids"), asks=side("asks"))
+        r["excluded"], r["venue_age_ms"] = dict(r["excluded"]), dict(r["venue_age_ms"])
+        r["date"] = str(r["date"])
+        out.append(r)
+    return out
+
+
+async def test_every_value_read_back_with_pyarrow_and_duckdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aggcore_plugin_parquet.sink
+
+    monkeypatch.setattr(aggcore_plugin_parquet.sink, "CONVERT_ROWS", 64)  # rows turned into Arrow in several chunks
+    events = sorted(sample_events(900, levels=10) + book_events(90), key=lambda e: e.ts)
+    sink = make(tmp_path / "data", row_group_rows=300)
+    await sink.open()
+    for k in range(0, len(events), 70):
+        await sink.write(events[k : k + 70])
+    assert sink.pending_events == len(events) and not list((tmp_path / "data").rglob("*.parquet"))  # all in open files
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
+    assert not list((tmp_path / "data").rglob(".*"))  # no temporary file left
+
+    # pyarrow: every column of every row
+    summaries = [e for e in events if e.kind == "summary"]
+    assert actual_summaries(read(tmp_path / "data", "summary")) == [expected_summary(e) for e in summaries]
+    assert {e["date"] for e in map(expected_summary, summaries)} == {"2026-03-01", "2026-03-02"}  # two partitions
+
+    arb = read(tmp_path / "data", "arbitrage").sort_by("published_at")
+    arbs = [e for e in events if e.kind == "arbitrage"]
+    fields = ["symbol", "event", "buy_exchange", "sell_exchange", "buy_price", "sell_price", "profit_percentage",
+              "profit", "volume", "duration_ms", "peak_profit_percentage", "peak_volume"]  # fmt: skip
+    assert arb.select(fields).to_pylist() == [{f: getattr(e.payload, f) for f in fields} for e in arbs]
+    assert ns_col(arb, "ts") == [ns(e.payload.timestamp) for e in arbs]  # type: ignore[attr-defined]
+    assert ns_col(arb, "published_at") == [sec_ns(e.ts) for e in arbs]
+
+    health = read(tmp_path / "data", "health").sort_by("ts")
+    hs = [e for e in events if e.kind == "health"]
+    assert ns_col(health, "ts") == [sec_ns(e.ts) for e in hs]
+    got = health.drop_columns(["ts", "last_update", "symbols", "date"]).to_pylist()
+    assert got == [
+        {"name": p.exchange, "kind": p.kind, "is_healthy": p.is_healthy, "connected": p.connected,
+         "error_message": p.error_message, "reconnects": p.reconnects, "resyncs": p.resyncs,
+         "checksum_failures": p.checksum_failures, "venue": p.exchange}
+        for e in hs for p in [e.payload]  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    for row, e in zip(health.column("symbols").to_pylist(), hs, strict=True):
+        p: Any = e.payload
+        assert {k: (v["state"], v["age_ms"], v["last_sequence"], ns(v["last_update"])) for k, v in row} == {
+            k: (s.state.value, s.age_ms, s.last_sequence, ns(s.last_update)) for k, s in p.symbols.items()
+        }
+
+    book = read(tmp_path / "data", "book").sort_by("ts")
+    bs = [e for e in events if e.kind == "book"]
+    assert book.select(["symbol", "pair", "state", "reason", "epoch", "version", "bids", "asks", "venue"]).to_pylist() == [
+        {"symbol": m.symbol, "pair": m.pair, "state": m.state, "reason": m.reason, "epoch": m.epoch, "version": m.version,
+         "bids": [list(x) for x in m.bids], "asks": [list(x) for x in m.asks], "venue": m.venue}
+        for e in bs for m in [e.payload]  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    for col, attr in (("ts", "published_ts"), ("exchange_ts", "exchange_ts"), ("receipt_ts", "receipt_ts"), ("seen_ts", "seen_ts")):
+        assert ns_col(book, col) == [sec_ns(getattr(e.payload, attr)) for e in bs], col
+
+    # DuckDB over the Hive-partitioned dataset (what users run)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    glob = str(tmp_path / "data" / "summary" / "**" / "*.parquet")
+    rows = con.execute(
+        f"SELECT epoch_ns(ts), epoch_ns(published_at), symbol, best_bid, best_ask, mid, spread, crossed, venues,"
+        f" map_keys(excluded), bids, asks, CAST(date AS VARCHAR) FROM read_parquet('{glob}', hive_partitioning = true)"
+        f" ORDER BY published_at"
+    ).fetchall()
+    assert len(rows) == len(summaries)
+    for r, e in zip(rows, summaries, strict=True):
+        x = expected_summary(e)
+        assert r[:8] == (x["ts"], x["published_at"], x["symbol"], x["best_bid"], x["best_ask"], x["mid"],
+                         x["spread"], x["crossed"])  # fmt: skip
+        assert (r[8], r[9], r[12]) == (x["venues"], list(x["excluded"]), x["date"])
+        for got_side, want_side in ((r[10], x["bids"]), (r[11], x["asks"])):
+            assert [(lv["price"], lv["quantity"], lv["exchange"], ns(lv["timestamp"])) for lv in got_side] == want_side
+    best_venue = con.execute(
+        f"SELECT bids[1].exchange AS venue, count(*) FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    want: dict[str, int] = {}
+    for e in summaries:
+        v = e.payload.bids[0].exchange  # type: ignore[attr-defined]
+        want[v] = want.get(v, 0) + 1
+    assert best_venue == sorted(want.items())
+    book_glob = str(tmp_path / "data" / "book" / "**" / "*.parquet")
+    per_venue = con.execute(
+        f"SELECT venue, count(*), sum(len(bids)) FROM read_parquet('{book_glob}', hive_partitioning = true) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert per_venue == sorted(
+        (v, sum(1 for e in bs if e.payload.venue == v), sum(len(e.payload.bids) for e in bs if e.payload.venue == v))  # type: ignore[attr-defined]
+        for v in {e.payload.venue for e in bs}  # type: ignore[attr-defined]
+    )
+
+
+async def test_layout_zstd_and_row_groups(tmp_path: Path) -> None:
+    events = sample_events(400) + [Event("health", HealthStatus(exchange="sink:file", kind="sink", is_healthy=True, last_update=None), ts=T0.timestamp())]
+    sink = make(tmp_path, row_group_rows=100)
+    await sink.open()
+    await sink.write(events)
+    await sink.close()
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    assert any(f.startswith("summary/date=2026-03-01/part-") for f in files)
+    assert any(f.startswith("summary/date=2026-03-02/part-") for f in files)
+    assert any(f.startswith("health/date=2026-03-01/venue=binance/") for f in files)
+    assert any(f.startswith("health/date=2026-03-01/venue=sink%3Afile/") for f in files)
+    import pyarrow.parquet as pq
+
+    for f in tmp_path.rglob("*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        assert all(meta.row_group(i).num_rows <= 100 for i in range(meta.num_row_groups))
+        assert meta.row_group(0).column(0).compression == "ZSTD"
+        assert meta.row_group(0).column(0).statistics is not None
+    names = set(read(tmp_path, "health").column("venue").to_pylist())
+    assert "sink:file" in names
+    assert schema_markdown().count("| `ts` |") == len(DATASETS)
+
+
+async def test_rotation_by_size_and_time_and_no_partial_file_visible(tmp_path: Path) -> None:
+    summaries = [e for e in sample_events(3000, levels=10) if e.kind == "summary" and e.ts < T0.timestamp() + 1.9]
+    sink = make(tmp_path, events=["summary"], row_group_rows=50, rotate_bytes=20_000)
+    await sink.open()
+    visible_counts = []
+    for k in range(0, len(summaries), 25):
+        await sink.write(summaries[k : k + 25])
+        # a reader at any moment: only complete files, each readable, rows never seen twice
+        visible = read(tmp_path, "summary") if (tmp_path / "summary").exists() else pa.table({"x": []})
+        visible_counts.append(visible.num_rows)
+        assert visible.num_rows == sink.delivered_events
+    await sink.close()
+    assert len(sink.files_written) >= 3  # rotated by size
+    assert visible_counts == sorted(visible_counts) and 0 < visible_counts[len(visible_counts) // 2] < len(summaries)
+    assert ns_col(read(tmp_path, "summary").sort_by("published_at"), "published_at") == [sec_ns(e.ts) for e in summaries]
+
+    # by time: an idle sink closes its file after rotate_seconds, without any further write
+    timed = make(tmp_path / "t", events=["summary"], rotate_seconds=0.2)
+    await timed.open()
+    await timed.write(summaries[:10])
+    assert not list((tmp_path / "t").rglob("*.parquet"))
+    with anyio.fail_after(5):
+        while not list((tmp_path / "t").rglob("*.parquet")):
+            await anyio.sleep(0.05)
+    assert timed.delivered_events == 10 and timed.pending_events == 0
+    await timed.close()
+
+
+KILL_SCRIPT = """
+import os, signal, sys, anyio
+from aggcore.testing.events import sample_events
+from aggcore_plugin_parquet import ParquetSink, ParquetSinkConfig
+
+async def main():
+    sink = ParquetSink(ParquetSinkConfig(path=sys.argv[1], events=["summary", "arbitrage", "health"],
+                                         row_group_rows=100, rotate_bytes=30_000))
+    await sink.open()
+    events = sample_events(1500)
+    for k in range(0, len(events), 50):
+        await sink.write(events[k:k + 50])
+    print(sink.delivered_events, sink.pending_events, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+anyio.run(main)
+"""
+
+
+async def test_kill_9_loses_only_the_open_files_and_counts_them(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    delivered, pending = map(int, proc.stdout.split())
+    assert delivered > 0 and pending > 0
+    assert list(tmp_path.rglob(".part-*.parquet.tmp"))  # the open files, never renamed
+    complete = sum(read(tmp_path, name).num_rows for name in ("summary", "arbitrage", "health") if (tmp_path / name).exists())
+    assert complete == delivered  # what was delivered is readable, the rest was never visible
+
+    sink = make(tmp_path)
+    await sink.open()
+    assert sink.lost_in_previous_run == pending and f"{pending} events were lost" in (sink.health_error or "")
+    assert not list(tmp_path.rglob(".part-*"))
+    await sink.write(sample_events(10))
+    await sink.close()
+    assert sink.health_error is None  # a file completed since
+
+
+FULL_DISK_SCRIPT = """
+import json, resource, signal, sys, anyio
+from aggcore.testing.events import sample_events
+from aggcore_plugin_parquet import ParquetSink, ParquetSinkConfig
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+
+async def main():
+    sink = ParquetSink(ParquetSinkConfig(path=sys.argv[1], events=["summary"], row_group_rows=100))
+    await sink.open()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))   # "the disk is full"
+    events = [e for e in sample_events(2000) if e.kind == "summary"]
+    for k in range(0, 800, 50):
+        await sink.write(events[k:k + 50])
+    full = {"dropped": sink.dropped_events, "error": sink.health_error, "failed_files": sink.failed_files}
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))     # space again
+    for k in range(800, len(events), 50):
+        await sink.write(events[k:k + 50])
+    await sink.close()
+    print(json.dumps({"full": full, "n": len(events), "delivered": sink.delivered_events,
+                      "dropped": sink.dropped_events, "error": sink.health_error}))
+
+anyio.run(main)
+"""
+
+
+async def test_full_disk_drops_and_counts_the_file_then_goes_on(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["full"]["dropped"] > 0 and out["full"]["failed_files"] >= 1
+    assert "File too large" in out["full"]["error"] and "events dropped" in out["full"]["error"]
+    assert out["delivered"] + out["dropped"] == out["n"]  # every event delivered or counted
+    assert out["error"] is None and out["delivered"] > 0
+    assert read(tmp_path, "summary").num_rows == out["delivered"]
+    assert not list(tmp_path.rglob(".part-*"))
+
+
+async def test_accounting_through_the_runtime(tmp_path: Path) -> None:
+    runner = SinkRunner(make(tmp_path, row_group_rows=64))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner.run)
+        events = sample_events(500)
+        for e in events:
+            runner.put(e)
+        assert await runner.flush(5)
+        assert runner.produced == 500 and runner.in_flight == 500 - runner.total_dropped - runner.delivered
+        await runner.sink.close()
+        tg.cancel_scope.cancel()
+    assert runner.delivered == 500 and runner.total_dropped == 0 and runner.in_flight == 0
+
+
+async def test_bad_paths_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="sinks.parquet.path: the parent directory of .* does not exist"):
+        await make(tmp_path / "no" / "data").open()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        await make(tmp_path / "file").open()
+    runner = SinkRunner(make(tmp_path / "no" / "data"))
+    await runner.run()
+    assert not runner.opened and "cannot open" in (runner.health_error or "")
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ConfigError, match="not writable"):
+            await make(locked).open()
+
+
+def test_config_errors_name_the_key() -> None:
+    registry = load_plugins()
+    assert registry.sinks["parquet"] is ParquetSink
+    with pytest.raises(ConfigError) as info:
+        load_config({"sinks": {"parquet": {"rotate_bytes": 0, "compresion_level": 3}}}, registry=registry)
+    text = str(info.value)
+    assert "sinks.parquet.rotate_bytes" in text and "sinks.parquet.compresion_level" in text
+
+
+def test_readme_lists_the_schema() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert schema_markdown() in readme

@@ -1,0 +1,180 @@
+"""The postgres sink against a real PostgreSQL 15 on 127.0.0.1 (one cluster per module; a crash
+restart in the middle of a run included)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from aggcore.config import load_config
+from aggcore.errors import ConfigError
+from aggcore.fanout import SinkRunner
+from aggcore.plugins import load_plugins
+from aggcore.testing.events import sample_events
+from aggcore.testing.services import PostgresServer, free_port, postgres_server
+from aggcore_plugin_postgres import COLUMNS, PostgresSink, PostgresSinkConfig, ddl
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    with postgres_server() as s:
+        yield s
+
+
+@pytest.fixture
+async def db(server: PostgresServer) -> AsyncIterator[Any]:
+    conn = await asyncpg.connect(server.dsn)
+    yield conn
+    await conn.close()
+
+
+def make(dsn: str, prefix: str, **kw: Any) -> PostgresSink:
+    cfg = {"dsn": dsn, "table_prefix": prefix, "events": ["summary", "arbitrage", "health"], "batch_max_delay_ms": 5,
+           "backoff_max_s": 0.3, **kw}  # fmt: skip
+    return PostgresSink(PostgresSinkConfig.model_validate(cfg))
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+async def test_every_value_as_emitted(server: PostgresServer, db: Any) -> None:
+    events = sample_events(500)
+    sink = make(server.dsn, "v_")
+    await sink.open()
+    for k in range(0, len(events), 60):
+        await sink.write(events[k : k + 60])
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
+
+    summaries = [e for e in events if e.kind == "summary"]
+    rows = await db.fetch("SELECT * FROM public.v_summary ORDER BY published_at")
+    assert len(rows) == len(summaries)
+    for row, e in zip(rows, summaries, strict=True):
+        p: Any = e.payload
+        d = e.to_dict()["data"]
+        assert row["ts"] == p.timestamp and row["published_at"] == utc(e.ts)
+        assert (row["symbol"], row["best_bid"], row["best_ask"], row["mid"], row["spread"], row["crossed"]) == (
+            p.symbol, p.best_bid, p.best_ask, p.mid, p.spread, p.crossed,
+        )  # fmt: skip
+        assert list(row["venues"]) == list(p.venues)
+        for col in ("bids", "asks", "excluded", "venue_age_ms"):
+            assert json.loads(row[col]) == d[col], col
+    arbs = [e for e in events if e.kind == "arbitrage"]
+    rows = await db.fetch("SELECT * FROM public.v_arbitrage ORDER BY published_at")
+    assert [tuple(r.values()) for r in rows] == [
+        (p.timestamp, utc(e.ts), p.symbol, p.event, p.buy_exchange, p.sell_exchange, p.buy_price, p.sell_price,
+         p.profit_percentage, p.profit, p.volume, p.duration_ms, p.peak_profit_percentage, p.peak_volume)
+        for e in arbs
+        for p in [e.payload]  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    health = [e for e in events if e.kind == "health"]
+    rows = await db.fetch("SELECT * FROM public.v_health ORDER BY published_at")
+    assert len(rows) == len(health)
+    for row, e in zip(rows, health, strict=True):
+        p = e.payload
+        assert (row["name"], row["kind"], row["is_healthy"], row["connected"], row["last_update"], row["error_message"]) == (
+            p.exchange, p.kind, p.is_healthy, p.connected, p.last_update, p.error_message,
+        )  # fmt: skip
+        assert (row["reconnects"], row["resyncs"]) == (p.reconnects, p.resyncs)
+        assert json.loads(row["symbols"]) == e.to_dict()["data"]["symbols"]
+    # the documented DDL is what exists
+    cols = await db.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_name LIKE 'v\\_%' ORDER BY table_name, ordinal_position"
+    )
+    for table, spec in COLUMNS.items():
+        assert [r["column_name"] for r in cols if r["table_name"] == f"v_{table}"] == [c for c, _ in spec]
+    assert any("CREATE TABLE IF NOT EXISTS public.v_summary" in s for s in ddl("public", "v_"))
+
+
+async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None:
+    events = [e for e in sample_events(4000, seed=2) if e.kind != "health"]
+    sink = make(server.dsn, "r_", batch_max_events=100)
+    await sink.open()
+    done = threading.Event()
+
+    def crash_and_restart() -> None:
+        server.restart(down_s=1.0)  # pg_ctl -m immediate: no clean shutdown
+        done.set()
+
+    saw_error = False
+    for k in range(0, len(events), 25):
+        await sink.write(events[k : k + 25])
+        if k == 500:
+            threading.Thread(target=crash_and_restart, daemon=True).start()
+        await anyio.sleep(0.003)
+        saw_error = saw_error or sink.health_error is not None
+    while not done.is_set():
+        await anyio.sleep(0.05)
+        saw_error = saw_error or sink.health_error is not None
+    with anyio.fail_after(30):
+        while sink.pending_events:
+            await anyio.sleep(0.05)
+    await sink.close()
+    assert saw_error and sink.reconnects >= 1 and "disconnected" in (sink.last_error or "")
+    conn = await asyncpg.connect(server.dsn)  # the fixture's connection died with the server
+    try:
+        n = await conn.fetchval("SELECT (SELECT count(*) FROM r_summary) + (SELECT count(*) FROM r_arbitrage)")
+        distinct = await conn.fetchval(
+            "SELECT (SELECT count(DISTINCT published_at) FROM r_summary) + (SELECT count(DISTINCT published_at) FROM r_arbitrage)"
+        )
+    finally:
+        await conn.close()
+    assert sink.delivered_events + sink.dropped_events == len(events)
+    assert n == distinct == sink.delivered_events  # all there once, or counted as dropped
+    assert sink.dropped_events == 0  # the buffer had room for the outage
+
+
+async def test_unreachable_at_start_holds_a_bounded_buffer() -> None:
+    port = free_port()
+    sink = make(f"postgresql://aggcore@127.0.0.1:{port}/postgres", "u_", max_pending_events=50, connect_timeout_s=0.5,
+                close_timeout_s=0.3)  # fmt: skip
+    await sink.open()
+    assert sink.health_error is not None and f"cannot connect to postgres postgresql://***@127.0.0.1:{port}/postgres" in sink.health_error
+    await sink.write(sample_events(300))
+    await sink.close()
+    assert sink.delivered_events == 0 and sink.dropped_events == 300
+
+
+async def test_lasting_errors_are_config_errors_that_cost_nothing_else(server: PostgresServer) -> None:
+    secret_dsn = f"postgresql://aggcore:hunter2@127.0.0.1:{server.port}/nosuchdb"
+    cfg = PostgresSinkConfig.model_validate({"dsn": secret_dsn})
+    assert "hunter2" not in repr(cfg) and "hunter2" not in cfg.model_dump_json()
+    with pytest.raises(ConfigError, match="sinks.postgres.dsn") as info:
+        await PostgresSink(cfg).open()
+    assert "nosuchdb" in str(info.value) and "hunter2" not in str(info.value)
+    runner = SinkRunner(PostgresSink(cfg))
+    await runner.run()
+    assert not runner.opened and "cannot open" in (runner.health_error or "")
+    with pytest.raises(ConfigError, match="sinks.postgres.schema"):
+        await make(server.dsn, "s_", schema="nope").open()
+    with pytest.raises(ConfigError, match="timescaledb extension is not installed"):
+        await make(server.dsn, "t_", timescale="on").open()
+
+
+def test_config_errors_name_the_key() -> None:
+    registry = load_plugins()
+    assert registry.sinks["postgres"] is PostgresSink
+    with pytest.raises(ConfigError) as info:
+        load_config({"sinks": {"postgres": {"dsn": "mysql://u:pw@h/db", "table_prefix": "A-b"}}}, registry=registry)
+    text = str(info.value)
+    assert "sinks.postgres.dsn" in text and "sinks.postgres.table_prefix" in text and "pw@" not in text
+    with pytest.raises(ConfigError, match="sinks.postgres.dsn"):
+        load_config({"sinks": {"postgres": {}}}, registry=registry)
+
+
+def test_readme_documents_the_ddl() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for statement in ddl():
+        assert statement + ";" in readme, statement.splitlines()[0]

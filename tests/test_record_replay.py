@@ -1,0 +1,390 @@
+"""``aggcore record`` / ``aggcore replay``: real captures and aggcore's own recordings through
+the real connector code, on the recorded clock.
+
+Real captures are read from ``../shared/recordings`` in place (skipped with the reason when
+absent). Every book a replay ends with is compared with the project's own exact replay of the
+same capture: frames applied to a connector's ``on_frame`` (and REST snapshots to
+``snapshot_fetched``) in receipt order, with no network, no clock and no runtime.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+
+from aggcore.aggregator import Aggregator
+from aggcore.book import SymbolBook
+from aggcore.config import load_config
+from aggcore.connector import Connector
+from aggcore.models import BookState
+from aggcore.plugins import PluginRegistry, load_plugins
+from aggcore.recording import Recorder, header_meta, read_recording
+from aggcore.replay import ExchangeReplay, RecordedClock, ReplayData, load_replay, replay
+from aggcore.runtime import Simulation
+from aggcore.testing.recordings import recording, recording_path
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def registry() -> PluginRegistry:
+    return load_plugins(disabled=())
+
+
+def _captures(*names: str) -> list[Path]:
+    paths = []
+    for name in names:
+        path = recording_path(name)
+        if path is None:
+            recording(name)  # skips with the reason
+        assert path is not None
+        paths.append(path)
+    return paths
+
+
+class _Conn:
+    """What ``on_frame`` needs of a connection in an offline replay."""
+
+    index = 0
+    closed = False
+    symbols: list[str] = []
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def send_soon(self, frame: Any) -> None:
+        pass
+
+
+def _sides(book: SymbolBook) -> tuple[dict[float, float], dict[float, float]]:
+    return dict(book.book.bids.levels), dict(book.book.asks.levels)
+
+
+async def _replay_books(
+    registry: PluginRegistry, config: dict[str, Any], paths: list[Path], tmp_path: Path
+) -> tuple[Aggregator, Path]:
+    out = tmp_path / "events.jsonl"
+    config = {**config, "sinks": {"file": {"path": str(out), "events": ["summary", "arbitrage", "health", "metrics"]}}}
+    app = load_config(config, registry=registry)
+    data = load_replay(paths, registry)
+    assert not data.errors, data.errors
+    seen: list[Aggregator] = []
+    result = await replay(app, registry, data, on_started=seen.append)
+    assert not result.errors and not result.unanswered, (result.errors, result.unanswered)
+    return seen[0], out
+
+
+# -- real captures -------------------------------------------------------------------------------
+
+
+async def test_binance_capture_replays_to_the_books_of_the_exact_replay(registry: PluginRegistry, tmp_path: Path) -> None:
+    from aggcore_plugin_binance.messages import parse_snapshot
+
+    paths = _captures("BINANCE.0", "BINANCE.http.0.0", "BINANCE.ws.1.0")
+    pairs = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
+    agg, out = await _replay_books(registry, {"exchanges": {"binance": {"trading_pairs": pairs}}}, paths, tmp_path)
+    live = agg.connectors["binance"]
+
+    # the exact replay: REST snapshots and frames merged by receipt time, straight into on_frame
+    ref = registry.connectors["binance"](live.config)
+    ref.symbols = live.symbols
+    assert ref.symbols is not None
+    for sym in pairs:
+        ref.books[sym] = ref.make_book(ref.symbols.by_symbol[sym])
+        ref.books[sym].begin_sync()
+    timeline = [(f.ts, "ws", f.text) for f in recording("BINANCE.ws.1.0").frames()]
+    for r in recording("BINANCE.http.0.0").http():
+        timeline.append((r.ts, r.url.split("symbol=", 1)[1].split("&", 1)[0], r.body))
+    conn = _Conn()
+    for _, kind, text in sorted(timeline, key=lambda item: item[0]):
+        if kind == "ws":
+            ref.on_frame(conn, text, 1)  # type: ignore[arg-type]
+        else:
+            ref.books[kind].snapshot_fetched(parse_snapshot(kind, orjson.loads(text)))
+
+    for sym in pairs:
+        book, want = live.books[sym], ref.books[sym]
+        assert book.state is BookState.LIVE and want.state is BookState.LIVE, (sym, book.state, book.error)
+        assert book.gaps == book.resyncs == book.crossed_books == 0
+        assert book.last_seq == want.last_seq and _sides(book) == _sides(want), sym
+    assert live.books["NKNUSDT"].last_seq == 499870179
+    summaries = [orjson.loads(line) for line in out.read_bytes().splitlines() if b'"kind":"summary"' in line]
+    assert any(s["data"]["venues"] == ["binance"] for s in summaries)
+
+
+async def test_okx_capture_replays_with_every_exchange_checksum_matching(registry: PluginRegistry, tmp_path: Path) -> None:
+    paths = _captures("OKX.0", "OKX.ws.1.0")
+    pairs = ["BTC/USDT", "UNI/USD:UNI", "BTC-USD-220527"]
+    config = {"exchanges": {"okx": {"trading_pairs": pairs, "inst_types": ["SPOT", "SWAP", "FUTURES"]}}}
+    agg, _ = await _replay_books(registry, config, paths, tmp_path)
+    live = agg.connectors["okx"]
+
+    ref = registry.connectors["okx"](live.config)
+    ref.symbols = live.symbols
+    for sym in live.books:
+        ref.books[sym] = ref.make_book(live.books[sym] and ref.symbols.by_symbol[sym])  # type: ignore[union-attr]
+    conn = _Conn()
+    for frame in recording("OKX.ws.1.0").frames():
+        ref.on_frame(conn, frame.text, 1)  # type: ignore[arg-type]
+
+    assert len(live.books) == 3
+    for sym, book in live.books.items():
+        want = ref.books[sym]
+        # OKX verifies its CRC32 after every message: a single wrong level would have resynced
+        assert book.state is BookState.LIVE and book.checksum_failures == 0 and book.resyncs == 0, (sym, book.error)
+        assert _sides(book) == _sides(want), sym
+    assert sum(b.messages for b in live.books.values()) == 290  # every recorded books message, checksummed
+
+
+async def test_kraken_v1_capture_replays_with_every_exchange_checksum_matching(registry: PluginRegistry, tmp_path: Path) -> None:
+    from aggcore_plugin_kraken.messages import BookUpdate, book_checksum, parse_v1
+
+    paths = _captures("KRAKEN.0", "KRAKEN.ws.48.0", "KRAKEN.ws.49.0", "KRAKEN.ws.50.0")  # book, trade and ticker connections
+    pairs = ["XBT/CHF", "ETH/CHF", "WAVES/EUR", "XMR/USD", "OMG/USD"]
+    # the capture holds REST AssetPairs but no v2 instrument list: the REST-only symbol source
+    kraken = {"trading_pairs": pairs, "depth": 1000, "instruments": "asset_pairs"}
+    agg, _ = await _replay_books(registry, {"exchanges": {"kraken": kraken}}, paths, tmp_path)
+    live = agg.connectors["kraken"]
+
+    checked = 0
+    ref: dict[str, SymbolBook] = {}
+    v1 = {str(i.extra.get("wsname")): i.symbol for i in live.symbols.by_symbol.values()}  # type: ignore[union-attr]
+    for frame in recording("KRAKEN.ws.50.0").frames():
+        for event in parse_v1(frame.text):
+            if not isinstance(event, BookUpdate) or v1.get(event.symbol) not in live.books:
+                continue
+            sym = v1[event.symbol]
+            book = ref.get(sym)
+            if book is None:
+                book = ref[sym] = SymbolBook("kraken", sym, sym, live.rules, depth=1000)
+            book.apply(event)
+            if event.checksum is not None:
+                checked += 1
+                assert book_checksum(book.book) == event.checksum
+    assert checked > 100 and len(live.books) == len(pairs)
+    for sym, book in live.books.items():
+        assert book.state is BookState.LIVE and book.checksum_failures == 0 and book.resyncs == 0, (sym, book.error)
+        assert _sides(book) == _sides(ref[sym]), sym
+
+
+async def test_bitstamp_capture_replays_to_the_books_of_the_exact_replay(registry: PluginRegistry, tmp_path: Path) -> None:
+    from aggcore_plugin_bitstamp.messages import parse_snapshot
+
+    paths = _captures("BITSTAMP.0", "BITSTAMP.http.0.0", "BITSTAMP.ws.1.0")
+    pairs = ["ethusd", "xrpeur", "sgbeur"]
+    agg, _ = await _replay_books(registry, {"exchanges": {"bitstamp": {"trading_pairs": pairs}}}, paths, tmp_path)
+    live = agg.connectors["bitstamp"]
+
+    ref = registry.connectors["bitstamp"](live.config)
+    ref.symbols = live.symbols
+    for sym in live.books:
+        ref.books[sym] = ref.make_book(ref.symbols.by_symbol[sym])  # type: ignore[union-attr]
+        ref.books[sym].begin_sync()
+    timeline = [(f.ts, "ws", f.text) for f in recording("BITSTAMP.ws.1.0").frames()]
+    timeline += [(r.ts, r.url.rstrip("/").rsplit("/", 1)[-1], r.body) for r in recording("BITSTAMP.http.0.0").http()]
+    conn = _Conn()
+    for _, kind, text in sorted(timeline, key=lambda item: item[0]):
+        if kind == "ws":
+            ref.on_frame(conn, text, 1)  # type: ignore[arg-type]
+        elif kind in ref.books:
+            ref.books[kind].snapshot_fetched(parse_snapshot(kind, text))
+    assert len(live.books) == 3
+    for sym, book in live.books.items():
+        want = ref.books[sym]
+        assert book.state is BookState.LIVE and want.state is BookState.LIVE, (sym, book.state, book.error)
+        assert book.last_seq == want.last_seq and _sides(book) == _sides(want), sym
+
+
+async def test_two_replays_of_a_capture_are_byte_identical(registry: PluginRegistry, tmp_path: Path) -> None:
+    paths = _captures("BINANCE.0", "BINANCE.http.0.0", "BINANCE.ws.1.0")
+    config = {
+        "exchanges": {"binance": {"trading_pairs": ["NKNUSDT", "LRCBTC", "BLZETH"]}},
+        "aggregation": {"summary_interval_ms": 50},
+    }
+    outputs = []
+    for run in range(2):
+        run_dir = tmp_path / str(run)
+        run_dir.mkdir()
+        _, out = await _replay_books(registry, config, paths, run_dir)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    kinds = {orjson.loads(line)["kind"] for line in outputs[0].splitlines()}
+    assert kinds == {"summary", "health", "metrics"}
+
+
+# -- record, then replay ----------------------------------------------------------------------------
+
+
+class _States:
+    """A book listener that keeps every LIVE state of every book (top 10 per side) and forwards."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+
+    def book_changed(self, book: SymbolBook, receipt_ns: int) -> None:
+        if book.state is BookState.LIVE:
+            self.states[f"{book.exchange}:{book.symbol}"].append((tuple(book.book.bids.top(10)), tuple(book.book.asks.top(10))))
+
+    def book_state_changed(self, book: SymbolBook) -> None:
+        pass
+
+
+SIM = {
+    "exchanges": {
+        "binance": {"trading_pairs": ["BTC/USDT", "ETH/USDT"]},
+        "okx": {"trading_pairs": ["BTC/USDT"]},
+        "kraken": {"trading_pairs": ["BTC/USD"]},
+        "bitstamp": {"trading_pairs": ["BTC/USD"]},
+    }
+}
+
+
+async def _record_simulation(registry: PluginRegistry, out: Path, seconds: float) -> dict[str, list[tuple[Any, ...]]]:
+    """Run each plugin's fake exchange and its real connector with a Recorder on its I/O; return
+    every LIVE state the connectors' books went through."""
+    app = load_config(SIM, registry=registry)
+    recorder = Recorder(out, block_bytes=16 * 1024)
+    spy = _States()
+    async with Simulation(app, registry) as sim_config:
+        connectors: list[Connector] = []
+        for name, section in sim_config.exchanges.items():
+            http, opener = recorder.connector_io(name)
+            c = registry.connectors[name](section, http=http, ws_connect=opener, listener=spy)
+            recorder.describe(name, header_meta(sim_config, registry, name))
+            recorder.attach(c)
+            connectors.append(c)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recorder.run)
+            for c in connectors:
+                tg.start_soon(c.run)
+            await anyio.sleep(seconds)
+            tg.cancel_scope.cancel()
+        for c in connectors:
+            await c.http.aclose()
+    await recorder.close()
+    assert all(len(s) > 5 for s in spy.states.values()) and len(spy.states) == 5, {k: len(v) for k, v in spy.states.items()}
+    return spy.states
+
+
+async def _replay_connectors(registry: PluginRegistry, data: ReplayData) -> dict[str, list[tuple[Any, ...]]]:
+    """Replay ``data`` into bare connectors on the recorded clock (no aggregator): their LIVE states."""
+    spy = _States()
+    first, last = data.span()
+    clock = RecordedClock(first - 1_000_000)
+    connectors = []
+    clients = []
+    for name, ex in data.exchanges.items():
+        header = ex.header or {}
+        section = registry.connectors[name].Config.model_validate(header["config"]["exchanges"][name])
+        source = ExchangeReplay(ex, clock, (first, last))
+        client = httpx.AsyncClient(transport=source)
+        clients.append(client)
+        connectors.append(registry.connectors[name](section, http=client, ws_connect=source.opener, listener=spy, clock=clock))
+    async with anyio.create_task_group() as tg:
+        for c in connectors:
+            tg.start_soon(c.run)
+        await clock.run(last + 1_000_000_000)
+        tg.cancel_scope.cancel()
+    for client in clients:
+        await client.aclose()
+    return spy.states
+
+
+async def test_replaying_a_recorded_simulation_gives_the_live_book_states_the_run_saw(registry: PluginRegistry, tmp_path: Path) -> None:
+    live = await _record_simulation(registry, tmp_path / "rec", 3.0)
+    files = sorted((tmp_path / "rec").iterdir())
+    assert {read_recording(f).exchange for f in files} == set(SIM["exchanges"])
+    header = read_recording(files[0]).header
+    assert header["format"] == "aggcore-recording" and header["aggcore"] and header["symbols"]
+    data = load_replay([tmp_path / "rec"], registry)
+    assert not data.errors, data.errors
+    replayed = await _replay_connectors(registry, data)
+    for key, states in live.items():
+        # the run may have been stopped between a frame's receipt and its recording: at most
+        # the states of the last frame are missing from the replay
+        assert replayed[key] == states[: len(replayed[key])] and len(states) - len(replayed[key]) <= 1, key
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONHASHSEED": "random"}
+    return subprocess.run([sys.executable, "-m", "aggcore.cli", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_record_cli_then_damaged_files_replay_the_rest_with_errors_naming_file_and_offset(tmp_path: Path) -> None:
+    config = tmp_path / "sim.yaml"
+    config.write_text(
+        "exchanges:\n  binance: {trading_pairs: [BTC/USDT]}\n  okx: {trading_pairs: [BTC/USDT]}\n  kraken: {trading_pairs: [BTC/USD]}\n"
+        "sinks:\n  stdout: {format: json, events: [summary, health]}\n"
+    )
+    rec = tmp_path / "rec"
+    proc = _cli("record", str(config), "--out", str(rec), "--simulate", "--duration", "2.5")
+    assert proc.returncode == 0, proc.stderr
+    assert f"recorded into {rec}" in proc.stderr and "binance:" in proc.stderr and "frames in" in proc.stderr
+
+    files = {read_recording(f).exchange: f for f in sorted(rec.iterdir())}
+    # a block in the middle of the okx file damaged; the kraken file cut inside its last block
+    okx = files["okx"].read_bytes()
+    members = _member_offsets(okx)
+    assert len(members) >= 3, "the recording should hold several blocks"
+    bad = bytearray(okx)
+    bad[members[2] + 30] ^= 0xFF
+    files["okx"].write_bytes(bytes(bad))
+    kraken = files["kraken"].read_bytes()
+    files["kraken"].write_bytes(kraken[: len(kraken) - 7])
+
+    outs = []
+    for _ in range(2):
+        proc = _cli("replay", str(config), str(rec))
+        assert proc.returncode == 1, proc.stderr  # the damage is an error; the rest still replayed
+        assert f"{files['okx']}: corrupt block at offset {members[2]}" in proc.stderr, proc.stderr
+        kmembers = _member_offsets(kraken)
+        assert f"{files['kraken']}: truncated block at offset {kmembers[-1]}" in proc.stderr, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1]
+    events = [orjson.loads(line) for line in outs[0].splitlines()]
+    venues = {v for e in events if e["kind"] == "summary" for v in e["data"]["venues"]}
+    assert venues == {"binance", "okx", "kraken"}  # what was read of the damaged files still replayed
+
+
+def _member_offsets(data: bytes) -> list[int]:
+    """Byte offsets of the gzip members of a recording file."""
+    import zlib
+
+    offsets, pos = [], 0
+    while pos < len(data):
+        offsets.append(pos)
+        d = zlib.decompressobj(wbits=31)
+        try:
+            d.decompress(data[pos:])
+        except zlib.error:
+            break
+        if not d.eof:
+            break
+        pos = len(data) - len(d.unused_data)
+    return offsets
+
+
+def test_a_recording_file_is_plain_gzip_json_lines(tmp_path: Path) -> None:
+    """Another program reads it with gzip and a JSON parser, nothing else."""
+    recorder_dir = tmp_path / "rec"
+
+    async def main() -> None:
+        await _record_simulation(load_plugins(disabled=()), recorder_dir, 1.5)
+
+    anyio.run(main)
+    for path in recorder_dir.iterdir():
+        lines = gzip.decompress(path.read_bytes()).splitlines()
+        header = orjson.loads(lines[0])
+        assert header["format"] == "aggcore-recording" and header["version"] == 1
+        kinds = {orjson.loads(line)["k"] for line in lines[1:]}
+        assert {"open", "in", "out"} <= kinds
