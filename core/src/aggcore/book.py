@@ -646,7 +646,7 @@ class SymbolBook:
             # dropped here (not counted as a run of old messages on a LIVE book)
             snap_last = snapshot.last
             if snap_last is not None:
-                kept = [u for u in buffered if u.last is None or u.last > snap_last]
+                kept = [u for u in buffered if u.last is not None and u.last > snap_last]
                 self.dropped_stale += len(buffered) - len(kept)
                 buffered = kept
             self.awaiting_first = False
@@ -673,7 +673,9 @@ class SymbolBook:
         snap = self.snapshot_seq
         assert snap is not None
         last = update.last
-        if last is not None and last <= snap:
+        if last is None or last <= snap:
+            # older than the snapshot, or without a sequence to tell (its content may be older
+            # than the snapshot's: applying it would take the book back in time)
             self.dropped_stale += 1
             return False
         mode = self.rules.sequence
