@@ -43,11 +43,12 @@ def run_cli(
     record: str | None = None,
     record_only: bool = False,
     duration_s: float | None = None,
+    record_options: dict[str, float] | None = None,
 ) -> int:
     """``aggcore run`` (``record``: also record every connector's traffic into that directory)
     and ``aggcore record`` (``record_only``: connectors and books, no sinks)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s)
+        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s, record_options)
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
 
@@ -61,6 +62,7 @@ async def _main(
     record: str | None = None,
     record_only: bool = False,
     duration_s: float | None = None,
+    record_options: dict[str, float] | None = None,
 ) -> int:
     from .aggregator import Aggregator
 
@@ -68,7 +70,8 @@ async def _main(
     if record is not None:
         from .recording import Recorder, header_meta
 
-        recorder = Recorder(record)
+        opts = record_options or {}
+        recorder = Recorder(record, rotate_bytes=int(opts.get("rotate_bytes", 256e6)), rotate_s=opts.get("rotate_s", 3600.0))
     async with AsyncExitStack() as stack:
         if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
             sim = Simulation(config, registry)
