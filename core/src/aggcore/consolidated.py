@@ -231,8 +231,9 @@ class ConsolidatedView:
             if not changed:
                 bids, asks = last.bids, last.asks
             else:
-                bids = _fold(last.bids, changed, [caches[n].bids for n in changed], depth, True)
-                asks = _fold(last.asks, changed, [caches[n].asks for n in changed], depth, False)
+                order = [n for n in versions if n in changed]  # not the set's order: it varies by process
+                bids = _fold(last.bids, changed, [caches[n].bids for n in order], depth, True)
+                asks = _fold(last.asks, changed, [caches[n].asks for n in order], depth, False)
         if bids is None or asks is None:
             bids = [row for c in caches.values() for row in c.bids]
             asks = [row for c in caches.values() for row in c.asks]

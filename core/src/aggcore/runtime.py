@@ -96,30 +96,30 @@ async def _main(
             for name, connector in agg.connectors.items():
                 recorder.describe(name, header_meta(config, registry, name))
                 recorder.attach(connector)
-        async with anyio.create_task_group() as tg:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            await agg.start()
+            log.info(
+                "aggcore %s%s: %s; Ctrl-C to stop",
+                "recording" if record_only else "running",
+                f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
+                ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
+            )
             if recorder is not None:
-                tg.start_soon(recorder.run)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await agg.start()
-                log.info(
-                    "aggcore %s%s: %s; Ctrl-C to stop",
-                    "recording" if record_only else "running",
-                    f" as {role} over bus {agg.bus.name}" if agg.bus is not None else "",
-                    ", ".join(f"{n} ({len(c.config.trading_pairs)} pairs)" for n, c in agg.connectors.items()) or "no exchanges",
-                )
-                if recorder is not None:
-                    log.info("recording into %s", recorder.directory)
-                try:
+                log.info("recording into %s", recorder.directory)
+            try:
+                async with anyio.create_task_group() as tg:
+                    if recorder is not None:
+                        tg.start_soon(recorder.run)  # the file writer (records wait in memory until it runs)
                     with anyio.move_on_after(duration_s if duration_s is not None else math.inf):
                         async for sig in signals:
                             log.info("%s received: stopping", signal.Signals(sig).name)
                             break
-                finally:
-                    await agg.stop()  # shields its own flush; must exit its task group in this scope
-                    if recorder is not None:
-                        await recorder.close()
-                        print(f"aggcore: {recorder.summary()}", file=sys.stderr, flush=True)
                     tg.cancel_scope.cancel()
+            finally:
+                await agg.stop()  # shields its own flush; must exit its task group in this scope
+                if recorder is not None:
+                    await recorder.close()
+                    print(f"aggcore: {recorder.summary()}", file=sys.stderr, flush=True)
     return 0
 
 
