@@ -98,9 +98,12 @@ def actual_summaries(t: pa.Table) -> list[dict[str, Any]]:
     return out
 
 
-async def test_every_value_read_back_with_pyarrow_and_duckdb(tmp_path: Path) -> None:
+async def test_every_value_read_back_with_pyarrow_and_duckdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aggcore_plugin_parquet.sink
+
+    monkeypatch.setattr(aggcore_plugin_parquet.sink, "CONVERT_ROWS", 64)  # rows turned into Arrow in several chunks
     events = sorted(sample_events(900, levels=10) + book_events(90), key=lambda e: e.ts)
-    sink = make(tmp_path / "data")
+    sink = make(tmp_path / "data", row_group_rows=300)
     await sink.open()
     for k in range(0, len(events), 70):
         await sink.write(events[k : k + 70])

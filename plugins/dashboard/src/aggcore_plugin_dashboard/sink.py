@@ -40,7 +40,7 @@ class DashboardConfig(SinkConfig):
     host: str = Field("127.0.0.1", description="bind address; the page is not meant to face the internet")
     port: int = Field(8050, ge=0, le=65535, description="TCP port (0: any free port)")
     token: SecretStr | None = Field(
-        None, description="when set, every request but /healthz needs ?token=... or 'Authorization: Bearer ...'"
+        None, description="when set, the data routes (/events, /state, /metrics, /readyz) need ?token=... or 'Authorization: Bearer ...'"
     )
     metrics: bool = Field(True, description="also serve /metrics, /healthz and /readyz on this port")
     depth: int = Field(10, ge=1, le=100, description="ladder levels per side")

@@ -49,6 +49,7 @@ __all__ = ["ParquetSink", "ParquetSinkConfig"]
 log = logging.getLogger("aggcore.sink.parquet")
 
 TMP_SUFFIX = ".parquet.tmp"
+CONVERT_ROWS = 4096  # rows are turned into Arrow in chunks of this many, written as row groups of row_group_rows
 ROWS_SUFFIX = ".rows"
 
 
@@ -77,8 +78,10 @@ class _OpenFile:
     rows_fd: int
     opened: float  # monotonic
     writer: pq.ParquetWriter | None = None
-    buffer: list[dict[str, Any]] = field(default_factory=list)
-    rows: int = 0  # rows taken (written row groups + buffer)
+    buffer: list[dict[str, Any]] = field(default_factory=list)  # rows not converted yet
+    batches: list[pa.RecordBatch] = field(default_factory=list)  # converted, not written yet
+    unwritten: int = 0  # rows in buffer + batches
+    rows: int = 0  # rows taken (written row groups + unwritten)
 
     def record_rows(self) -> None:
         os.pwrite(self.rows_fd, f"{self.rows:<20d}".encode(), 0)
@@ -223,9 +226,12 @@ class ParquetSink(Sink):
                     continue
             f.buffer.append(row)
             f.rows += 1
+            f.unwritten += 1
             touched.add(key)
-            if len(f.buffer) >= self.cfg.row_group_rows:
+            if f.unwritten >= self.cfg.row_group_rows:
                 self._flush(key)
+            elif len(f.buffer) >= CONVERT_ROWS:
+                self._convert(key)
         for key in touched:
             f2 = self._files.get(key)
             if f2 is not None:
@@ -250,13 +256,26 @@ class ParquetSink(Sink):
         self._files[key] = f
         return f
 
-    def _flush(self, key: tuple[str, str, str | None]) -> None:
-        """Write the buffer as a row group; close the file when it is past ``rotate_bytes``."""
+    def _convert(self, key: tuple[str, str, str | None]) -> None:
+        """Turn the rows collected so far into Arrow (spreads the cost; Arrow is also smaller)."""
         f = self._files[key]
-        if not f.buffer:
+        try:
+            f.batches.append(pa.RecordBatch.from_pylist(f.buffer, schema=f.dataset.schema))
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            self._abort(key, exc)
+            return
+        f.buffer = []
+
+    def _flush(self, key: tuple[str, str, str | None]) -> None:
+        """Write what is not written yet as one row group; close the file when it is past ``rotate_bytes``."""
+        f = self._files[key]
+        if not f.unwritten:
             return
         try:
-            table = pa.Table.from_pylist(f.buffer, schema=f.dataset.schema)
+            if f.buffer:
+                f.batches.append(pa.RecordBatch.from_pylist(f.buffer, schema=f.dataset.schema))
+                f.buffer = []
+            table = pa.Table.from_batches(f.batches, schema=f.dataset.schema)
             if f.writer is None:
                 f.writer = pq.ParquetWriter(
                     f.tmp,
@@ -266,9 +285,10 @@ class ParquetSink(Sink):
                     use_dictionary=True,
                     write_statistics=True,
                 )
-            f.writer.write_table(table, row_group_size=max(len(f.buffer), 1))
-            f.buffer = []
-        except (OSError, pa.ArrowException) as exc:
+            f.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            f.batches = []
+            f.unwritten = 0
+        except (OSError, pa.ArrowException, TypeError, ValueError) as exc:
             self._abort(key, exc)
             return
         try:
@@ -283,7 +303,7 @@ class ParquetSink(Sink):
         f = self._files.get(key)
         if f is None:
             return
-        if f.buffer:
+        if f.unwritten:
             self._flush(key)
             if self._files.get(key) is not f:
                 return  # the flush failed (aborted) or rotated it already
