@@ -232,7 +232,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     _setup_logging(args, default_level="WARNING")
     registry = _load_plugins(args)
-    config = load_config(args.file, registry=registry)
+    warnings: list[tuple[str, str]] = []
+    config = load_config(args.file, registry=registry, warnings=warnings)
+    for loc, msg in warnings:  # the same warnings 'run' logs
+        print(f"{args.file}: {loc}: warning: {msg}", file=sys.stderr)
     exchanges = ", ".join(
         f"{name} ({len(cfg.trading_pairs)} pair{'s' if len(cfg.trading_pairs) != 1 else ''}"
         f"{'' if cfg.enabled else ', disabled'})"
@@ -240,7 +243,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     sinks = ", ".join(config.sinks) or "none (stdout by default)"
     analyzers = ", ".join(config.analyzers) or "none"
-    print(f"{args.file}: OK")
+    print(f"{args.file}: OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""))
     print(f"  exchanges: {exchanges or 'none'}")
     print(f"  sinks:     {sinks}")
     print(f"  analyzers: {analyzers}")
