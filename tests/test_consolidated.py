@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SymbolBook, SyncRules
 from aggcore.consolidated import Router, view_key
 
@@ -86,18 +88,21 @@ def _truth(books: dict[str, SymbolBook], depth: int) -> tuple[list[tuple[float, 
     return bids, asks
 
 
-def test_incremental_merge_equals_a_merge_from_scratch() -> None:
-    """Random updates on five venues (distinct prices per venue, so no ties), merged after every
-    few: the incrementally folded top-N always equals the top-N of all LIVE books."""
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct-prices", "equal-prices"])
+def test_incremental_merge_equals_a_merge_from_scratch(ties: bool) -> None:
+    """Random updates on five venues, merged after every few: the incrementally folded top-N
+    always equals the top-N of all LIVE books, equal prices of different venues in venue order
+    (what a merge from scratch gives, whatever the history of merges)."""
     import random
 
     rng = random.Random(17)
+    tick = 0.0 if ties else 0.01
     router = Router()
     names = ["a", "b", "c", "d", "e"]
     books: dict[str, SymbolBook] = {}
     for v, name in enumerate(names):
-        bids = [[f"{100 - k * 0.5 + v * 0.01:.2f}", "1"] for k in range(rng.randint(0, 8))]
-        asks = [[f"{101 + k * 0.5 + v * 0.01:.2f}", "1"] for k in range(rng.randint(0, 8))]
+        bids = [[f"{100 - k * 0.5 + v * tick:.2f}", "1"] for k in range(rng.randint(0, 8))]
+        asks = [[f"{101 + k * 0.5 + v * tick:.2f}", "1"] for k in range(rng.randint(0, 8))]
         books[name] = live_book(router, name, bids, asks)
     view = router.views["BTC/USDT"]
     for step in range(3000):
@@ -107,7 +112,7 @@ def test_incremental_merge_equals_a_merge_from_scratch() -> None:
         if rng.random() < 0.01 and book.state.value == "LIVE":
             book.resync("test")
         elif book.state.value != "LIVE":
-            book.apply(BookUpdate("X", [[f"{99 + v * 0.01:.2f}", "1"]], [[f"{102 + v * 0.01:.2f}", "1"]], snapshot=True), time.monotonic_ns())
+            book.apply(BookUpdate("X", [[f"{99 + v * tick:.2f}", "1"]], [[f"{102 + v * tick:.2f}", "1"]], snapshot=True), time.monotonic_ns())
         else:
             ups: list[list[str]] = []
             downs: list[list[str]] = []
@@ -115,9 +120,9 @@ def test_incremental_merge_equals_a_merge_from_scratch() -> None:
                 k = rng.randint(0, 30)
                 qty = "0" if rng.random() < 0.4 else f"{rng.randint(1, 9)}"
                 if rng.random() < 0.5:
-                    ups.append([f"{100 - k * 0.25 + v * 0.01:.2f}", qty])
+                    ups.append([f"{100 - k * 0.25 + v * tick:.2f}", qty])
                 else:
-                    downs.append([f"{101 + k * 0.25 + v * 0.01:.2f}", qty])
+                    downs.append([f"{101 + k * 0.25 + v * tick:.2f}", qty])
             book.apply(BookUpdate("X", ups, downs), time.monotonic_ns())
         if rng.random() < 0.5:
             depth = 5 if step % 97 else 8  # a different depth now and then: rebuilds, still equal

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
+from websockets.frames import Opcode
 
 from .clock import SYSTEM_CLOCK, Clock
 from .book import BookListener, BookUpdate, SnapshotSource, SymbolBook, SyncRules
@@ -74,6 +75,9 @@ __all__ = [
     "RateLimitConfig",
     "WsOpener",
 ]
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
 
 log = logging.getLogger("aggcore.connector")
 
@@ -591,20 +595,40 @@ class Connector:
         if error is not None:
             raise error
 
+    def _handle(self, conn: Connection, frame: str | bytes, now: int) -> None:
+        """One frame to the plugin's parser (the hot path); its errors are reported, not raised."""
+        conn.last_frame_ns = now
+        self.messages += 1
+        try:
+            self.on_frame(conn, frame, now)
+        except AggregatorError as exc:
+            self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            self.parse_error(frame, exc, conn)
+
     async def _read(self, conn: Connection) -> None:
-        """The hot loop: every frame goes straight to the plugin's parser, in this task."""
-        on_frame = self.on_frame
+        """The hot loop: every frame goes straight to the plugin's parser.
+
+        With the websockets asyncio client, every complete data frame a read of the socket
+        delivers is handled right where the read parses it (:func:`_direct_frames`), all of them
+        before anything else runs, instead of one task wake-up, ``recv()`` and message assembly
+        per frame. Everything else (fragmented messages, frames queued before this loop started,
+        text that is not UTF-8) still comes through ``recv()`` below, in order; pings, pongs,
+        keepalive, size limits and the close handshake stay websockets' own, unchanged.
+        """
         clock = self.clock.monotonic_ns
-        async for frame in conn.ws:
-            now = clock()
-            conn.last_frame_ns = now
-            self.messages += 1
-            try:
-                on_frame(conn, frame, now)
-            except AggregatorError as exc:
-                self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
-            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-                self.parse_error(frame, exc, conn)
+        handle = self._handle
+        direct = _direct_frames(self, conn)
+        try:
+            async for frame in conn.ws:
+                if direct is not None and direct.failure is not None:
+                    raise direct.failure
+                handle(conn, frame, clock())
+        finally:
+            if direct is not None:
+                direct.uninstall()
+        if direct is not None and direct.failure is not None:
+            raise direct.failure
 
     def subscribe(self, conn: Connection, symbols: list[str]) -> None:
         """Start syncing these symbols on this connection (books reset, frames queued)."""
@@ -710,6 +734,62 @@ class Connector:
 
     def iter_books(self) -> Iterable[SymbolBook]:
         return self.books.values()
+
+
+class _DirectFrames:
+    """Hands complete data frames to the connector inside the websockets client's own
+    ``process_event`` (called for each frame a socket read delivered), bypassing the message
+    queue, while that queue is empty (so order is kept). Other events take websockets' path."""
+
+    __slots__ = ("connector", "conn", "ws", "original", "queue", "failure", "frames", "clock")
+
+    def __init__(self, connector: "Connector", conn: Connection, ws: Any, queue: deque[Any]) -> None:
+        self.connector = connector
+        self.conn = conn
+        self.ws = ws
+        self.original = ws.process_event
+        self.queue = queue
+        self.failure: BaseException | None = None
+        self.frames = 0  # frames handled here (the rest came through recv())
+        self.clock = connector.clock.monotonic_ns
+        ws.process_event = self.process_event
+
+    def uninstall(self) -> None:
+        if self.ws.__dict__.get("process_event") == self.process_event:
+            del self.ws.process_event
+
+    def process_event(self, event: Any) -> None:
+        opcode = event.opcode
+        if (opcode is _TEXT or opcode is _BINARY) and event.fin and not self.queue and self.failure is None:
+            data = event.data
+            if opcode is _TEXT:
+                try:
+                    frame: str | bytes = data.decode()
+                except UnicodeDecodeError:  # recv() raises it, as it always did
+                    self.original(event)
+                    return
+            else:
+                frame = bytes(data)
+            self.frames += 1
+            try:
+                self.connector._handle(self.conn, frame, self.clock())
+            except Exception as exc:
+                # what recv()'s loop would have raised: the reader raises it (woken by the frame)
+                self.failure = exc
+                self.original(event)
+            return
+        self.original(event)
+
+
+def _direct_frames(connector: "Connector", conn: Connection) -> _DirectFrames | None:
+    """Direct frame handling for a websockets asyncio client connection, else None (any other
+    WebSocket object injected through ``ws_connect`` is read with ``recv()`` alone)."""
+    ws = conn.ws
+    assembler = getattr(ws, "recv_messages", None)
+    queue = getattr(getattr(assembler, "frames", None), "queue", None)
+    if not isinstance(ws, ClientConnection) or not isinstance(queue, deque) or "process_event" in vars(ws):
+        return None
+    return _DirectFrames(connector, conn, ws, queue)
 
 
 def ws_connect_default(url: str, **kwargs: Any) -> AbstractAsyncContextManager[ClientConnection]:

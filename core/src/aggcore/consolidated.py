@@ -231,8 +231,9 @@ class ConsolidatedView:
             if not changed:
                 bids, asks = last.bids, last.asks
             else:
-                bids = _fold(last.bids, changed, [caches[n].bids for n in changed], depth, True)
-                asks = _fold(last.asks, changed, [caches[n].asks for n in changed], depth, False)
+                rank = {name: i for i, name in enumerate(used)}
+                bids = _fold(last.bids, changed, [caches[n].bids for n in changed], depth, True, rank)
+                asks = _fold(last.asks, changed, [caches[n].asks for n in changed], depth, False, rank)
         if bids is None or asks is None:
             bids = [row for c in caches.values() for row in c.bids]
             asks = [row for c in caches.values() for row in c.asks]
@@ -247,28 +248,38 @@ class ConsolidatedView:
         return merged
 
 
-def _fold(previous: list[Row], changed: set[str], fresh: list[list[Row]], depth: int, bids: bool) -> list[Row] | None:
+def _fold(
+    previous: list[Row], changed: set[str], fresh: list[list[Row]], depth: int, bids: bool, rank: dict[str, int]
+) -> list[Row] | None:
     """The new merged top-``depth`` of one side from the previous one, when only ``changed``
-    venues changed: drop their old rows, add their fresh ones. None when that cannot be told
+    venues changed: drop their old rows, add their fresh ones. The result is exactly what a
+    merge from scratch gives (equal prices in venue order), or None when that cannot be told
     without the unchanged venues' rows beyond the previous cut-off (the caller rebuilds)."""
     kept = [row for row in previous if row[2] not in changed]
-    rows = kept + [row for rows in fresh for row in rows] if len(fresh) != 1 else kept + fresh[0]
+    rows = kept + fresh[0] if len(fresh) == 1 else kept + [row for venue_rows in fresh for row in venue_rows]
     rows.sort(key=_first, reverse=bids)
-    if len(previous) < depth:
-        # every venue's rows fitted: nothing of the unchanged venues was cut off
-        del rows[depth:]
-        return rows
-    if len(rows) < depth:
-        return None
-    cut = previous[-1][0]
-    last = rows[depth - 1][0]
-    # rows of unchanged venues left out before are at or beyond the old cut-off: the new top is
-    # exact when it does not end beyond it (at the cut-off itself only the order of equal prices
-    # of different venues could differ from a rebuild)
-    if (last >= cut) if bids else (last <= cut):
-        del rows[depth:]
-        return rows
-    return None
+    if len(previous) >= depth:
+        # rows of unchanged venues left out before are at or beyond the old cut-off
+        if len(rows) < depth:
+            return None
+        cut = previous[-1][0]
+        last = rows[depth - 1][0]
+        if (last < cut) if bids else (last > cut):
+            return None
+        if last == cut and any(row[0] == cut for venue_rows in fresh for row in venue_rows):
+            return None  # a changed venue's level ties at the cut-off: which equal prices are in is not known
+    # equal prices of different venues in venue order, as a merge from scratch has them
+    i, n = 1, min(len(rows), depth + 1)
+    while i < n:
+        if rows[i][0] == rows[i - 1][0]:
+            j = i - 1
+            while i < n and rows[i][0] == rows[j][0]:
+                i += 1
+            rows[j:i] = sorted(rows[j:i], key=lambda row: rank[row[2]])
+        else:
+            i += 1
+    del rows[depth:]
+    return rows
 
 
 class Router:

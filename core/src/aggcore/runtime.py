@@ -14,11 +14,12 @@ import math
 import signal
 import sys
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .errors import ConfigError, PluginError
+from .errors import AggregatorError, ConfigError, PluginError
 from .sink import Sink
 
 if TYPE_CHECKING:
@@ -43,13 +44,46 @@ def run_cli(
     record: str | None = None,
     record_only: bool = False,
     duration_s: float | None = None,
+    stdout_format: Literal["human", "json"] | None = None,
+    interrupted: Callable[[], bool] | None = None,
 ) -> int:
     """``aggcore run`` (``record``: also record every connector's traffic into that directory)
-    and ``aggcore record`` (``record_only``: connectors and books, no sinks)."""
+    and ``aggcore record`` (``record_only``: connectors and books, no sinks).
+
+    Runs until SIGINT/SIGTERM (at any moment, also during start-up), until stdout closes or
+    for ``duration_s``; returns the exit code, 0 for all of these. ``interrupted``: whether a
+    signal already came before the runtime's own handlers were in place (it stops at once)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s)
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        return 130
+        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, interrupted)
+    except KeyboardInterrupt:  # a signal in the instant before the handlers were in place
+        return 0
+    except BaseExceptionGroup as group:
+        # start() runs inside a task group: report its one error (a port in use is a
+        # ConfigError, exit 2) as itself, not as a group
+        inner: BaseException = group
+        while isinstance(inner, BaseExceptionGroup) and len(inner.exceptions) == 1:
+            inner = inner.exceptions[0]
+        if inner is group or not isinstance(inner, (AggregatorError, KeyboardInterrupt)):
+            raise
+        if isinstance(inner, KeyboardInterrupt):
+            return 0
+        raise inner from None
+
+
+class _Stop:
+    """Why and when to stop: a signal, the stdout sink's reader went away, the duration ended."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.startup: anyio.CancelScope | None = None
+
+    def set(self, reason: str) -> None:
+        if self.event.is_set():
+            return
+        log.info("%s: stopping", reason)
+        self.event.set()
+        if self.startup is not None:
+            self.startup.cancel()  # a signal during start-up: stop starting, then clean up
 
 
 async def _main(
@@ -61,8 +95,49 @@ async def _main(
     record: str | None = None,
     record_only: bool = False,
     duration_s: float | None = None,
+    stdout_format: Literal["human", "json"] | None = None,
+    interrupted: Callable[[], bool] | None = None,
 ) -> int:
+    stop = _Stop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            if interrupted is not None and interrupted():
+                stop.set("interrupted during start-up")
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    async for sig in signals:  # later signals while stopping are ignored
+                        stop.set(f"{signal.Signals(sig).name} received")
+
+                tg.start_soon(watch)
+                try:
+                    await _serve(config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, stop)
+                finally:
+                    tg.cancel_scope.cancel()
+    finally:
+        # closing the receiver restores the default actions (SIGTERM: exit 143): put back what
+        # was there (the CLI's handlers), so a signal during the last instant is clean too
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    return 0
+
+
+async def _serve(
+    config: "AppConfig",
+    registry: "PluginRegistry",
+    simulate: bool,
+    live: bool,
+    role: "Role | None",
+    record: str | None,
+    record_only: bool,
+    duration_s: float | None,
+    stdout_format: Literal["human", "json"] | None,
+    stop: _Stop,
+) -> None:
     from .aggregator import Aggregator
+    from .builtins.sinks.stdout import StdoutSink
 
     recorder: Recorder | None = None
     if record is not None:
@@ -70,9 +145,19 @@ async def _main(
 
         recorder = Recorder(record)
     async with AsyncExitStack() as stack:
-        if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
-            sim = Simulation(config, registry)
-            config = await stack.enter_async_context(sim)
+        # start-up that waits (the simulated exchanges) runs in a scope a signal cancels; the
+        # aggregator's own start does not wait and opens its task group outside that scope
+        with anyio.CancelScope() as startup:
+            stop.startup = startup
+            if simulate and role != "consolidate":  # a consolidator runs no connectors: nothing to simulate
+                sim = Simulation(config, registry)
+                config = await stack.enter_async_context(sim)
+        stop.startup = None
+        if stop.event.is_set():
+            return
+        if stdout_format is not None and "stdout" in config.sinks:  # --format applies to a configured stdout sink too
+            section = config.sinks["stdout"].model_copy(update={"format": stdout_format})
+            config = config.model_copy(update={"sinks": {**config.sinks, "stdout": section}})
         sinks: list[Sink] = []
         if record_only:
             config = config.model_copy(update={"sinks": {}})
@@ -81,7 +166,7 @@ async def _main(
         elif live:
             sinks.append(_builtin_sink(registry, "console", {}))
         elif not any(s.enabled for s in config.sinks.values()):
-            sinks.append(_builtin_sink(registry, "stdout", {}))
+            sinks.append(_builtin_sink(registry, "stdout", {"format": stdout_format or "human"}))
         agg = Aggregator(
             config,
             registry=registry,
@@ -96,8 +181,11 @@ async def _main(
         async with anyio.create_task_group() as tg:
             if recorder is not None:
                 tg.start_soon(recorder.run)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            try:
                 await agg.start()
+                for runner in agg.hub.sinks:
+                    if isinstance(runner.sink, StdoutSink):  # nobody reads stdout any more: stop the run
+                        runner.sink.on_closed = lambda: stop.set("stdout closed")
                 log.info(
                     "aggcore %s%s: %s; Ctrl-C to stop",
                     "recording" if record_only else "running",
@@ -106,18 +194,14 @@ async def _main(
                 )
                 if recorder is not None:
                     log.info("recording into %s", recorder.directory)
-                try:
-                    with anyio.move_on_after(duration_s if duration_s is not None else math.inf):
-                        async for sig in signals:
-                            log.info("%s received: stopping", signal.Signals(sig).name)
-                            break
-                finally:
-                    await agg.stop()  # shields its own flush; must exit its task group in this scope
-                    if recorder is not None:
-                        await recorder.close()
-                        print(f"aggcore: {recorder.summary()}", file=sys.stderr, flush=True)
-                    tg.cancel_scope.cancel()
-    return 0
+                with anyio.move_on_after(duration_s if duration_s is not None else math.inf):
+                    await stop.event.wait()
+            finally:
+                await agg.stop()  # shields its own flush; must exit its task group in this scope
+                if recorder is not None:
+                    await recorder.close()
+                    print(f"aggcore: {recorder.summary()}", file=sys.stderr, flush=True)
+                tg.cancel_scope.cancel()
 
 
 def _builtin_sink(registry: "PluginRegistry", name: str, section: dict[str, Any]) -> Sink:

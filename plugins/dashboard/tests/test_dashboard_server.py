@@ -100,7 +100,7 @@ async def test_routes_stream_and_telemetry_of_a_running_aggregator(aggregator_fa
     assert seen["health"][0]["exchange"] == "binance"
 
 
-async def test_token_protects_every_route_but_healthz() -> None:
+async def test_token_protects_the_data_routes() -> None:
     sink = await _sink(token="s3cret")
     try:
         sink.state.apply([_summary("BTC/USDT", 100.0)])
@@ -111,7 +111,12 @@ async def test_token_protects_every_route_but_healthz() -> None:
             assert (await client.get("/state?token=s3cret")).status_code == 200
             assert (await client.get("/state", headers={"Authorization": "Bearer s3cret"})).status_code == 200
             assert (await client.get("/events")).status_code == 401
-            assert (await client.get("/healthz")).status_code in (200, 503)  # a probe needs no token
+            assert (await client.get("/metrics")).status_code == 401
+            assert (await client.get("/readyz")).status_code == 401
+            # the probe and the page's code hold no data: no token
+            assert (await client.get("/healthz")).status_code in (200, 503)
+            assert (await client.get("/")).status_code == 200
+            assert (await client.get("/static/app.js")).status_code == 200
         seen = await _read_events(base + "/events?token=s3cret", {"hello", "summary"})
         assert seen["summary"][0]["symbol"] == "BTC/USDT"
         assert "s3cret" not in repr(sink.cfg)
@@ -204,6 +209,10 @@ async def test_a_page_that_stops_reading_is_dropped_and_others_go_on() -> None:
             before = received
             await _flood(sink, lambda: received > before + 100_000, timeout=10)
             tg.cancel_scope.cancel()
+        # the server closed the stalled page's connection (what the kernel still buffers, then EOF)
+        stalled.settimeout(5)
+        while stalled.recv(1 << 20):
+            pass
         stalled.close()
     finally:
         await sink.close()
@@ -242,3 +251,12 @@ async def test_a_hundred_pages_cost_bounded_memory() -> None:
         if tracemalloc.is_tracing():
             tracemalloc.stop()
         await sink.close()
+
+
+async def test_a_non_loopback_address_without_a_token_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    for host, warned in (("127.0.0.1", False), ("0.0.0.0", True)):
+        caplog.clear()
+        sink = DashboardSink(DashboardConfig(host=host, port=0))
+        await sink.open()
+        await sink.close()
+        assert ("not meant to face the internet" in caplog.text) is warned, host

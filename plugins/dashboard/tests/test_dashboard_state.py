@@ -109,3 +109,17 @@ def test_arbitrage_feed_is_bounded_and_tracks_open_ones() -> None:
     assert item["event"] == "closed" and abs(item["ts"] - NOW.timestamp()) < 1e-3
     state.apply([arb("updated", "bybit") for _ in range(20)])
     assert len(state.arbs) == 5
+
+
+def test_no_secret_of_a_credentialed_url_reaches_the_page() -> None:
+    from aggcore.credentials import SecretUrl
+
+    url = SecretUrl("nats://feeder:hunter2hunter2@127.0.0.1:4222")
+    state = DashboardState()
+    leak = f"cannot reach {url.get_secret_value()}"
+    state.apply([health(BookState.LIVE, 0, 1.0), health(BookState.RESYNCING, 1, 2.0, leak)])
+    cursor = Cursor()
+    page = state.initial(cursor) + orjson.dumps(state.snapshot())
+    assert b"hunter2hunter2" not in page
+    assert b"127.0.0.1:4222" in page  # where it failed is still said
+    del url

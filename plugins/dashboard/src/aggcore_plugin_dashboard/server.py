@@ -10,6 +10,9 @@ Routes (all ``GET``; the server changes nothing):
 - ``/metrics``, ``/healthz``, ``/readyz`` when ``metrics`` is on: exactly what aggcore's
   telemetry endpoint serves (:meth:`aggcore.telemetry.Telemetry.route`).
 
+With ``token`` set, ``/events``, ``/state``, ``/metrics`` and ``/readyz`` need it (``?token=``
+or ``Authorization: Bearer``); the page's code and ``/healthz`` hold no data and do not.
+
 Bounded: at most ``max_clients`` streams (more get 503); a stream whose page stops reading
 is dropped after ``send_timeout_s`` (its connection is aborted, so the unsent bytes are freed
 at once, and it is counted in ``dropped_clients``).
@@ -113,7 +116,7 @@ class DashboardServer:
         return Starlette(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token is not None and scope.get("path") != "/healthz":
+        if scope["type"] == "http" and self.token is not None and not _public(scope.get("path", "")):
             if not self._authorized(scope):
                 await Response("unauthorized: pass ?token=... or 'Authorization: Bearer ...'\n", 401, media_type="text/plain")(
                     scope, receive, send
@@ -237,6 +240,8 @@ class DashboardServer:
             ws="none",
         )
         self._server = _Uvicorn(config)
+        if self.closing:  # shut down before the server task even ran
+            return
         await self._server.serve(sockets=[sock])
 
     def shutdown(self) -> None:
@@ -245,6 +250,11 @@ class DashboardServer:
         self.state.notify()
         if self._server is not None:
             self._server.should_exit = True
+
+
+def _public(path: str) -> bool:
+    """What needs no token: the liveness probe and the page's code (it holds no data)."""
+    return path in ("/", "/healthz") or path.startswith("/static/")
 
 
 class _Endpoint:

@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import orjson
 
+from aggcore.credentials import redact_secrets
 from aggcore.sink import Event
 
 __all__ = ["Cursor", "DashboardState", "sse_frame"]
@@ -50,6 +51,11 @@ def _ts(value: object) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _text(value: object) -> str | None:
+    """Free text for the page (errors, reasons), scrubbed of every live credentialed URL's secrets."""
+    return None if value is None else redact_secrets(str(value))
 
 
 def _state_name(value: object) -> str:
@@ -140,7 +146,8 @@ class DashboardState:
         feed.append((self._seq, sse_frame(event, item), item))
 
     def add_log(self, level: str, source: str, message: str, ts: float | None = None) -> None:
-        self._append(self.log, "log", {"ts": ts or time.time(), "level": level, "source": source, "message": message})
+        item = {"ts": ts or time.time(), "level": level, "source": source, "message": redact_secrets(message)}
+        self._append(self.log, "log", item)
 
     def _summary(self, event: Event) -> None:
         s: Any = event.payload
@@ -165,7 +172,7 @@ class DashboardState:
             "best_ask": s.best_ask,
             "crossed": bool(s.crossed),
             "venues": list(s.venues),
-            "excluded": dict(s.excluded),
+            "excluded": {str(k): _text(v) for k, v in dict(s.excluded).items()},
             "venue_age_ms": dict(s.venue_age_ms),
             "bids": levels(s.bids),
             "asks": levels(s.asks),
@@ -206,7 +213,7 @@ class DashboardState:
             if STATE_ORDER.get(state, 0) > STATE_ORDER.get(worst, 0):
                 worst = state
             resyncs = int(getattr(sh, "resyncs", 0) or 0)
-            why = sh.error_message
+            why = _text(sh.error_message)
             symbols[str(sym)] = {
                 "state": state,
                 "why": why,
@@ -229,7 +236,7 @@ class DashboardState:
                     n = resyncs - before[1]
                     self.add_log("warn", name, f"{sym}: {n} resync{'s' if n != 1 else ''}" + (f" ({why})" if why else ""), ts)
             seen[str(sym)] = (state, resyncs)
-        error = h.error_message
+        error = _text(h.error_message)
         if error and error != self._errors_seen.get(name):
             self.add_log("error", name, str(error), ts)
         self._errors_seen[name] = error

@@ -66,7 +66,10 @@ function connect() {
   source.onopen = () => setConnected(true);
   source.onerror = () => {
     setConnected(false);
-    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000); // refused (503/401): retry ourselves
+    if (source.readyState === EventSource.CLOSED) { // refused (401/503): say why, retry ourselves
+      explainRefusal();
+      setTimeout(connect, 2000);
+    }
   };
   const on = (name, fn) => source.addEventListener(name, (e) => {
     S.lastMessage = Date.now();
@@ -92,11 +95,23 @@ function connect() {
   on("ping", () => {});
 }
 
+function explainRefusal() {
+  fetch("events" + (TOKEN ? "?token=" + encodeURIComponent(TOKEN) : ""), { method: "GET" })
+    .then((r) => {
+      const why = r.status === 401 ? "a token is required or wrong: open this page as /?token=..."
+        : r.status === 503 ? "too many dashboard pages are open" : null;
+      if (r.body) r.body.cancel();
+      if (why) $("lost").textContent = "aggcore refused this page: " + why + " (retrying)";
+    })
+    .catch(() => {});
+}
+
 function setConnected(ok) {
   S.connected = ok;
   if (ok) S.lastMessage = Date.now();
   document.body.classList.toggle("disconnected", !ok);
   $("lost").classList.toggle("hidden", ok);
+  if (ok) $("lost").textContent = "Connection to aggcore lost: reconnecting…";
   const st = $("status");
   st.className = "status " + (ok ? "live" : "lost");
   st.textContent = ok ? "connected" : "connection lost";

@@ -1,0 +1,119 @@
+"""The receive path: complete data frames are handled where the socket read delivers them, in
+order with everything that still goes through ``recv()`` (fragmented messages, binary frames);
+errors are raised from the read loop as before; close and limits are websockets' own."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from aggcore.book import SequenceMode, SnapshotSource, SyncRules
+from aggcore.connector import Connection, Connector, ConnectorConfig
+from aggcore.symbols import SymbolTable
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder(Connector):
+    name = "recorder"
+    Config = ConnectorConfig
+    ws_url = "ws://127.0.0.1:1/ws"
+    rest_url = "http://127.0.0.1:1"
+    rules = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE)
+
+    def __init__(self, config: ConnectorConfig, fail_on: str | None = None) -> None:
+        super().__init__(config)
+        self.got: list[str | bytes] = []
+        self.fail_on = fail_on
+        self.read: Any = None
+
+    async def load_symbols(self) -> SymbolTable:
+        return SymbolTable([])
+
+    def subscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        return []
+
+    def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        if frame == self.fail_on:
+            raise RuntimeError(f"plugin bug on {frame!r}")
+        if frame == "bad-value":
+            raise ValueError("a frame the parser rejects")
+        self.got.append(frame)
+
+
+async def _session(send: Callable[[ServerConnection], Awaitable[None]], **kw: Any) -> tuple[Recorder, BaseException | None]:
+    async def handler(ws: ServerConnection) -> None:
+        await send(ws)
+        await ws.close()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = Recorder(ConnectorConfig(ws_url=f"ws://127.0.0.1:{port}/ws"), **kw)
+        error: BaseException | None = None
+        with anyio.fail_after(10):
+            try:
+                await conn._session(0, [])
+            except Exception as exc:
+                error = exc
+    return conn, error
+
+
+async def test_frames_arrive_in_order_whichever_path_they_take() -> None:
+    expected: list[str | bytes] = []
+
+    async def send(ws: ServerConnection) -> None:
+        for i in range(300):
+            if i % 20 == 0:
+                await anyio.sleep(0.01)  # bursts: some reads find the queue empty, some do not
+            if i % 50 == 7:
+                await ws.send(iter([f"frag{i}-a ", f"frag{i}-b"]))  # a fragmented message: recv() assembles it
+                expected.append(f"frag{i}-a frag{i}-b")
+            elif i % 50 == 11:
+                await ws.send(f"bin{i}".encode())
+                expected.append(f"bin{i}".encode())
+            else:
+                await ws.send(f"text{i}")
+                expected.append(f"text{i}")
+
+    conn, error = await _session(send)
+    assert error is None
+    assert conn.got == expected and conn.messages == 300
+
+
+async def test_parser_errors_are_reported_and_other_errors_still_end_the_session() -> None:
+    async def send(ws: ServerConnection) -> None:
+        for frame in ["one", "bad-value", "two", "boom", "three"]:
+            await ws.send(frame)
+
+    conn, error = await _session(send, fail_on="boom")
+    assert isinstance(error, RuntimeError) and "plugin bug" in str(error)
+    assert conn.got == ["one", "two"]  # "bad-value" reported as a parsing error, "boom" ended the session
+
+
+async def test_the_direct_path_is_used_with_the_websockets_client() -> None:
+    from aggcore import connector as mod
+
+    used: list[Any] = []
+    original = mod._direct_frames
+
+    def spy(c: Any, conn: Any) -> Any:
+        d = original(c, conn)
+        used.append(d)
+        return d
+
+    mod._direct_frames = spy
+    try:
+        async def send(ws: ServerConnection) -> None:
+            await anyio.sleep(0.1)  # the client is reading by now
+            for i in range(200):
+                await ws.send(f"t{i}")
+
+        conn, error = await _session(send)
+    finally:
+        mod._direct_frames = original
+    assert error is None and len(conn.got) == 200
+    assert used and used[0] is not None and used[0].frames > 0
