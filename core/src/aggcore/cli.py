@@ -274,16 +274,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             errors=[("bus", f"--role {args.role} needs a bus section, e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}}")],
             source=str(args.config),
         )
-    return run_cli(
-        config,
-        registry,
-        simulate=args.simulate,
-        live=args.live,
-        role=args.role,
-        record=args.record or None,
-        stdout_format=args.format,
-        interrupted=lambda: bool(_received),
-    )
+    try:
+        return run_cli(
+            config,
+            registry,
+            simulate=args.simulate,
+            live=args.live,
+            role=args.role,
+            record=args.record or None,
+            stdout_format=args.format,
+            interrupted=lambda: bool(_received),
+        )
+    except ConfigError as exc:  # found while starting (e.g. a pair --simulate cannot serve)
+        exc.source = exc.source or str(args.config)
+        raise
 
 
 def cmd_record(args: argparse.Namespace) -> int:
