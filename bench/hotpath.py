@@ -172,16 +172,23 @@ class Aggcore(Design):
                     lat.append(pc() - a)
             router.take_dirty()
         elif policy == "top":
-            # a fresh consolidated top of book after every message, the analysis every 100
+            # after every message the consolidated top of book of the pair it changed (a reader
+            # that knows its pair), and the analysis every 100 messages
+            views = {}
+            for v, f in frames:
+                if (v, f) not in views:
+                    data = orjson.loads(f)
+                    sym = (data.get("data") or data)["s"]
+                    views[(v, f)] = router.view_for(pair_of(sym))
+            tasks = [(handlers[v], f, views[(v, f)]) for v, f in frames]
             i = 0
             dirty = router.dirty
-            self.tops = 0
-            for on_frame, f in work:
+            t0 = pc()
+            for on_frame, f, view in tasks:
                 a = pc()
                 on_frame(None, f, clock())
                 i += 1
-                for view in dirty:
-                    self.top = view.top_of_book()
+                self.top = view.top_of_book()
                 if i % every == 0 and dirty:
                     now = wall()
                     for view in router.take_dirty():
