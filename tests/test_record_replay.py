@@ -151,7 +151,9 @@ async def test_kraken_v1_capture_replays_with_every_exchange_checksum_matching(r
 
     paths = _captures("KRAKEN.0", "KRAKEN.ws.48.0", "KRAKEN.ws.49.0", "KRAKEN.ws.50.0")  # book, trade and ticker connections
     pairs = ["XBT/CHF", "ETH/CHF", "WAVES/EUR", "XMR/USD", "OMG/USD"]
-    agg, _ = await _replay_books(registry, {"exchanges": {"kraken": {"trading_pairs": pairs, "depth": 1000}}}, paths, tmp_path)
+    # the capture holds REST AssetPairs but no v2 instrument list: the REST-only symbol source
+    kraken = {"trading_pairs": pairs, "depth": 1000, "instruments": "asset_pairs"}
+    agg, _ = await _replay_books(registry, {"exchanges": {"kraken": kraken}}, paths, tmp_path)
     live = agg.connectors["kraken"]
 
     checked = 0

@@ -503,7 +503,7 @@ class Aggregator:
         for c in self.connectors.values():
             for text in c.pair_errors:
                 missing.append(f"{c.name}:{text}")
-        if not self.router.views and self.connectors:
+        if not self.router.views and (self.connectors or self.remote is not None):
             missing.append("(no book set up yet)")
         return sorted(missing)
 
@@ -616,31 +616,30 @@ class Aggregator:
         now_ns = self.clock.monotonic_ns()
         now = self.clock.time()
         out = []
-        for c in self.connectors.values():
-            for b in c.books.values():
-                key = (c.name, b.pair)
-                prev = self._prev_counts.get(key)
-                rate = self._rates.get(key, 0.0)
-                if prev is None or now - prev[1] >= 0.5:
-                    if prev is not None:
-                        rate = (b.level_updates - prev[0]) / (now - prev[1])
-                    self._prev_counts[key] = (b.level_updates, now)
-                    self._rates[key] = rate
-                out.append(
-                    Metrics(
-                        exchange=c.name,
-                        symbol=b.pair,
-                        updates_per_second=round(rate, 3),
-                        latency_ms=round(self._latency_ms.get(key, 0.0), 3),
-                        error_count=b.gaps + b.checksum_failures + b.crossed_books + b.invalid_messages + (1 if b.state is BookState.FAILED else 0),
-                        last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
-                        messages=b.messages,
-                        level_updates=b.level_updates,
-                        gaps=b.gaps,
-                        resyncs=b.resyncs,
-                        checksum_failures=b.checksum_failures,
-                    )
+        for b in self.all_books():  # a consolidator's remote books too
+            key = (b.exchange, b.pair)
+            prev = self._prev_counts.get(key)
+            rate = self._rates.get(key, 0.0)
+            if prev is None or now - prev[1] >= 0.5:
+                if prev is not None:
+                    rate = (b.level_updates - prev[0]) / (now - prev[1])
+                self._prev_counts[key] = (b.level_updates, now)
+                self._rates[key] = rate
+            out.append(
+                Metrics(
+                    exchange=b.exchange,
+                    symbol=b.pair,
+                    updates_per_second=round(rate, 3),
+                    latency_ms=round(self._latency_ms.get(key, 0.0), 3),
+                    error_count=b.gaps + b.checksum_failures + b.crossed_books + b.invalid_messages + (1 if b.state is BookState.FAILED else 0),
+                    last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
+                    messages=b.messages,
+                    level_updates=b.level_updates,
+                    gaps=b.gaps,
+                    resyncs=b.resyncs,
+                    checksum_failures=b.checksum_failures,
                 )
+            )
         return out
 
 

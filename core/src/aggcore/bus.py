@@ -153,14 +153,16 @@ class FeedOutbox:
         self.pending: dict[tuple[str, str], BookMessage] = {}
         self.beats: dict[str, Heartbeat] = {}
         self.conflated = 0  # messages replaced before the bus took them
+        self.scans = 0
         self._keepers: dict[tuple[str, str], _BookKeeper] = {}
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None  # made by take(), inside the event loop
         self.on_message: Callable[[BookMessage], None] | None = None  # the `book` event kind
 
     def scan(self, books: Iterable[SymbolBook]) -> int:
         """Build a message for every book that changed since the last scan; returns how many."""
         now = time.time()
         now_ns = time.monotonic_ns()
+        self.scans += 1
         n = 0
         for book in books:
             k = (book.exchange, book.symbol)
@@ -192,7 +194,8 @@ class FeedOutbox:
         self.pending[k] = msg
         if self.on_message is not None:
             self.on_message(msg)
-        self._wake.set()
+        if self._wake is not None:
+            self._wake.set()
 
     def beat(self, books: Iterable[SymbolBook], interval_ms: float) -> None:
         """Queue a heartbeat per venue (the latest replaces an untaken one)."""
@@ -208,7 +211,7 @@ class FeedOutbox:
             )
         for venue, items in per_venue.items():
             self.beats[venue] = Heartbeat(venue=venue, ts=now, interval_ms=interval_ms, books=items)
-        if per_venue:
+        if per_venue and self._wake is not None:
             self._wake.set()
 
     async def take(self) -> tuple[list[BookMessage], list[Heartbeat]]:
@@ -291,6 +294,11 @@ class RemoteBooks:
             self._attach(book)
         if (msg.epoch, msg.version) <= (r.epoch, r.version):
             self.ignored += 1
+            return False
+        if msg.epoch > time.time_ns() + _FUTURE_NS:
+            # it would shadow every real message of this book: not from a feed with a sane clock
+            self.received -= 1
+            self.bad(f"{msg.venue}.{msg.pair}", f"epoch {msg.epoch} is in the future")
             return False
         if state is BookState.LIVE:
             problem = _check_levels(msg.bids, msg.asks)
@@ -387,6 +395,7 @@ class RemoteBooks:
 
 
 _INF = float("inf")
+_FUTURE_NS = 300 * 10**9  # clocks of feeds and consolidators may differ, but not by 5 minutes
 
 
 def _check_levels(bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> str | None:

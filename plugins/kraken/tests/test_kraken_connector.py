@@ -226,7 +226,7 @@ class _BadSnapshotFake(FakeKraken):
 
 @pytest.mark.anyio
 async def test_wrong_precision_falls_back_to_the_literal_numbers() -> None:
-    async with _StalePrecisionFake(seed=13, rate_hz=200) as fake, running(fake) as conn:
+    async with _StalePrecisionFake(seed=13, rate_hz=200) as fake, running(fake, instruments="asset_pairs") as conn:
         await wait_until(lambda: live(conn, BTC, ETH) and conn.books[BTC].messages > 30)
         assert conn.books[BTC].checksum_failures == 1  # the first snapshot, then literal reading
         assert BTC not in conn._formats and ETH in conn._formats
@@ -322,6 +322,19 @@ async def test_checksum_off_per_pair_or_per_exchange(off: dict[str, Any]) -> Non
         await assert_matches_truth(fake, conn)
         # the other pair keeps its check when only BTC/USD is exempt
         assert (ETH in conn._no_checksum) is ("checksum" in off)
+
+
+@pytest.mark.anyio
+async def test_v2_names_from_the_instrument_list_v1_names_joined_from_asset_pairs() -> None:
+    async with FakeKraken(seed=18, rate_hz=200) as fake, running(fake, trading_pairs=["XBT/USD", "ETH/USD"]) as conn:
+        await wait_until(lambda: live(conn, BTC, ETH), what="LIVE under the v2 names")
+        assert conn.config.instruments == "both"  # type: ignore[attr-defined]
+        table = conn.symbols
+        assert table is not None
+        # DOGE/USD is listed (not traded) by the fake: its v1 name XDG/USD is joined too
+        assert table.by_symbol[BTC].extra["wsname"] == "XBT/USD" and table.by_symbol["DOGE/USD"].extra["wsname"] == "XDG/USD"
+        assert table.by_symbol[ETH].extra["wsname"] == "ETH/USD"
+        assert any(path.startswith("/0/public/AssetPairs") for path in fake.rest_log)
 
 
 def test_checksum_is_on_by_default() -> None:

@@ -109,3 +109,43 @@ def test_numbers_beyond_float_precision_are_read_literally() -> None:
     frame = '{"channel":"book","type":"update","data":[{"symbol":"SHIB/USD","bids":[{"price":0.00001234,"qty":123456789012.12345678}],"asks":[],"checksum":1,"timestamp":"2026-08-16T10:00:00Z"}]}'
     [u] = parse(frame, {"SHIB/USD": (".8f", ".8f")})
     assert u.bids == [("0.00001234", "123456789012.12345678")]
+
+
+# -- v1 -> v2 names: learned from the two instrument lists, not from a table ------------------------
+
+
+def _v2(symbol: str, base: str, quote: str, pp: int, qp: int) -> dict[str, object]:
+    return {"symbol": symbol, "base": base, "quote": quote, "status": "online", "price_precision": pp, "qty_precision": qp}
+
+
+def _rest(wsname: str, pp: int, qp: int) -> dict[str, object]:
+    return {"altname": wsname.replace("/", ""), "wsname": wsname, "pair_decimals": pp, "lot_decimals": qp, "status": "online"}
+
+
+def test_v1_names_are_joined_by_learned_aliases() -> None:
+    from aggcore_plugin_kraken.symbols import join_v1_names, learn_v1_aliases
+
+    # v2 channel ``instrument`` pairs (docs: BTC/USD price_precision 1, qty_precision 8) and REST
+    # AssetPairs entries (docs: wsname "XBT/USD"); "FOO"/"BAR" stand for any asset v1 and v2
+    # spell differently that no table lists
+    pairs = [
+        _v2("BTC/USD", "BTC", "USD", 1, 8), _v2("BTC/EUR", "BTC", "EUR", 1, 8), _v2("ETH/BTC", "ETH", "BTC", 5, 8),
+        _v2("ETH/USD", "ETH", "USD", 2, 8), _v2("DOGE/USD", "DOGE", "USD", 7, 8), _v2("BAR/USD", "BAR", "USD", 4, 2),
+        _v2("NEW/USD", "NEW", "USD", 3, 3),
+    ]  # fmt: skip
+    body = {"error": [], "result": {
+        "XXBTZUSD": _rest("XBT/USD", 1, 8), "XXBTZEUR": _rest("XBT/EUR", 1, 8), "XETHXXBT": _rest("ETH/XBT", 5, 8),
+        "XETHZUSD": _rest("ETH/USD", 2, 8), "XDGUSD": _rest("XDG/USD", 7, 8), "FOOUSD": _rest("FOO/USD", 4, 2),
+        "XXBTZUSD.d": {"altname": "XBTUSD.d", "pair_decimals": 1, "lot_decimals": 8},
+    }}  # fmt: skip
+    aliases = learn_v1_aliases(join_v1_names(pairs, {"error": [], "result": {}}), body)
+    assert aliases["XBT"] == "BTC" and aliases["XDG"] == "DOGE" and aliases["FOO"] == "BAR" and aliases["USD"] == "USD"
+    table = join_v1_names(pairs, body)
+    assert sorted(table.by_symbol) == sorted(p["symbol"] for p in pairs)  # names: the v2 list's
+    extra = {s: i.extra.get("wsname") for s, i in table.by_symbol.items()}
+    assert extra == {
+        "BTC/USD": "XBT/USD", "BTC/EUR": "XBT/EUR", "ETH/BTC": "ETH/XBT", "ETH/USD": "ETH/USD",
+        "DOGE/USD": "XDG/USD", "BAR/USD": "FOO/USD", "NEW/USD": None,
+    }  # fmt: skip
+    assert table.by_symbol["BTC/USD"].extra["rest"] == "XXBTZUSD"
+    assert table.resolve("XBT/USD").symbol == "BTC/USD"

@@ -240,6 +240,8 @@ class DashboardServer:
             ws="none",
         )
         self._server = _Uvicorn(config)
+        if self.closing:  # shut down before the server task even ran
+            return
         await self._server.serve(sockets=[sock])
 
     def shutdown(self) -> None:

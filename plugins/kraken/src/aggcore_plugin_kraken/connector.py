@@ -29,14 +29,14 @@ import anyio
 import orjson
 from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SyncRules
 from aggcore.connector import Connection, Connector, ConnectorConfig
-from aggcore.errors import ExchangeError, NetworkError, TimeoutError
+from aggcore.errors import AggregatorError, ExchangeError, NetworkError, ParsingError, TimeoutError
 from aggcore.models import BookState
 from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse, parse_v1
-from .symbols import from_asset_pairs, from_instrument_pairs
+from .symbols import from_asset_pairs, from_instrument_pairs, join_v1_names
 
 __all__ = ["DEPTHS", "KrakenConfig", "KrakenConnector"]
 
@@ -51,9 +51,11 @@ _TRANSIENT = ("EService:", "EAPI:Rate limit", "EGeneral:Temporary")
 class KrakenConfig(ConnectorConfig):
     """``exchanges.kraken``: the common keys plus the instrument-list source."""
 
-    instruments: Literal["asset_pairs", "instrument_channel"] = Field(
-        "asset_pairs",
-        description="where symbols and precisions come from: REST AssetPairs or the v2 WebSocket instrument channel",
+    instruments: Literal["both", "instrument_channel", "asset_pairs"] = Field(
+        "both",
+        description="where symbols come from: both (v2 names and precisions from the WebSocket instrument channel, "
+        "each pair's v1 name from REST AssetPairs, joined), instrument_channel alone, or asset_pairs alone "
+        "(REST only: v1 names mapped with Kraken's documented spellings XBT, XDG)",
     )
     checksum: bool = Field(
         True, description="verify Kraken's CRC32 book checksum (a mismatch resyncs the pair); false: for every pair"
@@ -104,14 +106,29 @@ class KrakenConnector(Connector):
     # -- instruments ----------------------------------------------------------------------------
 
     async def load_symbols(self) -> SymbolTable:
-        source = getattr(self.config, "instruments", "asset_pairs")
+        source = getattr(self.config, "instruments", "both")
+        if source == "asset_pairs":
+            return from_asset_pairs(await self._asset_pairs())
         if source == "instrument_channel":
             return from_instrument_pairs(await self._instrument_snapshot())
+        try:
+            pairs = await self._instrument_snapshot()
+        except (ExchangeError, ParsingError) as exc:  # not transient: REST alone still names the pairs
+            log.warning("kraken: no v2 instrument list (%s); names from REST AssetPairs (instruments: asset_pairs)", exc)
+            return from_asset_pairs(await self._asset_pairs())
+        try:
+            body = await self._asset_pairs()
+            return join_v1_names(pairs, body)
+        except AggregatorError as exc:  # the v2 names stand; only the v1 spellings are missing
+            log.warning("kraken: no v1 pair names (REST AssetPairs: %s); v2 names from the instrument channel", exc)
+            return from_instrument_pairs(pairs)
+
+    async def _asset_pairs(self) -> Any:
         body = await self.rest_get("/0/public/AssetPairs")
         errors = [str(e) for e in (body.get("error") or [])] if isinstance(body, dict) else []
         if errors and all(e.startswith(_TRANSIENT) for e in errors):
             raise NetworkError(f"kraken AssetPairs: {', '.join(errors)}", exchange=self.name)
-        return from_asset_pairs(body)
+        return body
 
     async def _instrument_snapshot(self) -> list[dict[str, Any]]:
         """Subscribe to channel ``instrument`` on a short-lived connection; return its snapshot's pairs."""

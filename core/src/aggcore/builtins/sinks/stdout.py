@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Literal, TextIO
 
@@ -172,6 +172,8 @@ class StdoutSink(Sink):
         super().__init__(config)
         self.cfg = config if isinstance(config, StdoutSinkConfig) else StdoutSinkConfig.model_validate(config.model_dump())
         self.disabled = False
+        #: called once when stdout turns out closed (``aggcore run`` then stops: nobody reads)
+        self.on_closed: Callable[[], None] | None = None
 
     def render(self, events: Sequence[Event]) -> str:
         if self.cfg.format == "json":
@@ -203,3 +205,5 @@ class StdoutSink(Sink):
         log.warning("%s", self.health_error)
         if isinstance(exc, OSError):
             silence_stdout()
+        if self.on_closed is not None:
+            self.on_closed()
