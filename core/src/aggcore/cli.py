@@ -234,7 +234,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     _setup_logging(args, default_level="WARNING")
     registry = _load_plugins(args)
-    config = load_config(args.file, registry=registry)
+    warnings: list[tuple[str, str]] = []
+    config = load_config(args.file, registry=registry, warnings=warnings)
+    for loc, msg in warnings:  # the same warnings 'run' logs
+        print(f"{args.file}: {loc}: warning: {msg}", file=sys.stderr)
     exchanges = ", ".join(
         f"{name} ({len(cfg.trading_pairs)} pair{'s' if len(cfg.trading_pairs) != 1 else ''}"
         f"{'' if cfg.enabled else ', disabled'})"
@@ -242,7 +245,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     sinks = ", ".join(config.sinks) or "none (stdout by default)"
     analyzers = ", ".join(config.analyzers) or "none"
-    print(f"{args.file}: OK")
+    print(f"{args.file}: OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""))
     print(f"  exchanges: {exchanges or 'none'}")
     print(f"  sinks:     {sinks}")
     print(f"  analyzers: {analyzers}")
@@ -274,17 +277,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             source=str(args.config),
         )
     extra: dict[str, Any] = {"record_options": _rotation(args)} if args.record else {}
-    return run_cli(
-        config,
-        registry,
-        simulate=args.simulate,
-        live=args.live,
-        role=args.role,
-        record=args.record or None,
-        stdout_format=args.format,
-        interrupted=lambda: bool(_received),
-        **extra,
-    )
+    try:
+        return run_cli(
+            config,
+            registry,
+            simulate=args.simulate,
+            live=args.live,
+            role=args.role,
+            record=args.record or None,
+            stdout_format=args.format,
+            interrupted=lambda: bool(_received),
+            **extra,
+        )
+    except ConfigError as exc:  # found while starting (e.g. a pair --simulate cannot serve)
+        exc.source = exc.source or str(args.config)
+        raise
 
 
 def cmd_record(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .config import AppConfig
     from .plugins import PluginRegistry
     from .recording import Recorder
-    from .testing.server import FakeExchange
+    from .testing.server import FakeExchange, InstrumentSpec
 
 __all__ = ["Simulation", "run_cli"]
 
@@ -260,14 +260,24 @@ class Simulation:
             raise ConfigError(f"exchanges.{name}: --simulate needs the plugin's fake server: {exc}") from None
 
     async def __aenter__(self) -> "AppConfig":
+        # every configured pair of every exchange first: all problems reported together
+        plans: dict[str, tuple[type[FakeExchange], dict[str, InstrumentSpec]]] = {}
+        errors: list[tuple[str, str]] = []
+        for name, section in self.config.exchanges.items():
+            if section.enabled:
+                fake_cls = self._fake_class(name)
+                plans[name] = (fake_cls, self._instruments(name, fake_cls, section, errors))
+        if errors:
+            raise ConfigError("; ".join(f"{loc}: {msg}" for loc, msg in errors), errors=errors)
         await self._stack.__aenter__()
         try:
             exchanges = {}
             for i, (name, section) in enumerate(self.config.exchanges.items()):
-                if not section.enabled:
+                if name not in plans:
                     exchanges[name] = section
                     continue
-                fake = self._fake_class(name)(seed=self.seed + i, rate_hz=self.rate_hz, market=self.market)
+                fake_cls, instruments = plans[name]
+                fake = fake_cls(seed=self.seed + i, rate_hz=self.rate_hz, market=self.market, symbols=instruments)
                 await self._stack.enter_async_context(fake)
                 self.fakes[name] = fake
                 exchanges[name] = section.model_copy(update={"ws_url": fake.ws_url, "rest_url": fake.rest_url})
@@ -279,3 +289,19 @@ class Simulation:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.__aexit__(None, None, None)
+
+    @staticmethod
+    def _instruments(
+        name: str, fake_cls: "type[FakeExchange]", section: Any, errors: list[tuple[str, str]]
+    ) -> "dict[str, InstrumentSpec]":
+        """An instrument for every configured pair, at a plausible price; one error per pair
+        the simulator cannot serve (naming the simulator: the real exchange may list it)."""
+        out: dict[str, InstrumentSpec] = {}
+        for i, text in enumerate(section.trading_pairs):
+            try:
+                key, spec = fake_cls.simulated_instrument(text)
+            except LookupError as exc:
+                errors.append((f"exchanges.{name}.trading_pairs[{i}]", f"--simulate cannot serve {text!r}: {exc}"))
+                continue
+            out[key] = spec
+        return out
