@@ -42,6 +42,7 @@ import enum
 import http
 import logging
 import random
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -248,6 +249,64 @@ class FakeExchange:
         return []
 
     heartbeat_interval_s: float | None = None  # a class default; an instance may set its own
+
+    # -- a simulated market: any pair a config asks for -------------------------------------------------
+    @classmethod
+    def simulated_instrument(cls, text: str) -> tuple[str, InstrumentSpec]:
+        """The instrument this exchange would list for what a user wrote (``SOL/USDT``, the
+        exchange's own ``SOLUSDT``, a derivative ``BTC/USDT:USDT``), shaped like the fake's own
+        instruments of that kind (``default_symbols`` are the templates): ``(key, spec)``.
+
+        ``aggcore run --simulate`` serves every configured pair this way. Raises ``LookupError``
+        saying why the simulator cannot (an asset it has no price for, a shape it does not know).
+        """
+        from .market import REFERENCE_USD
+
+        templates = dict(cls.default_symbols)
+        text = text.strip()
+        for key, spec in templates.items():  # one of the fake's own instruments
+            if key == text or key.upper() == text.upper():
+                return key, spec
+        if "/" in text:
+            base, _, rest = text.partition("/")
+            quote, _, settle = rest.partition(":")
+            kinds = [k for k in dict.fromkeys(s.kind for s in templates.values()) if (k == "spot") != bool(settle)]
+            if not kinds:
+                what = "derivatives" if settle else "spot pairs"
+                raise LookupError(f"the simulated {cls.name} lists no {what}")
+            key_spec = None
+            for key, spec in templates.items():
+                if spec.kind == kinds[0]:
+                    key_spec = (key, spec)
+                    break
+            assert key_spec is not None
+            template_key, template = key_spec
+            pattern = _symbol_pattern(template_key, template)
+            if pattern is None:
+                raise LookupError(f"the simulated {cls.name} cannot name {text!r}")
+            base, quote = base.strip().upper(), quote.strip().upper()
+        else:
+            for template_key, template in templates.items():
+                pattern = _symbol_pattern(template_key, template)
+                if pattern is None:
+                    continue
+                match = _pattern_regex(pattern).fullmatch(text)
+                if match is not None:
+                    base, quote = match["b"].upper(), match["q"].upper()
+                    break
+            else:
+                raise LookupError(f"the simulated {cls.name} does not recognise the symbol {text!r}")
+        for asset in (base, quote):
+            if _normal(asset) not in REFERENCE_USD:
+                known = ", ".join(sorted(k for k in REFERENCE_USD if k not in _FIAT))
+                raise LookupError(f"the simulator has no market price for {asset} (it simulates {known})")
+        at = template_key.upper().find(template.base.upper())
+        lower = template_key[at : at + len(template.base)].islower()  # bitstamp's btcusd
+        key = pattern.format(b=base.lower() if lower else base, q=quote.lower() if lower else quote)
+        extra = dict(template.extra)
+        if "settle" in extra:
+            extra["settle"] = quote
+        return key, dataclasses.replace(template, base=base, quote=quote, extra=extra)
 
     # -- urls -------------------------------------------------------------------------------------------
     @property
@@ -537,3 +596,35 @@ class FakeExchange:
                 session.held[symbol] = frame
                 continue
             session.send_soon(frame)
+
+
+_QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "DAI", "BTC", "ETH")
+_FIAT = ("USDT", "USDC", "USD", "EUR", "GBP", "DAI")
+_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
+
+
+def _normal(asset: str) -> str:
+    return _ALIASES.get(asset.upper(), asset.upper())
+
+
+def _symbol_pattern(key: str, spec: InstrumentSpec) -> str | None:
+    """A template key with its base and quote replaced by ``{b}``/``{q}`` (``BTC-USDT-SWAP`` ->
+    ``{b}-{q}-SWAP``), or ``None`` when they do not appear in it in that order."""
+    folded = key.upper()
+    i = folded.find(spec.base.upper())
+    if i < 0:
+        return None
+    j = folded.find(spec.quote.upper(), i + len(spec.base))
+    if j < 0:
+        return None
+    literal = (key[:i], key[i + len(spec.base) : j], key[j + len(spec.quote) :])
+    if any("{" in part or "}" in part for part in literal):
+        return None
+    return f"{literal[0]}{{b}}{literal[1]}{{q}}{literal[2]}"
+
+
+def _pattern_regex(pattern: str) -> "re.Pattern[str]":
+    head, _, rest = pattern.partition("{b}")
+    mid, _, tail = rest.partition("{q}")
+    quotes = "|".join(_QUOTES)
+    return re.compile(f"{re.escape(head)}(?P<b>[A-Za-z0-9]+?){re.escape(mid)}(?P<q>{quotes})(?i:{re.escape(tail)})", re.IGNORECASE)
