@@ -11,7 +11,12 @@ loopback sockets (no mocks), with two symbols:
 ``fault:<name>``    one fault of :class:`~aggcore.testing.Fault` (those the fake supports):
                     the affected symbol resyncs or recovers, the other symbol stays LIVE (unless
                     the exchange's sequence is per connection), and the books equal the truth
-                    afterwards
+                    afterwards. The adversarial ones (``impossible_level``, ``lost_snapshot``,
+                    ``absurd_snapshot``, ``malformed_rest``, ``far_levels``, ``fuzz``, and
+                    ``error_reply``) also require every book LIVE again within
+                    ``HEAL_TIMEOUT_S`` once the fake sends clean data (the harness runs the
+                    engine with short deadlines: ``DEADLINE_S``, ``FAILED_RETRY_S``,
+                    ``MAX_LEVELS`` levels a side)
 ==================  ===========================================================================
 
 In every check, every change of a LIVE book is audited: it must not be crossed, and its top
