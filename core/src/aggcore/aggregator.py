@@ -557,6 +557,7 @@ class Aggregator:
             last_ns = 0
             for b in c.books.values():
                 last_ns = max(last_ns, b.last_update_ns)
+                waiting, retry_s = c.healing(b.symbol)
                 symbols[b.pair] = SymbolHealth(
                     symbol=b.pair,
                     state=b.state,
@@ -568,10 +569,17 @@ class Aggregator:
                     checksum_failures=b.checksum_failures,
                     crossed_books=b.crossed_books,
                     invalid_messages=b.invalid_messages,
+                    waiting_for=waiting,
+                    next_retry_s=retry_s,
                     error_message=b.error if b.state is not BookState.LIVE else None,
                 )
                 if b.state is not BookState.LIVE:
-                    problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
+                    problems.append(
+                        f"{b.pair}: {b.state.value}"
+                        + (f" ({b.error})" if b.error else "")
+                        + (f"; waiting for {waiting}" if waiting else "")
+                        + (f" in {retry_s:g}s" if retry_s is not None else "")
+                    )
             for text, err in c.pair_errors.items():
                 symbols[text] = SymbolHealth(symbol=text, state=BookState.FAILED, error_message=err)
                 problems.append(f"{text}: {err}")

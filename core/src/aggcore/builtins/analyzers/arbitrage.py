@@ -334,7 +334,7 @@ class ArbitrageAnalyzer(Analyzer):
 
     def on_tick(self, views: dict[str, ConsolidatedView], now: float) -> None:
         # legs age out even when nothing changes: re-check views with open opportunities
-        for pair in {k[0] for k in self.open}:
+        for pair in dict.fromkeys(k[0] for k in self.open):  # ordered: replays stay byte-identical
             view = views.get(pair) or self.views.get(pair)
             if view is not None:
                 self.on_update(view, now)
