@@ -308,6 +308,27 @@ class _ExchangeTap:
             self._lost_unreported = 0
         self._append(rec)
 
+    def frame_in(self, c: int, frame: str | bytes) -> None:
+        """A received frame (the hot path: one formatted line, no intermediate dict)."""
+        if self.pending_size >= self.recorder.max_pending_bytes:
+            self.lost += 1
+            self._lost_unreported += 1
+            return
+        t = time.time_ns()
+        if self._lost_unreported:
+            self._append({"t": t, "k": "lost", "n": self._lost_unreported})
+            self._lost_unreported = 0
+        if isinstance(frame, str):
+            line = b'{"t":%d,"k":"in","c":%d,"d":%b}' % (t, c, orjson.dumps(frame))
+        else:
+            line = orjson.dumps({"t": t, "k": "in", "c": c, "b": base64.b64encode(frame).decode()})
+        self.frames_in += 1
+        self.block.append(line)
+        self.block_size += len(line) + 1
+        self.records += 1
+        if self.block_size >= self.recorder.block_bytes:
+            self.seal()
+
     def _append(self, rec: dict[str, Any]) -> None:
         line = orjson.dumps(rec)
         self.block.append(line)
@@ -371,14 +392,10 @@ class _RecordedWs:
         return getattr(self._ws, name)
 
     async def __aiter__(self) -> Any:
-        tap, c = self._tap, self._c
-        record = tap.record
+        c = self._c
+        frame_in = self._tap.frame_in
         async for frame in self._ws:
-            if isinstance(frame, str):
-                record({"t": time.time_ns(), "k": "in", "c": c, "d": frame})
-            else:
-                record({"t": time.time_ns(), "k": "in", "c": c, "b": base64.b64encode(frame).decode()})
-            tap.frames_in += 1
+            frame_in(c, frame)
             yield frame
 
     async def send(self, frame: Any) -> None:

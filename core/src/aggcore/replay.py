@@ -84,9 +84,12 @@ class RecordedClock(Clock):
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = 0
         self._ready: Any = None
+        self._driver: asyncio.Task[Any] | None = None
         self._blocked: Callable[[], bool] = lambda: False
         self._real0 = 0.0
         self._virt0 = start_ns
+        self.first_frame_wall: float | None = None  # machine time of the first and last frames
+        self.last_frame_wall: float | None = None
 
     # Clock --------------------------------------------------------------------------------------
     def time(self) -> float:
@@ -109,12 +112,14 @@ class RecordedClock(Clock):
             await asyncio.sleep(0)
             return
         heap = self._heap
-        # fast path: nothing else can run now and nobody wakes before t_ns: move time ourselves
+        ready = self._ready
+        # fast path: no other task can run now (the driver polling for idleness aside) and
+        # nobody wakes before t_ns: move time ourselves, without a round trip through the driver
         if (
-            (self.speed is None or t_ns <= self.fast_until_ns)
-            and self._ready is not None
-            and not self._ready
-            and (not heap or heap[0][0] >= t_ns)
+            ready is not None
+            and (not ready or (len(ready) == 1 and getattr(ready[0]._callback, "__self__", None) is self._driver))
+            and (self.speed is None or t_ns <= self.fast_until_ns)
+            and (not heap or heap[0][0] > t_ns)
             and not self._blocked()
         ):
             self.now_ns = t_ns
@@ -144,6 +149,7 @@ class RecordedClock(Clock):
         """Advance time, waking sleepers in order, until ``end_ns`` (or nothing is scheduled)."""
         loop = asyncio.get_running_loop()
         self._ready = getattr(loop, "_ready", None)  # CPython's ready queue: how "idle" is told
+        self._driver = asyncio.current_task()
         if blocked is not None:
             self._blocked = blocked
         self._real0 = time.perf_counter()
@@ -429,6 +435,8 @@ class ReplayWs:
     async def __aiter__(self) -> Any:
         clock = self.clock
         end = self.window[1]
+        if clock.first_frame_wall is None:
+            clock.first_frame_wall = time.perf_counter()
         for t, frame in self.conn.frames:
             if t > end:
                 break
@@ -437,6 +445,7 @@ class ReplayWs:
             if self.closed:
                 return
             yield frame
+        clock.last_frame_wall = time.perf_counter()  # the last frame was handled
         if self.conn.close_ns is not None and self.conn.close_ns <= end:
             await clock.sleep_until(self.conn.close_ns)
             return
@@ -543,6 +552,7 @@ class ReplayResult:
     frames: int
     seconds: float  # recorded time replayed
     wall_s: float  # machine time it took
+    frames_wall_s: float  # machine time from the first frame to the last one handled
     errors: list[str]
     unanswered: dict[str, list[str]]
 
@@ -606,7 +616,11 @@ async def replay(
 
     state = random.getstate()
     random.seed(0)  # backoff jitter: the same recording takes the same path
-    agg = Aggregator(config, registry=registry, sinks=sinks, clock=clock, connector_io=io)
+    # every connector gets the recording's transport; the shared client is never used (and,
+    # unlike a default one, builds no TLS context)
+    unused = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(599)))
+    clients.append(unused)
+    agg = Aggregator(config, registry=registry, http=unused, sinks=sinks, clock=clock, connector_io=io)
     if start is not None:
         agg.hub.since = start / 1e9
     t0 = time.perf_counter()
@@ -634,6 +648,7 @@ async def replay(
         frames=data.frames(),
         seconds=(window[1] - window[0]) / 1e9,
         wall_s=time.perf_counter() - t0,
+        frames_wall_s=(clock.last_frame_wall or 0.0) - (clock.first_frame_wall or 0.0),
         errors=errors,
         unanswered={n: s.unanswered for n, s in sources.items() if s.unanswered},
     )

@@ -46,6 +46,7 @@ def run_cli(
     duration_s: float | None = None,
     stdout_format: Literal["human", "json"] | None = None,
     interrupted: Callable[[], bool] | None = None,
+    record_options: dict[str, float] | None = None,
 ) -> int:
     """``aggcore run`` (``record``: also record every connector's traffic into that directory)
     and ``aggcore record`` (``record_only``: connectors and books, no sinks).
@@ -54,7 +55,9 @@ def run_cli(
     for ``duration_s``; returns the exit code, 0 for all of these. ``interrupted``: whether a
     signal already came before the runtime's own handlers were in place (it stops at once)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, interrupted)
+        return anyio.run(
+            _main, config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, interrupted, record_options
+        )
     except KeyboardInterrupt:  # a signal in the instant before the handlers were in place
         return 0
     except BaseExceptionGroup as group:
@@ -97,6 +100,7 @@ async def _main(
     duration_s: float | None = None,
     stdout_format: Literal["human", "json"] | None = None,
     interrupted: Callable[[], bool] | None = None,
+    record_options: dict[str, float] | None = None,
 ) -> int:
     stop = _Stop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -112,7 +116,9 @@ async def _main(
 
                 tg.start_soon(watch)
                 try:
-                    await _serve(config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, stop)
+                    await _serve(
+                        config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, stop, record_options
+                    )
                 finally:
                     tg.cancel_scope.cancel()
     finally:
@@ -135,6 +141,7 @@ async def _serve(
     duration_s: float | None,
     stdout_format: Literal["human", "json"] | None,
     stop: _Stop,
+    record_options: dict[str, float] | None = None,
 ) -> None:
     from .aggregator import Aggregator
     from .builtins.sinks.stdout import StdoutSink
@@ -143,7 +150,8 @@ async def _serve(
     if record is not None:
         from .recording import Recorder, header_meta
 
-        recorder = Recorder(record)
+        opts = record_options or {}
+        recorder = Recorder(record, rotate_bytes=int(opts.get("rotate_bytes", 256e6)), rotate_s=opts.get("rotate_s", 3600.0))
     async with AsyncExitStack() as stack:
         # start-up that waits (the simulated exchanges) runs in a scope a signal cancels; the
         # aggregator's own start does not wait and opens its task group outside that scope
