@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .config import AppConfig
     from .plugins import PluginRegistry
     from .telemetry import Telemetry
+    from .runtime import Simulation
 
 __all__ = ["Aggregator"]
 
@@ -65,6 +66,11 @@ class Aggregator:
     ``config`` is an :class:`~aggcore.config.AppConfig`, a mapping of the same shape, or the
     path of a YAML/JSON file. Use ``async with Aggregator(config) as agg:`` (or ``await
     agg.start()`` / ``await agg.stop()`` from one task).
+
+    ``simulate=True`` runs offline, like ``aggcore run --simulate``: ``start()`` first starts
+    every configured exchange plugin's fake exchange on 127.0.0.1, quoting one simulated market
+    (see :class:`~aggcore.runtime.Simulation`), and points the connectors at them; ``stop()``
+    stops them. It needs the exchange plugins installed (each ships its fake), no network.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class Aggregator:
         role: Role | None = None,
         clock: Clock | None = None,
         connector_io: "Callable[[str], tuple[httpx.AsyncClient | None, WsOpener | None]] | None" = None,
+        simulate: bool = False,
     ) -> None:
         from .config import AppConfig, load_config
         from .plugins import load_plugins
@@ -106,6 +113,8 @@ class Aggregator:
         self._latency_ms: dict[tuple[str, str], float] = {}
         self._crashes: dict[str, str] = {}
         self.started = False
+        self.simulate = simulate
+        self._simulation: Simulation | None = None
         self.role: Role | None = role
         self.bus: Bus | None = None
         self.remote: RemoteBooks | None = None
@@ -136,15 +145,7 @@ class Aggregator:
             cls = self.registry.connectors.get(name)
             if cls is None:  # load_config already rejects this; kept for hand-built AppConfig
                 raise ConfigError(f"exchanges.{name}: no connector plugin named {name!r} is installed")
-            http, opener = self._connector_io(name) if self._connector_io is not None else (None, None)
-            self.connectors[name] = cls(
-                section,
-                http=http or self._http,
-                ws_connect=opener or self._ws_connect,
-                listener=self.router,
-                on_event=None,
-                clock=self.clock,
-            )
+            self.connectors[name] = self._make_connector(name, cls, section)
         analyzer_sections = dict(cfg.analyzers) if cfg.analyzers else {}
         if not analyzer_sections:
             for name in ("summary", "arbitrage"):
@@ -166,6 +167,33 @@ class Aggregator:
             self.hub.sinks.append(SinkRunner(sink))
         self._book_sinks = any("book" in r.kinds for r in self.hub.sinks)
 
+    def _make_connector(self, name: str, cls: type[Connector], section: Any) -> Connector:
+        http, opener = self._connector_io(name) if self._connector_io is not None else (None, None)
+        return cls(
+            section,
+            http=http or self._http,
+            ws_connect=opener or self._ws_connect,
+            listener=self.router,
+            on_event=None,
+            clock=self.clock,
+        )
+
+    async def _start_simulation(self) -> None:
+        """``simulate=True``: the fake exchanges first, then connectors pointed at them."""
+        from .runtime import Simulation
+
+        sim = Simulation(self.config, self.registry)
+        self.config = await sim.__aenter__()
+        self._simulation = sim
+        for name in list(self.connectors):
+            self.connectors[name] = self._make_connector(name, type(self.connectors[name]), self.config.exchanges[name])
+
+    async def _stop_simulation(self) -> None:
+        sim, self._simulation = self._simulation, None
+        if sim is not None:
+            with anyio.CancelScope(shield=True):
+                await sim.__aexit__(None, None, None)
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Aggregator":
         await self.start()
@@ -177,6 +205,15 @@ class Aggregator:
     async def start(self) -> None:
         if self.started:
             return
+        if self.simulate and self._simulation is None and self.role != "consolidate":
+            await self._start_simulation()
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop_simulation()
+            raise
+
+    async def _start(self) -> None:
         from .telemetry import Telemetry
 
         mon = self.config.monitoring
@@ -229,6 +266,7 @@ class Aggregator:
     async def stop(self, flush_deadline_s: float = 5.0) -> None:
         """Stop reading, flush sinks within ``flush_deadline_s``, close everything."""
         if not self.started or self._stack is None or self._tg is None:
+            await self._stop_simulation()
             return
         self.started = False
         tg = self._tg
@@ -248,6 +286,7 @@ class Aggregator:
                 self.telemetry.shutdown()
             self._tg = None
             self._stack = None
+            await self._stop_simulation()
 
     async def _shutdown_sinks(self, deadline_s: float) -> None:
         """Flush then close every sink, all sinks at once, all within one deadline: a stuck
@@ -518,6 +557,7 @@ class Aggregator:
             last_ns = 0
             for b in c.books.values():
                 last_ns = max(last_ns, b.last_update_ns)
+                waiting, retry_s = c.healing(b.symbol)
                 symbols[b.pair] = SymbolHealth(
                     symbol=b.pair,
                     state=b.state,
@@ -529,10 +569,17 @@ class Aggregator:
                     checksum_failures=b.checksum_failures,
                     crossed_books=b.crossed_books,
                     invalid_messages=b.invalid_messages,
+                    waiting_for=waiting,
+                    next_retry_s=retry_s,
                     error_message=b.error if b.state is not BookState.LIVE else None,
                 )
                 if b.state is not BookState.LIVE:
-                    problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
+                    problems.append(
+                        f"{b.pair}: {b.state.value}"
+                        + (f" ({b.error})" if b.error else "")
+                        + (f"; waiting for {waiting}" if waiting else "")
+                        + (f" in {retry_s:g}s" if retry_s is not None else "")
+                    )
             for text, err in c.pair_errors.items():
                 symbols[text] = SymbolHealth(symbol=text, state=BookState.FAILED, error_message=err)
                 problems.append(f"{text}: {err}")

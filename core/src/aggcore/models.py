@@ -182,6 +182,10 @@ class SymbolHealth(PublicType):
     crossed_books: int = 0
     invalid_messages: int = 0  # messages rejected for a level no book may hold (NaN, inf, price <= 0, size < 0)
     error_message: str | None = None
+    #: a book that is not LIVE: what it waits for and what the engine does next ("ask again",
+    #: "reconnect its connection", "retry the FAILED book"), in ``next_retry_s`` seconds
+    waiting_for: str | None = None
+    next_retry_s: float | None = None
 
 
 class HealthStatus(PublicType):

@@ -55,6 +55,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from . import mutate
 from .market import Change, GenBook, Market
 
 __all__ = ["Fault", "FakeExchange", "InstrumentSpec", "Session"]
@@ -77,6 +78,13 @@ class Fault(str, enum.Enum):
     REST_418 = "rest_418"  # the next REST call gets 418 with Retry-After
     SNAPSHOT = "snapshot"  # a fresh in-band snapshot mid-stream
     OVERSIZE_SNAPSHOT = "oversize_snapshot"  # the next snapshot carries thousands of extra levels
+    # adversarial faults (issue 16): generic, applied to the frames and bodies each fake produces
+    IMPOSSIBLE_LEVEL = "impossible_level"  # the next delta with levels also carries one no book may hold
+    LOST_SNAPSHOT = "lost_snapshot"  # the next in-band snapshot of a (re)subscription is never sent
+    ABSURD_SNAPSHOT = "absurd_snapshot"  # the next REST snapshot's sequence is far in the future
+    MALFORMED_REST = "malformed_rest"  # the next REST body with levels comes without them (HTTP 200)
+    FAR_LEVELS = "far_levels"  # the next delta with levels also lists ``levels`` far-away levels per side
+    FUZZ = "fuzz"  # each of the next ``count`` deltas is preceded by a seeded mutated copy of it
 
 
 @dataclass
@@ -139,8 +147,17 @@ class FakeExchange:
 
     name: ClassVar[str] = "fake"
     #: faults this exchange's protocol can express (the conformance suite tries each one)
+    #: (the adversarial ones rewrite the fake's own frames and bodies, so every fake supports them)
     supported_faults: ClassVar[frozenset[Fault]] = frozenset(
         {Fault.GAP, Fault.DUPLICATE, Fault.REORDER, Fault.DISCONNECT, Fault.STALL, Fault.MALFORMED, Fault.ERROR_REPLY}
+        | {
+            Fault.IMPOSSIBLE_LEVEL,
+            Fault.LOST_SNAPSHOT,
+            Fault.ABSURD_SNAPSHOT,
+            Fault.MALFORMED_REST,
+            Fault.FAR_LEVELS,
+            Fault.FUZZ,
+        }
     )
     default_symbols: ClassVar[dict[str, InstrumentSpec]] = {}
     ws_path: ClassVar[str] = "/ws"
@@ -192,6 +209,7 @@ class FakeExchange:
         self.sessions: list[Session] = []
         self.faults: deque[_Pending] = deque()
         self.rest_log: list[str] = []
+        self.fuzz_log: list[str] = []  # the kind of every fuzzed frame sent (Fault.FUZZ)
         self.running = autostart
         self.stalled_until = 0.0
         self._server: Server | None = None
@@ -380,7 +398,10 @@ class FakeExchange:
     def subscribe(self, session: Session, symbol: str, **state: Any) -> None:
         """Record a subscription and send the in-band snapshot, if the exchange has one."""
         session.subscribed[symbol] = dict(state)
-        for frame in self.snapshot_frames(session, symbol):
+        frames = self.snapshot_frames(session, symbol)
+        if frames and self.take_fault(Fault.LOST_SNAPSHOT, symbol) is not None:
+            return  # subscribed, but the snapshot never comes: deltas follow alone
+        for frame in frames:
             session.send_soon(frame)
 
     def unsubscribe(self, session: Session, symbol: str) -> None:
@@ -388,11 +409,38 @@ class FakeExchange:
         session.held.pop(symbol, None)
 
     def take_fault(self, kind: Fault, symbol: str | None = None) -> _Pending | None:
+        pending = self.peek_fault(kind, symbol)
+        if pending is not None:
+            self.faults.remove(pending)
+        return pending
+
+    def peek_fault(self, kind: Fault, symbol: str | None = None) -> _Pending | None:
+        """The first pending fault of this kind for ``symbol``, left pending."""
         for pending in self.faults:
             if pending.fault is kind and (pending.symbol is None or symbol is None or pending.symbol == symbol):
-                self.faults.remove(pending)
                 return pending
         return None
+
+    # -- adversarial rewrites (see aggcore.testing.mutate); a fake whose messages hold their levels
+    # in a shape mutate.levels_of does not recognize overrides mutate_levels -------------------------
+    def mutate_levels(self, kind: Fault, frame: str, params: dict[str, Any]) -> str | None:
+        """``frame`` rewritten for ``Fault.IMPOSSIBLE_LEVEL`` (one more level no book may hold) or
+        ``Fault.FAR_LEVELS`` (``levels`` far-away levels more per side); ``None`` when the frame
+        carries no levels (the fault then waits for the next frame)."""
+        if kind is Fault.IMPOSSIBLE_LEVEL:
+            return mutate.impossible_level(frame, int(params.get("which", 0)))
+        return mutate.far_levels(frame, int(params.get("levels", 5000)))
+
+    def mutate_rest(self, kind: Fault, body: Any) -> Any | None:
+        """A REST body rewritten for ``Fault.MALFORMED_REST`` (its levels removed) or
+        ``Fault.ABSURD_SNAPSHOT`` (its sequence numbers far ahead); ``None`` when it has no levels."""
+        if kind is Fault.MALFORMED_REST:
+            return mutate.strip_levels(body)
+        return mutate.absurd_sequence(body, int(self.peek_param(kind, "ahead", 10**9)))
+
+    def peek_param(self, kind: Fault, name: str, default: Any) -> Any:
+        pending = self.peek_fault(kind)
+        return default if pending is None else pending.params.get(name, default)
 
     def snapshot_levels(self, symbol: str, depth: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The current book as wire strings for a snapshot, best first; padded with thousands of
@@ -431,6 +479,15 @@ class FakeExchange:
         except Exception as exc:  # a fake's bug shows as a 500 with the error
             log.exception("fake %s REST %s failed", self.name, path)
             status, body = 500, {"error": repr(exc)}
+        if status == 200 and not isinstance(body, str):
+            for kind in (Fault.MALFORMED_REST, Fault.ABSURD_SNAPSHOT):
+                pending = self.peek_fault(kind)
+                if pending is None or (pending.symbol is not None and pending.symbol.lower() not in request.path.lower()):
+                    continue
+                changed = self.mutate_rest(kind, orjson.loads(orjson.dumps(body)))
+                if changed is not None:
+                    self.faults.remove(pending)
+                    body = changed
         return self._response(status, body, headers)
 
     @staticmethod
@@ -511,6 +568,22 @@ class FakeExchange:
         for frame in frames:
             if self.take_fault(Fault.GAP, symbol) is not None:
                 continue
+            for kind in (Fault.IMPOSSIBLE_LEVEL, Fault.FAR_LEVELS):
+                pending = self.peek_fault(kind, symbol)
+                if pending is not None:
+                    changed = self.mutate_levels(kind, frame, pending.params)
+                    if changed is not None:
+                        self.faults.remove(pending)
+                        frame = changed
+            fuzz = self.peek_fault(Fault.FUZZ, symbol)
+            if fuzz is not None:
+                rng = fuzz.params.setdefault("rng", random.Random(int(fuzz.params.get("seed", 0))))
+                kind_name, bad = mutate.fuzz(frame, rng)
+                self.fuzz_log.append(kind_name)
+                session.send_soon(bad)  # the mutated copy first, then the real frame
+                fuzz.params["count"] = int(fuzz.params.get("count", 1)) - 1
+                if fuzz.params["count"] <= 0:
+                    self.faults.remove(fuzz)
             if self.take_fault(Fault.BAD_CHECKSUM, symbol) is not None:
                 frame = self.corrupt(frame)
             if self.take_fault(Fault.DUPLICATE, symbol) is not None:
