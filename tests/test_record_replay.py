@@ -91,7 +91,10 @@ async def test_binance_capture_replays_to_the_books_of_the_exact_replay(registry
     from aggcore_plugin_binance.messages import parse_snapshot
 
     paths = _captures("BINANCE.0", "BINANCE.http.0.0", "BINANCE.ws.1.0")
-    pairs = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
+    # RUNEEUR is left out: after its snapshot its next delta comes 19 s later, and the engine asks
+    # for a fresh snapshot of a book not LIVE for resync_deadline_s (10 s), which the capture
+    # cannot answer (test_a_request_the_recording_cannot_answer_... covers that case)
+    pairs = ["NKNUSDT", "BLZETH", "LRCBTC"]
     agg, out = await _replay_books(registry, {"exchanges": {"binance": {"trading_pairs": pairs}}}, paths, tmp_path)
     live = agg.connectors["binance"]
 
@@ -109,7 +112,7 @@ async def test_binance_capture_replays_to_the_books_of_the_exact_replay(registry
     for _, kind, text in sorted(timeline, key=lambda item: item[0]):
         if kind == "ws":
             ref.on_frame(conn, text, 1)  # type: ignore[arg-type]
-        else:
+        elif kind in ref.books:
             ref.books[kind].snapshot_fetched(parse_snapshot(kind, orjson.loads(text)))
 
     for sym in pairs:
@@ -351,18 +354,25 @@ async def test_a_recording_with_gaps_and_bad_checksums_replays_every_resync_as_l
 
 async def test_a_request_the_recording_cannot_answer_leaves_that_book_out_with_the_reason(registry: PluginRegistry, tmp_path: Path) -> None:
     paths = _captures("BINANCE.0", "BINANCE.http.0.0", "BINANCE.ws.1.0")
-    # BTCUSDT is listed by the capture's exchangeInfo, but the capture has no snapshot of it
-    config = {"exchanges": {"binance": {"trading_pairs": ["NKNUSDT", "BTCUSDT"]}}}
+    # BTCUSDT is listed by the capture's exchangeInfo, but the capture has no snapshot of it;
+    # RUNEEUR waits 19 s for its first delta after its snapshot, so the engine asks for a second
+    # snapshot after resync_deadline_s, which the capture does not hold
+    config = {"exchanges": {"binance": {"trading_pairs": ["NKNUSDT", "BTCUSDT", "RUNEEUR"]}}}
     out = tmp_path / "events.jsonl"
     app = load_config({**config, "sinks": {"file": {"path": str(out), "events": ["summary"]}}}, registry=registry)
     seen: list[Aggregator] = []
     result = await replay(app, registry, load_replay(paths, registry), on_started=seen.append)
-    assert result.unanswered == {"binance": ["GET /api/v3/depth?symbol=BTCUSDT&limit=1000"]}
+    assert set(result.unanswered["binance"]) == {
+        "GET /api/v3/depth?symbol=BTCUSDT&limit=1000",
+        "GET /api/v3/depth?symbol=RUNEEUR&limit=1000",
+    }
     books = seen[0].connectors["binance"].books
     assert books["NKNUSDT"].live
-    assert books["BTCUSDT"].state is BookState.FAILED and "HTTP 404" in (books["BTCUSDT"].error or "")
-    summary = seen[0].get_summary("BTC/USDT")
-    assert summary is not None and summary.venues == [] and "HTTP 404" in summary.excluded["binance"]
+    for sym, pair in (("BTCUSDT", "BTC/USDT"), ("RUNEEUR", "RUNE/EUR")):
+        book = books[sym]
+        assert not book.live and "HTTP 404" in (book.error or ""), (sym, book.state, book.error)
+        summary = seen[0].get_summary(pair)
+        assert summary is not None and summary.venues == [] and "HTTP 404" in summary.excluded["binance"], summary
     assert not any(b'"venues":["binance"]' in line for line in out.read_bytes().splitlines() if b"BTC/USDT" in line)
 
 
