@@ -40,7 +40,7 @@ from .book import SymbolBook
 from .bus import BookMessage, Bus, FeedOutbox, RemoteBooks, Role
 from .connector import Connector, WsOpener
 from .consolidated import ConsolidatedView, Router
-from .errors import ConfigError
+from .errors import ConfigError, UnknownPairError
 from .fanout import Hub, SinkRunner, Subscription
 from .models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary, SymbolHealth, TradingPair
 from .sink import Event, Sink
@@ -113,6 +113,7 @@ class Aggregator:
         self._latency_ms: dict[tuple[str, str], float] = {}
         self._crashes: dict[str, str] = {}
         self.started = False
+        self._started_at: float | None = None  # clock time of start()
         self.simulate = simulate
         self._simulation: Simulation | None = None
         self.role: Role | None = role
@@ -215,6 +216,8 @@ class Aggregator:
 
     async def _start(self) -> None:
         from .telemetry import Telemetry
+
+        self._started_at = self.clock.time()
 
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
@@ -478,7 +481,7 @@ class Aggregator:
         skips intermediate states, never sees stale ones); replaced summaries are counted."""
         accept = None
         if pair is not None:
-            key = self._view_name(pair)
+            key = self._checked_pair(pair)
             accept = lambda s: s.symbol == key  # noqa: E731
         sub: Subscription[Summary] = Subscription(
             "summary", maxsize=maxsize, policy="conflate", key=lambda s: s.symbol, accept=accept
@@ -516,11 +519,50 @@ class Aggregator:
 
         return view_key(text, self.config.aggregation.quote_groups)
 
+    def _configured_views(self) -> tuple[set[str], bool]:
+        """The view names of every configured pair, and whether some may be missing (an
+        exchange's own spelling before its instrument list has loaded)."""
+        from .consolidated import view_key
+
+        names: set[str] = set()
+        unsure = False
+        for c in self.connectors.values():
+            for text in c.config.trading_pairs:
+                if "/" in text:
+                    try:
+                        names.add(self._view_name(text))
+                    except ValueError:
+                        unsure = True
+                elif c.symbols is not None:
+                    try:
+                        names.add(view_key(c.symbols.resolve(text).pair, self.config.aggregation.quote_groups))
+                    except KeyError:
+                        pass  # the connector reports it (pair_errors)
+                else:
+                    unsure = True
+        return names, unsure
+
+    def _checked_pair(self, pair: str | TradingPair) -> str:
+        """The view name of ``pair``; :class:`UnknownPairError` when no configured exchange
+        reads it (a consolidator's pairs come from the bus: not checked)."""
+        try:
+            name = self._view_name(pair)
+        except ValueError as exc:
+            raise UnknownPairError(f"{str(pair)!r} is not a pair: {exc}") from exc
+        if name in self.router.views or self.remote is not None:
+            return name
+        configured, unsure = self._configured_views()
+        if name in configured or unsure:
+            return name
+        listing = ", ".join(sorted(configured | set(self.router.views))) or "none"
+        raise UnknownPairError(f"pair {str(pair)!r} is not configured: no exchange reads it (configured pairs: {listing})")
+
     def get_summary(self, pair: str | TradingPair) -> Summary | None:
-        """The consolidated summary of ``pair`` now (None when the pair is not configured)."""
+        """The consolidated summary of ``pair`` now; ``None`` while a configured pair is not
+        ready yet (no book set up), :class:`UnknownPairError` for a pair no exchange reads."""
         from .builtins.analyzers.summary import build_summary
 
-        view = self.router.views.get(self._view_name(pair))
+        view = self.router.views.get(self._checked_pair(pair))
         if view is None:
             return None
         agg = self.config.aggregation
@@ -615,7 +657,7 @@ class Aggregator:
                     )
                     if b.state is not BookState.LIVE:
                         problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
-                feed_alive = self.remote._beat_fresh(venue, now_ns)
+                feed_alive = self.remote.venue_alive(venue, now_ns)
                 out[venue] = HealthStatus(
                     exchange=venue,
                     is_healthy=not problems and feed_alive,
@@ -670,6 +712,8 @@ class Aggregator:
             if prev is None or now - prev[1] >= 0.5:
                 if prev is not None:
                     rate = (b.level_updates - prev[0]) / (now - prev[1])
+                elif self._started_at is not None and now - self._started_at > 0:
+                    rate = b.level_updates / (now - self._started_at)  # the first reading: since start
                 self._prev_counts[key] = (b.level_updates, now)
                 self._rates[key] = rate
             out.append(
