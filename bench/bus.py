@@ -39,7 +39,9 @@ RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 25_000]
 
 
 def feed_main(sections: dict[str, Any], url: str, conn: Any) -> None:
-    asyncio.run(_feed(sections, url, conn))
+    import anyio
+
+    anyio.run(_feed, sections, url, conn)
 
 
 async def _feed(sections: dict[str, Any], url: str, conn: Any) -> None:

@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the web dashboard on HOST:PORT (127.0.0.1 when HOST is omitted); needs aggcore-plugin-dashboard",
     )
     p.add_argument("--record", metavar="DIR", help="also record every connector's raw traffic into DIR (see 'aggcore record')")
+    _rotation_options(p)
     p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("record", parents=[common], help="record the config's raw exchange traffic into a directory")
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the recording files (created if missing)")
     p.add_argument("--simulate", action="store_true", help="record each plugin's fake exchange over loopback (offline)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C/SIGTERM)")
+    _rotation_options(p)
     p.set_defaults(func=cmd_record)
 
     p = commands.add_parser("replay", parents=[common], help="replay recorded traffic through the connectors, analyzers and sinks")
@@ -274,16 +276,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             errors=[("bus", f"--role {args.role} needs a bus section, e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}}")],
             source=str(args.config),
         )
-    return run_cli(
-        config,
-        registry,
-        simulate=args.simulate,
-        live=args.live,
-        role=args.role,
-        record=args.record or None,
-        stdout_format=args.format,
-        interrupted=lambda: bool(_received),
-    )
+    extra: dict[str, Any] = {"record_options": _rotation(args)} if args.record else {}
+    try:
+        return run_cli(
+            config,
+            registry,
+            simulate=args.simulate,
+            live=args.live,
+            role=args.role,
+            record=args.record or None,
+            stdout_format=args.format,
+            interrupted=lambda: bool(_received),
+            **extra,
+        )
+    except ConfigError as exc:  # found while starting (e.g. a pair --simulate cannot serve)
+        exc.source = exc.source or str(args.config)
+        raise
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -294,7 +302,20 @@ def cmd_record(args: argparse.Namespace) -> int:
     registry = _load_plugins(args)
     config = load_config(args.config, registry=registry)
     _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
-    return run_cli(config, registry, simulate=args.simulate, record=args.out, record_only=True, duration_s=args.duration)
+    return run_cli(
+        config, registry, simulate=args.simulate, record=args.out, record_options=_rotation(args), record_only=True, duration_s=args.duration
+    )
+
+
+def _rotation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rotate-mb", type=float, default=256.0, metavar="MB", help="start a new recording file after this many MB (default 256)")
+    p.add_argument("--rotate-s", type=float, default=3600.0, metavar="SECONDS", help="... or after this long (default 3600)")
+
+
+def _rotation(args: argparse.Namespace) -> dict[str, float]:
+    if not (args.rotate_mb > 0 and args.rotate_s > 0):
+        raise ConfigError("--rotate-mb and --rotate-s must be above 0")
+    return {"rotate_bytes": args.rotate_mb * 1e6, "rotate_s": args.rotate_s}
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .config import AppConfig
     from .plugins import PluginRegistry
     from .recording import Recorder
-    from .testing.server import FakeExchange
+    from .testing.server import FakeExchange, InstrumentSpec
 
 __all__ = ["Simulation", "run_cli"]
 
@@ -46,6 +46,7 @@ def run_cli(
     duration_s: float | None = None,
     stdout_format: Literal["human", "json"] | None = None,
     interrupted: Callable[[], bool] | None = None,
+    record_options: dict[str, float] | None = None,
 ) -> int:
     """``aggcore run`` (``record``: also record every connector's traffic into that directory)
     and ``aggcore record`` (``record_only``: connectors and books, no sinks).
@@ -54,7 +55,9 @@ def run_cli(
     for ``duration_s``; returns the exit code, 0 for all of these. ``interrupted``: whether a
     signal already came before the runtime's own handlers were in place (it stops at once)."""
     try:
-        return anyio.run(_main, config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, interrupted)
+        return anyio.run(
+            _main, config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, interrupted, record_options
+        )
     except KeyboardInterrupt:  # a signal in the instant before the handlers were in place
         return 0
     except BaseExceptionGroup as group:
@@ -97,6 +100,7 @@ async def _main(
     duration_s: float | None = None,
     stdout_format: Literal["human", "json"] | None = None,
     interrupted: Callable[[], bool] | None = None,
+    record_options: dict[str, float] | None = None,
 ) -> int:
     stop = _Stop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -112,7 +116,9 @@ async def _main(
 
                 tg.start_soon(watch)
                 try:
-                    await _serve(config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, stop)
+                    await _serve(
+                        config, registry, simulate, live, role, record, record_only, duration_s, stdout_format, stop, record_options
+                    )
                 finally:
                     tg.cancel_scope.cancel()
     finally:
@@ -135,6 +141,7 @@ async def _serve(
     duration_s: float | None,
     stdout_format: Literal["human", "json"] | None,
     stop: _Stop,
+    record_options: dict[str, float] | None = None,
 ) -> None:
     from .aggregator import Aggregator
     from .builtins.sinks.stdout import StdoutSink
@@ -143,7 +150,8 @@ async def _serve(
     if record is not None:
         from .recording import Recorder, header_meta
 
-        recorder = Recorder(record)
+        opts = record_options or {}
+        recorder = Recorder(record, rotate_bytes=int(opts.get("rotate_bytes", 256e6)), rotate_s=opts.get("rotate_s", 3600.0))
     async with AsyncExitStack() as stack:
         # start-up that waits (the simulated exchanges) runs in a scope a signal cancels; the
         # aggregator's own start does not wait and opens its task group outside that scope
@@ -252,14 +260,24 @@ class Simulation:
             raise ConfigError(f"exchanges.{name}: --simulate needs the plugin's fake server: {exc}") from None
 
     async def __aenter__(self) -> "AppConfig":
+        # every configured pair of every exchange first: all problems reported together
+        plans: dict[str, tuple[type[FakeExchange], dict[str, InstrumentSpec]]] = {}
+        errors: list[tuple[str, str]] = []
+        for name, section in self.config.exchanges.items():
+            if section.enabled:
+                fake_cls = self._fake_class(name)
+                plans[name] = (fake_cls, self._instruments(name, fake_cls, section, errors))
+        if errors:
+            raise ConfigError("; ".join(f"{loc}: {msg}" for loc, msg in errors), errors=errors)
         await self._stack.__aenter__()
         try:
             exchanges = {}
             for i, (name, section) in enumerate(self.config.exchanges.items()):
-                if not section.enabled:
+                if name not in plans:
                     exchanges[name] = section
                     continue
-                fake = self._fake_class(name)(seed=self.seed + i, rate_hz=self.rate_hz, market=self.market)
+                fake_cls, instruments = plans[name]
+                fake = fake_cls(seed=self.seed + i, rate_hz=self.rate_hz, market=self.market, symbols=instruments)
                 await self._stack.enter_async_context(fake)
                 self.fakes[name] = fake
                 exchanges[name] = section.model_copy(update={"ws_url": fake.ws_url, "rest_url": fake.rest_url})
@@ -271,3 +289,19 @@ class Simulation:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.__aexit__(None, None, None)
+
+    @staticmethod
+    def _instruments(
+        name: str, fake_cls: "type[FakeExchange]", section: Any, errors: list[tuple[str, str]]
+    ) -> "dict[str, InstrumentSpec]":
+        """An instrument for every configured pair, at a plausible price; one error per pair
+        the simulator cannot serve (naming the simulator: the real exchange may list it)."""
+        out: dict[str, InstrumentSpec] = {}
+        for i, text in enumerate(section.trading_pairs):
+            try:
+                key, spec = fake_cls.simulated_instrument(text)
+            except LookupError as exc:
+                errors.append((f"exchanges.{name}.trading_pairs[{i}]", f"--simulate cannot serve {text!r}: {exc}"))
+                continue
+            out[key] = spec
+        return out
