@@ -657,7 +657,7 @@ class Aggregator:
                     )
                     if b.state is not BookState.LIVE:
                         problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
-                feed_alive = self.remote._beat_fresh(venue, now_ns)
+                feed_alive = self.remote.venue_alive(venue, now_ns)
                 out[venue] = HealthStatus(
                     exchange=venue,
                     is_healthy=not problems and feed_alive,
