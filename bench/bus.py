@@ -39,7 +39,9 @@ RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 25_000]
 
 
 def feed_main(sections: dict[str, Any], url: str, conn: Any) -> None:
-    asyncio.run(_feed(sections, url, conn))
+    import anyio
+
+    anyio.run(_feed, sections, url, conn)
 
 
 async def _feed(sections: dict[str, Any], url: str, conn: Any) -> None:
@@ -66,6 +68,7 @@ async def _feed(sections: dict[str, Any], url: str, conn: Any) -> None:
                         "live": sum(b.live for b in books),
                         "books": len(books),
                         "published": agg.bus.published if agg.bus else 0,
+                        "scans": agg.outbox.scans,
                         "cpu": time.process_time(),
                     }
                 )
@@ -163,6 +166,9 @@ async def run_one(n_feeds: int, rates: list[int], window_s: float, settle_s: flo
                     "sent_fps": round(sent / dt),
                     "received_fps": round(recv / dt),
                     "bus_msgs_per_s": round((m1 - m0) / dt),
+                    "feeds_published_per_s": round((sum(b["published"] for b in d1) - sum(a["published"] for a in d0)) / dt),
+                    "feed_books_live": f"{sum(b['live'] for b in d1)}/{sum(b['books'] for b in d1)}",
+                    "feed_scans_per_s": round((sum(b["scans"] for b in d1) - sum(a["scans"] for a in d0)) / dt),
                     "receipt_summary_ms": {"p50": pct(lag, 0.5), "p99": pct(lag, 0.99), "n": len(lag)},
                     "consolidator_cpu_core": round(cpu / dt, 3),
                     "consolidator_cpu_s_per_10k_fps": round((cpu / dt) / (recv / dt / 10_000), 3) if recv else None,
@@ -175,7 +181,7 @@ async def run_one(n_feeds: int, rates: list[int], window_s: float, settle_s: flo
                 steps.append(step)
                 log(
                     f"  offered {r:>6}/s sent {step['sent_fps']:>6}/s recv {step['received_fps']:>6}/s "
-                    f"bus {step['bus_msgs_per_s']:>5} msg/s feed receipt->summary p50/p99 "
+                    f"live {step['feed_books_live']} scans {step['feed_scans_per_s']}/s bus {step['feeds_published_per_s']:>5} -> {step['bus_msgs_per_s']:>5} msg/s feed receipt->summary p50/p99 "
                     f"{step['receipt_summary_ms']['p50'] or 0:.1f}/{p99 or 0:.1f} ms consolidator {step['consolidator_cpu_core']:.2f} core "
                     f"(feeds {step['feeds_cpu_core']:.2f}, fakes {step['fakes_cpu_core']:.2f}) "
                     f"{'OK' if step['sustained'] else 'NOT sustained'}{' (generator-limited)' if step['generator_limited'] else ''}"

@@ -81,10 +81,15 @@ async def test_exchange_error_becomes_health_error_not_a_crash() -> None:
         cfg["exchanges"]["toy"]["trading_pairs"] = ["BTC/USDT", "DOGE/USDT"]
         async with Aggregator(cfg, registry=registry()) as agg:
             await wait_until(lambda: getattr(agg.connectors["toy"].books.get("BTCUSDT"), "live", False))
-            fake.inject(Fault.ERROR_REPLY, "BTCUSDT", message="symbol halted")
+            # an error that cannot heal (unknown symbol): FAILED, retried after failed_retry_s
+            fake.inject(Fault.ERROR_REPLY, "BTCUSDT", message="symbol halted: unknown symbol")
             await wait_until(lambda: agg.connectors["toy"].books["BTCUSDT"].state is BookState.FAILED)
+            await wait_until(lambda: agg.connectors["toy"].healing("BTCUSDT")[0] is not None, what="the watchdog")
             status: HealthStatus = agg.get_all_health_statuses()["toy"]
             assert not status.is_healthy and "symbol halted" in (status.error_message or "")
+            btc = status.symbols["BTC/USDT"]
+            assert "retry the FAILED book" in (btc.waiting_for or "") and btc.next_retry_s is not None
+            assert 0 < btc.next_retry_s <= agg.connectors["toy"].config.failed_retry_s
             assert "DOGE/USDT" in (status.error_message or "")  # unknown pair reported, not fatal
             summary = agg.get_summary("BTC/USDT")
             assert summary is not None and summary.bids == [] and "toy" in summary.excluded

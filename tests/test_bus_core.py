@@ -217,8 +217,59 @@ def test_levels_that_cannot_be_a_book_are_bad_messages_and_change_nothing() -> N
     ]:
         bad = msgspec.structs.replace(_msg(1, version), bids=bids, asks=asks)
         assert not remote.on_book(bad)
-    assert remote.bad_messages == 6 and remote.received == 1
+    future = _msg(time.time_ns() + 3600 * 10**9, 1)  # would shadow every real message of the book
+    assert not remote.on_book(future)
+    assert remote.bad_messages == 7 and remote.received == 1
     merged = view.merge(5, 5000)
     assert merged.venues == ["alpha"] and merged.bids[0][0] == 99.0 and merged.asks[0][0] == 101.0
     assert remote.on_book(_msg(1, 8, bid=98.5))  # a good newer message still applies
     assert view.merge(5, 5000).bids[0][0] == 98.5
+
+
+@pytest.mark.anyio
+async def test_feed_outbox_new_epoch_at_every_resync_versions_within_it_and_conflation() -> None:
+    from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SymbolBook, SyncRules
+    from aggcore.bus import FeedOutbox
+
+    book = SymbolBook("alpha", "BTCUSDT", "BTC/USDT", SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS))
+    out = FeedOutbox(levels=2)
+    book.apply(BookUpdate("BTCUSDT", [("99", "1"), ("98", "2"), ("97", "3")], [("101", "1")], snapshot=True, last=1))
+    assert out.scan([book]) == 1
+    first = out.latest[("alpha", "BTCUSDT")]
+    assert first.state == "LIVE" and first.version == 1 and first.bids == [(99.0, 1.0), (98.0, 2.0)]
+    assert out.scan([book]) == 0  # nothing changed: nothing sent
+    book.apply(BookUpdate("BTCUSDT", [("99", "5")], [], first=2, last=2))
+    book.apply(BookUpdate("BTCUSDT", [("99", "6")], [], first=3, last=3))
+    assert out.scan([book]) == 1  # two changes, one message (the latest)
+    second = out.latest[("alpha", "BTCUSDT")]
+    assert (second.epoch, second.version) == (first.epoch, 2) and second.bids[0] == (99.0, 6.0)
+    book.apply(BookUpdate("BTCUSDT", [("99", "7")], [], first=9, last=9))  # a gap: resync
+    out.scan([book])
+    gone = out.latest[("alpha", "BTCUSDT")]
+    assert gone.state == "RESYNCING" and gone.bids == [] and "sequence gap" in (gone.reason or "")
+    assert (gone.epoch, gone.version) == (first.epoch, 3)
+    book.apply(BookUpdate("BTCUSDT", [("99", "1")], [("100", "1")], snapshot=True, last=20))
+    out.scan([book])
+    back = out.latest[("alpha", "BTCUSDT")]
+    assert back.state == "LIVE" and back.epoch > first.epoch and back.version == 1
+    with anyio.fail_after(1):
+        books, beats = await out.take()
+    assert [m.version for m in books] == [1] and not beats
+    assert out.conflated == 3  # every message but the last was replaced: nothing took them
+    out.beat([book], 1000)
+    assert out.beats["alpha"].books == [("BTCUSDT", "LIVE", back.epoch, 1, out.beats["alpha"].books[0][4])]
+
+
+def test_a_venue_split_over_two_feeds_loses_only_the_books_of_the_feed_that_died() -> None:
+    router = Router()
+    remote = RemoteBooks(router.attach, silent_after_ms=100)
+    eth = msgspec.structs.replace(_msg(1, 1), symbol="ETHUSDT", pair="ETH/USDT")
+    remote.on_book(_msg(1, 1))
+    remote.on_book(eth)
+    time.sleep(0.12)
+    # only the ETH feed process is alive: its heartbeat names ETH only
+    remote.on_heartbeat(Heartbeat(venue="alpha", ts=time.time(), interval_ms=50, books=[("ETHUSDT", "LIVE", 1, 1, time.time())], feed="h-2"))
+    assert remote.check_silent() == ["alpha"]
+    assert "feed silent" in router.views["BTC/USDT"].merge(5, 5000).excluded["alpha"]
+    assert router.views["ETH/USDT"].merge(5, 5000).venues == ["alpha"]
+    assert remote.venue_alive("alpha")

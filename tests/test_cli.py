@@ -201,7 +201,9 @@ def test_run_hands_config_and_registry_to_the_runtime(site: Path, tmp_path: Path
 
     seen: dict[str, object] = {}
 
-    def fake_run_cli(config: object, registry: object, *, simulate: bool, live: bool, role: object = None) -> int:
+    def fake_run_cli(
+        config: object, registry: object, *, simulate: bool, live: bool, role: object = None, **kwargs: object
+    ) -> int:
         seen.update(config=config, registry=registry, simulate=simulate, live=live, role=role)
         return 0
 

@@ -94,6 +94,9 @@ def _names(text: str) -> set[str]:
 def _documented() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### Metrics") :]
+    following = re.search(r"^#{1,3} ", section[4:], re.M)  # the table ends at the next heading
+    if following is not None:
+        section = section[: following.start() + 4]
     return re.findall(r"^\| `([a-z_]+)` \|", section, re.M)
 
 

@@ -69,7 +69,7 @@ async def test_tty_frame_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.rstrip().endswith("\x1b[?25h")  # cursor given back
     for text in ("BTC/USDT", "binance", "okx", "kraken", "spread 0.40", "mid 60000.30", "bybit (stale)", "coinbase", "DOWN"):
         assert text in err, text
-    assert "ETH/USDT" in err and "+0.310%" in err  # the open opportunity
+    assert "ETH/USDT" in err and "net +0.31%" in err  # the open opportunity
 
 
 async def test_plain_snapshot_when_not_a_tty_and_closed_opportunities_go_away() -> None:

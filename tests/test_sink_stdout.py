@@ -35,6 +35,7 @@ def arbitrage(event: str = "opened") -> ArbitrageOpportunity:
     return ArbitrageOpportunity(
         buy_exchange="okx", sell_exchange="kraken", symbol="BTC/USDT", buy_price=60000.5, sell_price=60100,
         profit_percentage=0.12, volume=0.35, timestamp=NOW, event=event,  # type: ignore[arg-type]
+        gross_spread_percentage=0.32, buy_fee=0.001, sell_fee=0.001,
     )  # fmt: skip
 
 
@@ -64,7 +65,7 @@ async def test_human_lines(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "12:00:01.234 summary BTC/USDT bid 60000.10 (binance) ask 60000.50 (okx) spread 0.40 venues 7",
-        "12:00:01.234 arbitrage BTC/USDT OPENED buy okx 60000.5 sell kraken 60100 vol 0.35 +0.12%",
+        "12:00:01.234 arbitrage BTC/USDT OPENED buy okx 60000.50 sell kraken 60100.00 vol 0.35 net +0.12% (gross +0.32%, fees 0.10%+0.10%)",
         "12:00:01.234 health kraken DEGRADED connected, 1/2 books LIVE: ETH/USDT: RESYNCING",
         "12:00:01.234 metrics okx BTC/USDT 12.5 upd/s latency 3.0 ms errors 0 messages 0",
     ]

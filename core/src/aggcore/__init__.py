@@ -9,7 +9,8 @@ Library use::
             print(summary.symbol, summary.spread)
 """
 
-from .credentials import SecretUrl
+from typing import TYPE_CHECKING
+
 from .errors import (
     AggregatorError,
     BookSyncError,
@@ -21,18 +22,23 @@ from .errors import (
     RateLimitError,
     SinkError,
     TimeoutError,
+    UnknownPairError,
     WebSocketError,
 )
-from .models import (
-    ArbitrageOpportunity,
-    BookState,
-    HealthStatus,
-    Metrics,
-    PriceLevel,
-    Summary,
-    SymbolHealth,
-    TradingPair,
-)
+
+if TYPE_CHECKING:
+    from .aggregator import Aggregator
+    from .credentials import SecretUrl
+    from .models import (
+        ArbitrageOpportunity,
+        BookState,
+        HealthStatus,
+        Metrics,
+        PriceLevel,
+        Summary,
+        SymbolHealth,
+        TradingPair,
+    )
 
 from ._version import PLUGIN_API, __version__
 
@@ -58,15 +64,44 @@ __all__ = [
     "SymbolHealth",
     "TimeoutError",
     "TradingPair",
+    "UnknownPairError",
     "WebSocketError",
     "__version__",
 ]
 
 
-def __getattr__(name: str) -> object:
-    # Aggregator pulls in the runtime (anyio, httpx, OpenTelemetry): import it on first use
-    if name == "Aggregator":
-        from .aggregator import Aggregator
+#: where each lazily imported public name lives: ``import aggcore`` (and ``aggcore --version``)
+#: stays fast; the models (msgspec), credentials (pydantic) and the runtime (anyio, httpx,
+#: OpenTelemetry) load on first use
+_LAZY = {
+    "Aggregator": "aggregator",
+    "SecretUrl": "credentials",
+    **{
+        name: "models"
+        for name in (
+            "ArbitrageOpportunity",
+            "BookState",
+            "HealthStatus",
+            "Metrics",
+            "PriceLevel",
+            "Summary",
+            "SymbolHealth",
+            "TradingPair",
+        )
+    },
+}
 
-        return Aggregator
-    raise AttributeError(f"module 'aggcore' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aggcore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -40,7 +40,7 @@ from .book import SymbolBook
 from .bus import BookMessage, Bus, FeedOutbox, RemoteBooks, Role
 from .connector import Connector, WsOpener
 from .consolidated import ConsolidatedView, Router
-from .errors import ConfigError
+from .errors import ConfigError, UnknownPairError
 from .fanout import Hub, SinkRunner, Subscription
 from .models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary, SymbolHealth, TradingPair
 from .sink import Event, Sink
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .config import AppConfig
     from .plugins import PluginRegistry
     from .telemetry import Telemetry
+    from .runtime import Simulation
 
 __all__ = ["Aggregator"]
 
@@ -65,6 +66,11 @@ class Aggregator:
     ``config`` is an :class:`~aggcore.config.AppConfig`, a mapping of the same shape, or the
     path of a YAML/JSON file. Use ``async with Aggregator(config) as agg:`` (or ``await
     agg.start()`` / ``await agg.stop()`` from one task).
+
+    ``simulate=True`` runs offline, like ``aggcore run --simulate``: ``start()`` first starts
+    every configured exchange plugin's fake exchange on 127.0.0.1, quoting one simulated market
+    (see :class:`~aggcore.runtime.Simulation`), and points the connectors at them; ``stop()``
+    stops them. It needs the exchange plugins installed (each ships its fake), no network.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class Aggregator:
         role: Role | None = None,
         clock: Clock | None = None,
         connector_io: "Callable[[str], tuple[httpx.AsyncClient | None, WsOpener | None]] | None" = None,
+        simulate: bool = False,
     ) -> None:
         from .config import AppConfig, load_config
         from .plugins import load_plugins
@@ -106,6 +113,9 @@ class Aggregator:
         self._latency_ms: dict[tuple[str, str], float] = {}
         self._crashes: dict[str, str] = {}
         self.started = False
+        self._started_at: float | None = None  # clock time of start()
+        self.simulate = simulate
+        self._simulation: Simulation | None = None
         self.role: Role | None = role
         self.bus: Bus | None = None
         self.remote: RemoteBooks | None = None
@@ -136,15 +146,7 @@ class Aggregator:
             cls = self.registry.connectors.get(name)
             if cls is None:  # load_config already rejects this; kept for hand-built AppConfig
                 raise ConfigError(f"exchanges.{name}: no connector plugin named {name!r} is installed")
-            http, opener = self._connector_io(name) if self._connector_io is not None else (None, None)
-            self.connectors[name] = cls(
-                section,
-                http=http or self._http,
-                ws_connect=opener or self._ws_connect,
-                listener=self.router,
-                on_event=None,
-                clock=self.clock,
-            )
+            self.connectors[name] = self._make_connector(name, cls, section)
         analyzer_sections = dict(cfg.analyzers) if cfg.analyzers else {}
         if not analyzer_sections:
             for name in ("summary", "arbitrage"):
@@ -166,6 +168,33 @@ class Aggregator:
             self.hub.sinks.append(SinkRunner(sink))
         self._book_sinks = any("book" in r.kinds for r in self.hub.sinks)
 
+    def _make_connector(self, name: str, cls: type[Connector], section: Any) -> Connector:
+        http, opener = self._connector_io(name) if self._connector_io is not None else (None, None)
+        return cls(
+            section,
+            http=http or self._http,
+            ws_connect=opener or self._ws_connect,
+            listener=self.router,
+            on_event=None,
+            clock=self.clock,
+        )
+
+    async def _start_simulation(self) -> None:
+        """``simulate=True``: the fake exchanges first, then connectors pointed at them."""
+        from .runtime import Simulation
+
+        sim = Simulation(self.config, self.registry)
+        self.config = await sim.__aenter__()
+        self._simulation = sim
+        for name in list(self.connectors):
+            self.connectors[name] = self._make_connector(name, type(self.connectors[name]), self.config.exchanges[name])
+
+    async def _stop_simulation(self) -> None:
+        sim, self._simulation = self._simulation, None
+        if sim is not None:
+            with anyio.CancelScope(shield=True):
+                await sim.__aexit__(None, None, None)
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Aggregator":
         await self.start()
@@ -177,7 +206,18 @@ class Aggregator:
     async def start(self) -> None:
         if self.started:
             return
+        if self.simulate and self._simulation is None and self.role != "consolidate":
+            await self._start_simulation()
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop_simulation()
+            raise
+
+    async def _start(self) -> None:
         from .telemetry import Telemetry
+
+        self._started_at = self.clock.time()
 
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
@@ -229,6 +269,7 @@ class Aggregator:
     async def stop(self, flush_deadline_s: float = 5.0) -> None:
         """Stop reading, flush sinks within ``flush_deadline_s``, close everything."""
         if not self.started or self._stack is None or self._tg is None:
+            await self._stop_simulation()
             return
         self.started = False
         tg = self._tg
@@ -248,6 +289,7 @@ class Aggregator:
                 self.telemetry.shutdown()
             self._tg = None
             self._stack = None
+            await self._stop_simulation()
 
     async def _shutdown_sinks(self, deadline_s: float) -> None:
         """Flush then close every sink, all sinks at once, all within one deadline: a stuck
@@ -439,7 +481,7 @@ class Aggregator:
         skips intermediate states, never sees stale ones); replaced summaries are counted."""
         accept = None
         if pair is not None:
-            key = self._view_name(pair)
+            key = self._checked_pair(pair)
             accept = lambda s: s.symbol == key  # noqa: E731
         sub: Subscription[Summary] = Subscription(
             "summary", maxsize=maxsize, policy="conflate", key=lambda s: s.symbol, accept=accept
@@ -477,11 +519,50 @@ class Aggregator:
 
         return view_key(text, self.config.aggregation.quote_groups)
 
+    def _configured_views(self) -> tuple[set[str], bool]:
+        """The view names of every configured pair, and whether some may be missing (an
+        exchange's own spelling before its instrument list has loaded)."""
+        from .consolidated import view_key
+
+        names: set[str] = set()
+        unsure = False
+        for c in self.connectors.values():
+            for text in c.config.trading_pairs:
+                if "/" in text:
+                    try:
+                        names.add(self._view_name(text))
+                    except ValueError:
+                        unsure = True
+                elif c.symbols is not None:
+                    try:
+                        names.add(view_key(c.symbols.resolve(text).pair, self.config.aggregation.quote_groups))
+                    except KeyError:
+                        pass  # the connector reports it (pair_errors)
+                else:
+                    unsure = True
+        return names, unsure
+
+    def _checked_pair(self, pair: str | TradingPair) -> str:
+        """The view name of ``pair``; :class:`UnknownPairError` when no configured exchange
+        reads it (a consolidator's pairs come from the bus: not checked)."""
+        try:
+            name = self._view_name(pair)
+        except ValueError as exc:
+            raise UnknownPairError(f"{str(pair)!r} is not a pair: {exc}") from exc
+        if name in self.router.views or self.remote is not None:
+            return name
+        configured, unsure = self._configured_views()
+        if name in configured or unsure:
+            return name
+        listing = ", ".join(sorted(configured | set(self.router.views))) or "none"
+        raise UnknownPairError(f"pair {str(pair)!r} is not configured: no exchange reads it (configured pairs: {listing})")
+
     def get_summary(self, pair: str | TradingPair) -> Summary | None:
-        """The consolidated summary of ``pair`` now (None when the pair is not configured)."""
+        """The consolidated summary of ``pair`` now; ``None`` while a configured pair is not
+        ready yet (no book set up), :class:`UnknownPairError` for a pair no exchange reads."""
         from .builtins.analyzers.summary import build_summary
 
-        view = self.router.views.get(self._view_name(pair))
+        view = self.router.views.get(self._checked_pair(pair))
         if view is None:
             return None
         agg = self.config.aggregation
@@ -503,7 +584,7 @@ class Aggregator:
         for c in self.connectors.values():
             for text in c.pair_errors:
                 missing.append(f"{c.name}:{text}")
-        if not self.router.views and self.connectors:
+        if not self.router.views and (self.connectors or self.remote is not None):
             missing.append("(no book set up yet)")
         return sorted(missing)
 
@@ -518,6 +599,7 @@ class Aggregator:
             last_ns = 0
             for b in c.books.values():
                 last_ns = max(last_ns, b.last_update_ns)
+                waiting, retry_s = c.healing(b.symbol)
                 symbols[b.pair] = SymbolHealth(
                     symbol=b.pair,
                     state=b.state,
@@ -529,10 +611,17 @@ class Aggregator:
                     checksum_failures=b.checksum_failures,
                     crossed_books=b.crossed_books,
                     invalid_messages=b.invalid_messages,
+                    waiting_for=waiting,
+                    next_retry_s=retry_s,
                     error_message=b.error if b.state is not BookState.LIVE else None,
                 )
                 if b.state is not BookState.LIVE:
-                    problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
+                    problems.append(
+                        f"{b.pair}: {b.state.value}"
+                        + (f" ({b.error})" if b.error else "")
+                        + (f"; waiting for {waiting}" if waiting else "")
+                        + (f" in {retry_s:g}s" if retry_s is not None else "")
+                    )
             for text, err in c.pair_errors.items():
                 symbols[text] = SymbolHealth(symbol=text, state=BookState.FAILED, error_message=err)
                 problems.append(f"{text}: {err}")
@@ -568,7 +657,7 @@ class Aggregator:
                     )
                     if b.state is not BookState.LIVE:
                         problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
-                feed_alive = self.remote._beat_fresh(venue, now_ns)
+                feed_alive = self.remote.venue_alive(venue, now_ns)
                 out[venue] = HealthStatus(
                     exchange=venue,
                     is_healthy=not problems and feed_alive,
@@ -617,31 +706,32 @@ class Aggregator:
         now_ns = self.clock.monotonic_ns()
         now = self.clock.time()
         out = []
-        for c in self.connectors.values():
-            for b in c.books.values():
-                key = (c.name, b.pair)
-                prev = self._prev_counts.get(key)
-                rate = self._rates.get(key, 0.0)
-                if prev is None or now - prev[1] >= 0.5:
-                    if prev is not None:
-                        rate = (b.level_updates - prev[0]) / (now - prev[1])
-                    self._prev_counts[key] = (b.level_updates, now)
-                    self._rates[key] = rate
-                out.append(
-                    Metrics(
-                        exchange=c.name,
-                        symbol=b.pair,
-                        updates_per_second=round(rate, 3),
-                        latency_ms=round(self._latency_ms.get(key, 0.0), 3),
-                        error_count=b.gaps + b.checksum_failures + b.crossed_books + b.invalid_messages + (1 if b.state is BookState.FAILED else 0),
-                        last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
-                        messages=b.messages,
-                        level_updates=b.level_updates,
-                        gaps=b.gaps,
-                        resyncs=b.resyncs,
-                        checksum_failures=b.checksum_failures,
-                    )
+        for b in self.all_books():  # a consolidator's remote books too
+            key = (b.exchange, b.pair)
+            prev = self._prev_counts.get(key)
+            rate = self._rates.get(key, 0.0)
+            if prev is None or now - prev[1] >= 0.5:
+                if prev is not None:
+                    rate = (b.level_updates - prev[0]) / (now - prev[1])
+                elif self._started_at is not None and now - self._started_at > 0:
+                    rate = b.level_updates / (now - self._started_at)  # the first reading: since start
+                self._prev_counts[key] = (b.level_updates, now)
+                self._rates[key] = rate
+            out.append(
+                Metrics(
+                    exchange=b.exchange,
+                    symbol=b.pair,
+                    updates_per_second=round(rate, 3),
+                    latency_ms=round(self._latency_ms.get(key, 0.0), 3),
+                    error_count=b.gaps + b.checksum_failures + b.crossed_books + b.invalid_messages + (1 if b.state is BookState.FAILED else 0),
+                    last_update=_wall(b.last_update_ns, now_ns, now) if b.last_update_ns else None,
+                    messages=b.messages,
+                    level_updates=b.level_updates,
+                    gaps=b.gaps,
+                    resyncs=b.resyncs,
+                    checksum_failures=b.checksum_failures,
                 )
+            )
         return out
 
 

@@ -133,6 +133,9 @@ class SyncRules:
 
 
 _INF = float("inf")
+_NO_CAP = 1 << 62
+#: a LIVE book that drops this many messages in a row as older than itself resyncs
+STALE_RUN_LIMIT = 50
 
 
 class InvalidLevel(ValueError):
@@ -151,15 +154,24 @@ def _why(price: float, qty: float) -> str:
 
 
 class BookSide:
-    """One side of a book: ``levels`` maps price -> quantity; ``keys`` are the prices ascending."""
+    """One side of a book: ``levels`` maps price -> quantity; ``keys`` are the prices ascending.
 
-    __slots__ = ("levels", "keys", "bids", "raw")
+    ``lo``/``hi`` bound the prices this side keeps (exclusive): a side capped at ``max_levels``
+    (:meth:`cap`) drops its far levels and from then on ignores every level at or beyond the
+    best price it dropped, so the levels it keeps are exactly the exchange's best ones.
+    ``floor`` is the size under which a capped side is too thin to trust and the book resyncs.
+    """
+
+    __slots__ = ("levels", "keys", "bids", "raw", "lo", "hi", "floor")
 
     def __init__(self, bids: bool, keep_strings: bool = False) -> None:
         self.levels: dict[float, float] = {}
         self.keys: list[float] = []
         self.bids = bids
         self.raw: dict[float, tuple[str, str]] | None = {} if keep_strings else None
+        self.lo = 0.0
+        self.hi = _INF
+        self.floor = 0
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -169,6 +181,9 @@ class BookSide:
         self.keys.clear()
         if self.raw is not None:
             self.raw.clear()
+        self.lo = 0.0
+        self.hi = _INF
+        self.floor = 0
 
     def apply(self, levels: Sequence[Level]) -> int:
         """Apply ``(price, quantity, ...)`` levels; quantity zero (any spelling) deletes.
@@ -181,6 +196,8 @@ class BookSide:
         book = self.levels
         keys = self.keys
         raw = self.raw
+        lo = self.lo
+        hi = self.hi
         for level in levels:
             try:
                 p = level[0]
@@ -190,8 +207,11 @@ class BookSide:
             except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
                 raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show(level)}: {exc}") from None
             # one chained comparison each: also false for NaN; rejects inf, <= 0 prices, < 0 sizes
-            if not (0.0 < price < _INF and 0.0 <= qty < _INF):
-                raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show(level)}: {_why(price, qty)}")
+            # (lo >= 0 and hi <= inf: the kept range of a capped side is checked at no extra cost)
+            if not (lo < price < hi and 0.0 <= qty < _INF):
+                if not (0.0 < price < _INF and 0.0 <= qty < _INF):
+                    raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show(level)}: {_why(price, qty)}")
+                continue  # beyond the levels a capped side keeps
             if qty == 0.0:
                 if book.pop(price, None) is not None:
                     del keys[bisect_left(keys, price)]
@@ -222,6 +242,20 @@ class BookSide:
         """The best ``n`` levels as ``(price, quantity)``, best first."""
         levels = self.levels
         return [(p, levels[p]) for p in self.prices(n)]
+
+    def cap(self, max_levels: int) -> None:
+        """Keep the best ``max_levels`` levels and ignore, from now on, every level at or beyond
+        the best one dropped (a full-depth feed: the book stays exact within what it keeps)."""
+        keys = self.keys
+        extra = len(keys) - max_levels
+        if extra <= 0:
+            return
+        if self.bids:
+            self.lo = keys[extra - 1]
+        else:
+            self.hi = keys[max_levels]
+        self.truncate(max_levels)
+        self.floor = max_levels // 2
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels (for exchanges that send no delete out of range)."""
@@ -304,6 +338,9 @@ class SymbolBook:
         "error",
         "snapshot_seq",
         "on_event",
+        "max_levels",
+        "_stale_at",
+        "_stale_run",
     )
 
     def __init__(
@@ -314,6 +351,7 @@ class SymbolBook:
         rules: SyncRules,
         *,
         depth: int | None = None,
+        max_levels: int | None = None,
         listener: BookListener | None = None,
         request_resync: Callable[[str, str], None] | None = None,
         on_event: Callable[[str, "SymbolBook", str], None] | None = None,
@@ -323,6 +361,8 @@ class SymbolBook:
         self.pair = pair
         self.rules = rules
         self.depth = depth
+        #: levels kept per side (full-depth feeds); beyond it the far levels are dropped
+        self.max_levels = max_levels if max_levels is not None else _NO_CAP
         self.book = OrderBook(rules.keep_strings)
         self.state = BookState.SYNCING
         self.last_seq: int | None = None
@@ -343,6 +383,8 @@ class SymbolBook:
         self.crossed_books = 0
         self.dropped_stale = 0
         self.invalid_messages = 0
+        self._stale_at = -2
+        self._stale_run = 0
         self.error: str | None = None
 
     # -- state ---------------------------------------------------------------------------
@@ -377,6 +419,17 @@ class SymbolBook:
         self.book.clear()
         self.buffer.clear()
         self._set_state(BookState.FAILED)
+
+    def revive(self, reason: str) -> None:
+        """Retry a FAILED book: it waits for a fresh snapshot again (RESYNCING)."""
+        if self.state is BookState.FAILED:
+            self.error = reason
+            self.book.clear()
+            self.buffer.clear()
+            self.last_seq = None
+            self.snapshot_seq = None
+            self.awaiting_first = False
+            self._set_state(BookState.RESYNCING)
 
     def mark_stale(self, reason: str) -> None:
         if self.state is BookState.LIVE:
@@ -418,15 +471,13 @@ class SymbolBook:
                 if update.first != last + 1:
                     if update.last is not None and update.last <= last:
                         # a duplicate or an old message: nothing new in it
-                        self.dropped_stale += 1
-                        return False
+                        return self._stale(last)
                     self.gaps += 1
                     self.resync(f"sequence gap: expected {last + 1}, got {update.first}", "gap")
                     return False
             elif mode is _MONOTONIC and last is not None and update.last is not None:
                 if update.last <= last:
-                    self.dropped_stale += 1
-                    return False
+                    return self._stale(last)
             if state is _STALE:
                 self.error = None
                 self._set_state(BookState.LIVE)
@@ -446,24 +497,61 @@ class SymbolBook:
 
     def _apply_delta(self, update: BookUpdate, receipt_ns: int) -> bool:
         book = self.book
+        last = update.last
+        if last is not None and last.__class__ is not int:
+            return self._invalid(update, InvalidLevel(f"sequence {last!r} is not an integer"))
         try:
             n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
         except (ValueError, TypeError) as exc:  # InvalidLevel, or sides that are not lists
             return self._invalid(update, exc)
         self.level_updates += n
-        if update.last is not None:
-            self.last_seq = update.last
+        if last is not None:
+            self.last_seq = last
         depth = self.depth
         if depth is not None:
             if len(book.bids.keys) > depth:
                 book.bids.truncate(depth)
             if len(book.asks.keys) > depth:
                 book.asks.truncate(depth)
+        cap = self.max_levels
+        nb = len(book.bids.keys)
+        na = len(book.asks.keys)
+        if not (book.bids.floor <= nb <= cap and book.asks.floor <= na <= cap) and not self._capped(nb, na):
+            return False
         if not self._verify(update):
             return False
         listener = self.listener
         if listener is not None:
             listener.book_changed(self, receipt_ns)
+        return True
+
+    def _stale(self, last: int) -> bool:
+        """A LIVE book dropped a message older than itself. A long unbroken run of them means the
+        book is ahead of the exchange (a snapshot from the future): it would never change again."""
+        self.dropped_stale += 1
+        n = self.messages
+        if self._stale_at != n - 1:
+            self._stale_run = 0
+        self._stale_at = n
+        self._stale_run += 1
+        if self._stale_run >= STALE_RUN_LIMIT:
+            self.resync(f"{self._stale_run} messages in a row older than the book (sequence {last}): it is ahead of the exchange", "gap")
+        return False
+
+    def _capped(self, nb: int, na: int) -> bool:
+        """A side grew past ``max_levels`` (cap it) or a capped side thinned below its floor (the
+        levels it dropped may now be among the best: resync). False when the book resynced."""
+        book = self.book
+        for side, n in ((book.bids, nb), (book.asks, na)):
+            if n > self.max_levels:
+                side.cap(self.max_levels)
+            elif n < side.floor:
+                self.resync(
+                    f"{'bid' if side.bids else 'ask'} side thinned to {n} levels after far levels were dropped "
+                    f"(max_book_levels {self.max_levels}): fresh snapshot",
+                    "depth",
+                )
+                return False
         return True
 
     def _invalid(self, update: BookUpdate, exc: BaseException) -> bool:
@@ -498,6 +586,8 @@ class SymbolBook:
         book = self.book
         book.clear()
         self.buffer.clear()
+        if update.last is not None and update.last.__class__ is not int:
+            return self._invalid(update, InvalidLevel(f"sequence {update.last!r} is not an integer"))
         try:
             n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
         except (ValueError, TypeError) as exc:
@@ -509,6 +599,8 @@ class SymbolBook:
         if self.depth is not None:
             book.bids.truncate(self.depth)
             book.asks.truncate(self.depth)
+        book.bids.cap(self.max_levels)
+        book.asks.cap(self.max_levels)
         if not self._verify(update):
             return False
         self.error = None
@@ -530,6 +622,9 @@ class SymbolBook:
             return False
         book = self.book
         book.clear()
+        if snapshot.last is not None and snapshot.last.__class__ is not int:
+            self.buffer.clear()
+            return self._invalid(snapshot, InvalidLevel(f"sequence {snapshot.last!r} is not an integer"))
         try:
             book.bids.apply(snapshot.bids)
             book.asks.apply(snapshot.asks)
@@ -539,13 +634,21 @@ class SymbolBook:
         if self.depth is not None:
             book.bids.truncate(self.depth)
             book.asks.truncate(self.depth)
+        book.bids.cap(self.max_levels)
+        book.asks.cap(self.max_levels)
         self.snapshot_seq = snapshot.last
         self.last_seq = snapshot.last
         self.awaiting_first = True
         buffered = list(self.buffer)
         self.buffer.clear()
         if self.rules.sequence is not SequenceMode.CONTIGUOUS:
-            # no continuity to prove: the snapshot itself is the book
+            # no continuity to prove: the snapshot itself is the book; deltas it already holds are
+            # dropped here (not counted as a run of old messages on a LIVE book)
+            snap_last = snapshot.last
+            if snap_last is not None:
+                kept = [u for u in buffered if u.last is not None and u.last > snap_last]
+                self.dropped_stale += len(buffered) - len(kept)
+                buffered = kept
             self.awaiting_first = False
             self.error = None
             self._set_state(BookState.LIVE)
@@ -570,7 +673,9 @@ class SymbolBook:
         snap = self.snapshot_seq
         assert snap is not None
         last = update.last
-        if last is not None and last <= snap:
+        if last is None or last <= snap:
+            # older than the snapshot, or without a sequence to tell (its content may be older
+            # than the snapshot's: applying it would take the book back in time)
             self.dropped_stale += 1
             return False
         mode = self.rules.sequence

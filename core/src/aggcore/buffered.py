@@ -8,6 +8,8 @@ that can go away: :class:`BufferedSink`.
 subclass's ``deliver(batch)``:
 
 - success: ``delivered_events`` grows, ``health_error`` is cleared;
+- the server refuses writes for now (``is_refusal(exc)``: memory or disk full, read-only): the
+  batch is retried with backoff on the same connection while the buffer holds the events;
 - a transient error (``is_transient(exc)``: the connection broke, the server restarts, a
   timeout): the sink disconnects, says so in health (state, attempt, the error, how many
   events it holds), backs off (exponential with full jitter, ``backoff_initial_s`` up to
@@ -109,6 +111,11 @@ class BufferedSink(Sink):
     def is_transient(self, exc: BaseException) -> bool:
         """True when ``exc`` means the connection or server is (temporarily) gone: retry the batch."""
         return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
+
+    def is_refusal(self, exc: BaseException) -> bool:
+        """True when the server is reachable but refuses writes for now (memory or disk full,
+        read-only): the batch is retried with backoff on the same connection, events are held."""
+        return False
 
     def is_permanent(self, exc: BaseException) -> bool:
         """True when a failure to connect cannot heal by retrying (credentials, missing database)."""
@@ -227,18 +234,21 @@ class BufferedSink(Sink):
                         continue
                 await self.deliver(self._inflight, self._inflight_no)
             except Exception as exc:
-                if self.is_transient(exc) or not self.connected:
+                refused = self.connected and self.is_refusal(exc)
+                if refused or self.is_transient(exc) or not self.connected:
                     attempt += 1
-                    self.connected = False
-                    await self.disconnect()
-                    delay = random.uniform(0, min(self.bcfg.backoff_max_s, self.bcfg.backoff_initial_s * 2 ** min(attempt - 1, 30)))
-                    self._set_error(
-                        f"disconnected from {self.describe()}: {self.scrub(_text(exc))}; reconnect attempt {attempt}, "
-                        f"holding {self.pending_events} events"
-                    )
+                    what = self.scrub(_text(exc))
+                    if refused:  # the server is there but takes no writes for now: keep the connection
+                        text = f"{self.describe()} refuses writes for now: {what}; retry {attempt}"
+                    else:
+                        self.connected = False
+                        await self.disconnect()
+                        text = f"disconnected from {self.describe()}: {what}; reconnect attempt {attempt}"
+                    self._set_error(f"{text}, holding {self.pending_events} events")
                     log.warning("sink %s: %s", self.name, self.health_error)
                     if self._closed:
                         return  # shutting down: what is held is counted by close()
+                    delay = random.uniform(0, min(self.bcfg.backoff_max_s, self.bcfg.backoff_initial_s * 2 ** min(attempt - 1, 30)))
                     await anyio.sleep(delay)
                     continue
                 n = len(self._inflight)

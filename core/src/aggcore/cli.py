@@ -4,7 +4,10 @@ Logs and diagnostics go to stderr; stdout carries only a command's result (the p
 table, the validation summary, or the stdout sink's events under ``run``).
 
 Exit codes: 0 success, 1 runtime or plugin error (strict mode), 2 usage or configuration error,
-130 interrupted.
+130 interrupted (``plugins``, ``validate``). ``run`` exits 0 on SIGINT/SIGTERM at any moment,
+also during start-up, and when its stdout is closed (``aggcore run ... | head -1``).
+
+Imports are lazy: ``aggcore --version`` and ``--help`` load no plugins and no runtime.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .errors import AggregatorError, ConfigError, PluginError
-from .plugins import PluginInfo, PluginRegistry, load_plugins
+
+if TYPE_CHECKING:
+    from .plugins import PluginInfo, PluginRegistry
 
 if TYPE_CHECKING:
     from .config import AppConfig
@@ -38,13 +44,31 @@ Command = Callable[[argparse.Namespace], int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (the console script passes it to ``sys.exit``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command: Command | None = getattr(args, "func", None)
-    if command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_CONFIG
+    # SIGINT and SIGTERM interrupt from the first moment (the runtime replaces both with its own
+    # handlers once its event loop runs): an early signal is then a clean exit, not 143
+    _received.clear()
+    previous = _interrupt_on_signals()
     try:
+        return _main(argv)
+    finally:
+        if argv is None:  # the real process: a late signal must not turn exit 0 into 143
+            _ignore_signals()
+        else:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    interrupted = EXIT_OK if "run" in words else EXIT_INTERRUPTED  # refined once parsed
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command: Command | None = getattr(args, "func", None)
+        if command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_CONFIG
+        interrupted = EXIT_OK if command is cmd_run else EXIT_INTERRUPTED
         return command(args)
     except ConfigError as exc:
         _print_config_error(exc)
@@ -56,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AggregatorError as exc:
         print(f"aggcore: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the runtime's own handlers took over
+        if interrupted == EXIT_OK:
+            print("aggcore: interrupted: stopped", file=sys.stderr)
+        return interrupted
     except BrokenPipeError:  # e.g. ``aggcore plugins --json | head``
         _silence_stdout()
         return EXIT_OK
@@ -106,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true", help="run against each plugin's fake exchange over loopback (offline)")
     p.add_argument("--live", action="store_true", help="show a live console view instead of printing events")
     p.add_argument(
+        "--format",
+        choices=["human", "json"],
+        default=None,
+        help="stdout output: one readable line per event (human, the default) or JSON Lines",
+    )
+    p.add_argument(
         "--role",
         choices=["feed", "consolidate"],
         default=None,
@@ -117,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the web dashboard on HOST:PORT (127.0.0.1 when HOST is omitted); needs aggcore-plugin-dashboard",
     )
     p.add_argument("--record", metavar="DIR", help="also record every connector's raw traffic into DIR (see 'aggcore record')")
+    _rotation_options(p)
     p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("record", parents=[common], help="record the config's raw exchange traffic into a directory")
@@ -124,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the recording files (created if missing)")
     p.add_argument("--simulate", action="store_true", help="record each plugin's fake exchange over loopback (offline)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until Ctrl-C/SIGTERM)")
+    _rotation_options(p)
     p.set_defaults(func=cmd_record)
 
     p = commands.add_parser("replay", parents=[common], help="replay recorded traffic through the connectors, analyzers and sinks")
@@ -200,7 +234,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     _setup_logging(args, default_level="WARNING")
     registry = _load_plugins(args)
-    config = load_config(args.file, registry=registry)
+    warnings: list[tuple[str, str]] = []
+    config = load_config(args.file, registry=registry, warnings=warnings)
+    for loc, msg in warnings:  # the same warnings 'run' logs
+        print(f"{args.file}: {loc}: warning: {msg}", file=sys.stderr)
     exchanges = ", ".join(
         f"{name} ({len(cfg.trading_pairs)} pair{'s' if len(cfg.trading_pairs) != 1 else ''}"
         f"{'' if cfg.enabled else ', disabled'})"
@@ -208,7 +245,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     sinks = ", ".join(config.sinks) or "none (stdout by default)"
     analyzers = ", ".join(config.analyzers) or "none"
-    print(f"{args.file}: OK")
+    print(f"{args.file}: OK" + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""))
     print(f"  exchanges: {exchanges or 'none'}")
     print(f"  sinks:     {sinks}")
     print(f"  analyzers: {analyzers}")
@@ -239,8 +276,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             errors=[("bus", f"--role {args.role} needs a bus section, e.g. bus: {{nats: {{servers: [nats://127.0.0.1:4222]}}}}")],
             source=str(args.config),
         )
-    extra = {"record": args.record} if args.record else {}
-    return run_cli(config, registry, simulate=args.simulate, live=args.live, role=args.role, **extra)
+    extra: dict[str, Any] = {"record_options": _rotation(args)} if args.record else {}
+    try:
+        return run_cli(
+            config,
+            registry,
+            simulate=args.simulate,
+            live=args.live,
+            role=args.role,
+            record=args.record or None,
+            stdout_format=args.format,
+            interrupted=lambda: bool(_received),
+            **extra,
+        )
+    except ConfigError as exc:  # found while starting (e.g. a pair --simulate cannot serve)
+        exc.source = exc.source or str(args.config)
+        raise
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -251,7 +302,20 @@ def cmd_record(args: argparse.Namespace) -> int:
     registry = _load_plugins(args)
     config = load_config(args.config, registry=registry)
     _setup_logging(args, default_level=config.logging.level, default_format=config.logging.format)
-    return run_cli(config, registry, simulate=args.simulate, record=args.out, record_only=True, duration_s=args.duration)
+    return run_cli(
+        config, registry, simulate=args.simulate, record=args.out, record_options=_rotation(args), record_only=True, duration_s=args.duration
+    )
+
+
+def _rotation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rotate-mb", type=float, default=256.0, metavar="MB", help="start a new recording file after this many MB (default 256)")
+    p.add_argument("--rotate-s", type=float, default=3600.0, metavar="SECONDS", help="... or after this long (default 3600)")
+
+
+def _rotation(args: argparse.Namespace) -> dict[str, float]:
+    if not (args.rotate_mb > 0 and args.rotate_s > 0):
+        raise ConfigError("--rotate-mb and --rotate-s must be above 0")
+    return {"rotate_bytes": args.rotate_mb * 1e6, "rotate_s": args.rotate_s}
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -299,7 +363,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def with_dashboard(config: "AppConfig", registry: PluginRegistry, spec: str) -> "AppConfig":
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM before the runtime's handlers. A subclass: CPython marks a process
+    whose code object ended in a plain ``KeyboardInterrupt`` and kills itself with SIGINT at
+    exit, even when the interrupt was caught and the exit code is 0."""
+
+
+#: the signal that interrupted start-up: an interrupt raised from a signal handler can land in
+#: code that swallows it (a ``__del__``, a callback), so the runtime also checks this flag
+_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise _Interrupted
+
+
+def _interrupt_on_signals() -> dict[int, Any]:
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _interrupt)
+        except ValueError:  # not the main thread (an embedding application): leave signals alone
+            break
+    return previous
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:
+            pass
+
+
+def with_dashboard(config: "AppConfig", registry: "PluginRegistry", spec: str) -> "AppConfig":
     """``--dashboard [HOST:]PORT``: the config with ``sinks.dashboard`` enabled on that address
     (other keys of an existing ``sinks.dashboard`` section are kept)."""
     host, sep, port_text = spec.rpartition(":")
@@ -327,8 +425,9 @@ def with_dashboard(config: "AppConfig", registry: PluginRegistry, spec: str) -> 
     return config.model_copy(update={"sinks": {**config.sinks, "dashboard": validated}})
 
 
+def _load_plugins(args: argparse.Namespace) -> "PluginRegistry":
+    from .plugins import load_plugins
 
-def _load_plugins(args: argparse.Namespace) -> PluginRegistry:
     strict = True if getattr(args, "strict_plugins", False) else None  # None: AGGCORE_STRICT_PLUGINS decides
     registry = load_plugins(strict=strict)
     return registry
@@ -366,7 +465,7 @@ def _print_config_error(exc: ConfigError) -> None:
         print(f"aggcore: configuration error: {exc}", file=sys.stderr)
 
 
-def _print_table(rows: list[PluginInfo], out: TextIO) -> None:
+def _print_table(rows: "list[PluginInfo]", out: TextIO) -> None:
     header = ("NAME", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS")
     table = [
         (p.name, p.distribution or "-", p.version or "-", ", ".join(p.provides) or "-", p.status)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from .analyzer import AnalyzerConfig
 from .bus import BusSection
@@ -44,6 +45,7 @@ __all__ = [
     "PrometheusConfig",
     "SecretUrl",
     "apply_env_overrides",
+    "config_warnings",
     "load_config",
     "substitute",
 ]
@@ -95,11 +97,24 @@ class MonitoringConfig(BaseModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class LoggingConfig(BaseModel):
     model_config = _FORBID
 
-    level: str = "INFO"
+    level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)")
     format: Literal["human", "json"] = "human"
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level == "WARN":
+            level = "WARNING"
+        if level not in _LEVELS:
+            raise ValueError(f"unknown log level: use {', '.join(_LEVELS)}")
+        return level
 
 
 class AppConfig(BaseModel):
@@ -148,11 +163,17 @@ def load_config(
     *,
     registry: PluginRegistry | None = None,
     environ: Mapping[str, str] | None = None,
+    warnings: list[tuple[str, str]] | None = None,
 ) -> AppConfig:
     """Read, substitute, override and validate a configuration; raise one :class:`ConfigError`.
 
     ``source`` is a path to a ``.yaml``/``.yml``/``.json`` file or an already parsed mapping.
     ``registry`` defaults to :func:`aggcore.plugins.load_plugins`; ``environ`` to ``os.environ``.
+
+    Errors: everything the models reject, a key written twice in one mapping (YAML: both
+    lines named), a pair listed twice for one exchange. Warnings (a config that loads but will
+    not do much): no enabled exchange, an enabled exchange without trading pairs. They are
+    appended to ``warnings`` as ``(key path, message)``, or logged when it is ``None``.
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     if isinstance(source, Mapping):
@@ -160,30 +181,71 @@ def load_config(
         data: Any = _deep_copy(source)
     else:
         label = str(source)
-        data = _read_file(Path(source), label)
+    errors: list[tuple[str, str]] = []  # all collected, reported together
+    if not isinstance(source, Mapping):
+        data = _read_file(Path(source), label, errors)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise _config_error(label, [("<root>", f"expected a mapping of sections, got {_type_word(data)}")])
 
-    errors: list[tuple[str, str]] = []
     data = substitute(data, env, errors)
     origins = apply_env_overrides(data, env, errors)
     if registry is None:
         from .plugins import load_plugins
 
         registry = load_plugins()
+    _check_pairs(data, errors)
     config = _validate(data, registry, errors)
     if errors or config is None:
         errors = [(loc, _with_origin(loc, msg, origins)) for loc, msg in errors]
         raise _config_error(label, errors)
+    found = config_warnings(config)
+    if warnings is not None:
+        warnings.extend(found)
+    else:
+        for loc, msg in found:
+            logging.getLogger("aggcore.config").warning("%s: %s: %s", label, loc, msg)
     return config
+
+
+def config_warnings(config: AppConfig) -> list[tuple[str, str]]:
+    """What loads but will not do much: ``(key path, message)`` pairs."""
+    found: list[tuple[str, str]] = []
+    if not config.enabled_exchanges and config.bus is None:  # a consolidator reads the bus instead
+        found.append(("exchanges", "no enabled exchange: there is nothing to read (add one under exchanges:)"))
+    for name, section in config.enabled_exchanges.items():
+        if not section.trading_pairs:
+            found.append((f"exchanges.{name}.trading_pairs", "no trading pairs: this exchange is not read (list pairs, or set enabled: false)"))
+    return found
+
+
+def _check_pairs(data: dict[str, Any], errors: list[tuple[str, str]]) -> None:
+    """A pair listed twice for one exchange (``BTC/USDT`` and ``btc/usdt``) is an error."""
+    exchanges = data.get("exchanges")
+    if not isinstance(exchanges, dict):
+        return
+    for name, section in exchanges.items():
+        pairs = section.get("trading_pairs") if isinstance(section, dict) else None
+        if not isinstance(pairs, list):
+            continue
+        seen: dict[str, int] = {}
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, str):
+                continue
+            key = pair.strip().upper()
+            if key in seen:
+                errors.append(
+                    (f"exchanges.{name}.trading_pairs[{i}]", f"duplicate pair {pair!r}: already listed at trading_pairs[{seen[key]}]")
+                )
+            else:
+                seen[key] = i
 
 
 # -- reading ----------------------------------------------------------------------------------------
 
 
-def _read_file(path: Path, label: str) -> Any:
+def _read_file(path: Path, label: str, errors: list[tuple[str, str]]) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -193,17 +255,52 @@ def _read_file(path: Path, label: str) -> Any:
     except UnicodeDecodeError as exc:
         raise _config_error(label, [("<file>", "not UTF-8 text")]) from exc
     if path.suffix.lower() == ".json":
+        duplicates: list[tuple[str, str]] = []
         try:
-            return json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _json_object(pairs, duplicates))
         except json.JSONDecodeError as exc:
             raise _config_error(label, [(f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}")]) from exc
+        errors.extend(duplicates)
+        return data
     try:
+        errors.extend(_yaml_duplicates(yaml.compose(text, Loader=yaml.SafeLoader)))
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else "<file>"
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise _config_error(label, [(where, f"invalid YAML: {problem}")]) from exc
+
+
+def _json_object(pairs: list[tuple[str, Any]], duplicates: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            duplicates.append((key, "duplicate key in one object: JSON keeps only the last; write it once"))
+        out[key] = value
+    return out
+
+
+def _yaml_duplicates(node: Any, path: str = "") -> list[tuple[str, str]]:
+    """Keys written twice in one YAML mapping (PyYAML silently keeps the last): each with the
+    key path and both lines."""
+    found: list[tuple[str, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            line = key_node.start_mark.line + 1
+            if key != "<<" and key in first:
+                found.append(
+                    (_join(path, key), f"duplicate key: written at line {first[key]} and again at line {line} (write it once)")
+                )
+            else:
+                first.setdefault(key, line)
+            found += _yaml_duplicates(value_node, _join(path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _yaml_duplicates(item, f"{path}[{i}]")
+    return found
 
 
 def _deep_copy(value: Any) -> Any:
@@ -312,9 +409,14 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str], errors
 
 
 def _with_origin(loc: str, msg: str, origins: Mapping[str, str]) -> str:
+    """Name the environment variable behind an error: one that set this key or a key inside it,
+    or one that created this (misspelled) section or key on its way down."""
     for path, var in origins.items():
         if loc == path or loc.startswith(path + ".") or loc.startswith(path + "["):
             return f"{msg} (set by {var})"
+    created = [var for path, var in origins.items() if path.startswith(loc + ".")]
+    if created:
+        return f"{msg} (set by {', '.join(created)})"
     return msg
 
 
@@ -448,7 +550,8 @@ def _message(model: type[BaseModel], err: Any) -> str:
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
-    return str(err["msg"])
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ") if kind == "value_error" else msg
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

@@ -36,6 +36,7 @@ import importlib
 import logging
 import math
 import random
+import re
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -112,6 +113,21 @@ class ConnectorConfig(BaseModel):
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     stable_after_s: float = Field(60.0, gt=0, description="a connection up this long resets the backoff")
+    resync_deadline_s: float = Field(
+        10.0,
+        gt=0,
+        description="a book not LIVE for this long is escalated: asked again (snapshot or resubscribe), then its "
+        "connection is reconnected, alternately, with the interval doubling up to reconnect_max_s, forever",
+    )
+    failed_retry_s: float = Field(
+        600.0, gt=0, description="a FAILED book (an error that cannot heal, e.g. an unknown symbol) is retried after this long"
+    )
+    max_book_levels: int = Field(
+        10_000,
+        ge=100,
+        description="levels kept per book side: levels beyond them are dropped and the book stays exact within "
+        "the levels it keeps (a full-depth feed cannot grow a book without bound)",
+    )
 
 
 class RateBudget:
@@ -231,6 +247,31 @@ class Connection:
         await self.ws.close(1000, reason[:120])
 
 
+class _Heal:
+    """How the engine is bringing one book back to LIVE (see ``Connector._heal_books``)."""
+
+    __slots__ = ("since", "next_at", "step", "requests", "retry_scheduled", "resubscribe", "failed_at", "waiting", "action")
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # monotonic time the book was first seen not LIVE
+        self.next_at = 0.0  # when the next escalation is due
+        self.step = 0  # escalations so far: odd = asked again, even = reconnected
+        self.requests = 0  # resync requests since the book was last seen LIVE (their backoff)
+        self.retry_scheduled = False  # a delayed re-ask is pending
+        self.resubscribe = False  # the next re-ask also resubscribes (after an exchange error)
+        self.failed_at: float | None = None
+        self.waiting: str | None = None  # what the book waits for (health)
+        self.action: str | None = None  # what the engine does next, at next_at (health)
+
+    def reset(self) -> None:
+        self.since = None
+        self.step = 0
+        self.requests = 0
+        self.failed_at = None
+        self.waiting = None
+        self.action = None
+
+
 class Connector:
     """Base class of exchange connectors. See the module docstring for what to implement."""
 
@@ -292,6 +333,7 @@ class Connector:
         self.last_error: str | None = None
         self.messages = 0
         self._pending_snapshots: set[str] = set()
+        self._heal: dict[str, _Heal] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._snapshot_slot = 0.0
         self._shared_limiter: _Limiter | None = None
@@ -353,17 +395,39 @@ class Connector:
     # -- helpers for plugins ----------------------------------------------------------------------
 
     def report_error(
-        self, message: str, *, symbol: str | None = None, kind: str = "exchange", code: int | str | None = None
+        self,
+        message: str,
+        *,
+        symbol: str | None = None,
+        kind: str = "exchange",
+        code: int | str | None = None,
+        permanent: bool | None = None,
     ) -> None:
-        """Record an exchange/parsing error. With a symbol, that book fails (health shows why);
-        without, it is a connection-level error. Never raises: the hot path goes on."""
+        """Record an exchange/parsing error. Never raises: the hot path goes on.
+
+        Without a symbol it is a connection-level error (counted, shown in health). With a
+        symbol, that book leaves LIVE and health shows why: a transient error (e.g. an error
+        reply such as "busy" or "rate limited") resyncs and resubscribes it, retried with
+        backoff until it heals; a permanent one (an error that cannot heal: an unknown,
+        invalid or delisted symbol, a channel the exchange does not have) makes it FAILED,
+        retried only every ``failed_retry_s``. ``permanent=None`` (the default) lets the
+        engine tell from the message (:func:`looks_permanent`); a plugin that knows its
+        exchange's codes passes ``True`` or ``False``."""
         self.errors += 1
         self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
         text = f"{message} (code {code})" if code is not None else message
         self.last_error = text
         log.warning("%s: %s%s", self.name, f"{symbol}: " if symbol else "", text)
-        if symbol is not None and symbol in self.books:
-            self.books[symbol].fail(text)
+        book = self.books.get(symbol) if symbol is not None else None
+        if book is None:
+            return
+        if permanent is None:
+            permanent = looks_permanent(text)
+        if permanent:
+            book.fail(text)
+        elif not book.failed:
+            self._heal_state(book.symbol).resubscribe = True
+            book.resync(text, "error")
 
     def parse_error(self, frame: str | bytes, exc: BaseException, conn: Connection | None = None) -> None:
         snippet = frame[:200] if isinstance(frame, str) else frame[:200].decode("utf-8", "replace")
@@ -394,8 +458,16 @@ class Connector:
         stops). Returns ``False``, starting nothing, when the connector is not running."""
         if self._tg is None:
             return False
-        self._tg.start_soon(func, *args)
+        self._tg.start_soon(self._guarded, func, args)
         return True
+
+    async def _guarded(self, func: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]) -> None:
+        """A background task that raises is reported, never the end of the connector."""
+        try:
+            await func(*args)
+        except Exception as exc:
+            self.report_error(f"background task {getattr(func, '__name__', func)!r} failed: {_describe(exc)}", kind="internal")
+            log.debug("%s: background task failed", self.name, exc_info=True)
 
     def snapshot_pending(self, symbol: str) -> bool:
         """Whether a REST snapshot of this symbol is scheduled or being fetched."""
@@ -489,6 +561,7 @@ class Connector:
             inst.pair,
             self.rules,
             depth=self.depth,
+            max_levels=self.config.max_book_levels,
             listener=self.listener,
             request_resync=self.request_resync,
             on_event=self.on_event,
@@ -603,7 +676,7 @@ class Connector:
             self.on_frame(conn, frame, now)
         except AggregatorError as exc:
             self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        except Exception as exc:  # whatever a frame does to the parser, the connection goes on
             self.parse_error(frame, exc, conn)
 
     async def _read(self, conn: Connection) -> None:
@@ -651,7 +724,7 @@ class Connector:
         """
         limit_ns = int(self.config.stale_after_s * 1e9)
         while True:
-            await self.clock.sleep(min(1.0, self.config.stale_after_s / 4))
+            await self.clock.sleep(min(1.0, self.config.stale_after_s / 4, self.config.resync_deadline_s / 4))
             now = self.clock.monotonic_ns()
             for conn in self.connections.values():
                 books = self.books
@@ -662,6 +735,7 @@ class Connector:
             for book in self.books.values():
                 if book.state is BookState.LIVE and book.last_update_ns and now - book.seen_ns() > limit_ns:
                     book.mark_stale(f"no data for {self.config.stale_after_s:g}s")
+            await self._heal_books()
             for conn in list(self.connections.values()):
                 if now - conn.last_frame_ns > 2 * limit_ns and not conn.closed:
                     self.last_error = f"connection silent for {2 * self.config.stale_after_s:g}s; reconnecting"
@@ -672,12 +746,146 @@ class Connector:
     # -- resync ---------------------------------------------------------------------------------------
 
     def request_resync(self, symbol: str, reason: str) -> None:
-        """Called by a book that must be rebuilt: this symbol only, the connection goes on."""
+        """Called by a book that must be rebuilt: this symbol only, the connection goes on.
+
+        The first request since the book was last LIVE acts at once; repeated ones back off
+        (``reconnect_min_s`` doubling up to ``reconnect_max_s``), so a symbol that keeps failing
+        never floods the exchange."""
         log.info("%s: resync %s: %s", self.name, symbol, reason)
+        heal = self._heal_state(symbol)
+        heal.requests += 1
+        if heal.requests <= 1:
+            self._reask(symbol)
+            return
+        if heal.retry_scheduled:
+            return
+        delay = min(self.config.reconnect_min_s * 2 ** (heal.requests - 2), self.config.reconnect_max_s)
+        delay *= 0.75 + random.random() * 0.5
+        if self._tg is None:
+            return
+        heal.retry_scheduled = True
+        heal.action = "ask again"
+        heal.next_at = max(heal.next_at, self.clock.monotonic() + delay)
+        self._tg.start_soon(self._reask_later, symbol, delay)
+
+    async def _reask_later(self, symbol: str, delay: float) -> None:
+        try:
+            await self.clock.sleep(delay)
+        finally:
+            self._heal_state(symbol).retry_scheduled = False
+        book = self.books[symbol]
+        if not book.live and not book.failed:
+            self._reask(symbol)
+
+    def _reask(self, symbol: str) -> None:
+        """Ask the exchange for this book again: a REST snapshot, or an unsubscribe/subscribe (also
+        for a REST-snapshot exchange after an exchange error about the subscription)."""
+        heal = self._heal_state(symbol)
+        resubscribe, heal.resubscribe = heal.resubscribe, False
         if self.rules.snapshot is SnapshotSource.REST:
+            if resubscribe:
+                self.resubscribe(symbol)
             self.schedule_snapshot(symbol)
         else:
             self.resubscribe(symbol)
+
+    def _heal_state(self, symbol: str) -> _Heal:
+        heal = self._heal.get(symbol)
+        if heal is None:
+            heal = self._heal[symbol] = _Heal()
+        return heal
+
+    def healing(self, symbol: str) -> tuple[str | None, float | None]:
+        """For health: what a book that is not LIVE waits for, and in how many seconds the engine
+        acts next (asks again, reconnects, retries a FAILED book); ``(None, None)`` when LIVE."""
+        heal = self._heal.get(symbol)
+        book = self.books.get(symbol)
+        if heal is None or book is None or book.live or heal.waiting is None:
+            return None, None
+        text = heal.waiting + (f"; next: {heal.action}" if heal.action else "")
+        return text, max(0.0, round(heal.next_at - self.clock.monotonic(), 3)) if heal.action else None
+
+    def _waiting_for(self, book: SymbolBook) -> str:
+        if book.failed:
+            return f"nothing: FAILED ({book.error})"
+        if book.state is BookState.STALE:
+            return "data: the book went quiet"
+        if self.rules.snapshot is SnapshotSource.REST:
+            if book.symbol in self._pending_snapshots:
+                return "its REST snapshot"
+            if book.awaiting_first:
+                return f"the first delta after snapshot {book.snapshot_seq}"
+            return "a REST snapshot to be asked for"
+        return "a snapshot after (re)subscribing"
+
+    async def _heal_books(self) -> None:
+        """Every book heals by itself: a book not LIVE for ``resync_deadline_s`` is asked for again
+        (snapshot or resubscribe), then its connection is reconnected, alternately, with the
+        interval doubling up to ``reconnect_max_s``, forever. A FAILED book is retried every
+        ``failed_retry_s``. Called by the watchdog about once a second."""
+        cfg = self.config
+        now = self.clock.monotonic()
+        to_close: dict[int, str] = {}
+        for sym, book in self.books.items():
+            heal = self._heal_state(sym)
+            if book.state is BookState.LIVE:
+                if heal.since is not None or heal.requests:
+                    heal.reset()
+                continue
+            conn = self.connections.get(self.symbol_conn.get(sym, -1))
+            if heal.since is None:
+                heal.since = now
+                heal.next_at = max(heal.next_at, now + cfg.resync_deadline_s)
+            if book.failed:
+                if heal.failed_at is None:
+                    heal.failed_at = now
+                    heal.next_at = now + cfg.failed_retry_s
+                heal.waiting = self._waiting_for(book)
+                heal.action = "retry the FAILED book"
+                if now >= heal.next_at and conn is not None and not conn.closed:
+                    log.info("%s: retrying FAILED %s (%s)", self.name, sym, book.error)
+                    heal.failed_at = None
+                    heal.requests = 0
+                    heal.resubscribe = True
+                    book.revive(f"retrying after: {book.error}")
+                    self._reask(sym)
+                continue
+            heal.failed_at = None
+            if conn is None or conn.closed:
+                heal.waiting = "its connection (reconnecting)"
+                heal.action = None
+                heal.next_at = max(heal.next_at, now + cfg.resync_deadline_s)
+                continue
+            heal.waiting = self._waiting_for(book)
+            if self.rules.snapshot is SnapshotSource.REST and sym in self._pending_snapshots:
+                # the snapshot task retries by itself with backoff; it may be waiting for the budget
+                heal.action = None
+                heal.next_at = max(heal.next_at, now + cfg.resync_deadline_s)
+                continue
+            heal.action = "reconnect its connection" if heal.step % 2 else "ask again"
+            if now < heal.next_at or heal.retry_scheduled:
+                continue
+            heal.step += 1
+            waited = now - heal.since
+            interval = min(cfg.resync_deadline_s * 2 ** ((heal.step - 1) // 2), max(cfg.reconnect_max_s, cfg.resync_deadline_s))
+            heal.next_at = now + interval
+            reason = f"not LIVE for {waited:.1f}s (waiting for {heal.waiting})"
+            if heal.step % 2:
+                log.warning("%s: %s %s; asking again", self.name, sym, reason)
+                self.error_counts["deadline"] = self.error_counts.get("deadline", 0) + 1
+                heal.requests = 0  # the deadline's own re-ask is not delayed by the request backoff
+                book.resync(f"{reason}; asked again", "deadline")
+            else:
+                to_close.setdefault(conn.index, f"{sym} {reason}; reconnecting")
+        for index, why in to_close.items():
+            conn = self.connections.get(index)
+            if conn is None or conn.closed:
+                continue
+            self.last_error = why
+            self.error_counts["deadline"] = self.error_counts.get("deadline", 0) + 1
+            log.warning("%s[%d]: %s", self.name, index, why)
+            with anyio.move_on_after(2):
+                await conn.close("book deadline")
 
     def resubscribe(self, symbol: str) -> None:
         conn = self.connections.get(self.symbol_conn.get(symbol, -1))
@@ -713,27 +921,61 @@ class Connector:
                     # reconnect of many symbols queues their snapshots); each HTTP request has its own
                     snap = await self.fetch_snapshot(symbol)
                 except ExchangeError as exc:
-                    if not book.failed:  # keep the first reason a book failed for
-                        self.report_error(f"snapshot: {exc.message}", symbol=symbol, code=exc.code)
-                    return
-                except (NetworkError, ParsingError, TimeoutError, builtins.TimeoutError) as exc:
-                    book.error = f"snapshot failed: {_describe(exc)}"
-                    self.last_error = book.error
-                    await self.clock.sleep(backoff * (1 + random.random()))
+                    if looks_permanent(exc.message):
+                        if not book.failed:  # keep the first reason a book failed for
+                            self.report_error(f"snapshot: {exc.message}", symbol=symbol, code=exc.code, permanent=True)
+                        return
+                    await self._snapshot_retry(book, exc, "exchange", backoff)
+                    backoff = min(backoff * 2, self.config.reconnect_max_s)
+                    continue
+                except Exception as exc:
+                    # a network error, or a body that does not parse (a KeyError in the plugin's
+                    # parser is a snapshot error too): this symbol only, retried with backoff
+                    kind = "network" if isinstance(exc, (NetworkError, TimeoutError, builtins.TimeoutError)) else "parsing"
+                    if not isinstance(exc, (AggregatorError, builtins.TimeoutError)):
+                        exc = ParsingError(f"snapshot body of {symbol} did not parse: {_describe(exc)}", exchange=self.name)
+                    await self._snapshot_retry(book, exc, kind, backoff)
                     backoff = min(backoff * 2, self.config.reconnect_max_s)
                     continue
                 break
             self._pending_snapshots.discard(symbol)
             if self.symbol_conn.get(symbol) not in self.connections:
                 return  # disconnected meanwhile; the reconnect fetches a new one
-            book.snapshot_fetched(snap, self.clock.monotonic_ns())
+            try:
+                book.snapshot_fetched(snap, self.clock.monotonic_ns())
+            except Exception as exc:  # e.g. a plugin checksum over garbage: resync, never crash
+                self.errors += 1
+                self.error_counts["snapshot_parsing"] = self.error_counts.get("snapshot_parsing", 0) + 1
+                book.resync(f"snapshot rejected: {_describe(exc)}", "invalid")
         finally:
             self._pending_snapshots.discard(symbol)
+
+    async def _snapshot_retry(self, book: SymbolBook, exc: BaseException, kind: str, backoff: float) -> None:
+        """A snapshot of this symbol failed (transient): count it, say so in health, back off."""
+        self.errors += 1
+        self.error_counts[f"snapshot_{kind}"] = self.error_counts.get(f"snapshot_{kind}", 0) + 1
+        book.error = f"snapshot failed: {_describe(exc)}; retrying in about {backoff:.1f}s"
+        self.last_error = f"{book.symbol}: {book.error}"
+        log.warning("%s: %s", self.name, self.last_error)
+        await self.clock.sleep(backoff * (1 + random.random()))
 
     # -- reading ---------------------------------------------------------------------------------------
 
     def iter_books(self) -> Iterable[SymbolBook]:
         return self.books.values()
+
+
+_PERMANENT = re.compile(
+    r"unknown|not found|n[o']t exist|not supported|unsupported|not listed|delisted|not trading|no such"
+    r"|invalid (?:symbol|instrument|pair|product|market|stream|channel|topic|currency)",
+    re.IGNORECASE,
+)
+
+
+def looks_permanent(message: str) -> bool:
+    """Whether an exchange's error says the symbol can never work (unknown, invalid, not found,
+    not supported, delisted): such a book is FAILED; anything else is retried with backoff."""
+    return _PERMANENT.search(message) is not None
 
 
 class _DirectFrames:

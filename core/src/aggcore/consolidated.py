@@ -24,6 +24,7 @@ from .models import BookState
 __all__ = ["ConsolidatedView", "Merged", "Router", "Row", "view_key"]
 
 _first = itemgetter(0)
+_LIVE = BookState.LIVE
 
 Row = tuple[float, float, str]  # (price, quantity, venue)
 
@@ -74,8 +75,9 @@ class Merged:
         return (self.asks[0][0] + self.bids[0][0]) / 2
 
     def key(self) -> tuple[object, ...]:
-        """What a summary shows; equal keys mean nothing a reader sees changed."""
-        return (tuple(self.bids), tuple(self.asks), tuple(self.venues))
+        """What a summary shows; equal keys mean nothing a reader sees changed (the lists are
+        never changed after the merge that made them)."""
+        return (self.bids, self.asks, self.venues)
 
 
 class _VenueCache:
@@ -114,6 +116,7 @@ class ConsolidatedView:
         "_merged_depth",
         "_merged_used",
         "_merged_versions",
+        "_rank",
         "clock",
     )
 
@@ -131,6 +134,7 @@ class ConsolidatedView:
         self._merged_depth = 0
         self._merged_used: list[str] = []
         self._merged_versions: dict[str, tuple[int, int, int]] = {}
+        self._rank: dict[str, int] = {}  # venue -> its place in the last merge's venues
 
     def add(self, book: SymbolBook) -> None:
         key = book.exchange if book.exchange not in self.venues or self.venues[book.exchange] is book else f"{book.exchange}:{book.symbol}"
@@ -204,42 +208,56 @@ class ConsolidatedView:
     def merge(self, depth: int, max_age_ms: float, now_ns: int | None = None) -> Merged:
         """Merged top-``depth`` of the LIVE, fresh venues, with the reasons others are left out."""
         now_ns = now_ns or self.clock.monotonic_ns()
+        limit_ns = max_age_ms * 1e6
         used: list[str] = []
         excluded: dict[str, str] = {}
         ages: dict[str, float] = {}
         books: dict[str, SymbolBook] = {}
+        versions: dict[str, tuple[int, int, int]] = {}
+        stamps = self.stamps
         for name, book in self.venues.items():
-            if book.last_update_ns:
-                ages[name] = round((now_ns - book.seen_ns()) / 1e6, 3)
-            if book.state is not BookState.LIVE:
+            updated = book.last_update_ns
+            waited = 0
+            if updated:
+                alive = book.alive_ns
+                waited = now_ns - (alive if alive > updated else updated)  # since seen_ns()
+                ages[name] = waited // 1000 / 1000  # ms, to the microsecond
+            if book.state is not _LIVE:
                 excluded[name] = f"book {book.state.value}" + (f": {book.error}" if book.error else "")
                 continue
-            age = ages.get(name, 0.0)
-            if age > max_age_ms:
-                excluded[name] = f"stale: last update {age:.0f} ms ago (max_age_ms {max_age_ms:g})"
+            if waited > limit_ns:
+                excluded[name] = f"stale: last update {waited / 1e6:.0f} ms ago (max_age_ms {max_age_ms:g})"
                 continue
             used.append(name)
             books[name] = book
-        caches = {name: self.levels(name, book, depth) for name, book in books.items()}
-        versions = {name: c.version for name, c in caches.items()}
+            versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
         last = self.last_merged
         bids: list[Row] | None = None
         asks: list[Row] | None = None
         if last is not None and self._merged_depth == depth and self._merged_used == used:
             previous = self._merged_versions
-            changed = {name for name, v in versions.items() if previous.get(name) != v}
+            changed = [name for name in used if previous[name] != versions[name]]
             if not changed:
                 bids, asks = last.bids, last.asks
-            else:
-                rank = {name: i for i, name in enumerate(used)}
-                bids = _fold(last.bids, changed, [caches[n].bids for n in changed], depth, True, rank)
-                asks = _fold(last.asks, changed, [caches[n].asks for n in changed], depth, False, rank)
+            elif len(changed) == 1:
+                venue = changed[0]
+                rows = self.levels(venue, books[venue], depth)
+                if len(used) == 1:
+                    bids, asks = rows.bids[:depth], rows.asks[:depth]
+                else:
+                    rank = self._rank
+                    bids = _fold(last.bids, venue, rank, rows.bids, depth, True)
+                    if bids is not None:
+                        asks = _fold(last.asks, venue, rank, rows.asks, depth, False)
         if bids is None or asks is None:
-            bids = [row for c in caches.values() for row in c.bids]
-            asks = [row for c in caches.values() for row in c.asks]
-            bids.sort(key=_first, reverse=True)
+            caches = [self.levels(name, book, depth) for name, book in books.items()]
+            bids = [row for c in caches for row in c.bids]
+            asks = [row for c in caches for row in c.asks]
+            bids.sort(key=_first, reverse=True)  # stable: equal prices stay in venue order
             asks.sort(key=_first)
             del bids[depth:], asks[depth:]
+            if self._merged_used != used:
+                self._rank = {name: i for i, name in enumerate(used)}
         merged = Merged(self.pair, bids, asks, used, excluded, ages, now_ns, books)
         self.last_merged = merged
         self._merged_depth = depth
@@ -248,36 +266,30 @@ class ConsolidatedView:
         return merged
 
 
-def _fold(
-    previous: list[Row], changed: set[str], fresh: list[list[Row]], depth: int, bids: bool, rank: dict[str, int]
-) -> list[Row] | None:
-    """The new merged top-``depth`` of one side from the previous one, when only ``changed``
-    venues changed: drop their old rows, add their fresh ones. The result is exactly what a
-    merge from scratch gives (equal prices in venue order), or None when that cannot be told
-    without the unchanged venues' rows beyond the previous cut-off (the caller rebuilds)."""
-    kept = [row for row in previous if row[2] not in changed]
-    rows = kept + fresh[0] if len(fresh) == 1 else kept + [row for venue_rows in fresh for row in venue_rows]
+def _fold(previous: list[Row], venue: str, rank: dict[str, int], fresh: list[Row], depth: int, bids: bool) -> list[Row] | None:
+    """The new merged top-``depth`` of one side from the previous one when only ``venue``
+    changed: its old rows out, its fresh ones in. The result is exactly what a merge from scratch
+    gives (equal prices of different venues in venue order), or None when that cannot be told
+    without the other venues' rows beyond the previous cut-off (the caller rebuilds)."""
+    r = rank[venue]
+    # equal prices in venue order without a key on rank: the rows of venues before this one,
+    # then its fresh rows, then the rows of the venues after it, and a stable sort on price
+    rows = [row for row in previous if rank[row[2]] < r]
+    rows += fresh
+    rows += [row for row in previous if rank[row[2]] > r]
     rows.sort(key=_first, reverse=bids)
     if len(previous) >= depth:
-        # rows of unchanged venues left out before are at or beyond the old cut-off
+        # rows of the other venues left out before are at or beyond the old cut-off
         if len(rows) < depth:
             return None
         cut = previous[-1][0]
         last = rows[depth - 1][0]
         if (last < cut) if bids else (last > cut):
             return None
-        if last == cut and any(row[0] == cut for venue_rows in fresh for row in venue_rows):
-            return None  # a changed venue's level ties at the cut-off: which equal prices are in is not known
-    # equal prices of different venues in venue order, as a merge from scratch has them
-    i, n = 1, min(len(rows), depth + 1)
-    while i < n:
-        if rows[i][0] == rows[i - 1][0]:
-            j = i - 1
-            while i < n and rows[i][0] == rows[j][0]:
-                i += 1
-            rows[j:i] = sorted(rows[j:i], key=lambda row: rank[row[2]])
-        else:
-            i += 1
+        if last == cut:
+            for row in fresh:
+                if row[0] == cut:
+                    return None  # the changed venue ties at the cut-off: which equal prices are in is not known
     del rows[depth:]
     return rows
 

@@ -144,9 +144,11 @@ class Summary(PublicType):
 
 
 class ArbitrageOpportunity(PublicType):
-    """Buy on ``buy_exchange``, sell on ``sell_exchange``: prices volume-weighted over ``volume``,
-    ``profit``/``profit_percentage`` net of taker fees. ``event`` is ``opened``, ``updated`` or
-    ``closed`` (with ``duration_ms`` and the peaks)."""
+    """Buy on ``buy_exchange``, sell on ``sell_exchange``: prices volume-weighted over ``volume``
+    (rounded to the pair's price decimals), ``profit``/``profit_percentage`` net of taker fees,
+    ``gross_spread_percentage`` before fees, ``buy_fee``/``sell_fee`` the taker fees used
+    (fractions: 0.001 = 0.1 %). ``event`` is ``opened``, ``updated`` or ``closed`` (with
+    ``duration_ms`` and the peaks)."""
 
     buy_exchange: str
     sell_exchange: str
@@ -161,6 +163,9 @@ class ArbitrageOpportunity(PublicType):
     duration_ms: float = 0.0
     peak_profit_percentage: float = 0.0
     peak_volume: float = 0.0
+    gross_spread_percentage: float = 0.0
+    buy_fee: float = 0.0
+    sell_fee: float = 0.0
 
 
 class SymbolHealth(PublicType):
@@ -177,6 +182,10 @@ class SymbolHealth(PublicType):
     crossed_books: int = 0
     invalid_messages: int = 0  # messages rejected for a level no book may hold (NaN, inf, price <= 0, size < 0)
     error_message: str | None = None
+    #: a book that is not LIVE: what it waits for and what the engine does next ("ask again",
+    #: "reconnect its connection", "retry the FAILED book"), in ``next_retry_s`` seconds
+    waiting_for: str | None = None
+    next_retry_s: float | None = None
 
 
 class HealthStatus(PublicType):

@@ -308,6 +308,27 @@ class _ExchangeTap:
             self._lost_unreported = 0
         self._append(rec)
 
+    def frame_in(self, c: int, frame: str | bytes) -> None:
+        """A received frame (the hot path: one formatted line, no intermediate dict)."""
+        if self.pending_size >= self.recorder.max_pending_bytes:
+            self.lost += 1
+            self._lost_unreported += 1
+            return
+        t = time.time_ns()
+        if self._lost_unreported:
+            self._append({"t": t, "k": "lost", "n": self._lost_unreported})
+            self._lost_unreported = 0
+        if isinstance(frame, str):
+            line = b'{"t":%d,"k":"in","c":%d,"d":%b}' % (t, c, orjson.dumps(frame))
+        else:
+            line = orjson.dumps({"t": t, "k": "in", "c": c, "b": base64.b64encode(frame).decode()})
+        self.frames_in += 1
+        self.block.append(line)
+        self.block_size += len(line) + 1
+        self.records += 1
+        if self.block_size >= self.recorder.block_bytes:
+            self.seal()
+
     def _append(self, rec: dict[str, Any]) -> None:
         line = orjson.dumps(rec)
         self.block.append(line)
@@ -371,14 +392,10 @@ class _RecordedWs:
         return getattr(self._ws, name)
 
     async def __aiter__(self) -> Any:
-        tap, c = self._tap, self._c
-        record = tap.record
+        c = self._c
+        frame_in = self._tap.frame_in
         async for frame in self._ws:
-            if isinstance(frame, str):
-                record({"t": time.time_ns(), "k": "in", "c": c, "d": frame})
-            else:
-                record({"t": time.time_ns(), "k": "in", "c": c, "b": base64.b64encode(frame).decode()})
-            tap.frames_in += 1
+            frame_in(c, frame)
             yield frame
 
     async def send(self, frame: Any) -> None:
@@ -409,11 +426,12 @@ class _RecordedOpen:
     ) -> bool | None:
         # "server": the exchange closed it or it was lost (an input a replay reproduces);
         # "client": aggcore closed it (resync, stale feed, shutdown: a replay's connector decides)
-        ws = self.ws
-        rcvd = getattr(ws, "close_rcvd", None)
-        sent = getattr(ws, "close_sent", None)
-        by_server = (rcvd is not None and getattr(ws, "close_rcvd_then_sent", None) is not False) or (
-            rcvd is None and sent is None and str(getattr(ws, "state", "")).endswith("CLOSED")
+        proto = getattr(self.ws, "protocol", self.ws)  # websockets keeps the close frames on its protocol
+        rcvd = getattr(proto, "close_rcvd", None)
+        sent = getattr(proto, "close_sent", None)
+        still_open = getattr(getattr(proto, "state", None), "name", "") in ("OPEN", "CONNECTING")
+        by_server = (rcvd is not None and bool(getattr(proto, "close_rcvd_then_sent", False))) or (
+            rcvd is None and sent is None and not still_open
         )
         rec: dict[str, Any] = {"t": time.time_ns(), "k": "close", "c": self.c, "by": "server" if by_server else "client"}
         if rcvd is not None:

@@ -84,9 +84,12 @@ class RecordedClock(Clock):
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = 0
         self._ready: Any = None
+        self._driver: asyncio.Task[Any] | None = None
         self._blocked: Callable[[], bool] = lambda: False
         self._real0 = 0.0
         self._virt0 = start_ns
+        self.first_frame_wall: float | None = None  # machine time of the first and last frames
+        self.last_frame_wall: float | None = None
 
     # Clock --------------------------------------------------------------------------------------
     def time(self) -> float:
@@ -109,12 +112,14 @@ class RecordedClock(Clock):
             await asyncio.sleep(0)
             return
         heap = self._heap
-        # fast path: nothing else can run now and nobody wakes before t_ns: move time ourselves
+        ready = self._ready
+        # fast path: no other task can run now (the driver polling for idleness aside) and
+        # nobody wakes before t_ns: move time ourselves, without a round trip through the driver
         if (
-            (self.speed is None or t_ns <= self.fast_until_ns)
-            and self._ready is not None
-            and not self._ready
-            and (not heap or heap[0][0] >= t_ns)
+            ready is not None
+            and (not ready or (len(ready) == 1 and getattr(ready[0]._callback, "__self__", None) is self._driver))
+            and (self.speed is None or t_ns <= self.fast_until_ns)
+            and (not heap or heap[0][0] > t_ns)
             and not self._blocked()
         ):
             self.now_ns = t_ns
@@ -144,6 +149,7 @@ class RecordedClock(Clock):
         """Advance time, waking sleepers in order, until ``end_ns`` (or nothing is scheduled)."""
         loop = asyncio.get_running_loop()
         self._ready = getattr(loop, "_ready", None)  # CPython's ready queue: how "idle" is told
+        self._driver = asyncio.current_task()
         if blocked is not None:
             self._blocked = blocked
         self._real0 = time.perf_counter()
@@ -195,6 +201,7 @@ class RecordedHttp:
     method: str
     url: str
     t_ns: int
+    t0_ns: int | None = None  # when the request was sent (aggcore recordings)
     status: int = 200
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
@@ -374,6 +381,7 @@ def _http_record(rec: dict[str, Any]) -> RecordedHttp:
         str(rec.get("m", "GET")),
         str(rec.get("url", "")),
         int(rec.get("t", 0)),
+        int(rec["t0"]) if rec.get("t0") is not None else None,
         status=int(rec.get("status", 0) or 0),
         body=str(rec.get("d", "")),
         headers=dict(rec.get("headers") or {}),
@@ -419,26 +427,32 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
 class ReplayWs:
     """A recorded connection, as the connector's WebSocket: frames at their recorded times."""
 
-    def __init__(self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int]) -> None:
+    def __init__(self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int], shift: int = 0) -> None:
         self.conn = conn
         self.clock = clock
         self.window = window
+        self.shift = shift  # opened this much later than recorded: its whole timeline moves with it
         self.closed = False
         self._closed_fut: asyncio.Future[None] | None = None
 
     async def __aiter__(self) -> Any:
         clock = self.clock
         end = self.window[1]
+        shift = self.shift
+        if clock.first_frame_wall is None:
+            clock.first_frame_wall = time.perf_counter()
         for t, frame in self.conn.frames:
             if t > end:
                 break
+            t += shift
             if t > clock.now_ns:
                 await clock.sleep_until(t)
             if self.closed:
                 return
             yield frame
+        clock.last_frame_wall = time.perf_counter()  # the last frame was handled
         if self.conn.close_ns is not None and self.conn.close_ns <= end:
-            await clock.sleep_until(self.conn.close_ns)
+            await clock.sleep_until(self.conn.close_ns + shift)
             return
         # the recording ends with this connection open: it stays open until the replay ends
         self._closed_fut = asyncio.get_running_loop().create_future()
@@ -471,7 +485,12 @@ class _ReplayOpen:
             await asyncio.get_running_loop().create_future()
             raise AssertionError("unreachable")
         await clock.sleep_until(conn.open_ns)
-        return ReplayWs(conn, clock, self.source.window)
+        # a connector that opens it later than recorded (its reconnect backoff drew a longer
+        # wait) gets the connection's traffic shifted by the delay, so frames and the answers
+        # to its REST requests keep their recorded order
+        shift = clock.now_ns - conn.open_ns
+        self.source.shift = shift
+        return ReplayWs(conn, clock, self.source.window, shift)
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -493,6 +512,7 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
         self.window = window
         self.unused = list(data.connections)
         self.unanswered: list[str] = []
+        self.shift = 0  # how late the latest connection opened against its recording
 
     def take_connection(self, url: str) -> RecordedConnection | None:
         key = _path_key(url)[0]
@@ -529,7 +549,10 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
             )
         rec = best[1]
         rec.used = True
-        await self.clock.sleep_until(rec.t_ns)
+        due = rec.t_ns
+        if rec.t0_ns is not None:  # asked later than recorded: answered as much later
+            due = max(due, self.clock.now_ns + (rec.t_ns - rec.t0_ns))
+        await self.clock.sleep_until(due)
         if rec.error is not None:
             raise httpx.ConnectError(f"recorded: {rec.error}", request=request)
         return httpx.Response(rec.status or 200, headers=rec.headers, content=rec.body.encode(), request=request)
@@ -543,6 +566,7 @@ class ReplayResult:
     frames: int
     seconds: float  # recorded time replayed
     wall_s: float  # machine time it took
+    frames_wall_s: float  # machine time from the first frame to the last one handled
     errors: list[str]
     unanswered: dict[str, list[str]]
 
@@ -606,7 +630,11 @@ async def replay(
 
     state = random.getstate()
     random.seed(0)  # backoff jitter: the same recording takes the same path
-    agg = Aggregator(config, registry=registry, sinks=sinks, clock=clock, connector_io=io)
+    # every connector gets the recording's transport; the shared client is never used (and,
+    # unlike a default one, builds no TLS context)
+    unused = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(599)))
+    clients.append(unused)
+    agg = Aggregator(config, registry=registry, http=unused, sinks=sinks, clock=clock, connector_io=io)
     if start is not None:
         agg.hub.since = start / 1e9
     t0 = time.perf_counter()
@@ -634,6 +662,7 @@ async def replay(
         frames=data.frames(),
         seconds=(window[1] - window[0]) / 1e9,
         wall_s=time.perf_counter() - t0,
+        frames_wall_s=(clock.last_frame_wall or 0.0) - (clock.first_frame_wall or 0.0),
         errors=errors,
         unanswered={n: s.unanswered for n, s in sources.items() if s.unanswered},
     )

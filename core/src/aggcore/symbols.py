@@ -93,7 +93,7 @@ class SymbolTable:
         else:
             inst = self.by_symbol.get(text) or self._folded.get(text.upper())
         if inst is None:
-            names = list(self.by_pair) + list(self.by_symbol)
+            names = list(dict.fromkeys([*self.by_pair, *self.by_symbol]))  # a symbol may equal its pair (Kraken)
             close = difflib.get_close_matches(text.upper(), names, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise KeyError(f"unknown symbol {text!r}: not in the exchange's instrument list{hint}")

@@ -251,3 +251,12 @@ async def test_a_hundred_pages_cost_bounded_memory() -> None:
         if tracemalloc.is_tracing():
             tracemalloc.stop()
         await sink.close()
+
+
+async def test_a_non_loopback_address_without_a_token_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    for host, warned in (("127.0.0.1", False), ("0.0.0.0", True)):
+        caplog.clear()
+        sink = DashboardSink(DashboardConfig(host=host, port=0))
+        await sink.open()
+        await sink.close()
+        assert ("not meant to face the internet" in caplog.text) is warned, host

@@ -134,6 +134,34 @@ async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None
     assert sink.dropped_events == 0  # the buffer had room for the outage
 
 
+async def test_a_database_that_refuses_writes_holds_events_until_it_takes_them(server: PostgresServer, db: Any) -> None:
+    sink = make(server.dsn, "ro_", events=["summary"], backoff_max_s=0.1)
+    await sink.open()
+    events = [e for e in sample_events(300, seed=3) if e.kind == "summary"]
+    await sink.write(events[:50])
+    with anyio.fail_after(5):
+        while sink.pending_events:
+            await anyio.sleep(0.02)
+    # the database takes no writes (as when its disk is full or it became a standby) ...
+    await db.execute("ALTER DATABASE postgres SET default_transaction_read_only = on")
+    await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'postgres'")
+    await sink.write(events[50:])
+    with anyio.fail_after(10):
+        while "refuses writes for now" not in (sink.health_error or ""):
+            await anyio.sleep(0.02)
+    assert "ReadOnlySQLTransactionError" in (sink.health_error or "") and sink.dropped_events == 0
+    # ... and takes them again
+    await db.execute("ALTER DATABASE postgres RESET default_transaction_read_only")
+    await db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = 'postgres'")
+    with anyio.fail_after(15):
+        while sink.pending_events:
+            await anyio.sleep(0.02)
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
+    assert await db.fetchval("SELECT count(DISTINCT published_at) FROM ro_summary") == len(events)
+    assert await db.fetchval("SELECT count(*) FROM ro_summary") == len(events)
+
+
 async def test_unreachable_at_start_holds_a_bounded_buffer() -> None:
     port = free_port()
     sink = make(f"postgresql://aggcore@127.0.0.1:{port}/postgres", "u_", max_pending_events=50, connect_timeout_s=0.5,

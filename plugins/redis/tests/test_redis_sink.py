@@ -124,6 +124,27 @@ async def test_server_restart_mid_run_loses_nothing_uncounted(server: RedisServe
     assert sink.health_error is None and sink.last_error is not None and "disconnected" in sink.last_error
 
 
+async def test_server_out_of_memory_holds_events_until_it_can_write_again(server: RedisServer, client: aioredis.Redis) -> None:
+    sink = make(server.url, events=["summary"], backoff_max_s=0.1)
+    await sink.open()
+    await client.config_set("maxmemory-policy", "noeviction")
+    await client.config_set("maxmemory", "1")  # every write is refused with OOM (a full disk behaves alike)
+    events = [e for e in sample_events(200) if e.kind == "summary"]
+    await sink.write(events)
+    with anyio.fail_after(5):
+        while sink.health_error is None:
+            await anyio.sleep(0.02)
+    assert "refuses writes for now: OutOfMemoryError" in sink.health_error
+    assert sink.pending_events == len(events) and sink.dropped_events == 0
+    await client.config_set("maxmemory", "0")  # room again
+    with anyio.fail_after(10):
+        while sink.pending_events:
+            await anyio.sleep(0.02)
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.health_error is None
+    assert await client.xlen("aggcore:stream:summary") == len(events)
+
+
 async def test_bounded_buffer_while_down_counts_drops() -> None:
     port = free_port()
     sink = make(f"redis://127.0.0.1:{port}/0", max_pending_events=100, connect_timeout_s=0.5, close_timeout_s=0.5)

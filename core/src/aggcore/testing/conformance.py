@@ -56,7 +56,21 @@ FAULT_CHECKS = [
     Fault.SNAPSHOT,
     Fault.OVERSIZE_SNAPSHOT,
     Fault.REST_418,
+    # adversarial (issue 16): after each the process lives, no wrong book is emitted, and the
+    # book is LIVE again within its deadline once the fake sends clean data
+    Fault.IMPOSSIBLE_LEVEL,
+    Fault.LOST_SNAPSHOT,
+    Fault.ABSURD_SNAPSHOT,
+    Fault.MALFORMED_REST,
+    Fault.FAR_LEVELS,
+    Fault.FUZZ,
 ]
+#: engine settings of the harness: short deadlines so healing is checked in seconds
+DEADLINE_S = 1.0
+FAILED_RETRY_S = 2.0
+MAX_LEVELS = 1000
+#: how long a book may take to be LIVE again after a fault (several escalation rounds)
+HEAL_TIMEOUT_S = 12.0
 
 
 class ConformanceError(AssertionError):
@@ -158,7 +172,15 @@ async def harness(
         if before_start is not None:
             before_start(fake)
         section = fake.connector_config(trading_pairs=symbols)
-        section.update(stale_after_s=1.0, reconnect_min_s=0.05, reconnect_max_s=0.5, request_timeout_s=3.0)
+        section.update(
+            stale_after_s=1.0,
+            reconnect_min_s=0.05,
+            reconnect_max_s=0.5,
+            request_timeout_s=3.0,
+            resync_deadline_s=DEADLINE_S,
+            failed_retry_s=FAILED_RETRY_S,
+            max_book_levels=MAX_LEVELS,
+        )
         config = cls.Config.model_validate(section)
         auditor = _Auditor(fake)
         connector = cls(config, listener=auditor)
@@ -235,6 +257,8 @@ def _fault_check(fault: Fault) -> Callable[["PluginRegistry", str], Awaitable[st
                 h.books[target].resync("conformance: force a REST snapshot")
             elif fault is Fault.STALL:
                 h.fake.inject(fault, seconds=2.5)
+            elif fault in _ADVERSARIAL:
+                return await _ADVERSARIAL[fault](h, target, other, per_connection)
             else:
                 h.fake.inject(fault, target)
             if fault in (Fault.GAP, Fault.REORDER, Fault.BAD_CHECKSUM):
@@ -257,8 +281,13 @@ def _fault_check(fault: Fault) -> Callable[["PluginRegistry", str], Awaitable[st
                 )
                 if not h.books[other].live and not per_connection:
                     raise ConformanceError(f"{name}: an error for {target} took {other} down")
+                reported = h.books[target].error or h.connector.last_error
+                # transient errors are retried with backoff, FAILED ones after failed_retry_s: LIVE again
+                t0 = time.monotonic()
+                await h.wait(h.all_live, "every book to be LIVE again after the error reply", HEAL_TIMEOUT_S)
+                await h.settle()
                 h.check_audit()
-                return f"error reply on {target} reported ({h.books[target].error or h.connector.last_error})"
+                return f"error reply on {target} reported ({reported}); LIVE again in {time.monotonic() - t0:.2f}s"
             else:
                 # duplicate, snapshot, oversize snapshot: nothing visible but a correct book
                 await anyio.sleep(0.3)
@@ -272,6 +301,120 @@ def _fault_check(fault: Fault) -> Callable[["PluginRegistry", str], Awaitable[st
 
     check.__name__ = f"check_fault_{fault.value}"
     return check
+
+
+# -- adversarial checks ------------------------------------------------------------------------------------
+
+
+async def _healed(h: Harness, target: str, other: str, per_connection: bool, what: str, t0: float) -> str:
+    """After a fault: every book LIVE again within HEAL_TIMEOUT_S, equal to the truth, no wrong
+    book ever emitted, the other symbol untouched (unless the exchange's sequence is per connection)."""
+    await h.wait(h.all_live, f"every book to be LIVE again after {what}", HEAL_TIMEOUT_S)
+    healed = time.monotonic() - t0
+    await h.settle()
+    h.check_audit()
+    return f"{what}: LIVE again in {healed:.2f}s"
+
+
+async def _impossible_level(h: Harness, target: str, other: str, per_connection: bool) -> str:
+    from .mutate import IMPOSSIBLE_LEVELS
+
+    book = h.books[target]
+    other_resyncs = h.books[other].resyncs
+    times = []
+    for which, (what, _, _) in enumerate(IMPOSSIBLE_LEVELS):
+        await h.wait(h.all_live, "every book to be LIVE", HEAL_TIMEOUT_S)
+        invalid, resyncs = book.invalid_messages, book.resyncs
+        t0 = time.monotonic()
+        h.fake.inject(Fault.IMPOSSIBLE_LEVEL, target, which=which)
+        await h.wait(
+            lambda: book.invalid_messages > invalid or book.resyncs > resyncs,
+            f"{target} to reject a correctly sequenced delta with {what}",
+        )
+        await h.wait(h.all_live, f"every book to be LIVE again after a level with {what}", HEAL_TIMEOUT_S)
+        times.append(time.monotonic() - t0)
+    h.check_audit()
+    if not per_connection and h.books[other].resyncs != other_resyncs:
+        raise ConformanceError(f"{h.name}: impossible levels on {target} also resynced {other}")
+    await h.settle()
+    h.check_audit()
+    return (
+        f"{len(IMPOSSIBLE_LEVELS)} impossible levels rejected ({book.invalid_messages} invalid messages), "
+        f"LIVE again in at most {max(times):.2f}s"
+    )
+
+
+def _rest(h: Harness) -> bool:
+    return h.connector.rules.snapshot is SnapshotSource.REST
+
+
+async def _lost_snapshot(h: Harness, target: str, other: str, per_connection: bool) -> str:
+    if _rest(h):
+        return "skipped: snapshots come over REST on this exchange (see absurd_snapshot, malformed_rest)"
+    t0 = time.monotonic()
+    h.fake.inject(Fault.LOST_SNAPSHOT, target)
+    h.books[target].resync("conformance: resubscribe, and the snapshot is lost")
+    await h.wait(lambda: h.fake.peek_fault(Fault.LOST_SNAPSHOT) is None, "the fake to lose a snapshot")
+    return await _healed(h, target, other, per_connection, "a lost snapshot", t0)
+
+
+async def _absurd_snapshot(h: Harness, target: str, other: str, per_connection: bool) -> str:
+    if not _rest(h):
+        return "skipped: no REST snapshots on this exchange (see lost_snapshot)"
+    t0 = time.monotonic()
+    h.fake.inject(Fault.ABSURD_SNAPSHOT, target)
+    h.books[target].resync("conformance: force a REST snapshot, from the future")
+    await h.wait(lambda: h.fake.peek_fault(Fault.ABSURD_SNAPSHOT) is None, "the fake to serve an absurd snapshot")
+    return await _healed(h, target, other, per_connection, "a snapshot far ahead of the stream", t0)
+
+
+async def _malformed_rest(h: Harness, target: str, other: str, per_connection: bool) -> str:
+    if not _rest(h):
+        return "skipped: no REST snapshots on this exchange"
+    t0 = time.monotonic()
+    errors = h.connector.errors
+    h.fake.inject(Fault.MALFORMED_REST, target)
+    h.books[target].resync("conformance: force a REST snapshot, without levels")
+    await h.wait(lambda: h.fake.peek_fault(Fault.MALFORMED_REST) is None, "the fake to serve a body without levels")
+    await h.wait(lambda: h.connector.errors > errors, "the malformed snapshot to be reported")
+    if not h.books[other].live and not per_connection:
+        raise ConformanceError(f"{h.name}: a malformed snapshot of {target} took {other} down")
+    return await _healed(h, target, other, per_connection, f"a malformed REST body ({h.connector.last_error})", t0)
+
+
+async def _far_levels(h: Harness, target: str, other: str, per_connection: bool) -> str:
+    t0 = time.monotonic()
+    flood = 3 * MAX_LEVELS
+    h.fake.inject(Fault.FAR_LEVELS, target, levels=flood)
+    await h.wait(lambda: h.fake.peek_fault(Fault.FAR_LEVELS) is None, "the fake to send far levels")
+    await anyio.sleep(0.2)
+    result = await _healed(h, target, other, per_connection, f"{flood} far levels a side", t0)
+    book = h.books[target]
+    sizes = (len(book.book.bids), len(book.book.asks))
+    if max(sizes) > MAX_LEVELS:
+        raise ConformanceError(f"{h.name}: {target} holds {sizes} levels, more than max_book_levels={MAX_LEVELS}")
+    return f"{result}; book sides {sizes[0]}/{sizes[1]} levels (cap {MAX_LEVELS})"
+
+
+async def _fuzz(h: Harness, target: str, other: str, per_connection: bool) -> str:
+    t0 = time.monotonic()
+    count = 30
+    h.fake.inject(Fault.FUZZ, target, count=count, seed=16)
+    await h.wait(lambda: h.fake.peek_fault(Fault.FUZZ) is None, f"the fake to send {count} fuzzed frames", 20.0)
+    kinds = sorted(set(h.fake.fuzz_log))
+    result = await _healed(h, target, other, per_connection, f"{count} fuzzed frames ({', '.join(kinds)})", t0)
+    c = h.connector
+    return f"{result}; errors {c.error_counts}, invalid messages {h.books[target].invalid_messages}"
+
+
+_ADVERSARIAL: dict[Fault, Callable[[Harness, str, str, bool], Awaitable[str]]] = {
+    Fault.IMPOSSIBLE_LEVEL: _impossible_level,
+    Fault.LOST_SNAPSHOT: _lost_snapshot,
+    Fault.ABSURD_SNAPSHOT: _absurd_snapshot,
+    Fault.MALFORMED_REST: _malformed_rest,
+    Fault.FAR_LEVELS: _far_levels,
+    Fault.FUZZ: _fuzz,
+}
 
 
 CHECKS: dict[str, Callable[["PluginRegistry", str], Awaitable[str]]] = {

@@ -42,6 +42,7 @@ import enum
 import http
 import logging
 import random
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from . import mutate
 from .market import Change, GenBook, Market
 
 __all__ = ["Fault", "FakeExchange", "InstrumentSpec", "Session"]
@@ -76,6 +78,13 @@ class Fault(str, enum.Enum):
     REST_418 = "rest_418"  # the next REST call gets 418 with Retry-After
     SNAPSHOT = "snapshot"  # a fresh in-band snapshot mid-stream
     OVERSIZE_SNAPSHOT = "oversize_snapshot"  # the next snapshot carries thousands of extra levels
+    # adversarial faults (issue 16): generic, applied to the frames and bodies each fake produces
+    IMPOSSIBLE_LEVEL = "impossible_level"  # the next delta with levels also carries one no book may hold
+    LOST_SNAPSHOT = "lost_snapshot"  # the next in-band snapshot of a (re)subscription is never sent
+    ABSURD_SNAPSHOT = "absurd_snapshot"  # the next REST snapshot's sequence is far in the future
+    MALFORMED_REST = "malformed_rest"  # the next REST body with levels comes without them (HTTP 200)
+    FAR_LEVELS = "far_levels"  # the next delta with levels also lists ``levels`` far-away levels per side
+    FUZZ = "fuzz"  # each of the next ``count`` deltas is preceded by a seeded mutated copy of it
 
 
 @dataclass
@@ -138,8 +147,17 @@ class FakeExchange:
 
     name: ClassVar[str] = "fake"
     #: faults this exchange's protocol can express (the conformance suite tries each one)
+    #: (the adversarial ones rewrite the fake's own frames and bodies, so every fake supports them)
     supported_faults: ClassVar[frozenset[Fault]] = frozenset(
         {Fault.GAP, Fault.DUPLICATE, Fault.REORDER, Fault.DISCONNECT, Fault.STALL, Fault.MALFORMED, Fault.ERROR_REPLY}
+        | {
+            Fault.IMPOSSIBLE_LEVEL,
+            Fault.LOST_SNAPSHOT,
+            Fault.ABSURD_SNAPSHOT,
+            Fault.MALFORMED_REST,
+            Fault.FAR_LEVELS,
+            Fault.FUZZ,
+        }
     )
     default_symbols: ClassVar[dict[str, InstrumentSpec]] = {}
     ws_path: ClassVar[str] = "/ws"
@@ -191,6 +209,7 @@ class FakeExchange:
         self.sessions: list[Session] = []
         self.faults: deque[_Pending] = deque()
         self.rest_log: list[str] = []
+        self.fuzz_log: list[str] = []  # the kind of every fuzzed frame sent (Fault.FUZZ)
         self.running = autostart
         self.stalled_until = 0.0
         self._server: Server | None = None
@@ -230,6 +249,64 @@ class FakeExchange:
         return []
 
     heartbeat_interval_s: float | None = None  # a class default; an instance may set its own
+
+    # -- a simulated market: any pair a config asks for -------------------------------------------------
+    @classmethod
+    def simulated_instrument(cls, text: str) -> tuple[str, InstrumentSpec]:
+        """The instrument this exchange would list for what a user wrote (``SOL/USDT``, the
+        exchange's own ``SOLUSDT``, a derivative ``BTC/USDT:USDT``), shaped like the fake's own
+        instruments of that kind (``default_symbols`` are the templates): ``(key, spec)``.
+
+        ``aggcore run --simulate`` serves every configured pair this way. Raises ``LookupError``
+        saying why the simulator cannot (an asset it has no price for, a shape it does not know).
+        """
+        from .market import REFERENCE_USD
+
+        templates = dict(cls.default_symbols)
+        text = text.strip()
+        for key, spec in templates.items():  # one of the fake's own instruments
+            if key == text or key.upper() == text.upper():
+                return key, spec
+        if "/" in text:
+            base, _, rest = text.partition("/")
+            quote, _, settle = rest.partition(":")
+            kinds = [k for k in dict.fromkeys(s.kind for s in templates.values()) if (k == "spot") != bool(settle)]
+            if not kinds:
+                what = "derivatives" if settle else "spot pairs"
+                raise LookupError(f"the simulated {cls.name} lists no {what}")
+            key_spec = None
+            for key, spec in templates.items():
+                if spec.kind == kinds[0]:
+                    key_spec = (key, spec)
+                    break
+            assert key_spec is not None
+            template_key, template = key_spec
+            pattern = _symbol_pattern(template_key, template)
+            if pattern is None:
+                raise LookupError(f"the simulated {cls.name} cannot name {text!r}")
+            base, quote = base.strip().upper(), quote.strip().upper()
+        else:
+            for template_key, template in templates.items():
+                pattern = _symbol_pattern(template_key, template)
+                if pattern is None:
+                    continue
+                match = _pattern_regex(pattern).fullmatch(text)
+                if match is not None:
+                    base, quote = match["b"].upper(), match["q"].upper()
+                    break
+            else:
+                raise LookupError(f"the simulated {cls.name} does not recognise the symbol {text!r}")
+        for asset in (base, quote):
+            if _normal(asset) not in REFERENCE_USD:
+                known = ", ".join(sorted(k for k in REFERENCE_USD if k not in _FIAT))
+                raise LookupError(f"the simulator has no market price for {asset} (it simulates {known})")
+        at = template_key.upper().find(template.base.upper())
+        lower = template_key[at : at + len(template.base)].islower()  # bitstamp's btcusd
+        key = pattern.format(b=base.lower() if lower else base, q=quote.lower() if lower else quote)
+        extra = dict(template.extra)
+        if "settle" in extra:
+            extra["settle"] = quote
+        return key, dataclasses.replace(template, base=base, quote=quote, extra=extra)
 
     # -- urls -------------------------------------------------------------------------------------------
     @property
@@ -321,7 +398,10 @@ class FakeExchange:
     def subscribe(self, session: Session, symbol: str, **state: Any) -> None:
         """Record a subscription and send the in-band snapshot, if the exchange has one."""
         session.subscribed[symbol] = dict(state)
-        for frame in self.snapshot_frames(session, symbol):
+        frames = self.snapshot_frames(session, symbol)
+        if frames and self.take_fault(Fault.LOST_SNAPSHOT, symbol) is not None:
+            return  # subscribed, but the snapshot never comes: deltas follow alone
+        for frame in frames:
             session.send_soon(frame)
 
     def unsubscribe(self, session: Session, symbol: str) -> None:
@@ -329,11 +409,38 @@ class FakeExchange:
         session.held.pop(symbol, None)
 
     def take_fault(self, kind: Fault, symbol: str | None = None) -> _Pending | None:
+        pending = self.peek_fault(kind, symbol)
+        if pending is not None:
+            self.faults.remove(pending)
+        return pending
+
+    def peek_fault(self, kind: Fault, symbol: str | None = None) -> _Pending | None:
+        """The first pending fault of this kind for ``symbol``, left pending."""
         for pending in self.faults:
             if pending.fault is kind and (pending.symbol is None or symbol is None or pending.symbol == symbol):
-                self.faults.remove(pending)
                 return pending
         return None
+
+    # -- adversarial rewrites (see aggcore.testing.mutate); a fake whose messages hold their levels
+    # in a shape mutate.levels_of does not recognize overrides mutate_levels -------------------------
+    def mutate_levels(self, kind: Fault, frame: str, params: dict[str, Any]) -> str | None:
+        """``frame`` rewritten for ``Fault.IMPOSSIBLE_LEVEL`` (one more level no book may hold) or
+        ``Fault.FAR_LEVELS`` (``levels`` far-away levels more per side); ``None`` when the frame
+        carries no levels (the fault then waits for the next frame)."""
+        if kind is Fault.IMPOSSIBLE_LEVEL:
+            return mutate.impossible_level(frame, int(params.get("which", 0)))
+        return mutate.far_levels(frame, int(params.get("levels", 5000)))
+
+    def mutate_rest(self, kind: Fault, body: Any) -> Any | None:
+        """A REST body rewritten for ``Fault.MALFORMED_REST`` (its levels removed) or
+        ``Fault.ABSURD_SNAPSHOT`` (its sequence numbers far ahead); ``None`` when it has no levels."""
+        if kind is Fault.MALFORMED_REST:
+            return mutate.strip_levels(body)
+        return mutate.absurd_sequence(body, int(self.peek_param(kind, "ahead", 10**9)))
+
+    def peek_param(self, kind: Fault, name: str, default: Any) -> Any:
+        pending = self.peek_fault(kind)
+        return default if pending is None else pending.params.get(name, default)
 
     def snapshot_levels(self, symbol: str, depth: int | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The current book as wire strings for a snapshot, best first; padded with thousands of
@@ -372,6 +479,15 @@ class FakeExchange:
         except Exception as exc:  # a fake's bug shows as a 500 with the error
             log.exception("fake %s REST %s failed", self.name, path)
             status, body = 500, {"error": repr(exc)}
+        if status == 200 and not isinstance(body, str):
+            for kind in (Fault.MALFORMED_REST, Fault.ABSURD_SNAPSHOT):
+                pending = self.peek_fault(kind)
+                if pending is None or (pending.symbol is not None and pending.symbol.lower() not in request.path.lower()):
+                    continue
+                changed = self.mutate_rest(kind, orjson.loads(orjson.dumps(body)))
+                if changed is not None:
+                    self.faults.remove(pending)
+                    body = changed
         return self._response(status, body, headers)
 
     @staticmethod
@@ -452,6 +568,22 @@ class FakeExchange:
         for frame in frames:
             if self.take_fault(Fault.GAP, symbol) is not None:
                 continue
+            for kind in (Fault.IMPOSSIBLE_LEVEL, Fault.FAR_LEVELS):
+                pending = self.peek_fault(kind, symbol)
+                if pending is not None:
+                    changed = self.mutate_levels(kind, frame, pending.params)
+                    if changed is not None:
+                        self.faults.remove(pending)
+                        frame = changed
+            fuzz = self.peek_fault(Fault.FUZZ, symbol)
+            if fuzz is not None:
+                rng = fuzz.params.setdefault("rng", random.Random(int(fuzz.params.get("seed", 0))))
+                kind_name, bad = mutate.fuzz(frame, rng)
+                self.fuzz_log.append(kind_name)
+                session.send_soon(bad)  # the mutated copy first, then the real frame
+                fuzz.params["count"] = int(fuzz.params.get("count", 1)) - 1
+                if fuzz.params["count"] <= 0:
+                    self.faults.remove(fuzz)
             if self.take_fault(Fault.BAD_CHECKSUM, symbol) is not None:
                 frame = self.corrupt(frame)
             if self.take_fault(Fault.DUPLICATE, symbol) is not None:
@@ -464,3 +596,35 @@ class FakeExchange:
                 session.held[symbol] = frame
                 continue
             session.send_soon(frame)
+
+
+_QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "DAI", "BTC", "ETH")
+_FIAT = ("USDT", "USDC", "USD", "EUR", "GBP", "DAI")
+_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
+
+
+def _normal(asset: str) -> str:
+    return _ALIASES.get(asset.upper(), asset.upper())
+
+
+def _symbol_pattern(key: str, spec: InstrumentSpec) -> str | None:
+    """A template key with its base and quote replaced by ``{b}``/``{q}`` (``BTC-USDT-SWAP`` ->
+    ``{b}-{q}-SWAP``), or ``None`` when they do not appear in it in that order."""
+    folded = key.upper()
+    i = folded.find(spec.base.upper())
+    if i < 0:
+        return None
+    j = folded.find(spec.quote.upper(), i + len(spec.base))
+    if j < 0:
+        return None
+    literal = (key[:i], key[i + len(spec.base) : j], key[j + len(spec.quote) :])
+    if any("{" in part or "}" in part for part in literal):
+        return None
+    return f"{literal[0]}{{b}}{literal[1]}{{q}}{literal[2]}"
+
+
+def _pattern_regex(pattern: str) -> "re.Pattern[str]":
+    head, _, rest = pattern.partition("{b}")
+    mid, _, tail = rest.partition("{q}")
+    quotes = "|".join(_QUOTES)
+    return re.compile(f"{re.escape(head)}(?P<b>[A-Za-z0-9]+?){re.escape(mid)}(?P<q>{quotes})(?i:{re.escape(tail)})", re.IGNORECASE)

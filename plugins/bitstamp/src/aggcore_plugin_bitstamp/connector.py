@@ -128,10 +128,10 @@ class BitstampConnector(Connector):
                 continue
             frame = subscribe_frame(sym)
             if len(frame.encode()) > MAX_CLIENT_FRAME_BYTES:
-                self.report_error(f"subscribe frame for {sym!r} exceeds Bitstamp's 512-byte limit", symbol=sym)
+                self.report_error(f"subscribe frame for {sym!r} exceeds Bitstamp's 512-byte limit", symbol=sym, permanent=True)
                 continue
             if len(pending) + len(conn.state["acked"]) >= MAX_CHANNELS_PER_CONNECTION:
-                self.report_error("more than 1,024 channels on one connection", symbol=sym)
+                self.report_error("more than 1,024 channels on one connection", symbol=sym, permanent=True)
                 continue
             book.begin_sync()
             pending.append(sym)

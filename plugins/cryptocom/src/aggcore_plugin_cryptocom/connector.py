@@ -181,8 +181,11 @@ class CryptocomConnector(Connector):
                 self.books[sym].error = f"{self.last_error}; retrying"
                 self._retry_later(sym)
             return
+        # 40107 EXCEED_MAX_SUBSCRIPTIONS cannot heal on this connection: FAILED (retried rarely);
+        # other codes: the engine tells from the message (unknown instrument -> FAILED, else retried)
+        permanent = True if "EXCEED_MAX_SUBSCRIPTIONS" in text else None
         for sym in symbols:
-            self.report_error(text, symbol=sym, code=err.code)
+            self.report_error(text, symbol=sym, code=err.code, permanent=permanent)
 
     def _retry_later(self, symbol: str) -> None:
         if symbol in self._retrying:

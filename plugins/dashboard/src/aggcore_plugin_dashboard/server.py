@@ -24,6 +24,7 @@ import contextlib
 import hmac
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from importlib.resources import files
 from pathlib import Path
@@ -98,6 +99,8 @@ class DashboardServer:
         self.clients_total = 0
         self.dropped_clients = 0
         self.refused_clients = 0
+        self._last_drop_log = -1e9
+        self._unlogged_drops = 0
         self.closing = False
         self._server: _Uvicorn | None = None
         self.app = self._build_app()
@@ -207,11 +210,18 @@ class DashboardServer:
             return True
         self.dropped_clients += 1
         client = scope.get("client")
-        log.warning(
-            "dashboard: dropped a page at %s that read nothing for %.0fs",
-            f"{client[0]}:{client[1]}" if client else "?",
-            self.send_timeout_s,
-        )
+        now = time.monotonic()
+        if now - self._last_drop_log >= 10.0:  # at most one line per 10 s, however many pages stall
+            more = f" ({self._unlogged_drops} more since the last report)" if self._unlogged_drops else ""
+            log.warning(
+                "dashboard: dropped a page at %s that read nothing for %.0fs%s",
+                f"{client[0]}:{client[1]}" if client else "?",
+                self.send_timeout_s,
+                more,
+            )
+            self._last_drop_log, self._unlogged_drops = now, 0
+        else:
+            self._unlogged_drops += 1
         self._abort(client)
         await anyio.sleep(0)  # let the transport report the lost connection before we return
         return False
@@ -240,6 +250,8 @@ class DashboardServer:
             ws="none",
         )
         self._server = _Uvicorn(config)
+        if self.closing:  # shut down before the server task even ran
+            return
         await self._server.serve(sockets=[sock])
 
     def shutdown(self) -> None:

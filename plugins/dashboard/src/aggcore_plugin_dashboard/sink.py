@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import socket
 from collections.abc import Sequence
@@ -49,6 +50,13 @@ class DashboardConfig(SinkConfig):
     push_interval_ms: float = Field(250.0, ge=10, description="a page gets at most one update per interval (conflated)")
     max_clients: int = Field(100, ge=1, description="open pages at most; more get 503")
     send_timeout_s: float = Field(10.0, gt=0, description="a page that reads nothing for this long is dropped")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class DashboardSink(Sink):
@@ -113,6 +121,12 @@ class DashboardSink(Sink):
         )
         self._task = asyncio.get_running_loop().create_task(self.server.serve(self._sock), name="aggcore-dashboard")
         log.info("dashboard on %s%s", self.url, " (token required)" if token else "")
+        if token is None and not _loopback(self.cfg.host):
+            log.warning(
+                "dashboard: %s is not a loopback address and no token is set: anyone who reaches this port sees "
+                "the dashboard (it is not meant to face the internet; set sinks.dashboard.token)",
+                self.cfg.host,
+            )
 
     async def write(self, events: Sequence[Event]) -> None:
         self.state.apply(events)

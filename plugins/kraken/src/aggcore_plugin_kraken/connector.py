@@ -260,6 +260,7 @@ class KrakenConnector(Connector):
                 f"checksum of {n} consecutive snapshots does not match; symbol given up. {self._checksum_advice(symbol)}",
                 symbol=symbol,
                 kind="checksum",
+                permanent=True,
             )
             for frame in self.unsubscribe_frames([symbol]):
                 conn.send_soon(frame)

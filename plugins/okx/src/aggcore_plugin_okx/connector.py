@@ -147,7 +147,7 @@ class OkxConnector(Connector):
         for sym, book in self.books.items():
             inst = self.instrument(sym)
             if not inst.active:
-                self.report_error(f"instrument {sym} is not trading (state {inst.extra.get('state')})", symbol=sym)
+                self.report_error(f"instrument {sym} is not trading (state {inst.extra.get('state')})", symbol=sym, permanent=True)
 
     # -- frames -------------------------------------------------------------------------------------
 

@@ -213,6 +213,10 @@ class PostgresSink(BufferedSink):
             (OSError, TimeoutError, pgexc.PostgresConnectionError, pgexc.InterfaceError, pgexc.OperatorInterventionError),
         )
 
+    def is_refusal(self, exc: BaseException) -> bool:
+        # disk full, out of memory, too many connections (class 53), read-only transaction (a standby)
+        return isinstance(exc, (pgexc.InsufficientResourcesError, pgexc.ReadOnlySQLTransactionError))
+
     def is_permanent(self, exc: BaseException) -> bool:
         return isinstance(exc, ConfigError)
 

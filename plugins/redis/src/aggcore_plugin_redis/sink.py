@@ -83,6 +83,12 @@ class RedisSink(BufferedSink):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, OSError, TimeoutError)) and not self.is_permanent(exc)
 
+    def is_refusal(self, exc: BaseException) -> bool:
+        # maxmemory reached, a failing disk under the AOF, a replica, busy: hold and retry, never drop
+        if isinstance(exc, (rexc.OutOfMemoryError, rexc.ReadOnlyError, rexc.TryAgainError)):
+            return True
+        return isinstance(exc, rexc.ResponseError) and any(word in str(exc) for word in _BUSY)
+
     def is_permanent(self, exc: BaseException) -> bool:
         if isinstance(exc, (rexc.AuthenticationError, rexc.AuthorizationError, rexc.NoPermissionError)):
             return True
@@ -162,6 +168,9 @@ class RedisSink(BufferedSink):
             pipe.hset(open_key, mapping=opened)  # type: ignore[arg-type]
         pipe.set(self.progress_key, batch_no, ex=86_400)
         await pipe.execute()
+
+
+_BUSY = ("OOM", "MISCONF", "READONLY", "TRYAGAIN", "LOADING", "BUSY", "Errors writing to the AOF")
 
 
 def _attr(event: Event, name: str) -> Any:

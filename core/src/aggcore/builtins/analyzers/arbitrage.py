@@ -6,8 +6,12 @@ is still profitable after both taker fees. Passes are incremental: only the pair
 a venue whose book changed since the last pass are walked again, and a walk stops at once when
 B's best bid after its fee cannot beat A's best ask after its fee. The result's ``volume`` is the size that stays
 profitable, ``buy_price``/``sell_price`` are volume-weighted over that size, and
-``profit_percentage`` is net of fees. Each opportunity is reported as ``opened``, then
-``updated`` when its profit or size moves, then ``closed`` with its duration and peak.
+``profit_percentage`` is net of fees (``gross_spread_percentage`` before them; the fees used
+are in ``buy_fee``/``sell_fee``). Each opportunity is reported as ``opened``, then
+``updated`` when its profit or size moves, then ``closed`` with its duration and peak; the
+events of one pass come best first (a venue that jumps away opens several opportunities at
+once, one per other venue, all sharing that leg). Prices are rounded to the pair's price
+decimals (the most any leg's book has used), sizes to 8 decimals.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ _LIVE = BookState.LIVE
 class ArbitrageConfig(AnalyzerConfig):
     taker_fees: dict[str, float] = Field(default_factory=dict, description="exchange -> taker fee as a fraction (0.001 = 0.1%)")
     default_taker_fee: float = Field(0.001, ge=0, lt=1)
-    min_profit_percentage: float = Field(0.0, ge=0, description="after fees")
+    min_profit_percentage: float = Field(
+        0.05, ge=0, description="report opportunities above this net profit, in percent after fees (0.05 = 5 bp)"
+    )
     max_leg_age_ms: float = Field(2000.0, gt=0, description="legs whose book is older are rejected")
     max_levels: int = Field(50, ge=1, description="levels walked per side")
     update_threshold: float = Field(0.05, ge=0, description="relative change of profit or volume that is reported as 'updated'")
@@ -82,6 +88,14 @@ def walk(
     paid = cost * (1 + buy_fee)
     profit = proceeds * (1 - sell_fee) - paid
     return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100)
+
+
+def _places(price: float, limit: int = 10) -> int:
+    """Decimal places of a price as the exchange wrote it (60001.5 -> 1, 0.000123 -> 6)."""
+    for d in range(limit):
+        if abs(round(price, d) - price) <= abs(price) * 1e-12:
+            return d
+    return limit
 
 
 def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float, n: int) -> Leg | None:
@@ -148,6 +162,7 @@ class _Walked:
 
     versions: dict[str, tuple[int, int, int]]
     legs: dict[tuple[str, str], Leg]
+    recomputed: set[tuple[str, str]]  # legs walked again and found since on_update last reported
 
 
 class ArbitrageAnalyzer(Analyzer):
@@ -162,6 +177,7 @@ class ArbitrageAnalyzer(Analyzer):
         self.views: dict[str, ConsolidatedView] = {}
         self.walked: dict[str, _Walked] = {}
         self._fees: dict[str, float] = {}
+        self._decimals: dict[str, int] = {}  # pair -> the most price decimals its legs have used
         self.walks = 0  # venue pairs walked (for tests and benchmarks: only changed venues' pairs are)
 
     def fee(self, venue: str) -> float:
@@ -174,6 +190,11 @@ class ArbitrageAnalyzer(Analyzer):
         Incremental: only the ordered venue pairs that involve a venue whose book changed (or
         that became fresh) since the last pass over this view are walked again; the others keep
         their last result. A leg whose venue went stale or left LIVE is dropped."""
+        legs = self._pass(view, now_ns).legs
+        pair = view.pair
+        return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
+
+    def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
         limit_ns = self.cfg.max_leg_age_ms * 1e6
         stamps = view.stamps
@@ -190,17 +211,24 @@ class ArbitrageAnalyzer(Analyzer):
         if last is None:
             changed = list(fresh)
             legs: dict[tuple[str, str], Leg] = {}
+            walked = self.walked[view.pair] = _Walked(versions, legs, set())
         else:
             before = last.versions
             changed = [name for name, v in versions.items() if before.get(name) != v]
+            if not changed and len(versions) == len(before):
+                return last  # nothing changed, nobody went stale
             legs = {
                 k: leg for k, leg in last.legs.items()
                 if k[0] in versions and k[1] in versions and versions[k[0]] == before[k[0]] and versions[k[1]] == before[k[1]]
             }  # fmt: skip
+            walked = last
+            walked.versions = versions
+            walked.legs = legs
         if changed:
             n = self.cfg.max_levels
             minimum = self.cfg.min_profit_percentage
             fees = self._fees
+            recomputed = walked.recomputed
             done: set[str] = set()
             for venue in changed:
                 book = fresh[venue]
@@ -219,68 +247,100 @@ class ArbitrageAnalyzer(Analyzer):
                     leg = _walk_sides(asks, o.book.bids, fee, other_fee, n)  # buy here, sell there
                     if leg is not None and leg.profit_percentage > minimum:
                         legs[(venue, other)] = leg
+                        recomputed.add((venue, other))
                     leg = _walk_sides(o.book.asks, bids, other_fee, fee, n)  # buy there, sell here
                     if leg is not None and leg.profit_percentage > minimum:
                         legs[(other, venue)] = leg
+                        recomputed.add((other, venue))
                 done.add(venue)
-        self.walked[view.pair] = _Walked(versions, legs)
-        pair = view.pair
-        return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
+        return walked
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
-        self.views[view.pair] = view
-        found = self.find(view)
+        pair = view.pair
+        self.views[pair] = view
+        walked = self._pass(view)
+        legs = walked.legs
         ts: datetime | None = None
-        for key, leg in found.items():
-            state = self.open.get(key)
-            if state is None:
-                ts = ts or datetime.fromtimestamp(now, timezone.utc)
-                opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
-                self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
-                self.emit(Event("arbitrage", opp, now))
-                continue
-            if leg.profit_percentage > state.peak_pct:
-                state.peak_pct = leg.profit_percentage
-            if leg.volume > state.peak_volume:
-                state.peak_volume = leg.volume
-            last = state.last
-            th = self.cfg.update_threshold
-            moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
-                leg.volume - last.volume
-            ) > th * last.volume
-            if moved:
-                ts = ts or datetime.fromtimestamp(now, timezone.utc)
-                duration = (now - state.opened_at) * 1000
-                opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
-                state.last = opp
-                self.emit(Event("arbitrage", opp, now))
-        stale = [k for k in self.open if k[0] == view.pair and k not in found]
-        if stale:
+        out: list[ArbitrageOpportunity] = []
+        if walked.recomputed:
+            # only the legs walked again since the last report can have opened or moved
+            for buy_sell in walked.recomputed:
+                leg = legs.get(buy_sell)
+                if leg is None:
+                    continue
+                key = (pair, buy_sell[0], buy_sell[1])
+                state = self.open.get(key)
+                if state is None:
+                    ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                    opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
+                    self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
+                    out.append(opp)
+                    continue
+                if leg.profit_percentage > state.peak_pct:
+                    state.peak_pct = leg.profit_percentage
+                if leg.volume > state.peak_volume:
+                    state.peak_volume = leg.volume
+                last = state.last
+                th = self.cfg.update_threshold
+                moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
+                    leg.volume - last.volume
+                ) > th * last.volume
+                if moved:
+                    ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                    duration = (now - state.opened_at) * 1000
+                    opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
+                    state.last = opp
+                    out.append(opp)
+            walked.recomputed = set()
+        if len(out) > 1:  # a burst (one venue against several): best first (then by venues: replays stay identical)
+            out.sort(key=lambda o: (-o.profit_percentage, o.buy_exchange, o.sell_exchange))
+        for opp in out:
+            self.emit(Event("arbitrage", opp, now))
+        gone = [k for k in self.open if k[0] == pair and (k[1], k[2]) not in legs]
+        if gone:
             ts = ts or datetime.fromtimestamp(now, timezone.utc)
-            for key in stale:
+            for key in sorted(gone, key=lambda k: (-self.open[k].last.profit_percentage, k)):
                 self._close(key, now, ts)
 
-    @staticmethod
     def _opportunity(
-        key: tuple[str, str, str], leg: Leg, ts: datetime, event: Literal["opened", "updated"],
+        self, key: tuple[str, str, str], leg: Leg, ts: datetime, event: Literal["opened", "updated"],
         duration_ms: float, peak_pct: float, peak_volume: float,
     ) -> ArbitrageOpportunity:  # fmt: skip
         pair, buy, sell = key
+        d = self._price_decimals(pair, leg)
+        buy_fee = self._fees.get(buy, self.fee(buy))
+        sell_fee = self._fees.get(sell, self.fee(sell))
         return ArbitrageOpportunity(
             buy_exchange=buy,
             sell_exchange=sell,
             symbol=pair,
-            buy_price=leg.buy_price,
-            sell_price=leg.sell_price,
+            buy_price=round(leg.buy_price, d),
+            sell_price=round(leg.sell_price, d),
             profit_percentage=leg.profit_percentage,
-            volume=leg.volume,
-            profit=leg.profit,
+            volume=round(leg.volume, 8),
+            profit=round(leg.profit, max(d, 2)),
             timestamp=ts,
             event=event,
-            duration_ms=duration_ms,
+            duration_ms=round(duration_ms, 1),
             peak_profit_percentage=peak_pct,
-            peak_volume=peak_volume,
+            peak_volume=round(peak_volume, 8),
+            gross_spread_percentage=(leg.sell_price / leg.buy_price - 1) * 100,
+            buy_fee=buy_fee,
+            sell_fee=sell_fee,
         )
+
+    def _price_decimals(self, pair: str, leg: Leg) -> int:
+        """The pair's price decimals: the most the legs' best prices have needed so far (book
+        prices sit on the venues' ticks; the volume-weighted prices do not)."""
+        d = self._decimals.get(pair, 0)
+        view = self.views.get(pair)
+        if view is not None:
+            for venue in view.venues.values():
+                for price in (venue.book.bids.best(), venue.book.asks.best()):
+                    if price is not None:
+                        d = max(d, _places(price))
+        self._decimals[pair] = d
+        return d
 
     def _close(self, key: tuple[str, str, str], now: float, ts: datetime) -> None:
         state = self.open.pop(key)
@@ -288,15 +348,15 @@ class ArbitrageAnalyzer(Analyzer):
             state.last,
             event="closed",
             timestamp=ts,
-            duration_ms=(now - state.opened_at) * 1000,
+            duration_ms=round((now - state.opened_at) * 1000, 1),
             peak_profit_percentage=state.peak_pct,
-            peak_volume=state.peak_volume,
+            peak_volume=round(state.peak_volume, 8),
         )
         self.emit(Event("arbitrage", closed, now))
 
     def on_tick(self, views: dict[str, ConsolidatedView], now: float) -> None:
         # legs age out even when nothing changes: re-check views with open opportunities
-        for pair in {k[0] for k in self.open}:
+        for pair in dict.fromkeys(k[0] for k in self.open):  # ordered: replays stay byte-identical
             view = views.get(pair) or self.views.get(pair)
             if view is not None:
                 self.on_update(view, now)

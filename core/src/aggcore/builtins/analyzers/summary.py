@@ -23,11 +23,31 @@ class SummaryConfig(AnalyzerConfig):
     depth: int | None = Field(None, ge=1, description="levels per side; aggregation.max_price_levels when unset")
 
 
-def build_summary(merged: Merged, wall: float) -> Summary:
-    """A Summary from a merged view (``wall``: the time to stamp, seconds since the epoch)."""
+def build_summary(merged: Merged, wall: float, stamp_cache: dict[str, tuple[int, datetime]] | None = None) -> Summary:
+    """A Summary from a merged view (``wall``: the time to stamp, seconds since the epoch).
+
+    A level's ``timestamp`` is when its venue's book was last seen current. ``stamp_cache``
+    (venue -> (seen_ns, stamp)), kept by the caller across summaries, reuses the stamp of every
+    venue not seen since: no datetime is built for venues that did not change."""
     ts = datetime.fromtimestamp(wall, timezone.utc)
     stamps: dict[str, datetime] = {}
-    for name, age in merged.ages_ms.items():
+    ages = merged.ages_ms
+    books = merged.books
+    for name in merged.venues:  # levels come from these venues only
+        age = ages.get(name)
+        if age is None:
+            continue
+        book = books.get(name)
+        if stamp_cache is not None and book is not None:
+            seen = book.seen_ns()
+            hit = stamp_cache.get(name)
+            if hit is not None and hit[0] == seen:
+                stamps[name] = hit[1]
+                continue
+            stamp = datetime.fromtimestamp(wall - age / 1000, timezone.utc)
+            stamp_cache[name] = (seen, stamp)
+            stamps[name] = stamp
+            continue
         stamps[name] = datetime.fromtimestamp(wall - age / 1000, timezone.utc)
     get = stamps.get
     level = PriceLevel  # msgspec Structs: no validation, positional construction
@@ -63,6 +83,7 @@ class SummaryAnalyzer(Analyzer):
         self.last_emit: dict[str, float] = {}
         self.pending: dict[str, ConsolidatedView] = {}
         self.latest: dict[str, Summary] = {}
+        self.stamps: dict[str, dict[str, tuple[int, datetime]]] = {}  # pair -> venue -> (seen_ns, stamp)
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
         merged = view.merge(self.depth, self.max_age_ms)
@@ -87,6 +108,6 @@ class SummaryAnalyzer(Analyzer):
         self.last_key[pair] = key
         self.last_emit[pair] = now
         self.pending.pop(pair, None)
-        summary = build_summary(merged, now)
+        summary = build_summary(merged, now, self.stamps.setdefault(pair, {}))
         self.latest[pair] = summary
         self.emit(Event("summary", summary, now))

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from ...models import ArbitrageOpportunity, BookState, HealthStatus, PriceLevel, Summary
 from ...sink import Event, EventKind, Sink, SinkConfig
-from .stdout import fmt_compact_price, fmt_num, fmt_price, write_text
+from .stdout import fmt_num, fmt_price, write_text
 
 __all__ = ["ConsoleSink", "ConsoleSinkConfig"]
 
@@ -180,9 +180,10 @@ class ConsoleSink(Sink):
         lines.append(self._c(BOLD, "ARBITRAGE") + ("" if self.opportunities else "  none open"))
         for opp in sorted(self.opportunities.values(), key=lambda o: -o.profit_percentage):
             lines.append(
-                f"  {opp.symbol:<10} buy {opp.buy_exchange} {fmt_compact_price(opp.buy_price)}  sell {opp.sell_exchange} "
-                f"{fmt_compact_price(opp.sell_price)}  vol {fmt_num(opp.volume)}  "
-                + self._c(GREEN, f"{opp.profit_percentage:+.3f}%")
+                f"  {opp.symbol:<10} buy {opp.buy_exchange} {fmt_price(opp.buy_price, like=opp.buy_price)}  sell {opp.sell_exchange} "
+                f"{fmt_price(opp.sell_price, like=opp.buy_price)}  vol {fmt_num(opp.volume)}  "
+                + self._c(GREEN, f"net {opp.profit_percentage:+.2f}%")
+                + f" gross {opp.gross_spread_percentage:+.2f}%"
                 + f"  {opp.duration_ms / 1000:.1f}s"
             )
         lines.append("")

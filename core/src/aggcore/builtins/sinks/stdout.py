@@ -3,7 +3,7 @@
 Human format (times are UTC, from the event's ``ts``)::
 
     12:00:01.234 summary BTC/USDT bid 60000.10 (binance) ask 60000.50 (okx) spread 0.40 venues 7
-    12:00:01.301 arbitrage BTC/USDT OPENED buy okx 60000.5 sell kraken 60100 vol 0.35 +0.12%
+    12:00:01.301 arbitrage BTC/USDT OPENED buy okx 60000.50 sell kraken 60100.00 vol 0.35 net +0.07% (gross +0.17%, fees 0.05%+0.05%)
     12:00:02.000 health binance OK connected, 2/2 books LIVE
     12:00:02.000 metrics binance BTC/USDT 41.5 upd/s latency 12.0 ms errors 0
 
@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Literal, TextIO
 
@@ -97,9 +97,15 @@ def format_summary(s: Summary) -> str:
 
 
 def format_arbitrage(a: ArbitrageOpportunity) -> str:
+    """``BTC/USD OPENED buy okx 59449.36 sell binance 59743.57 vol 2.412287 net +0.29% (gross
+    +0.49%, fees 0.10%+0.10%)``: prices with the decimals the pair's summaries use, net profit
+    after the taker fees, the gross spread and the fees; ``closed`` adds duration and peak."""
+    like = a.buy_price or a.sell_price
     text = (
-        f"{a.symbol} {a.event.upper()} buy {a.buy_exchange} {fmt_compact_price(a.buy_price)} "
-        f"sell {a.sell_exchange} {fmt_compact_price(a.sell_price)} vol {fmt_num(a.volume)} {a.profit_percentage:+.2f}%"
+        f"{a.symbol} {a.event.upper()} buy {a.buy_exchange} {fmt_price(a.buy_price, like=like)} "
+        f"sell {a.sell_exchange} {fmt_price(a.sell_price, like=like)} vol {fmt_num(a.volume)} "
+        f"net {a.profit_percentage:+.2f}% (gross {a.gross_spread_percentage:+.2f}%, "
+        f"fees {a.buy_fee * 100:.2f}%+{a.sell_fee * 100:.2f}%)"
     )
     if a.event == "closed":
         text += f" after {a.duration_ms / 1000:.1f}s peak {a.peak_profit_percentage:+.2f}%"
@@ -172,6 +178,8 @@ class StdoutSink(Sink):
         super().__init__(config)
         self.cfg = config if isinstance(config, StdoutSinkConfig) else StdoutSinkConfig.model_validate(config.model_dump())
         self.disabled = False
+        #: called once when stdout turns out closed (``aggcore run`` then stops: nobody reads)
+        self.on_closed: Callable[[], None] | None = None
 
     def render(self, events: Sequence[Event]) -> str:
         if self.cfg.format == "json":
@@ -203,3 +211,5 @@ class StdoutSink(Sink):
         log.warning("%s", self.health_error)
         if isinstance(exc, OSError):
             silence_stdout()
+        if self.on_closed is not None:
+            self.on_closed()
