@@ -258,3 +258,18 @@ async def test_feed_outbox_new_epoch_at_every_resync_versions_within_it_and_conf
     assert out.conflated == 3  # every message but the last was replaced: nothing took them
     out.beat([book], 1000)
     assert out.beats["alpha"].books == [("BTCUSDT", "LIVE", back.epoch, 1, out.beats["alpha"].books[0][4])]
+
+
+def test_a_venue_split_over_two_feeds_loses_only_the_books_of_the_feed_that_died() -> None:
+    router = Router()
+    remote = RemoteBooks(router.attach, silent_after_ms=100)
+    eth = msgspec.structs.replace(_msg(1, 1), symbol="ETHUSDT", pair="ETH/USDT")
+    remote.on_book(_msg(1, 1))
+    remote.on_book(eth)
+    time.sleep(0.12)
+    # only the ETH feed process is alive: its heartbeat names ETH only
+    remote.on_heartbeat(Heartbeat(venue="alpha", ts=time.time(), interval_ms=50, books=[("ETHUSDT", "LIVE", 1, 1, time.time())], feed="h-2"))
+    assert remote.check_silent() == ["alpha"]
+    assert "feed silent" in router.views["BTC/USDT"].merge(5, 5000).excluded["alpha"]
+    assert router.views["ETH/USDT"].merge(5, 5000).venues == ["alpha"]
+    assert remote.venue_alive("alpha")

@@ -78,3 +78,14 @@ def test_suggestions_are_never_duplicated() -> None:
     hint = str(info.value).split("did you mean ")[1]
     names = hint.rstrip("?'\"").split(", ")
     assert len(names) == len(set(names)) and "BTC/USD" in names
+
+
+async def test_the_library_runs_offline_with_simulate_true(registry: Any) -> None:
+    config = {"exchanges": {"kraken": {"trading_pairs": ["BTC/USD"]}, "bitstamp": {"trading_pairs": ["BTC/USD"]}}}
+    async with Aggregator(config, registry=registry, simulate=True) as agg:
+        assert all(c.config.ws_url.startswith("ws://127.0.0.1:") for c in agg.connectors.values())  # type: ignore[union-attr]
+        async for summary in agg.subscribe_summaries():
+            if len(summary.venues) == 2:
+                assert summary.spread is not None and abs(summary.bids[0].price / 60000 - 1) < 0.02
+                break
+    assert agg._simulation is None  # the fake exchanges are stopped with the aggregator

@@ -22,6 +22,7 @@ from .errors import (
     RateLimitError,
     SinkError,
     TimeoutError,
+    UnknownPairError,
     WebSocketError,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "SymbolHealth",
     "TimeoutError",
     "TradingPair",
+    "UnknownPairError",
     "WebSocketError",
     "__version__",
 ]

@@ -40,7 +40,7 @@ from .book import SymbolBook
 from .bus import BookMessage, Bus, FeedOutbox, RemoteBooks, Role
 from .connector import Connector, WsOpener
 from .consolidated import ConsolidatedView, Router
-from .errors import ConfigError
+from .errors import ConfigError, UnknownPairError
 from .fanout import Hub, SinkRunner, Subscription
 from .models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, Summary, SymbolHealth, TradingPair
 from .sink import Event, Sink
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .config import AppConfig
     from .plugins import PluginRegistry
     from .telemetry import Telemetry
+    from .runtime import Simulation
 
 __all__ = ["Aggregator"]
 
@@ -65,6 +66,11 @@ class Aggregator:
     ``config`` is an :class:`~aggcore.config.AppConfig`, a mapping of the same shape, or the
     path of a YAML/JSON file. Use ``async with Aggregator(config) as agg:`` (or ``await
     agg.start()`` / ``await agg.stop()`` from one task).
+
+    ``simulate=True`` runs offline, like ``aggcore run --simulate``: ``start()`` first starts
+    every configured exchange plugin's fake exchange on 127.0.0.1, quoting one simulated market
+    (see :class:`~aggcore.runtime.Simulation`), and points the connectors at them; ``stop()``
+    stops them. It needs the exchange plugins installed (each ships its fake), no network.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class Aggregator:
         role: Role | None = None,
         clock: Clock | None = None,
         connector_io: "Callable[[str], tuple[httpx.AsyncClient | None, WsOpener | None]] | None" = None,
+        simulate: bool = False,
     ) -> None:
         from .config import AppConfig, load_config
         from .plugins import load_plugins
@@ -106,6 +113,9 @@ class Aggregator:
         self._latency_ms: dict[tuple[str, str], float] = {}
         self._crashes: dict[str, str] = {}
         self.started = False
+        self._started_at: float | None = None  # clock time of start()
+        self.simulate = simulate
+        self._simulation: Simulation | None = None
         self.role: Role | None = role
         self.bus: Bus | None = None
         self.remote: RemoteBooks | None = None
@@ -136,15 +146,7 @@ class Aggregator:
             cls = self.registry.connectors.get(name)
             if cls is None:  # load_config already rejects this; kept for hand-built AppConfig
                 raise ConfigError(f"exchanges.{name}: no connector plugin named {name!r} is installed")
-            http, opener = self._connector_io(name) if self._connector_io is not None else (None, None)
-            self.connectors[name] = cls(
-                section,
-                http=http or self._http,
-                ws_connect=opener or self._ws_connect,
-                listener=self.router,
-                on_event=None,
-                clock=self.clock,
-            )
+            self.connectors[name] = self._make_connector(name, cls, section)
         analyzer_sections = dict(cfg.analyzers) if cfg.analyzers else {}
         if not analyzer_sections:
             for name in ("summary", "arbitrage"):
@@ -166,6 +168,33 @@ class Aggregator:
             self.hub.sinks.append(SinkRunner(sink))
         self._book_sinks = any("book" in r.kinds for r in self.hub.sinks)
 
+    def _make_connector(self, name: str, cls: type[Connector], section: Any) -> Connector:
+        http, opener = self._connector_io(name) if self._connector_io is not None else (None, None)
+        return cls(
+            section,
+            http=http or self._http,
+            ws_connect=opener or self._ws_connect,
+            listener=self.router,
+            on_event=None,
+            clock=self.clock,
+        )
+
+    async def _start_simulation(self) -> None:
+        """``simulate=True``: the fake exchanges first, then connectors pointed at them."""
+        from .runtime import Simulation
+
+        sim = Simulation(self.config, self.registry)
+        self.config = await sim.__aenter__()
+        self._simulation = sim
+        for name in list(self.connectors):
+            self.connectors[name] = self._make_connector(name, type(self.connectors[name]), self.config.exchanges[name])
+
+    async def _stop_simulation(self) -> None:
+        sim, self._simulation = self._simulation, None
+        if sim is not None:
+            with anyio.CancelScope(shield=True):
+                await sim.__aexit__(None, None, None)
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Aggregator":
         await self.start()
@@ -177,7 +206,18 @@ class Aggregator:
     async def start(self) -> None:
         if self.started:
             return
+        if self.simulate and self._simulation is None and self.role != "consolidate":
+            await self._start_simulation()
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop_simulation()
+            raise
+
+    async def _start(self) -> None:
         from .telemetry import Telemetry
+
+        self._started_at = self.clock.time()
 
         mon = self.config.monitoring
         prom = mon.metrics.enabled and mon.metrics.prometheus.enabled
@@ -229,6 +269,7 @@ class Aggregator:
     async def stop(self, flush_deadline_s: float = 5.0) -> None:
         """Stop reading, flush sinks within ``flush_deadline_s``, close everything."""
         if not self.started or self._stack is None or self._tg is None:
+            await self._stop_simulation()
             return
         self.started = False
         tg = self._tg
@@ -248,6 +289,7 @@ class Aggregator:
                 self.telemetry.shutdown()
             self._tg = None
             self._stack = None
+            await self._stop_simulation()
 
     async def _shutdown_sinks(self, deadline_s: float) -> None:
         """Flush then close every sink, all sinks at once, all within one deadline: a stuck
@@ -439,7 +481,7 @@ class Aggregator:
         skips intermediate states, never sees stale ones); replaced summaries are counted."""
         accept = None
         if pair is not None:
-            key = self._view_name(pair)
+            key = self._checked_pair(pair)
             accept = lambda s: s.symbol == key  # noqa: E731
         sub: Subscription[Summary] = Subscription(
             "summary", maxsize=maxsize, policy="conflate", key=lambda s: s.symbol, accept=accept
@@ -477,11 +519,50 @@ class Aggregator:
 
         return view_key(text, self.config.aggregation.quote_groups)
 
+    def _configured_views(self) -> tuple[set[str], bool]:
+        """The view names of every configured pair, and whether some may be missing (an
+        exchange's own spelling before its instrument list has loaded)."""
+        from .consolidated import view_key
+
+        names: set[str] = set()
+        unsure = False
+        for c in self.connectors.values():
+            for text in c.config.trading_pairs:
+                if "/" in text:
+                    try:
+                        names.add(self._view_name(text))
+                    except ValueError:
+                        unsure = True
+                elif c.symbols is not None:
+                    try:
+                        names.add(view_key(c.symbols.resolve(text).pair, self.config.aggregation.quote_groups))
+                    except KeyError:
+                        pass  # the connector reports it (pair_errors)
+                else:
+                    unsure = True
+        return names, unsure
+
+    def _checked_pair(self, pair: str | TradingPair) -> str:
+        """The view name of ``pair``; :class:`UnknownPairError` when no configured exchange
+        reads it (a consolidator's pairs come from the bus: not checked)."""
+        try:
+            name = self._view_name(pair)
+        except ValueError as exc:
+            raise UnknownPairError(f"{str(pair)!r} is not a pair: {exc}") from exc
+        if name in self.router.views or self.remote is not None:
+            return name
+        configured, unsure = self._configured_views()
+        if name in configured or unsure:
+            return name
+        listing = ", ".join(sorted(configured | set(self.router.views))) or "none"
+        raise UnknownPairError(f"pair {str(pair)!r} is not configured: no exchange reads it (configured pairs: {listing})")
+
     def get_summary(self, pair: str | TradingPair) -> Summary | None:
-        """The consolidated summary of ``pair`` now (None when the pair is not configured)."""
+        """The consolidated summary of ``pair`` now; ``None`` while a configured pair is not
+        ready yet (no book set up), :class:`UnknownPairError` for a pair no exchange reads."""
         from .builtins.analyzers.summary import build_summary
 
-        view = self.router.views.get(self._view_name(pair))
+        view = self.router.views.get(self._checked_pair(pair))
         if view is None:
             return None
         agg = self.config.aggregation
@@ -576,7 +657,7 @@ class Aggregator:
                     )
                     if b.state is not BookState.LIVE:
                         problems.append(f"{b.pair}: {b.state.value}" + (f" ({b.error})" if b.error else ""))
-                feed_alive = self.remote._beat_fresh(venue, now_ns)
+                feed_alive = self.remote.venue_alive(venue, now_ns)
                 out[venue] = HealthStatus(
                     exchange=venue,
                     is_healthy=not problems and feed_alive,
@@ -615,6 +696,7 @@ class Aggregator:
                 # a sink with a connection (BufferedSink) says whether it has one and how often it was lost
                 connected=runner.opened and bool(getattr(runner.sink, "connected", True)),
                 reconnects=int(getattr(runner.sink, "reconnects", 0)),
+                events=runner.counts(),
             )
         self._health = out
         return out
@@ -631,6 +713,8 @@ class Aggregator:
             if prev is None or now - prev[1] >= 0.5:
                 if prev is not None:
                     rate = (b.level_updates - prev[0]) / (now - prev[1])
+                elif self._started_at is not None and now - self._started_at > 0:
+                    rate = b.level_updates / (now - self._started_at)  # the first reading: since start
                 self._prev_counts[key] = (b.level_updates, now)
                 self._rates[key] = rate
             out.append(

@@ -23,6 +23,8 @@ whose feed sends no heartbeat for ``bus.silent_after_ms`` is excluded with the r
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Literal
@@ -90,15 +92,17 @@ class BookMessage(msgspec.Struct, kw_only=True):
 
 
 class Heartbeat(msgspec.Struct, kw_only=True):
-    """A feed's sign of life for one venue, with every book's state and last ``(epoch, version)``.
-
-    ``books`` items are ``[symbol, state, epoch, version, seen_ts]``.
+    """A feed process's sign of life for one venue, with its books' states and last
+    ``(epoch, version)``. ``books`` items are ``[symbol, state, epoch, version, seen_ts]``.
+    ``feed`` names the process (``host-pid``): one venue may be split over several feeds by
+    pair, and each heartbeat vouches only for the books it lists.
     """
 
     venue: str
     ts: float
     interval_ms: float
     books: list[tuple[str, str, int, int, float]]
+    feed: str = ""
 
 
 class _BookKeeper:
@@ -147,8 +151,9 @@ class FeedOutbox:
     number of books.
     """
 
-    def __init__(self, levels: int) -> None:
+    def __init__(self, levels: int, feed_id: str | None = None) -> None:
         self.levels = levels
+        self.feed_id = feed_id or f"{socket.gethostname()}-{os.getpid()}"
         self.latest: dict[tuple[str, str], BookMessage] = {}
         self.pending: dict[tuple[str, str], BookMessage] = {}
         self.beats: dict[str, Heartbeat] = {}
@@ -210,7 +215,7 @@ class FeedOutbox:
                 (book.symbol, book.state.value, epoch, version, now - (now_ns - seen) / 1e9 if seen else 0.0)
             )
         for venue, items in per_venue.items():
-            self.beats[venue] = Heartbeat(venue=venue, ts=now, interval_ms=interval_ms, books=items)
+            self.beats[venue] = Heartbeat(venue=venue, ts=now, interval_ms=interval_ms, books=items, feed=self.feed_id)
         if per_venue and self._wake is not None:
             self._wake.set()
 
@@ -234,15 +239,16 @@ _REMOTE_RULES = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, check_crosse
 
 
 class _Remote:
-    __slots__ = ("book", "epoch", "version", "state", "reason", "silent")
+    __slots__ = ("book", "epoch", "version", "state", "reason", "silent", "beat_ns")
 
     def __init__(self, book: SymbolBook) -> None:
         self.book = book
+        self.beat_ns = 0  # the last heartbeat (or fresh message) of its feed that named this book
         self.epoch = 0
         self.version = 0
         self.state = BookState.SYNCING  # what the feed last said
         self.reason: str | None = None
-        self.silent: str | None = None  # why the venue's feed counts as gone
+        self.silent: str | None = None  # why its feed counts as gone
 
 
 class RemoteBooks:
@@ -267,7 +273,6 @@ class RemoteBooks:
         self.silent_after_ms = silent_after_ms
         self.pairs = set(pairs) if pairs else None
         self.books: dict[tuple[str, str], _Remote] = {}
-        self.last_beat_ns: dict[str, int] = {}
         self.received = 0
         self.ignored = 0  # older versions and duplicates
         self.bad_messages = 0
@@ -310,8 +315,8 @@ class RemoteBooks:
         now = time.time()
         if now - msg.published_ts <= self.silent_after_ms / 1000:
             # a fresh message is a sign of life of its feed, as good as a heartbeat
-            self.last_beat_ns[msg.venue] = max(self.last_beat_ns.get(msg.venue, 0), _mono(msg.published_ts, now, now_ns))
-        if r.silent is not None and self._beat_fresh(msg.venue, now_ns):
+            r.beat_ns = max(r.beat_ns, _mono(msg.published_ts, now, now_ns))
+        if r.silent is not None and self._fresh(r, now_ns):
             r.silent = None
         r.epoch, r.version, r.state, r.reason = msg.epoch, msg.version, state, msg.reason
         book = r.book
@@ -334,19 +339,26 @@ class RemoteBooks:
             _set_state(book, state, r.silent or msg.reason)
         return True
 
-    def _beat_fresh(self, venue: str, now_ns: int) -> bool:
-        last = self.last_beat_ns.get(venue)
-        return last is not None and now_ns - last <= self.silent_after_ms * 1e6
+    def _fresh(self, r: _Remote, now_ns: int) -> bool:
+        return r.beat_ns > 0 and now_ns - r.beat_ns <= self.silent_after_ms * 1e6
+
+    def venue_alive(self, venue: str, now_ns: int | None = None) -> bool:
+        """Some feed vouched for some book of ``venue`` within ``silent_after_ms``."""
+        now_ns = now_ns or time.monotonic_ns()
+        return any(self._fresh(r, now_ns) for r in self.books.values() if r.book.exchange == venue)
 
     def on_heartbeat(self, beat: Heartbeat) -> None:
         now_ns = time.monotonic_ns()
         now = time.time()
         if now - beat.ts > self.silent_after_ms / 1000:
             return  # an old heartbeat (kept by the bus from a feed that is gone) proves nothing
-        self.last_beat_ns[beat.venue] = max(self.last_beat_ns.get(beat.venue, 0), _mono(beat.ts, now, now_ns))
+        beat_ns = _mono(beat.ts, now, now_ns)
         for symbol, state, epoch, version, seen_ts in beat.books:
             r = self.books.get((beat.venue, symbol))
-            if r is None or (epoch, version) != (r.epoch, r.version):
+            if r is None:
+                continue
+            r.beat_ns = max(r.beat_ns, beat_ns)
+            if (epoch, version) != (r.epoch, r.version):
                 continue  # a newer message is on its way; until then the book stays as it is
             r.book.alive_ns = max(r.book.alive_ns, _mono(seen_ts, now, now_ns))
             if r.silent is not None:
@@ -357,19 +369,18 @@ class RemoteBooks:
                     r.book.error = r.reason
 
     def check_silent(self) -> list[str]:
-        """Exclude the books of every venue whose feed sent no heartbeat for ``silent_after_ms``;
-        returns the venues that went silent now."""
+        """Exclude every book whose feed sent no heartbeat naming it (nor a fresh message of it)
+        for ``silent_after_ms``; returns the venues with books that went silent now."""
         now_ns = time.monotonic_ns()
         went: set[str] = set()
         for r in self.books.values():
             venue = r.book.exchange
-            if r.silent is not None or self._beat_fresh(venue, now_ns):
+            if r.silent is not None or self._fresh(r, now_ns):
                 continue
-            last = self.last_beat_ns.get(venue)
-            if last is None:
+            if not r.beat_ns:
                 why = f"feed silent: no heartbeat from the {venue} feed"
             else:
-                why = f"feed silent: no heartbeat from the {venue} feed for {(now_ns - last) / 1e6:.0f} ms"
+                why = f"feed silent: no heartbeat from the {venue} feed for {(now_ns - r.beat_ns) / 1e6:.0f} ms"
             r.silent = why
             if r.book.state is BookState.LIVE:
                 _set_state(r.book, BookState.STALE, why)

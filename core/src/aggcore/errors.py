@@ -16,8 +16,10 @@ third-party errors (httpx, websockets, pydantic, orjson) are wrapped with
     ├── TimeoutError             connect, subscribe, snapshot or stale-feed timeouts
     ├── BookSyncError            a sequence gap, checksum mismatch or crossed book
     │                            (handled internally by resyncing that symbol)
-    └── SinkError                a sink write failed partway; carries ``delivered``
-                                 (events of the batch that did get out)
+    ├── SinkError                a sink write failed partway; carries ``delivered``
+    │                            (events of the batch that did get out)
+    └── UnknownPairError         a pair no configured exchange reads (``get_summary``,
+                                 ``subscribe_summaries``); also a ``LookupError``
 
 Each error carries ``exchange`` and ``symbol`` where they are known, and its
 message names them, so a log line says what failed and where.
@@ -36,6 +38,7 @@ __all__ = [
     "RateLimitError",
     "SinkError",
     "TimeoutError",
+    "UnknownPairError",
     "WebSocketError",
 ]
 
@@ -133,3 +136,8 @@ class SinkError(AggregatorError):
         self.delivered = delivered
         self.sink = sink
         super().__init__(message)
+
+
+class UnknownPairError(AggregatorError, LookupError):
+    """A pair that no configured exchange reads, asked for by ``get_summary`` or
+    ``subscribe_summaries`` (a configured pair that is not ready yet is ``None``, not this)."""

@@ -4,7 +4,7 @@ Subjects (``<prefix>`` is ``aggcore.v1`` by default):
 
 - ``<prefix>.book.<venue>.<pair>``: one msgpack :class:`aggcore.bus.BookMessage` per changed book
   (kept in the JetStream stream, last message per subject);
-- ``<prefix>.heartbeat.<venue>``: one msgpack :class:`aggcore.bus.Heartbeat` per venue and second;
+- ``<prefix>.heartbeat.<venue>.<feed>``: one msgpack :class:`aggcore.bus.Heartbeat` per venue, feed process and second;
 - ``<prefix>.summary.<pair>``, ``<prefix>.arbitrage.<pair>``, ``<prefix>.health``,
   ``<prefix>.metrics``, ``<prefix>.books.<venue>.<pair>``: JSON events of the ``nats`` sink.
 

@@ -1,7 +1,7 @@
 """The NATS JetStream bus: feeds publish books, consolidators take them.
 
 - A feed publishes each changed book (msgpack :class:`~aggcore.bus.BookMessage`) on
-  ``<prefix>.book.<venue>.<pair>`` and a heartbeat per venue on ``<prefix>.heartbeat.<venue>``,
+  ``<prefix>.book.<venue>.<pair>`` and a heartbeat per venue on ``<prefix>.heartbeat.<venue>.<feed>``,
   as plain NATS publishes that a JetStream stream (``max_msgs_per_subject=1``, file storage)
   captures, so the stream always holds every book's last message. While the server is away
   nothing is queued: the feed keeps its books and republishes all of them when it is back.
@@ -91,8 +91,8 @@ class NatsBus(Bus):
     def book_subject(self, venue: str, pair: str) -> str:
         return f"{self.prefix}.book.{subject_token(venue)}.{subject_token(pair)}"
 
-    def beat_subject(self, venue: str) -> str:
-        return f"{self.prefix}.heartbeat.{subject_token(venue)}"
+    def beat_subject(self, venue: str, feed: str) -> str:
+        return f"{self.prefix}.heartbeat.{subject_token(venue)}.{subject_token(feed or 'feed')}"
 
     def stream_config(self) -> StreamConfig:
         return StreamConfig(
@@ -162,7 +162,7 @@ class NatsBus(Bus):
             for msg in books:
                 await nc.publish(self.book_subject(msg.venue, msg.pair), enc(msg))
             for beat in beats:
-                await nc.publish(self.beat_subject(beat.venue), enc(beat))
+                await nc.publish(self.beat_subject(beat.venue, beat.feed), enc(beat))
             self.published += len(books) + len(beats)
         except Exception as exc:  # the connection went away mid-batch: all is republished on reconnect
             self.publish_errors += 1
@@ -190,7 +190,7 @@ class NatsBus(Bus):
 
             for subject in subjects:
                 await nc.subscribe(subject, cb=on_book)
-            await nc.subscribe(f"{self.prefix}.heartbeat.*", cb=on_beat)
+            await nc.subscribe(f"{self.prefix}.heartbeat.>", cb=on_beat)
             await self._load_last(js, inbox, subjects)
             while True:
                 await self.link.reconnected.wait()
@@ -216,7 +216,7 @@ class NatsBus(Bus):
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             inbox.bad(subject, f"not a heartbeat: {exc}")
             return
-        if subject != self.beat_subject(beat.venue):
+        if subject != self.beat_subject(beat.venue, beat.feed):
             inbox.bad(subject, f"a heartbeat of {beat.venue} on the wrong subject")
             return
         inbox.on_heartbeat(beat)
@@ -225,7 +225,7 @@ class NatsBus(Bus):
         """Every book's (and every feed's heartbeat's) last message, from the stream."""
         t0 = time.monotonic()
         n = 0
-        for pattern in [*subjects, f"{self.prefix}.heartbeat.*"]:
+        for pattern in [*subjects, f"{self.prefix}.heartbeat.>"]:
             while True:
                 try:
                     info = await js.stream_info(self.cfg.stream, subjects_filter=pattern)

@@ -162,6 +162,7 @@ class _Walked:
 
     versions: dict[str, tuple[int, int, int]]
     legs: dict[tuple[str, str], Leg]
+    recomputed: set[tuple[str, str]]  # legs walked again and found since on_update last reported
 
 
 class ArbitrageAnalyzer(Analyzer):
@@ -189,6 +190,11 @@ class ArbitrageAnalyzer(Analyzer):
         Incremental: only the ordered venue pairs that involve a venue whose book changed (or
         that became fresh) since the last pass over this view are walked again; the others keep
         their last result. A leg whose venue went stale or left LIVE is dropped."""
+        legs = self._pass(view, now_ns).legs
+        pair = view.pair
+        return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
+
+    def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
         limit_ns = self.cfg.max_leg_age_ms * 1e6
         stamps = view.stamps
@@ -205,17 +211,24 @@ class ArbitrageAnalyzer(Analyzer):
         if last is None:
             changed = list(fresh)
             legs: dict[tuple[str, str], Leg] = {}
+            walked = self.walked[view.pair] = _Walked(versions, legs, set())
         else:
             before = last.versions
             changed = [name for name, v in versions.items() if before.get(name) != v]
+            if not changed and len(versions) == len(before):
+                return last  # nothing changed, nobody went stale
             legs = {
                 k: leg for k, leg in last.legs.items()
                 if k[0] in versions and k[1] in versions and versions[k[0]] == before[k[0]] and versions[k[1]] == before[k[1]]
             }  # fmt: skip
+            walked = last
+            walked.versions = versions
+            walked.legs = legs
         if changed:
             n = self.cfg.max_levels
             minimum = self.cfg.min_profit_percentage
             fees = self._fees
+            recomputed = walked.recomputed
             done: set[str] = set()
             for venue in changed:
                 book = fresh[venue]
@@ -234,50 +247,59 @@ class ArbitrageAnalyzer(Analyzer):
                     leg = _walk_sides(asks, o.book.bids, fee, other_fee, n)  # buy here, sell there
                     if leg is not None and leg.profit_percentage > minimum:
                         legs[(venue, other)] = leg
+                        recomputed.add((venue, other))
                     leg = _walk_sides(o.book.asks, bids, other_fee, fee, n)  # buy there, sell here
                     if leg is not None and leg.profit_percentage > minimum:
                         legs[(other, venue)] = leg
+                        recomputed.add((other, venue))
                 done.add(venue)
-        self.walked[view.pair] = _Walked(versions, legs)
-        pair = view.pair
-        return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
+        return walked
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
-        self.views[view.pair] = view
-        found = self.find(view)
+        pair = view.pair
+        self.views[pair] = view
+        walked = self._pass(view)
+        legs = walked.legs
         ts: datetime | None = None
         out: list[ArbitrageOpportunity] = []
-        for key, leg in found.items():
-            state = self.open.get(key)
-            if state is None:
-                ts = ts or datetime.fromtimestamp(now, timezone.utc)
-                opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
-                self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
-                out.append(opp)
-                continue
-            if leg.profit_percentage > state.peak_pct:
-                state.peak_pct = leg.profit_percentage
-            if leg.volume > state.peak_volume:
-                state.peak_volume = leg.volume
-            last = state.last
-            th = self.cfg.update_threshold
-            moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
-                leg.volume - last.volume
-            ) > th * last.volume
-            if moved:
-                ts = ts or datetime.fromtimestamp(now, timezone.utc)
-                duration = (now - state.opened_at) * 1000
-                opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
-                state.last = opp
-                out.append(opp)
-        if len(out) > 1:  # a burst (one venue against several): best first
-            out.sort(key=lambda o: -o.profit_percentage)
+        if walked.recomputed:
+            # only the legs walked again since the last report can have opened or moved
+            for buy_sell in walked.recomputed:
+                leg = legs.get(buy_sell)
+                if leg is None:
+                    continue
+                key = (pair, buy_sell[0], buy_sell[1])
+                state = self.open.get(key)
+                if state is None:
+                    ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                    opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
+                    self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
+                    out.append(opp)
+                    continue
+                if leg.profit_percentage > state.peak_pct:
+                    state.peak_pct = leg.profit_percentage
+                if leg.volume > state.peak_volume:
+                    state.peak_volume = leg.volume
+                last = state.last
+                th = self.cfg.update_threshold
+                moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
+                    leg.volume - last.volume
+                ) > th * last.volume
+                if moved:
+                    ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                    duration = (now - state.opened_at) * 1000
+                    opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
+                    state.last = opp
+                    out.append(opp)
+            walked.recomputed = set()
+        if len(out) > 1:  # a burst (one venue against several): best first (then by venues: replays stay identical)
+            out.sort(key=lambda o: (-o.profit_percentage, o.buy_exchange, o.sell_exchange))
         for opp in out:
             self.emit(Event("arbitrage", opp, now))
-        stale = [k for k in self.open if k[0] == view.pair and k not in found]
-        if stale:
+        gone = [k for k in self.open if k[0] == pair and (k[1], k[2]) not in legs]
+        if gone:
             ts = ts or datetime.fromtimestamp(now, timezone.utc)
-            for key in sorted(stale, key=lambda k: -self.open[k].last.profit_percentage):
+            for key in sorted(gone, key=lambda k: (-self.open[k].last.profit_percentage, k)):
                 self._close(key, now, ts)
 
     def _opportunity(
