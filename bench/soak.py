@@ -91,6 +91,7 @@ def scrape(port: int) -> dict[str, float]:
     except OSError:
         return {}
     out: dict[str, float] = {}
+    books: set[str] = set()
     for line in text.splitlines():
         if line.startswith("#"):
             continue
@@ -98,12 +99,15 @@ def scrape(port: int) -> dict[str, float]:
         if not m:
             continue
         name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
-        if name.startswith("aggcore_book_state") and 'state="LIVE"' in labels:
-            out["books_live"] = out.get("books_live", 0) + value  # 1 when LIVE, one line per book
-            out["books"] = out.get("books", 0) + 1
+        if name.startswith("aggcore_book_state"):
+            book = re.sub(r',?state="[A-Z]+"', "", labels)
+            books.add(book)
+            if 'state="LIVE"' in labels:
+                out["books_live"] = out.get("books_live", 0) + value
         for key in ("resyncs", "invalid_messages", "reconnects", "frames", "level_updates"):
             if re.match(rf"^aggcore_{key}(_total)?$", name):
                 out[key] = out.get(key, 0) + value
+    out["books"] = len(books)
     return out
 
 
