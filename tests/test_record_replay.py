@@ -518,3 +518,39 @@ def test_replay_speed_n_paces_the_recorded_time(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert took >= 1.0  # 10 s of recorded time at 10x: at least 1 s (behaviour, not a speed check)
     assert "frames" in proc.stderr and proc.stdout
+
+
+async def test_a_connection_aggcore_closes_carries_on_and_its_books_wait_for_a_new_snapshot(registry: PluginRegistry) -> None:
+    """The connector closes a connection the exchange kept open (as a stale-feed check or a heal
+    would): the new connection carries on with the recorded stream from then on, and its books,
+    which need a new in-band snapshot after resubscribing, stay out of the view: the capture holds
+    none. Never a wrong book."""
+    paths = _captures("OKX.0", "OKX.ws.1.0")
+    data = load_replay(paths, registry)
+    first, last = data.span()
+    clock = RecordedClock(first - 1_000_000)
+    source = ExchangeReplay(data.exchanges["okx"], clock, (first, last))
+    client = httpx.AsyncClient(transport=source)
+    spy = _States()
+    config = registry.connectors["okx"].Config.model_validate({"trading_pairs": ["BTC/USDT"], "inst_types": ["SPOT"]})
+    okx = registry.connectors["okx"](config, http=client, ws_connect=source.opener, listener=spy, clock=clock)
+    seen: dict[str, Any] = {}
+
+    async def close_midway() -> None:
+        frames = data.exchanges["okx"].connections[0].frames
+        await clock.sleep_until(frames[len(frames) // 2][0])
+        seen["before"] = (okx.messages, okx.books["BTC-USDT"].state)
+        await okx.connections[0].close("test: aggcore closes it")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(okx.run)
+        tg.start_soon(close_midway)
+        await clock.run(last + 1_000_000_000)
+        tg.cancel_scope.cancel()
+    await client.aclose()
+    book = okx.books["BTC-USDT"]
+    assert seen["before"][1] is BookState.LIVE
+    assert okx.reconnects == 1 and okx.messages > seen["before"][0]  # the stream carried on
+    assert book.state is not BookState.LIVE and book.checksum_failures == 0  # waiting for a snapshot
+    states = spy.states["okx:BTC-USDT"]
+    assert states and len(states) < 150  # no LIVE state after the close
