@@ -91,11 +91,12 @@ async def test_binance_capture_replays_to_the_books_of_the_exact_replay(registry
     from aggcore_plugin_binance.messages import parse_snapshot
 
     paths = _captures("BINANCE.0", "BINANCE.http.0.0", "BINANCE.ws.1.0")
-    # RUNEEUR is left out: after its snapshot its next delta comes 19 s later, and the engine asks
-    # for a fresh snapshot of a book not LIVE for resync_deadline_s (10 s), which the capture
-    # cannot answer (test_a_request_the_recording_cannot_answer_... covers that case)
-    pairs = ["NKNUSDT", "BLZETH", "LRCBTC"]
-    agg, out = await _replay_books(registry, {"exchanges": {"binance": {"trading_pairs": pairs}}}, paths, tmp_path)
+    # RUNEEUR's next delta after its snapshot comes 19 s later; with the default
+    # resync_deadline_s (10 s) the engine would ask for a fresh snapshot the capture does not
+    # hold (test_a_request_the_recording_cannot_answer_... covers that case)
+    pairs = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
+    config = {"exchanges": {"binance": {"trading_pairs": pairs, "resync_deadline_s": 30}}}
+    agg, out = await _replay_books(registry, config, paths, tmp_path)
     live = agg.connectors["binance"]
 
     # the exact replay: REST snapshots and frames merged by receipt time, straight into on_frame
@@ -554,3 +555,32 @@ async def test_a_connection_aggcore_closes_carries_on_and_its_books_wait_for_a_n
     assert book.state is not BookState.LIVE and book.checksum_failures == 0  # waiting for a snapshot
     states = spy.states["okx:BTC-USDT"]
     assert states and len(states) < 150  # no LIVE state after the close
+
+
+def test_run_with_record_prints_events_and_records_beside_them(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    config = tmp_path / "sim.yaml"
+    config.write_text("exchanges:\n  binance: {trading_pairs: [BTC/USDT]}\nsinks:\n  stdout: {format: json, events: [summary]}\n")
+    rec = tmp_path / "rec"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aggcore.cli", "run", str(config), "--simulate", "--record", str(rec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list(rec.glob("*.jsonl.gz")):
+            time.sleep(0.2)
+        time.sleep(1.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"recorded into {rec}" in err and "binance:" in err
+    assert any(orjson.loads(line)["kind"] == "summary" for line in out.splitlines())
+    [path] = rec.glob("binance-*.jsonl.gz")
+    kinds = [r["k"] for r in read_recording(path).records()]
+    assert kinds.count("in") > 5 and kinds[0] == "open" and "http" in kinds
