@@ -471,7 +471,7 @@ def arbitrage_bench(frames: int, log: Callable[[str], None]) -> dict[str, Any]:
     d = Aggcore("apply")
     d.setup(wl)
     (view,) = d.router.views.values()
-    cfg = ArbitrageConfig(default_taker_fee=0.0)
+    cfg = ArbitrageConfig(default_taker_fee=0.0, min_profit_percentage=0.0)
     settings = AggregationConfig()
     arb = ArbitrageAnalyzer(cfg, LastEvent(), settings)
     handlers = [c.on_frame for c in d.connectors]

@@ -147,3 +147,19 @@ def test_incremental_passes_find_what_a_fresh_analyzer_finds() -> None:
             b.apply(BookUpdate("X", [["100", "1"]], [["100.5", "1"]], snapshot=True), time.monotonic_ns())
         _, fresh, _ = setup({"a": 0.0005, "b": 0.001})
         assert arb.find(view) == fresh.find(view)
+
+
+def test_a_find_between_passes_loses_no_event() -> None:
+    router, arb, events = setup()
+    a = book(router, "a", [["99", "1"]], [["100", "1"]])
+    book(router, "b", [["101", "1"]], [["102", "1"]])
+    view = router.views["BTC/USDT"]
+    assert list(arb.find(view)) == [("BTC/USDT", "a", "b")]  # walked here, reported by the next pass
+    arb.on_update(view, time.time())
+    a.apply(BookUpdate("X", [], [["100", "0"], ["100.5", "1"]]), time.monotonic_ns())
+    arb.find(view)
+    arb.on_update(view, time.time())
+    a.apply(BookUpdate("X", [], [["100.5", "0"], ["101.5", "1"]]), time.monotonic_ns())
+    assert arb.find(view) == {}
+    arb.on_update(view, time.time())
+    assert [e.event for e in events] == ["opened", "updated", "closed"]

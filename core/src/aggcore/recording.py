@@ -426,11 +426,12 @@ class _RecordedOpen:
     ) -> bool | None:
         # "server": the exchange closed it or it was lost (an input a replay reproduces);
         # "client": aggcore closed it (resync, stale feed, shutdown: a replay's connector decides)
-        ws = self.ws
-        rcvd = getattr(ws, "close_rcvd", None)
-        sent = getattr(ws, "close_sent", None)
-        by_server = (rcvd is not None and getattr(ws, "close_rcvd_then_sent", None) is not False) or (
-            rcvd is None and sent is None and str(getattr(ws, "state", "")).endswith("CLOSED")
+        proto = getattr(self.ws, "protocol", self.ws)  # websockets keeps the close frames on its protocol
+        rcvd = getattr(proto, "close_rcvd", None)
+        sent = getattr(proto, "close_sent", None)
+        still_open = getattr(getattr(proto, "state", None), "name", "") in ("OPEN", "CONNECTING")
+        by_server = (rcvd is not None and bool(getattr(proto, "close_rcvd_then_sent", False))) or (
+            rcvd is None and sent is None and not still_open
         )
         rec: dict[str, Any] = {"t": time.time_ns(), "k": "close", "c": self.c, "by": "server" if by_server else "client"}
         if rcvd is not None:

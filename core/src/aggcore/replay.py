@@ -201,6 +201,7 @@ class RecordedHttp:
     method: str
     url: str
     t_ns: int
+    t0_ns: int | None = None  # when the request was sent (aggcore recordings)
     status: int = 200
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
@@ -380,6 +381,7 @@ def _http_record(rec: dict[str, Any]) -> RecordedHttp:
         str(rec.get("m", "GET")),
         str(rec.get("url", "")),
         int(rec.get("t", 0)),
+        int(rec["t0"]) if rec.get("t0") is not None else None,
         status=int(rec.get("status", 0) or 0),
         body=str(rec.get("d", "")),
         headers=dict(rec.get("headers") or {}),
@@ -425,21 +427,24 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
 class ReplayWs:
     """A recorded connection, as the connector's WebSocket: frames at their recorded times."""
 
-    def __init__(self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int]) -> None:
+    def __init__(self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int], shift: int = 0) -> None:
         self.conn = conn
         self.clock = clock
         self.window = window
+        self.shift = shift  # opened this much later than recorded: its whole timeline moves with it
         self.closed = False
         self._closed_fut: asyncio.Future[None] | None = None
 
     async def __aiter__(self) -> Any:
         clock = self.clock
         end = self.window[1]
+        shift = self.shift
         if clock.first_frame_wall is None:
             clock.first_frame_wall = time.perf_counter()
         for t, frame in self.conn.frames:
             if t > end:
                 break
+            t += shift
             if t > clock.now_ns:
                 await clock.sleep_until(t)
             if self.closed:
@@ -447,7 +452,7 @@ class ReplayWs:
             yield frame
         clock.last_frame_wall = time.perf_counter()  # the last frame was handled
         if self.conn.close_ns is not None and self.conn.close_ns <= end:
-            await clock.sleep_until(self.conn.close_ns)
+            await clock.sleep_until(self.conn.close_ns + shift)
             return
         # the recording ends with this connection open: it stays open until the replay ends
         self._closed_fut = asyncio.get_running_loop().create_future()
@@ -480,7 +485,12 @@ class _ReplayOpen:
             await asyncio.get_running_loop().create_future()
             raise AssertionError("unreachable")
         await clock.sleep_until(conn.open_ns)
-        return ReplayWs(conn, clock, self.source.window)
+        # a connector that opens it later than recorded (its reconnect backoff drew a longer
+        # wait) gets the connection's traffic shifted by the delay, so frames and the answers
+        # to its REST requests keep their recorded order
+        shift = clock.now_ns - conn.open_ns
+        self.source.shift = shift
+        return ReplayWs(conn, clock, self.source.window, shift)
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -502,6 +512,7 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
         self.window = window
         self.unused = list(data.connections)
         self.unanswered: list[str] = []
+        self.shift = 0  # how late the latest connection opened against its recording
 
     def take_connection(self, url: str) -> RecordedConnection | None:
         key = _path_key(url)[0]
@@ -538,7 +549,10 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
             )
         rec = best[1]
         rec.used = True
-        await self.clock.sleep_until(rec.t_ns)
+        due = rec.t_ns
+        if rec.t0_ns is not None:  # asked later than recorded: answered as much later
+            due = max(due, self.clock.now_ns + (rec.t_ns - rec.t0_ns))
+        await self.clock.sleep_until(due)
         if rec.error is not None:
             raise httpx.ConnectError(f"recorded: {rec.error}", request=request)
         return httpx.Response(rec.status or 200, headers=rec.headers, content=rec.body.encode(), request=request)

@@ -104,9 +104,7 @@ def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float,
     few levels, and at once when the best bid after the fee cannot beat the best ask."""
     ak = asks.keys
     bk = bids.keys
-    na = min(n, len(ak))
-    nb = min(n, len(bk))
-    if not na or not nb:
+    if not ak or not bk:
         return None
     buy_mult = 1 + buy_fee
     sell_mult = 1 - sell_fee
@@ -114,6 +112,12 @@ def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float,
     pb = bk[-1]
     if pb * sell_mult <= pa * buy_mult:
         return None  # early stop: not even the best levels are profitable after fees
+    na = len(ak)
+    if na > n:
+        na = n
+    nb = len(bk)
+    if nb > n:
+        nb = n
     al = asks.levels
     bl = bids.levels
     i = j = 0
@@ -162,6 +166,7 @@ class _Walked:
 
     versions: dict[str, tuple[int, int, int]]
     legs: dict[tuple[str, str], Leg]
+    recomputed: set[tuple[str, str]]  # legs walked again and found since on_update last reported
 
 
 class ArbitrageAnalyzer(Analyzer):
@@ -176,6 +181,7 @@ class ArbitrageAnalyzer(Analyzer):
         self.views: dict[str, ConsolidatedView] = {}
         self.walked: dict[str, _Walked] = {}
         self._fees: dict[str, float] = {}
+        self._places: dict[float, int] = {}  # price -> its decimal places (memo)
         self._decimals: dict[str, int] = {}  # pair -> the most price decimals its legs have used
         self.walks = 0  # venue pairs walked (for tests and benchmarks: only changed venues' pairs are)
 
@@ -189,6 +195,11 @@ class ArbitrageAnalyzer(Analyzer):
         Incremental: only the ordered venue pairs that involve a venue whose book changed (or
         that became fresh) since the last pass over this view are walked again; the others keep
         their last result. A leg whose venue went stale or left LIVE is dropped."""
+        legs = self._pass(view, now_ns).legs
+        pair = view.pair
+        return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
+
+    def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
         limit_ns = self.cfg.max_leg_age_ms * 1e6
         stamps = view.stamps
@@ -205,79 +216,96 @@ class ArbitrageAnalyzer(Analyzer):
         if last is None:
             changed = list(fresh)
             legs: dict[tuple[str, str], Leg] = {}
+            walked = self.walked[view.pair] = _Walked(versions, legs, set())
         else:
             before = last.versions
             changed = [name for name, v in versions.items() if before.get(name) != v]
+            if not changed and len(versions) == len(before):
+                return last  # nothing changed, nobody went stale
             legs = {
                 k: leg for k, leg in last.legs.items()
                 if k[0] in versions and k[1] in versions and versions[k[0]] == before[k[0]] and versions[k[1]] == before[k[1]]
             }  # fmt: skip
+            walked = last
+            walked.versions = versions
+            walked.legs = legs
         if changed:
             n = self.cfg.max_levels
             minimum = self.cfg.min_profit_percentage
             fees = self._fees
+            for name in fresh:
+                if name not in fees:
+                    fees[name] = self.fee(name)
+            recomputed = walked.recomputed
+            walks = 0
             done: set[str] = set()
             for venue in changed:
                 book = fresh[venue]
                 asks = book.book.asks
                 bids = book.book.bids
-                fee = fees.get(venue)
-                if fee is None:
-                    fee = fees[venue] = self.fee(venue)
+                fee = fees[venue]
                 for other, o in fresh.items():
                     if other == venue or other in done:
                         continue
-                    other_fee = fees.get(other)
-                    if other_fee is None:
-                        other_fee = fees[other] = self.fee(other)
-                    self.walks += 2
+                    other_fee = fees[other]
+                    walks += 2
                     leg = _walk_sides(asks, o.book.bids, fee, other_fee, n)  # buy here, sell there
                     if leg is not None and leg.profit_percentage > minimum:
                         legs[(venue, other)] = leg
+                        recomputed.add((venue, other))
                     leg = _walk_sides(o.book.asks, bids, other_fee, fee, n)  # buy there, sell here
                     if leg is not None and leg.profit_percentage > minimum:
                         legs[(other, venue)] = leg
+                        recomputed.add((other, venue))
                 done.add(venue)
-        self.walked[view.pair] = _Walked(versions, legs)
-        pair = view.pair
-        return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
+            self.walks += walks
+        return walked
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
-        self.views[view.pair] = view
-        found = self.find(view)
+        pair = view.pair
+        self.views[pair] = view
+        walked = self._pass(view)
+        legs = walked.legs
         ts: datetime | None = None
         out: list[ArbitrageOpportunity] = []
-        for key, leg in found.items():
-            state = self.open.get(key)
-            if state is None:
-                ts = ts or datetime.fromtimestamp(now, timezone.utc)
-                opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
-                self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
-                out.append(opp)
-                continue
-            if leg.profit_percentage > state.peak_pct:
-                state.peak_pct = leg.profit_percentage
-            if leg.volume > state.peak_volume:
-                state.peak_volume = leg.volume
-            last = state.last
-            th = self.cfg.update_threshold
-            moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
-                leg.volume - last.volume
-            ) > th * last.volume
-            if moved:
-                ts = ts or datetime.fromtimestamp(now, timezone.utc)
-                duration = (now - state.opened_at) * 1000
-                opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
-                state.last = opp
-                out.append(opp)
-        if len(out) > 1:  # a burst (one venue against several): best first
-            out.sort(key=lambda o: -o.profit_percentage)
+        if walked.recomputed:
+            # only the legs walked again since the last report can have opened or moved
+            for buy_sell in walked.recomputed:
+                leg = legs.get(buy_sell)
+                if leg is None:
+                    continue
+                key = (pair, buy_sell[0], buy_sell[1])
+                state = self.open.get(key)
+                if state is None:
+                    ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                    opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
+                    self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
+                    out.append(opp)
+                    continue
+                if leg.profit_percentage > state.peak_pct:
+                    state.peak_pct = leg.profit_percentage
+                if leg.volume > state.peak_volume:
+                    state.peak_volume = leg.volume
+                last = state.last
+                th = self.cfg.update_threshold
+                moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
+                    leg.volume - last.volume
+                ) > th * last.volume
+                if moved:
+                    ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                    duration = (now - state.opened_at) * 1000
+                    opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
+                    state.last = opp
+                    out.append(opp)
+            walked.recomputed = set()
+        if len(out) > 1:  # a burst (one venue against several): best first (then by venues: replays stay identical)
+            out.sort(key=lambda o: (-o.profit_percentage, o.buy_exchange, o.sell_exchange))
         for opp in out:
             self.emit(Event("arbitrage", opp, now))
-        stale = [k for k in self.open if k[0] == view.pair and k not in found]
-        if stale:
+        gone = [k for k in self.open if k[0] == pair and (k[1], k[2]) not in legs]
+        if gone:
             ts = ts or datetime.fromtimestamp(now, timezone.utc)
-            for key in sorted(stale, key=lambda k: -self.open[k].last.profit_percentage):
+            for key in sorted(gone, key=lambda k: (-self.open[k].last.profit_percentage, k)):
                 self._close(key, now, ts)
 
     def _opportunity(
@@ -285,7 +313,7 @@ class ArbitrageAnalyzer(Analyzer):
         duration_ms: float, peak_pct: float, peak_volume: float,
     ) -> ArbitrageOpportunity:  # fmt: skip
         pair, buy, sell = key
-        d = self._price_decimals(pair, leg)
+        d = self._price_decimals(pair, buy, sell)
         buy_fee = self._fees.get(buy, self.fee(buy))
         sell_fee = self._fees.get(sell, self.fee(sell))
         return ArbitrageOpportunity(
@@ -307,16 +335,28 @@ class ArbitrageAnalyzer(Analyzer):
             sell_fee=sell_fee,
         )
 
-    def _price_decimals(self, pair: str, leg: Leg) -> int:
+    def _price_decimals(self, pair: str, buy: str, sell: str) -> int:
         """The pair's price decimals: the most the legs' best prices have needed so far (book
-        prices sit on the venues' ticks; the volume-weighted prices do not)."""
+        prices sit on the venues' ticks; the volume-weighted prices do not). Read from the two
+        venues of the leg being reported, each price's places computed once."""
         d = self._decimals.get(pair, 0)
         view = self.views.get(pair)
         if view is not None:
-            for venue in view.venues.values():
-                for price in (venue.book.bids.best(), venue.book.asks.best()):
-                    if price is not None:
-                        d = max(d, _places(price))
+            places = self._places
+            for venue, price in ((buy, "ask"), (sell, "bid")):
+                book = view.venues.get(venue)
+                if book is None:
+                    continue
+                best = book.book.asks.best() if price == "ask" else book.book.bids.best()
+                if best is None:
+                    continue
+                p = places.get(best)
+                if p is None:
+                    if len(places) > 4096:
+                        places.clear()
+                    p = places[best] = _places(best)
+                if p > d:
+                    d = p
         self._decimals[pair] = d
         return d
 
