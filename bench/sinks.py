@@ -46,16 +46,21 @@ DEMO_RATE = 4.5  # summary + arbitrage events/s of the demo (measured, see the d
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pids: list[int]) -> float:
-    """CPU seconds (user + system) of these processes."""
-    total = 0
+def proc_cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each of these processes."""
+    out = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
+        out[pid] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
+def cpu_since(start: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds used since ``start`` by the processes alive now (new ones count in full)."""
+    return sum(v - start.get(pid, 0.0) for pid, v in proc_cpu(pids).items())
 
 
 def children_of(pid: int) -> list[int]:
@@ -68,6 +73,21 @@ def children_of(pid: int) -> list[int]:
                 continue
             if ppid == pid:
                 out.append(int(d.name))
+    return out
+
+
+def book_events(n: int) -> list[Event]:
+    """Per-venue books (the ``book`` kind) with 50+50 levels, the default ``aggregation.book_levels``."""
+    from aggcore.bus import BookMessage
+
+    out = []
+    for i in range(n):
+        t = 1.7e9 + i * 0.005
+        bids = [(100.0 - k * 0.01 - i * 1e-4, 1.0 + k) for k in range(50)]
+        asks = [(100.01 + k * 0.01 + i * 1e-4, 2.0 + k) for k in range(50)]
+        msg = BookMessage(venue="binance", symbol="BTCUSDT", pair="BTC/USDT", state="LIVE", epoch=1, version=i + 1,
+                          bids=bids, asks=asks, exchange_ts=t, receipt_ts=t, seen_ts=t, published_ts=t)  # fmt: skip
+        out.append(Event("book", msg, ts=t))
     return out
 
 
@@ -126,9 +146,12 @@ async def paced(name: str, srv: dict[str, Any], seconds: float, rate: float) -> 
             runner.put(e)
             await anyio.sleep(max(0.0, t0 + (i + 1) / rate - time.monotonic()))
         await runner.flush(10)
+        while runner.in_flight and name != "parquet":
+            await anyio.sleep(0.005)
+        scpu = cpu_since(scpu0, server_pids())  # before close(): its connection's server process ends with it
         await sink.close()
         wall = time.monotonic() - t0
-        cpu, scpu = time.process_time() - cpu0, proc_cpu(pids) - scpu0
+        cpu = time.process_time() - cpu0
         tg.cancel_scope.cancel()
     return {
         "offered": len(evs), "offered_per_s": round(len(evs) / wall, 1), "delivered": runner.delivered,
@@ -137,10 +160,12 @@ async def paced(name: str, srv: dict[str, Any], seconds: float, rate: float) -> 
     }  # fmt: skip
 
 
-async def flat_out(name: str, srv: dict[str, Any], n: int) -> dict[str, Any]:
-    sink, server_pids = build(name, srv, "max", n + 1)
+async def flat_out(name: str, srv: dict[str, Any], n: int, *, books: bool = False) -> dict[str, Any]:
+    sink, server_pids = build(name, srv, "books" if books else "max", n + 1)
+    if books:
+        sink.config.events.append("book")
     runner = SinkRunner(sink)
-    evs = events(n)
+    evs = book_events(n) if books else events(n)
     async with anyio.create_task_group() as tg:
         tg.start_soon(runner.run)
         await anyio.sleep(0.3)
@@ -151,9 +176,10 @@ async def flat_out(name: str, srv: dict[str, Any], n: int) -> dict[str, Any]:
         await runner.flush(60)
         while name != "parquet" and runner.in_flight:  # the sink holds what it has not written yet
             await anyio.sleep(0.005)
+        scpu = cpu_since(scpu0, server_pids())
         await sink.close()  # parquet: rows are delivered when the file is closed
         wall = time.monotonic() - t0
-        cpu, scpu = time.process_time() - cpu0, proc_cpu(pids) - scpu0
+        cpu = time.process_time() - cpu0
         tg.cancel_scope.cancel()
     return {
         "events": n, "delivered": runner.delivered, "dropped": runner.total_dropped,
@@ -195,6 +221,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             out["paced"][name] = await paced(name, srv, args.seconds, DEMO_RATE * 10)
             out["max"][name] = await flat_out(name, srv, args.max_events)
             print(name, json.dumps(out["paced"][name]), json.dumps(out["max"][name]), flush=True)
+        out["max"]["parquet books"] = await flat_out("parquet", srv, args.max_events, books=True)
+        print("parquet books", json.dumps(out["max"]["parquet books"]), flush=True)
         if args.e2e:
             out["e2e"] = e2e(srv, args.seconds)
             print(json.dumps(out["e2e"], indent=1), flush=True)

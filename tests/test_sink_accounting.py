@@ -165,6 +165,11 @@ async def test_produced_equals_delivered_plus_counted_drops_for_every_failing_si
             assert "sink " in (health["sink:webhook"].error_message or "")  # dropped by the sink (budget)
             assert "429" in (health["sink:webhook"].error_message or "")
             assert health["sink:file"].is_healthy
+            for name in ("flaky", "stuck", "webhook", "file"):  # the equation, in health too
+                ev = health[f"sink:{name}"].events
+                assert ev["produced"] == ev["delivered"] + ev["dropped"] + ev["in_flight"], (name, ev)
+                assert ev["dropped"] == sum(v for k, v in ev.items() if k.startswith("dropped_"))
+            assert health["sink:flaky"].events["dropped_write_error"] > 0
             async with httpx.AsyncClient() as client:
                 text = (await client.get(f"http://127.0.0.1:{agg.metrics_port}/metrics")).text
             for name in ("flaky", "stuck", "webhook", "file"):

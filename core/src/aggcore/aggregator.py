@@ -696,6 +696,7 @@ class Aggregator:
                 # a sink with a connection (BufferedSink) says whether it has one and how often it was lost
                 connected=runner.opened and bool(getattr(runner.sink, "connected", True)),
                 reconnects=int(getattr(runner.sink, "reconnects", 0)),
+                events=runner.counts(),
             )
         self._health = out
         return out

@@ -267,6 +267,17 @@ class SinkRunner:
         """Drops by reason (:data:`DROP_REASONS`)."""
         return {**self.drops, "sink": self.sink.dropped_events}
 
+    def counts(self) -> dict[str, int]:
+        """``produced``, ``delivered``, ``dropped``, ``in_flight`` and ``dropped_<reason>`` (health)."""
+        out = {
+            "produced": self.produced,
+            "delivered": self.delivered,
+            "dropped": self.total_dropped,
+            "in_flight": self.in_flight,
+        }
+        out.update({f"dropped_{k}": v for k, v in self.drop_counts().items()})
+        return out
+
     def accounting(self) -> str:
         """``produced 500 = delivered 488 + dropped 12 (buffer_full 12) + in flight 0``."""
         why = ", ".join(f"{k} {v}" for k, v in self.drop_counts().items() if v)

@@ -201,6 +201,9 @@ class HealthStatus(PublicType):
     checksum_failures: int = 0
     symbols: dict[str, SymbolHealth] = {}
     kind: Literal["exchange", "sink", "analyzer", "bus"] = "exchange"
+    #: sinks: ``produced`` = ``delivered`` + ``dropped`` + ``in_flight``, and ``dropped`` by reason
+    #: (``dropped_buffer_full``, ``dropped_write_error``, ``dropped_shutdown``, ``dropped_sink``)
+    events: dict[str, int] = {}
 
 
 class Metrics(PublicType):

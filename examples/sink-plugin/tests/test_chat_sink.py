@@ -50,7 +50,14 @@ async def test_failure_shows_in_health() -> None:
     await sink.open()
     await sink.write([opportunity(1.0)])
     assert sink.health_error == "chat webhook answered HTTP 500"
+    assert sink.dropped_events == 1  # not delivered, so counted
     await sink.close()
+
+
+def test_the_url_token_is_never_shown() -> None:
+    cfg = ChatSinkConfig.model_validate({"url": "https://chat.example/services/T01/B02/Xq3vB8nT2kL9mP4wR7yZ1cD5"})
+    assert "Xq3vB8nT2kL9mP4wR7yZ1cD5" not in repr(cfg) + cfg.model_dump_json()
+    assert cfg.url.get_secret_value().endswith("/Xq3vB8nT2kL9mP4wR7yZ1cD5")
 
 
 def test_unknown_keys_are_rejected() -> None:

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field
 
+from aggcore.config import SecretUrl
 from aggcore.hookspecs import hookimpl
 from aggcore.models import ArbitrageOpportunity
 from aggcore.sink import Event, EventKind, Sink, SinkConfig
@@ -25,7 +26,7 @@ def _arbitrage_only() -> list[EventKind]:
 class ChatSinkConfig(SinkConfig):
     """``sinks.chat``."""
 
-    url: SecretStr = Field(..., description="incoming-webhook URL (it carries a token: kept secret)")
+    url: SecretUrl = Field(..., description="incoming-webhook URL (it carries a token: shown as ***, never logged)")
     min_profit_percentage: float = Field(0.1, ge=0, description="only opportunities at least this profitable")
     timeout_s: float = Field(5.0, gt=0, description="timeout of one POST")
     events: list[EventKind] = Field(default_factory=_arbitrage_only)  # the base's key, another default
@@ -81,12 +82,14 @@ class ChatSink(Sink):
             # say what is wrong in health instead of raising on every event (raising works too:
             # the runtime counts the error and shows it)
             self.health_error = f"chat webhook unreachable: {type(exc).__name__}"
+            self.dropped_events += 1  # not delivered: counted (a write that returns counts the rest as delivered)
             return
         if resp.is_success:
             self.sent += 1
             self.health_error = None
         else:
             self.health_error = f"chat webhook answered HTTP {resp.status_code}"
+            self.dropped_events += 1
 
 
 @hookimpl

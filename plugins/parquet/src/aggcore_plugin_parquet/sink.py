@@ -139,9 +139,13 @@ class ParquetSink(Sink):
         await anyio.to_thread.run_sync(self._close_all, limiter=self._limiter)
 
     async def _rotate_loop(self, period: float) -> None:
+        """Close files that are due even when no event arrives (an idle partition, yesterday's date)."""
         while True:
             await anyio.sleep(period)
-            await anyio.to_thread.run_sync(self._rotate_due, limiter=self._limiter)
+            try:
+                await anyio.to_thread.run_sync(self._rotate_due, limiter=self._limiter)
+            except Exception as exc:  # never lose the timer; the next tick tries again
+                self._error(f"rotation failed: {type(exc).__name__}: {exc}")
 
     # -- worker thread ------------------------------------------------------------------------------------------
     def _prepare(self) -> None:

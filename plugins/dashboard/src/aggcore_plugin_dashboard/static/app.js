@@ -347,7 +347,10 @@ function renderArbs() {
     const sell = el("td", null, `${a.sell_exchange} @ ${fmtPrice(a.sell_price)}`);
     sell.style.color = colorOf(a.sell_exchange);
     tr.appendChild(sell);
-    tr.appendChild(el("td", "num", a.profit_percentage.toFixed(3)));
+    const net = el("td", "num", a.profit_percentage.toFixed(3));
+    if (a.buy_fee !== undefined) net.title = `taker fees: buy ${(100 * a.buy_fee).toFixed(3)} % + sell ${(100 * a.sell_fee).toFixed(3)} %`;
+    tr.appendChild(el("td", "num", a.gross_spread_percentage !== undefined ? a.gross_spread_percentage.toFixed(3) : "–"));
+    tr.appendChild(net);
     tr.appendChild(el("td", "num", fmtQty(a.volume)));
     tr.appendChild(el("td", "num", a.event === "opened" ? "–" : fmtDuration(a.duration_ms)));
     tr.appendChild(el("td", "num", a.event === "opened" ? "–" : a.peak_profit_percentage.toFixed(3)));
