@@ -15,7 +15,7 @@ from aggcore.config import load_config
 from aggcore.errors import ConfigError
 from aggcore.fanout import SinkRunner
 from aggcore.plugins import load_plugins
-from aggcore.testing.events import event_seq, sample_events
+from aggcore.testing.events import event_seq, sample_books, sample_events, sample_metrics
 from aggcore.testing.services import RedisServer, free_port, redis_server
 from aggcore_plugin_redis import RedisSink, RedisSinkConfig
 
@@ -80,6 +80,22 @@ async def test_latest_state_keys_and_streams(server: RedisServer, client: aiored
         want = [e for e in events if e.kind == kind]
         assert [orjson.loads(f[b"data"]) for _, f in entries] == [e.to_dict()["data"] for e in want]
         assert [float(f[b"ts"]) for _, f in entries] == [e.ts for e in want]
+
+
+async def test_latest_book_and_metrics_keys(server: RedisServer, client: aioredis.Redis) -> None:
+    events = sample_books(30) + sample_metrics(20)
+    sink = make(server.url, events=["book", "metrics"])
+    await sink.open()
+    await sink.write(events)
+    await sink.close()
+    want: dict[str, Any] = {}
+    for e in events:
+        d = e.to_dict()["data"]
+        key = f"aggcore:book:{d['venue']}:{d['pair']}" if e.kind == "book" else f"aggcore:metrics:{d['exchange']}:{d['symbol']}"
+        want[key] = orjson.loads(orjson.dumps(d))  # JSON: the levels' (price, quantity) tuples become arrays
+    for key, d in want.items():
+        assert orjson.loads(await client.get(key)) == d
+    assert await client.xlen("aggcore:stream:book") == 30 and await client.xlen("aggcore:stream:metrics") == 20
 
 
 async def test_streams_are_capped(server: RedisServer, client: aioredis.Redis) -> None:
