@@ -180,6 +180,28 @@ async def test_a_database_that_refuses_writes_holds_events_until_it_takes_them(s
     assert await db.fetchval("SELECT count(*) FROM ro_summary") == len(events)
 
 
+async def test_a_rejected_batch_is_dropped_counted_and_the_next_goes_on(server: PostgresServer, db: Any) -> None:
+    sink = make(server.dsn, "rej_", events=["summary"], batch_max_events=10)
+    await sink.open()
+    events = [e for e in sample_events(300, seed=4) if e.kind == "summary"]
+    await sink.write(events[:10])
+    with anyio.fail_after(5):
+        while sink.pending_events:
+            await anyio.sleep(0.02)
+    await db.execute("ALTER TABLE rej_summary ADD CONSTRAINT no_btc CHECK (symbol <> 'BTC/USDT') NOT VALID")  # a DBA's change
+    await sink.write(events[10:20])
+    with anyio.fail_after(5):
+        while sink.pending_events:
+            await anyio.sleep(0.02)
+    assert sink.dropped_events == 10 and "rejected a batch of 10 events" in (sink.health_error or "")
+    assert "CheckViolationError" in (sink.health_error or "")
+    await db.execute("ALTER TABLE rej_summary DROP CONSTRAINT no_btc")
+    await sink.write(events[20:30])
+    await sink.close()
+    assert sink.delivered_events == 20 and sink.dropped_events == 10 and sink.health_error is None
+    assert await db.fetchval("SELECT count(*) FROM rej_summary") == 20
+
+
 async def test_unreachable_at_start_holds_a_bounded_buffer() -> None:
     port = free_port()
     sink = make(f"postgresql://aggcore@127.0.0.1:{port}/postgres", "u_", max_pending_events=50, connect_timeout_s=0.5,
