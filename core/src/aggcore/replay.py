@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from .clock import Clock
-from .errors import ConfigError
+from .errors import AggregatorError, ConfigError
 from .recording import RecordingError, is_recording, read_recording
 
 if TYPE_CHECKING:
@@ -149,6 +149,8 @@ class RecordedClock(Clock):
         """Advance time, waking sleepers in order, until ``end_ns`` (or nothing is scheduled)."""
         loop = asyncio.get_running_loop()
         self._ready = getattr(loop, "_ready", None)  # CPython's ready queue: how "idle" is told
+        if self._ready is None:
+            raise AggregatorError(f"replay needs asyncio's own event loop (it tells idleness by its ready queue), not {type(loop).__name__}")
         self._driver = asyncio.current_task()
         if blocked is not None:
             self._blocked = blocked
@@ -427,12 +429,16 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
 class ReplayWs:
     """A recorded connection, as the connector's WebSocket: frames at their recorded times."""
 
-    def __init__(self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int], shift: int = 0) -> None:
+    def __init__(
+        self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int], shift: int = 0, start: int = 0
+    ) -> None:
         self.conn = conn
         self.clock = clock
         self.window = window
         self.shift = shift  # opened this much later than recorded: its whole timeline moves with it
+        self.pos = start  # the next frame
         self.closed = False
+        self.server_closed = False  # ended where the recording says the exchange closed it
         self._closed_fut: asyncio.Future[None] | None = None
 
     async def __aiter__(self) -> Any:
@@ -441,7 +447,9 @@ class ReplayWs:
         shift = self.shift
         if clock.first_frame_wall is None:
             clock.first_frame_wall = time.perf_counter()
-        for t, frame in self.conn.frames:
+        frames = self.conn.frames
+        while self.pos < len(frames):
+            t, frame = frames[self.pos]
             if t > end:
                 break
             t += shift
@@ -449,10 +457,12 @@ class ReplayWs:
                 await clock.sleep_until(t)
             if self.closed:
                 return
+            self.pos += 1
             yield frame
         clock.last_frame_wall = time.perf_counter()  # the last frame was handled
         if self.conn.close_ns is not None and self.conn.close_ns <= end:
             await clock.sleep_until(self.conn.close_ns + shift)
+            self.server_closed = True
             return
         # the recording ends with this connection open: it stays open until the replay ends
         self._closed_fut = asyncio.get_running_loop().create_future()
@@ -477,24 +487,38 @@ class _ReplayOpen:
     def __init__(self, source: "ExchangeReplay", url: str) -> None:
         self.source = source
         self.url = url
+        self.ws: ReplayWs | None = None
 
     async def __aenter__(self) -> ReplayWs:
         conn = self.source.take_connection(self.url)
         clock = self.source.clock
-        if conn is None:  # the recording has no more connections: this one never opens
-            await asyncio.get_running_loop().create_future()
-            raise AssertionError("unreachable")
+        if conn is None:
+            resumed = self.source.resumable.pop(0) if self.source.resumable else None
+            if resumed is None:  # the recording has no more connections: this one never opens
+                await asyncio.get_running_loop().create_future()
+                raise AssertionError("unreachable")
+            # aggcore closed a connection the exchange kept open (a resync, a stale feed): the
+            # new one carries on with the recorded stream from now on; what was sent while it
+            # was closed is lost, as it would be live
+            old, shift = resumed
+            start = next((i for i, (t, _) in enumerate(old.frames) if t + shift > clock.now_ns), len(old.frames))
+            self.ws = ReplayWs(old, clock, self.source.window, shift, start)
+            return self.ws
         await clock.sleep_until(conn.open_ns)
         # a connector that opens it later than recorded (its reconnect backoff drew a longer
         # wait) gets the connection's traffic shifted by the delay, so frames and the answers
         # to its REST requests keep their recorded order
         shift = clock.now_ns - conn.open_ns
         self.source.shift = shift
-        return ReplayWs(conn, clock, self.source.window, shift)
+        self.ws = ReplayWs(conn, clock, self.source.window, shift)
+        return self.ws
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        ws = self.ws
+        if ws is not None and not ws.server_closed:
+            self.source.resumable.append((ws.conn, ws.shift))
         return None
 
 
@@ -513,6 +537,8 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
         self.unused = list(data.connections)
         self.unanswered: list[str] = []
         self.shift = 0  # how late the latest connection opened against its recording
+        #: connections aggcore closed while the recording kept them open (with their shift)
+        self.resumable: list[tuple[RecordedConnection, int]] = []
 
     def take_connection(self, url: str) -> RecordedConnection | None:
         key = _path_key(url)[0]

@@ -104,9 +104,7 @@ def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float,
     few levels, and at once when the best bid after the fee cannot beat the best ask."""
     ak = asks.keys
     bk = bids.keys
-    na = min(n, len(ak))
-    nb = min(n, len(bk))
-    if not na or not nb:
+    if not ak or not bk:
         return None
     buy_mult = 1 + buy_fee
     sell_mult = 1 - sell_fee
@@ -114,6 +112,12 @@ def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float,
     pb = bk[-1]
     if pb * sell_mult <= pa * buy_mult:
         return None  # early stop: not even the best levels are profitable after fees
+    na = len(ak)
+    if na > n:
+        na = n
+    nb = len(bk)
+    if nb > n:
+        nb = n
     al = asks.levels
     bl = bids.levels
     i = j = 0
@@ -177,6 +181,7 @@ class ArbitrageAnalyzer(Analyzer):
         self.views: dict[str, ConsolidatedView] = {}
         self.walked: dict[str, _Walked] = {}
         self._fees: dict[str, float] = {}
+        self._places: dict[float, int] = {}  # price -> its decimal places (memo)
         self._decimals: dict[str, int] = {}  # pair -> the most price decimals its legs have used
         self.walks = 0  # venue pairs walked (for tests and benchmarks: only changed venues' pairs are)
 
@@ -228,22 +233,22 @@ class ArbitrageAnalyzer(Analyzer):
             n = self.cfg.max_levels
             minimum = self.cfg.min_profit_percentage
             fees = self._fees
+            for name in fresh:
+                if name not in fees:
+                    fees[name] = self.fee(name)
             recomputed = walked.recomputed
+            walks = 0
             done: set[str] = set()
             for venue in changed:
                 book = fresh[venue]
                 asks = book.book.asks
                 bids = book.book.bids
-                fee = fees.get(venue)
-                if fee is None:
-                    fee = fees[venue] = self.fee(venue)
+                fee = fees[venue]
                 for other, o in fresh.items():
                     if other == venue or other in done:
                         continue
-                    other_fee = fees.get(other)
-                    if other_fee is None:
-                        other_fee = fees[other] = self.fee(other)
-                    self.walks += 2
+                    other_fee = fees[other]
+                    walks += 2
                     leg = _walk_sides(asks, o.book.bids, fee, other_fee, n)  # buy here, sell there
                     if leg is not None and leg.profit_percentage > minimum:
                         legs[(venue, other)] = leg
@@ -253,6 +258,7 @@ class ArbitrageAnalyzer(Analyzer):
                         legs[(other, venue)] = leg
                         recomputed.add((other, venue))
                 done.add(venue)
+            self.walks += walks
         return walked
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
@@ -307,7 +313,7 @@ class ArbitrageAnalyzer(Analyzer):
         duration_ms: float, peak_pct: float, peak_volume: float,
     ) -> ArbitrageOpportunity:  # fmt: skip
         pair, buy, sell = key
-        d = self._price_decimals(pair, leg)
+        d = self._price_decimals(pair, buy, sell)
         buy_fee = self._fees.get(buy, self.fee(buy))
         sell_fee = self._fees.get(sell, self.fee(sell))
         return ArbitrageOpportunity(
@@ -329,16 +335,28 @@ class ArbitrageAnalyzer(Analyzer):
             sell_fee=sell_fee,
         )
 
-    def _price_decimals(self, pair: str, leg: Leg) -> int:
+    def _price_decimals(self, pair: str, buy: str, sell: str) -> int:
         """The pair's price decimals: the most the legs' best prices have needed so far (book
-        prices sit on the venues' ticks; the volume-weighted prices do not)."""
+        prices sit on the venues' ticks; the volume-weighted prices do not). Read from the two
+        venues of the leg being reported, each price's places computed once."""
         d = self._decimals.get(pair, 0)
         view = self.views.get(pair)
         if view is not None:
-            for venue in view.venues.values():
-                for price in (venue.book.bids.best(), venue.book.asks.best()):
-                    if price is not None:
-                        d = max(d, _places(price))
+            places = self._places
+            for venue, price in ((buy, "ask"), (sell, "bid")):
+                book = view.venues.get(venue)
+                if book is None:
+                    continue
+                best = book.book.asks.best() if price == "ask" else book.book.bids.best()
+                if best is None:
+                    continue
+                p = places.get(best)
+                if p is None:
+                    if len(places) > 4096:
+                        places.clear()
+                    p = places[best] = _places(best)
+                if p > d:
+                    d = p
         self._decimals[pair] = d
         return d
 
