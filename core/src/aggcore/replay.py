@@ -218,6 +218,7 @@ class ExchangeData:
     http: list[RecordedHttp] = field(default_factory=list)
     header: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
+    open_connections: dict[int, RecordedConnection] = field(default_factory=dict)  # while loading
 
 
 @dataclass
@@ -349,7 +350,7 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
         if key not in seen:
             ex.http.append(_http_record(rec))
             seen.add(key)
-    conns: dict[int, RecordedConnection] = {}
+    conns = ex.open_connections  # a connection may go on over several files of the series
     for rec in rf.records():
         kind = rec.get("k")
         t = int(rec.get("t", 0))
@@ -403,18 +404,20 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
         else:
             raise ConfigError(f"{p}: no such file or directory")
     merged: dict[str, RecordedConnection] = {}
+    ours = sorted((f for f in files if is_recording(f)), key=lambda f: f.name)  # each series in order
+    for f in ours:
+        _load_aggcore(f, data)
     for f in files:
-        if is_recording(f):
-            _load_aggcore(f, data)
-        else:
-            try:
-                with f.open("rb") as fh:
-                    head = fh.read(4096)
-                head.decode("utf-8")
-            except (OSError, UnicodeDecodeError):
-                data.errors.append(f"{f}: neither an aggcore recording nor a cryptofeed capture (offset 0); skipped")
-                continue
-            _load_cryptofeed(f, data, registry, merged)
+        if f in ours:
+            continue
+        try:
+            with f.open("rb") as fh:
+                head = fh.read(4096)
+            head.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            data.errors.append(f"{f}: neither an aggcore recording nor a cryptofeed capture (offset 0); skipped")
+            continue
+        _load_cryptofeed(f, data, registry, merged)
     for ex in data.exchanges.values():
         ex.connections.sort(key=lambda c: c.open_ns)
         for c in ex.connections:
