@@ -107,14 +107,13 @@ class RecordedClock(Clock):
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self.now_ns + max(0, int(seconds * 1e9)))
 
-    async def sleep_until(self, t_ns: int) -> None:
-        if t_ns <= self.now_ns:
-            await asyncio.sleep(0)
-            return
-        heap = self._heap
+    def advance(self, t_ns: int) -> bool:
+        """Move time to ``t_ns`` at once when that changes nothing else: no other task can run now
+        (the driver polling for idleness aside), nobody wakes before ``t_ns``, no sink is busy,
+        and no pace is kept. The fast path of a reader whose next frame is due: no round trip
+        through the driver."""
         ready = self._ready
-        # fast path: no other task can run now (the driver polling for idleness aside) and
-        # nobody wakes before t_ns: move time ourselves, without a round trip through the driver
+        heap = self._heap
         if (
             ready is not None
             and (not ready or (len(ready) == 1 and getattr(ready[0]._callback, "__self__", None) is self._driver))
@@ -123,7 +122,16 @@ class RecordedClock(Clock):
             and not self._blocked()
         ):
             self.now_ns = t_ns
+            return True
+        return False
+
+    async def sleep_until(self, t_ns: int) -> None:
+        if t_ns <= self.now_ns:
+            await asyncio.sleep(0)
             return
+        if self.advance(t_ns):
+            return
+        heap = self._heap
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq += 1
         heapq.heappush(heap, (t_ns, self._seq, fut))
@@ -456,7 +464,7 @@ class ReplayWs:
             if t > end:
                 break
             t += shift
-            if t > clock.now_ns:
+            if t > clock.now_ns and not clock.advance(t):
                 await clock.sleep_until(t)
             if self.closed:
                 return
@@ -676,7 +684,10 @@ async def replay(
         def blocked() -> bool:
             # a sink still writing holds time back: what it reports (its last write, its
             # drops) then never depends on how fast this machine writes
-            return any(r.opened and not r.idle for r in runners)
+            for r in runners:
+                if r.opened and not r.idle:
+                    return True
+            return False
 
         stop_at = window[1] + int(tail_s * 1e9)
         await clock.run(stop_at, blocked=blocked)
