@@ -198,6 +198,7 @@ class BookSide:
         raw = self.raw
         lo = self.lo
         hi = self.hi
+        inf = _INF
         for level in levels:
             try:
                 p = level[0]
@@ -208,8 +209,8 @@ class BookSide:
                 raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show(level)}: {exc}") from None
             # one chained comparison each: also false for NaN; rejects inf, <= 0 prices, < 0 sizes
             # (lo >= 0 and hi <= inf: the kept range of a capped side is checked at no extra cost)
-            if not (lo < price < hi and 0.0 <= qty < _INF):
-                if not (0.0 < price < _INF and 0.0 <= qty < _INF):
+            if not (lo < price < hi and 0.0 <= qty < inf):
+                if not (0.0 < price < inf and 0.0 <= qty < inf):
                     raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show(level)}: {_why(price, qty)}")
                 continue  # beyond the levels a capped side keeps
             if qty == 0.0:

@@ -74,7 +74,8 @@ def _main(argv: Sequence[str] | None) -> int:
         _print_config_error(exc)
         return EXIT_CONFIG
     except PluginError as exc:
-        cause = f" ({type(exc.__cause__).__name__})" if exc.__cause__ is not None else ""
+        cause_type = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
+        cause = f" ({cause_type})" if cause_type and not cause_type.startswith("_") else ""  # no internal class names
         print(f"aggcore: plugin error{cause}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except AggregatorError as exc:
@@ -209,23 +210,42 @@ def cmd_plugins_check(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(checks))
         return EXIT_OK
-    selected = [c for c in checks if not args.check or c in args.check]
-    failed = 0
+    from .testing.conformance import CHECKS
+
+    unknown = [c for c in args.check or [] if c not in CHECKS]
+    if unknown:
+        print(
+            f"aggcore: unknown check{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"the checks for {args.name}: {', '.join(checks)}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    selected = [c for c in CHECKS if c in checks and (not args.check or c in args.check)]
+    not_applicable = [c for c in args.check or [] if c not in checks]
+    failed = passed = skipped = 0
 
     async def main() -> None:
-        nonlocal failed
+        nonlocal failed, passed, skipped
+        for check in not_applicable:  # a real check this plugin's fake cannot take part in
+            skipped += 1
+            print(f"SKIP  {args.name} {check:<24}   0.0s  skipped: the {args.name} fake does not support this fault", flush=True)
         for check in selected:
             t0 = time.monotonic()
             try:
                 detail = await run_check(registry, args.name, check)
-                status = "PASS"
+                status = "SKIP" if detail.startswith("skipped") else "PASS"
             except Exception as exc:  # report and go on with the next check
                 detail, status = f"{type(exc).__name__}: {exc}", "FAIL"
+            if status == "FAIL":
                 failed += 1
+            elif status == "SKIP":
+                skipped += 1
+            else:
+                passed += 1
             print(f"{status}  {args.name} {check:<24} {time.monotonic() - t0:5.1f}s  {detail}", flush=True)
 
     anyio.run(main)
-    print(f"{len(selected) - failed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return EXIT_ERROR if failed else EXIT_OK
 
 

@@ -16,6 +16,7 @@ entry-point name, built-ins included.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import importlib.metadata
 import os
@@ -280,17 +281,19 @@ def _load_one(pm: pluggy.PluginManager, ep: EntryPoint, info: PluginInfo, regist
 
 def _check_hooks(pm: pluggy.PluginManager, obj: object) -> None:
     """Unknown hooks: pluggy's ``check_pending`` plus ``aggcore_*`` functions without ``@hookimpl``."""
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise _Rejected(f"unknown hook: {exc}") from exc
     for attr in dir(obj):
         if not (attr.startswith("aggcore_") and callable(getattr(obj, attr, None))):
             continue
         if attr not in _HOOKS:
-            raise _Rejected(f"{attr!r} is not an aggcore hook (known hooks: {', '.join(_HOOKS)})")
+            close = difflib.get_close_matches(attr, list(_HOOKS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _Rejected(f"{attr!r} is not an aggcore hook{hint}; known hooks: {', '.join(_HOOKS)}")
         if pm.parse_hookimpl_opts(obj, attr) is None:
             raise _Rejected(f"{attr!r} is not marked with @hookimpl (from aggcore.hookspecs), so it would never be called")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise _Rejected(f"unknown hook: {exc}") from exc
 
 
 def _collect(

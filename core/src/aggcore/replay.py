@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from .clock import Clock
-from .errors import ConfigError
+from .errors import AggregatorError, ConfigError
 from .recording import RecordingError, is_recording, read_recording
 
 if TYPE_CHECKING:
@@ -107,14 +107,13 @@ class RecordedClock(Clock):
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self.now_ns + max(0, int(seconds * 1e9)))
 
-    async def sleep_until(self, t_ns: int) -> None:
-        if t_ns <= self.now_ns:
-            await asyncio.sleep(0)
-            return
-        heap = self._heap
+    def advance(self, t_ns: int) -> bool:
+        """Move time to ``t_ns`` at once when that changes nothing else: no other task can run now
+        (the driver polling for idleness aside), nobody wakes before ``t_ns``, no sink is busy,
+        and no pace is kept. The fast path of a reader whose next frame is due: no round trip
+        through the driver."""
         ready = self._ready
-        # fast path: no other task can run now (the driver polling for idleness aside) and
-        # nobody wakes before t_ns: move time ourselves, without a round trip through the driver
+        heap = self._heap
         if (
             ready is not None
             and (not ready or (len(ready) == 1 and getattr(ready[0]._callback, "__self__", None) is self._driver))
@@ -123,7 +122,16 @@ class RecordedClock(Clock):
             and not self._blocked()
         ):
             self.now_ns = t_ns
+            return True
+        return False
+
+    async def sleep_until(self, t_ns: int) -> None:
+        if t_ns <= self.now_ns:
+            await asyncio.sleep(0)
             return
+        if self.advance(t_ns):
+            return
+        heap = self._heap
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq += 1
         heapq.heappush(heap, (t_ns, self._seq, fut))
@@ -149,6 +157,8 @@ class RecordedClock(Clock):
         """Advance time, waking sleepers in order, until ``end_ns`` (or nothing is scheduled)."""
         loop = asyncio.get_running_loop()
         self._ready = getattr(loop, "_ready", None)  # CPython's ready queue: how "idle" is told
+        if self._ready is None:
+            raise AggregatorError(f"replay needs asyncio's own event loop (it tells idleness by its ready queue), not {type(loop).__name__}")
         self._driver = asyncio.current_task()
         if blocked is not None:
             self._blocked = blocked
@@ -216,6 +226,7 @@ class ExchangeData:
     http: list[RecordedHttp] = field(default_factory=list)
     header: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
+    open_connections: dict[int, RecordedConnection] = field(default_factory=dict)  # while loading
 
 
 @dataclass
@@ -347,7 +358,7 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
         if key not in seen:
             ex.http.append(_http_record(rec))
             seen.add(key)
-    conns: dict[int, RecordedConnection] = {}
+    conns = ex.open_connections  # a connection may go on over several files of the series
     for rec in rf.records():
         kind = rec.get("k")
         t = int(rec.get("t", 0))
@@ -401,18 +412,20 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
         else:
             raise ConfigError(f"{p}: no such file or directory")
     merged: dict[str, RecordedConnection] = {}
+    ours = sorted((f for f in files if is_recording(f)), key=lambda f: f.name)  # each series in order
+    for f in ours:
+        _load_aggcore(f, data)
     for f in files:
-        if is_recording(f):
-            _load_aggcore(f, data)
-        else:
-            try:
-                with f.open("rb") as fh:
-                    head = fh.read(4096)
-                head.decode("utf-8")
-            except (OSError, UnicodeDecodeError):
-                data.errors.append(f"{f}: neither an aggcore recording nor a cryptofeed capture (offset 0); skipped")
-                continue
-            _load_cryptofeed(f, data, registry, merged)
+        if f in ours:
+            continue
+        try:
+            with f.open("rb") as fh:
+                head = fh.read(4096)
+            head.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            data.errors.append(f"{f}: neither an aggcore recording nor a cryptofeed capture (offset 0); skipped")
+            continue
+        _load_cryptofeed(f, data, registry, merged)
     for ex in data.exchanges.values():
         ex.connections.sort(key=lambda c: c.open_ns)
         for c in ex.connections:
@@ -427,12 +440,16 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
 class ReplayWs:
     """A recorded connection, as the connector's WebSocket: frames at their recorded times."""
 
-    def __init__(self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int], shift: int = 0) -> None:
+    def __init__(
+        self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int], shift: int = 0, start: int = 0
+    ) -> None:
         self.conn = conn
         self.clock = clock
         self.window = window
         self.shift = shift  # opened this much later than recorded: its whole timeline moves with it
+        self.pos = start  # the next frame
         self.closed = False
+        self.server_closed = False  # ended where the recording says the exchange closed it
         self._closed_fut: asyncio.Future[None] | None = None
 
     async def __aiter__(self) -> Any:
@@ -441,18 +458,22 @@ class ReplayWs:
         shift = self.shift
         if clock.first_frame_wall is None:
             clock.first_frame_wall = time.perf_counter()
-        for t, frame in self.conn.frames:
+        frames = self.conn.frames
+        while self.pos < len(frames):
+            t, frame = frames[self.pos]
             if t > end:
                 break
             t += shift
-            if t > clock.now_ns:
+            if t > clock.now_ns and not clock.advance(t):
                 await clock.sleep_until(t)
             if self.closed:
                 return
+            self.pos += 1
             yield frame
         clock.last_frame_wall = time.perf_counter()  # the last frame was handled
         if self.conn.close_ns is not None and self.conn.close_ns <= end:
             await clock.sleep_until(self.conn.close_ns + shift)
+            self.server_closed = True
             return
         # the recording ends with this connection open: it stays open until the replay ends
         self._closed_fut = asyncio.get_running_loop().create_future()
@@ -477,24 +498,38 @@ class _ReplayOpen:
     def __init__(self, source: "ExchangeReplay", url: str) -> None:
         self.source = source
         self.url = url
+        self.ws: ReplayWs | None = None
 
     async def __aenter__(self) -> ReplayWs:
         conn = self.source.take_connection(self.url)
         clock = self.source.clock
-        if conn is None:  # the recording has no more connections: this one never opens
-            await asyncio.get_running_loop().create_future()
-            raise AssertionError("unreachable")
+        if conn is None:
+            resumed = self.source.resumable.pop(0) if self.source.resumable else None
+            if resumed is None:  # the recording has no more connections: this one never opens
+                await asyncio.get_running_loop().create_future()
+                raise AssertionError("unreachable")
+            # aggcore closed a connection the exchange kept open (a resync, a stale feed): the
+            # new one carries on with the recorded stream from now on; what was sent while it
+            # was closed is lost, as it would be live
+            old, shift = resumed
+            start = next((i for i, (t, _) in enumerate(old.frames) if t + shift > clock.now_ns), len(old.frames))
+            self.ws = ReplayWs(old, clock, self.source.window, shift, start)
+            return self.ws
         await clock.sleep_until(conn.open_ns)
         # a connector that opens it later than recorded (its reconnect backoff drew a longer
         # wait) gets the connection's traffic shifted by the delay, so frames and the answers
         # to its REST requests keep their recorded order
         shift = clock.now_ns - conn.open_ns
         self.source.shift = shift
-        return ReplayWs(conn, clock, self.source.window, shift)
+        self.ws = ReplayWs(conn, clock, self.source.window, shift)
+        return self.ws
 
     async def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        ws = self.ws
+        if ws is not None and not ws.server_closed:
+            self.source.resumable.append((ws.conn, ws.shift))
         return None
 
 
@@ -513,6 +548,8 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
         self.unused = list(data.connections)
         self.unanswered: list[str] = []
         self.shift = 0  # how late the latest connection opened against its recording
+        #: connections aggcore closed while the recording kept them open (with their shift)
+        self.resumable: list[tuple[RecordedConnection, int]] = []
 
     def take_connection(self, url: str) -> RecordedConnection | None:
         key = _path_key(url)[0]
@@ -647,7 +684,10 @@ async def replay(
         def blocked() -> bool:
             # a sink still writing holds time back: what it reports (its last write, its
             # drops) then never depends on how fast this machine writes
-            return any(r.opened and not r.idle for r in runners)
+            for r in runners:
+                if r.opened and not r.idle:
+                    return True
+            return False
 
         stop_at = window[1] + int(tail_s * 1e9)
         await clock.run(stop_at, blocked=blocked)

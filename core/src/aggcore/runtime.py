@@ -144,6 +144,7 @@ async def _serve(
     record_options: dict[str, float] | None = None,
 ) -> None:
     from .aggregator import Aggregator
+    from .builtins.sinks.console import ConsoleSink
     from .builtins.sinks.stdout import StdoutSink
 
     recorder: Recorder | None = None
@@ -194,6 +195,8 @@ async def _serve(
                 for runner in agg.hub.sinks:
                     if isinstance(runner.sink, StdoutSink):  # nobody reads stdout any more: stop the run
                         runner.sink.on_closed = lambda: stop.set("stdout closed")
+                    elif isinstance(runner.sink, ConsoleSink):  # --live: q quits
+                        runner.sink.on_quit = lambda: stop.set("q pressed")
                 log.info(
                     "aggcore %s%s: %s; Ctrl-C to stop",
                     "recording" if record_only else "running",

@@ -35,16 +35,17 @@ def registry() -> PluginRegistry:
     return load_plugins(entry_points=[*eps, EntryPoint(name="toy", value="aggcore.testing.toy", group="aggcore")], disabled=())
 
 
-def bus(url: str) -> dict[str, Any]:
-    return {"nats": {"servers": [url], "reconnect_wait_s": 0.1}, "heartbeat_ms": 100, "silent_after_ms": 600}
+def bus(url: str, storage: str = "file") -> dict[str, Any]:
+    return {"nats": {"servers": [url], "reconnect_wait_s": 0.1, "storage": storage}, "heartbeat_ms": 100, "silent_after_ms": 600}
 
 
-async def test_in_process_feed_and_consolidator_survive_a_server_kill(nats_srv: NatsServer) -> None:
+@pytest.mark.parametrize("storage", ["file", "memory"])  # a memory stream is gone after the restart: made again
+async def test_in_process_feed_and_consolidator_survive_a_server_kill(nats_srv: NatsServer, storage: str) -> None:
     reg = registry()
     async with FakeToy(seed=5, rate_hz=100) as fake:
-        feed_cfg = {"exchanges": {"toy": fake.connector_config(stale_after_s=5)}, "bus": bus(nats_srv.url)}
+        feed_cfg = {"exchanges": {"toy": fake.connector_config(stale_after_s=5)}, "bus": bus(nats_srv.url, storage)}
         cons_cfg = {
-            "bus": bus(nats_srv.url),
+            "bus": bus(nats_srv.url, storage),
             "monitoring": {"metrics": {"enabled": True, "prometheus": {"enabled": True, "port": 0}}},
         }
         async with Aggregator(feed_cfg, registry=reg, role="feed") as feed, Aggregator(cons_cfg, registry=reg, role="consolidate") as cons:

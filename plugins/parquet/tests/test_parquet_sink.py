@@ -18,14 +18,13 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
-from aggcore.bus import BookMessage
 from aggcore.config import load_config
 from aggcore.errors import ConfigError
 from aggcore.fanout import SinkRunner
 from aggcore.models import HealthStatus
 from aggcore.plugins import load_plugins
 from aggcore.sink import Event
-from aggcore.testing.events import T0, VENUES, sample_events
+from aggcore.testing.events import T0, sample_books, sample_events, sample_metrics
 from aggcore_plugin_parquet import DATASETS, ParquetSink, ParquetSinkConfig, schema_markdown
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +33,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def make(root: Path, **kw: Any) -> ParquetSink:
-    return ParquetSink(ParquetSinkConfig.model_validate({"path": str(root), "events": ["summary", "arbitrage", "health", "book"], **kw}))
+    return ParquetSink(ParquetSinkConfig.model_validate({"path": str(root), "events": ["summary", "arbitrage", "health", "book", "metrics"], **kw}))
 
 
 def ns(dt: datetime | None) -> int | None:
@@ -43,24 +42,6 @@ def ns(dt: datetime | None) -> int | None:
 
 def sec_ns(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * 1_000_000_000)
-
-
-def book_events(n: int) -> list[Event]:
-    out = []
-    for i in range(n):
-        t = T0.timestamp() + i * 0.011
-        venue = VENUES[i % 3]
-        live = i % 9 != 4
-        bids = [(100.0 - k * 0.5 - i * 0.01, 1.0 + k) for k in range(20)] if live else []
-        asks = [(100.5 + k * 0.5 + i * 0.01, 2.0 + k) for k in range(20)] if live else []
-        msg = BookMessage(
-            venue=venue, symbol="BTCUSDT", pair="BTC/USDT", state="LIVE" if live else "RESYNCING",
-            reason=None if live else "sequence gap: expected 5, got 7", epoch=1_700_000_000_000_000_000 + i // 10,
-            version=i % 10 + 1, bids=bids, asks=asks, exchange_ts=None if i % 2 else t - 0.003,
-            receipt_ts=t - 0.001, seen_ts=t - 0.0005, published_ts=t,
-        )  # fmt: skip
-        out.append(Event("book", msg, ts=t))
-    return out
 
 
 def ns_col(table: pa.Table, name: str) -> list[int | None]:
@@ -102,7 +83,7 @@ async def test_every_value_read_back_with_pyarrow_and_duckdb(tmp_path: Path, mon
     import aggcore_plugin_parquet.sink
 
     monkeypatch.setattr(aggcore_plugin_parquet.sink, "CONVERT_ROWS", 64)  # rows turned into Arrow in several chunks
-    events = sorted(sample_events(900, levels=10) + book_events(90), key=lambda e: e.ts)
+    events = sorted(sample_events(900, levels=10) + sample_books(90) + sample_metrics(40), key=lambda e: e.ts)
     sink = make(tmp_path / "data", row_group_rows=300)
     await sink.open()
     for k in range(0, len(events), 70):
@@ -151,6 +132,15 @@ async def test_every_value_read_back_with_pyarrow_and_duckdb(tmp_path: Path, mon
     for col, attr in (("ts", "published_ts"), ("exchange_ts", "exchange_ts"), ("receipt_ts", "receipt_ts"), ("seen_ts", "seen_ts")):
         assert ns_col(book, col) == [sec_ns(getattr(e.payload, attr)) for e in bs], col
 
+    metrics = read(tmp_path / "data", "metrics").sort_by("ts")
+    ms = [e for e in events if e.kind == "metrics"]
+    mfields = ["exchange", "symbol", "updates_per_second", "latency_ms", "error_count", "messages", "level_updates",
+               "gaps", "resyncs", "checksum_failures"]  # fmt: skip
+    assert metrics.select(mfields).to_pylist() == [{f: getattr(e.payload, f) for f in mfields} for e in ms]
+    assert ns_col(metrics, "ts") == [sec_ns(e.ts) for e in ms]
+    assert ns_col(metrics, "last_update") == [ns(e.payload.last_update) for e in ms]  # type: ignore[attr-defined]
+    assert metrics.column("venue").to_pylist() == [e.payload.exchange for e in ms]  # type: ignore[attr-defined]
+
     # DuckDB over the Hive-partitioned dataset (what users run)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -168,6 +158,21 @@ async def test_every_value_read_back_with_pyarrow_and_duckdb(tmp_path: Path, mon
         assert (r[8], r[9], r[12]) == (x["venues"], list(x["excluded"]), x["date"])
         for got_side, want_side in ((r[10], x["bids"]), (r[11], x["asks"])):
             assert [(lv["price"], lv["quantity"], lv["exchange"], ns(lv["timestamp"])) for lv in got_side] == want_side
+    arb_glob = str(tmp_path / "data" / "arbitrage" / "**" / "*.parquet")
+    cols = ", ".join(fields)
+    got_arbs = con.execute(
+        f"SELECT epoch_ns(ts), epoch_ns(published_at), {cols} FROM read_parquet('{arb_glob}', hive_partitioning = true) ORDER BY published_at"
+    ).fetchall()
+    assert got_arbs == [(ns(e.payload.timestamp), sec_ns(e.ts), *(getattr(e.payload, f) for f in fields)) for e in arbs]  # type: ignore[attr-defined]
+    health_glob = str(tmp_path / "data" / "health" / "**" / "*.parquet")
+    got_health = con.execute(
+        f"SELECT epoch_ns(ts), venue, name, is_healthy, error_message, reconnects, symbols FROM read_parquet('{health_glob}',"
+        " hive_partitioning = true) ORDER BY ts"
+    ).fetchall()
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5], sorted(r[6])) for r in got_health] == [
+        (sec_ns(e.ts), p.exchange, p.exchange, p.is_healthy, p.error_message, p.reconnects, sorted(p.symbols))
+        for e in hs for p in [e.payload]  # type: ignore[attr-defined]
+    ]  # fmt: skip
     best_venue = con.execute(
         f"SELECT bids[1].exchange AS venue, count(*) FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY 1 ORDER BY 1"
     ).fetchall()
@@ -313,6 +318,19 @@ async def test_full_disk_drops_and_counts_the_file_then_goes_on(tmp_path: Path) 
     assert not list(tmp_path.rglob(".part-*"))
 
 
+async def test_a_partition_that_cannot_be_created_drops_and_counts_only_its_events(tmp_path: Path) -> None:
+    sink = make(tmp_path, events=["summary", "arbitrage"])
+    await sink.open()
+    (tmp_path / "arbitrage").write_text("not a directory")  # the arbitrage dataset cannot be created
+    events = [e for e in sample_events(300) if e.kind in ("summary", "arbitrage")]
+    await sink.write(events)
+    n_arb = sum(e.kind == "arbitrage" for e in events)
+    assert sink.dropped_events == n_arb and "cannot create a file under" in (sink.health_error or "")
+    await sink.close()
+    assert sink.delivered_events == len(events) - n_arb  # the summaries are not affected
+    assert read(tmp_path, "summary").num_rows == len(events) - n_arb
+
+
 async def test_accounting_through_the_runtime(tmp_path: Path) -> None:
     runner = SinkRunner(make(tmp_path, row_group_rows=64))
     async with anyio.create_task_group() as tg:
@@ -336,6 +354,9 @@ async def test_bad_paths_are_clear_errors(tmp_path: Path) -> None:
     runner = SinkRunner(make(tmp_path / "no" / "data"))
     await runner.run()
     assert not runner.opened and "cannot open" in (runner.health_error or "")
+    if Path("/sys/kernel").is_dir():  # sysfs refuses new directories even to root: a real permission error
+        with pytest.raises(ConfigError, match="sinks.parquet.path: cannot create .*: Operation not permitted"):
+            await make(Path("/sys/aggcore-parquet-test")).open()
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -17,7 +17,7 @@ from aggcore.config import load_config
 from aggcore.errors import ConfigError
 from aggcore.fanout import SinkRunner
 from aggcore.plugins import load_plugins
-from aggcore.testing.events import sample_events
+from aggcore.testing.events import sample_books, sample_events, sample_metrics
 from aggcore.testing.services import PostgresServer, free_port, postgres_server
 from aggcore_plugin_postgres import COLUMNS, PostgresSink, PostgresSinkConfig, ddl
 
@@ -48,8 +48,8 @@ def utc(ts: float) -> datetime:
 
 
 async def test_every_value_as_emitted(server: PostgresServer, db: Any) -> None:
-    events = sample_events(500)
-    sink = make(server.dsn, "v_")
+    events = sorted(sample_events(500) + sample_metrics(30) + sample_books(40), key=lambda e: e.ts)
+    sink = make(server.dsn, "v_", events=["summary", "arbitrage", "health", "metrics", "book"])
     await sink.open()
     for k in range(0, len(events), 60):
         await sink.write(events[k : k + 60])
@@ -87,6 +87,24 @@ async def test_every_value_as_emitted(server: PostgresServer, db: Any) -> None:
         )  # fmt: skip
         assert (row["reconnects"], row["resyncs"]) == (p.reconnects, p.resyncs)
         assert json.loads(row["symbols"]) == e.to_dict()["data"]["symbols"]
+    ms = [e for e in events if e.kind == "metrics"]
+    rows = await db.fetch("SELECT * FROM public.v_metrics ORDER BY published_at")
+    assert [tuple(r.values()) for r in rows] == [
+        (utc(e.ts), utc(e.ts), p.exchange, p.symbol, p.updates_per_second, p.latency_ms, p.error_count, p.last_update,
+         p.messages, p.level_updates, p.gaps, p.resyncs, p.checksum_failures)
+        for e in ms for p in [e.payload]  # type: ignore[attr-defined]
+    ]  # fmt: skip
+    bs = [e for e in events if e.kind == "book"]
+    rows = await db.fetch("SELECT * FROM public.v_book ORDER BY published_at")
+    assert len(rows) == len(bs)
+    for row, e in zip(rows, bs, strict=True):
+        m: Any = e.payload
+        assert (row["ts"], row["venue"], row["symbol"], row["pair"], row["state"], row["reason"], row["epoch"], row["version"]) == (
+            utc(m.published_ts), m.venue, m.symbol, m.pair, m.state, m.reason, m.epoch, m.version,
+        )  # fmt: skip
+        assert json.loads(row["bids"]) == [list(x) for x in m.bids] and json.loads(row["asks"]) == [list(x) for x in m.asks]
+        assert row["exchange_ts"] == (None if m.exchange_ts is None else utc(m.exchange_ts))
+        assert (row["receipt_ts"], row["seen_ts"]) == (utc(m.receipt_ts), utc(m.seen_ts))
     # the documented DDL is what exists
     cols = await db.fetch(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_name LIKE 'v\\_%' ORDER BY table_name, ordinal_position"
@@ -106,16 +124,24 @@ async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None
         server.restart(down_s=1.0)  # pg_ctl -m immediate: no clean shutdown
         done.set()
 
-    saw_error = False
-    for k in range(0, len(events), 25):
+    first = len(events) // 500 * 100  # a multiple of the chunk sizes
+    for k in range(0, first, 25):
         await sink.write(events[k : k + 25])
-        if k == 500:
-            threading.Thread(target=crash_and_restart, daemon=True).start()
         await anyio.sleep(0.003)
-        saw_error = saw_error or sink.health_error is not None
-    while not done.is_set():
-        await anyio.sleep(0.05)
-        saw_error = saw_error or sink.health_error is not None
+    threading.Thread(target=crash_and_restart, daemon=True).start()
+    k = first
+    with anyio.fail_after(30):  # keep writing, slowly, until the sink has met the dead server
+        while sink.health_error is None:
+            assert k < len(events), "the server never went away while events were written"
+            await sink.write(events[k : k + 5])
+            k += 5
+            await anyio.sleep(0.01)
+        saw_error = True
+        for k in range(k, len(events), 25):  # the rest, while the server is away and after it is back
+            await sink.write(events[k : k + 25])
+            await anyio.sleep(0.002)
+        while not done.is_set():
+            await anyio.sleep(0.05)
     with anyio.fail_after(30):
         while sink.pending_events:
             await anyio.sleep(0.05)
@@ -160,6 +186,28 @@ async def test_a_database_that_refuses_writes_holds_events_until_it_takes_them(s
     assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
     assert await db.fetchval("SELECT count(DISTINCT published_at) FROM ro_summary") == len(events)
     assert await db.fetchval("SELECT count(*) FROM ro_summary") == len(events)
+
+
+async def test_a_rejected_batch_is_dropped_counted_and_the_next_goes_on(server: PostgresServer, db: Any) -> None:
+    sink = make(server.dsn, "rej_", events=["summary"], batch_max_events=10)
+    await sink.open()
+    events = [e for e in sample_events(300, seed=4) if e.kind == "summary"]
+    await sink.write(events[:10])
+    with anyio.fail_after(5):
+        while sink.pending_events:
+            await anyio.sleep(0.02)
+    await db.execute("ALTER TABLE rej_summary ADD CONSTRAINT no_btc CHECK (symbol <> 'BTC/USDT') NOT VALID")  # a DBA's change
+    await sink.write(events[10:20])
+    with anyio.fail_after(5):
+        while sink.pending_events:
+            await anyio.sleep(0.02)
+    assert sink.dropped_events == 10 and "rejected a batch of 10 events" in (sink.health_error or "")
+    assert "CheckViolationError" in (sink.health_error or "")
+    await db.execute("ALTER TABLE rej_summary DROP CONSTRAINT no_btc")
+    await sink.write(events[20:30])
+    await sink.close()
+    assert sink.delivered_events == 20 and sink.dropped_events == 10 and sink.health_error is None
+    assert await db.fetchval("SELECT count(*) FROM rej_summary") == 20
 
 
 async def test_unreachable_at_start_holds_a_bounded_buffer() -> None:

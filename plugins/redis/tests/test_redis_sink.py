@@ -15,7 +15,7 @@ from aggcore.config import load_config
 from aggcore.errors import ConfigError
 from aggcore.fanout import SinkRunner
 from aggcore.plugins import load_plugins
-from aggcore.testing.events import event_seq, sample_events
+from aggcore.testing.events import event_seq, sample_books, sample_events, sample_metrics
 from aggcore.testing.services import RedisServer, free_port, redis_server
 from aggcore_plugin_redis import RedisSink, RedisSinkConfig
 
@@ -82,6 +82,22 @@ async def test_latest_state_keys_and_streams(server: RedisServer, client: aiored
         assert [float(f[b"ts"]) for _, f in entries] == [e.ts for e in want]
 
 
+async def test_latest_book_and_metrics_keys(server: RedisServer, client: aioredis.Redis) -> None:
+    events = sample_books(30) + sample_metrics(20)
+    sink = make(server.url, events=["book", "metrics"])
+    await sink.open()
+    await sink.write(events)
+    await sink.close()
+    want: dict[str, Any] = {}
+    for e in events:
+        d = e.to_dict()["data"]
+        key = f"aggcore:book:{d['venue']}:{d['pair']}" if e.kind == "book" else f"aggcore:metrics:{d['exchange']}:{d['symbol']}"
+        want[key] = orjson.loads(orjson.dumps(d))  # JSON: the levels' (price, quantity) tuples become arrays
+    for key, d in want.items():
+        assert orjson.loads(await client.get(key)) == d
+    assert await client.xlen("aggcore:stream:book") == 30 and await client.xlen("aggcore:stream:metrics") == 20
+
+
 async def test_streams_are_capped(server: RedisServer, client: aioredis.Redis) -> None:
     sink = make(server.url, stream_maxlen=100, events=["summary"])
     await sink.open()
@@ -102,15 +118,24 @@ async def test_server_restart_mid_run_loses_nothing_uncounted(server: RedisServe
         server.restart(down_s=0.5)
         restarted.set()
 
-    saw_error = False
-    for k in range(0, len(events), 20):
+    first = len(events) // 500 * 100  # a multiple of the chunk sizes
+    for k in range(0, first, 20):
         await sink.write(events[k : k + 20])
-        if k == 600:
-            threading.Thread(target=restart, daemon=True).start()
         await anyio.sleep(0.002)
-        saw_error = saw_error or sink.health_error is not None
-    while not restarted.is_set():
-        await anyio.sleep(0.05)
+    threading.Thread(target=restart, daemon=True).start()
+    k = first
+    with anyio.fail_after(30):  # keep writing, slowly, until the sink has met the dead server
+        while sink.health_error is None:
+            assert k < len(events), "the server never went away while events were written"
+            await sink.write(events[k : k + 5])
+            k += 5
+            await anyio.sleep(0.01)
+        saw_error = True
+        for k in range(k, len(events), 20):
+            await sink.write(events[k : k + 20])
+            await anyio.sleep(0.002)
+        while not restarted.is_set():
+            await anyio.sleep(0.05)
     with anyio.fail_after(20):
         while sink.pending_events:
             await anyio.sleep(0.05)

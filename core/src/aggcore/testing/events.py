@@ -11,10 +11,10 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from ..models import ArbitrageOpportunity, BookState, HealthStatus, PriceLevel, Summary, SymbolHealth
+from ..models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, PriceLevel, Summary, SymbolHealth
 from ..sink import Event
 
-__all__ = ["VENUES", "event_seq", "sample_events"]
+__all__ = ["VENUES", "event_seq", "sample_books", "sample_events", "sample_metrics"]
 
 VENUES = ("binance", "bybit", "okx", "kraken", "coinbase", "bitstamp", "cryptocom")
 PAIRS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
@@ -108,6 +108,41 @@ def sample_events(n: int, *, seed: int = 1, step_ms: float = 7.0, levels: int = 
                 },
             )
             out.append(Event("health", health, ts=ts))
+    return out
+
+
+def sample_books(n: int, *, levels: int = 20) -> list[Event]:
+    """``n`` ``book`` events (:class:`aggcore.bus.BookMessage`) of three venues, one every 11 ms;
+    every 9th book is RESYNCING (no levels), every other one has no exchange time."""
+    from ..bus import BookMessage
+
+    out = []
+    for i in range(n):
+        t = T0.timestamp() + i * 0.011
+        live = i % 9 != 4
+        bids = [(100.0 - k * 0.5 - i * 0.01, 1.0 + k) for k in range(levels)] if live else []
+        asks = [(100.5 + k * 0.5 + i * 0.01, 2.0 + k) for k in range(levels)] if live else []
+        msg = BookMessage(
+            venue=VENUES[i % 3], symbol="BTCUSDT", pair="BTC/USDT", state="LIVE" if live else "RESYNCING",
+            reason=None if live else "sequence gap: expected 5, got 7", epoch=1_700_000_000_000_000_000 + i // 10,
+            version=i % 10 + 1, bids=bids, asks=asks, exchange_ts=None if i % 2 else t - 0.003,
+            receipt_ts=t - 0.001, seen_ts=t - 0.0005, published_ts=t,
+        )  # fmt: skip
+        out.append(Event("book", msg, ts=t))
+    return out
+
+
+def sample_metrics(n: int) -> list[Event]:
+    """``n`` ``metrics`` events, one every 13 ms, cycling through the venues and pairs."""
+    out = []
+    for i in range(n):
+        t = T0 + timedelta(milliseconds=13 * i)
+        m = Metrics(
+            exchange=VENUES[i % len(VENUES)], symbol=PAIRS[i % len(PAIRS)], updates_per_second=10.0 + i,
+            latency_ms=0.5 + i / 100, error_count=i % 4, last_update=None if i % 5 == 0 else t, messages=100 * i,
+            level_updates=300 * i, gaps=i % 3, resyncs=i % 2, checksum_failures=0,
+        )  # fmt: skip
+        out.append(Event("metrics", m, ts=t.timestamp()))
     return out
 
 

@@ -230,9 +230,13 @@ class NatsBus(Bus):
                 try:
                     info = await js.stream_info(self.cfg.stream, subjects_filter=pattern)
                     break
-                except Exception as exc:  # the server is restarting: try again
+                except Exception as exc:  # the server is restarting, or lost the stream (memory storage)
                     self.link.last_error = f"stream info: {type(exc).__name__}: {exc}"
                     await anyio.sleep(self.cfg.reconnect_wait_s)
+                    try:
+                        await self._ensure_stream(js)
+                    except Exception as exc2:
+                        log.debug("bus: %s", exc2)
             names: dict[str, Any] = dict(info.state.subjects or {})
             for subject in sorted(names):
                 try:
@@ -246,4 +250,6 @@ class NatsBus(Bus):
                 else:
                     self._on_book(inbox, subject, data)
                 n += 1
+        if self.link.connected:
+            self.link.last_error = None
         log.info("bus: %d last messages read from stream %s in %.0f ms", n, self.cfg.stream, (time.monotonic() - t0) * 1000)

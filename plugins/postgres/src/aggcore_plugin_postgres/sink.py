@@ -1,7 +1,7 @@
 """The ``postgres`` sink: events into PostgreSQL tables, in batches written with ``COPY`` (asyncpg).
 
 Tables (created when absent, see :func:`ddl`; ``{schema}.{prefix}<name>``, default
-``public.aggcore_``): ``summary``, ``arbitrage``, ``health``, ``metrics``, and
+``public.aggcore_``): ``summary``, ``arbitrage``, ``health``, ``metrics``, ``book``, and
 ``sink_progress`` (one row per sink run: the number of the last batch committed). With the
 TimescaleDB extension installed in the database, the event tables become hypertables on ``ts``
 (``timescale: auto``, the default; ``on`` requires it, ``off`` never uses it).
@@ -122,15 +122,38 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("updates_per_second", "double precision NOT NULL"),
         ("latency_ms", "double precision NOT NULL"),
         ("error_count", "bigint NOT NULL"),
+        ("last_update", "timestamptz"),
         ("messages", "bigint NOT NULL"),
         ("level_updates", "bigint NOT NULL"),
         ("gaps", "bigint NOT NULL"),
         ("resyncs", "bigint NOT NULL"),
         ("checksum_failures", "bigint NOT NULL"),
     ],
+    "book": [
+        ("ts", "timestamptz NOT NULL"),  # when the feed built the message (published_ts)
+        ("published_at", "timestamptz NOT NULL"),
+        ("venue", "text NOT NULL"),
+        ("symbol", "text NOT NULL"),  # the exchange's own symbol
+        ("pair", "text NOT NULL"),
+        ("state", "text NOT NULL"),  # LIVE | SYNCING | RESYNCING | STALE | FAILED; only LIVE has levels
+        ("reason", "text"),
+        ("epoch", "bigint NOT NULL"),  # (epoch, version) orders a book's rows
+        ("version", "bigint NOT NULL"),
+        ("bids", "jsonb NOT NULL"),  # the full top of the book, [[price, quantity], ...], best first
+        ("asks", "jsonb NOT NULL"),
+        ("exchange_ts", "timestamptz"),
+        ("receipt_ts", "timestamptz NOT NULL"),
+        ("seen_ts", "timestamptz NOT NULL"),
+    ],
 }
 
-_INDEX = {"summary": "symbol, ts DESC", "arbitrage": "symbol, ts DESC", "health": "name, ts DESC", "metrics": "exchange, symbol, ts DESC"}
+_INDEX = {
+    "summary": "symbol, ts DESC",
+    "arbitrage": "symbol, ts DESC",
+    "health": "name, ts DESC",
+    "metrics": "exchange, symbol, ts DESC",
+    "book": "venue, symbol, ts DESC",
+}
 
 
 def ddl(schema: str = "public", prefix: str = "aggcore_") -> list[str]:
@@ -179,8 +202,14 @@ def _row(event: Event) -> tuple[str, tuple[Any, ...]] | None:
         )  # fmt: skip
     if kind == "metrics":
         return "metrics", (
-            pub, pub, p.exchange, p.symbol, p.updates_per_second, p.latency_ms, p.error_count, p.messages,
+            pub, pub, p.exchange, p.symbol, p.updates_per_second, p.latency_ms, p.error_count, p.last_update, p.messages,
             p.level_updates, p.gaps, p.resyncs, p.checksum_failures,
+        )  # fmt: skip
+    if kind == "book":
+        return "book", (
+            _utc(p.published_ts), pub, p.venue, p.symbol, p.pair, p.state, p.reason, p.epoch, p.version,
+            _json(p.bids), _json(p.asks), None if p.exchange_ts is None else _utc(p.exchange_ts), _utc(p.receipt_ts),
+            _utc(p.seen_ts),
         )  # fmt: skip
     return None
 
@@ -210,7 +239,8 @@ class PostgresSink(BufferedSink):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(
             exc,
-            (OSError, TimeoutError, pgexc.PostgresConnectionError, pgexc.InterfaceError, pgexc.OperatorInterventionError),
+            (OSError, TimeoutError, pgexc.PostgresConnectionError, pgexc.InterfaceError, pgexc.OperatorInterventionError,
+             pgexc.InternalClientError),  # the client's connection state is broken: start on a new one
         )
 
     def is_refusal(self, exc: BaseException) -> bool:

@@ -4,6 +4,8 @@ Per batch, in one ``MULTI``/``EXEC`` transaction (all of it or nothing):
 
 - ``{prefix}summary:{pair}``: the latest summary of every pair (JSON, ``Event.to_dict()["data"]``);
 - ``{prefix}health:{name}``: the latest health of every exchange (and sink);
+- ``{prefix}book:{venue}:{pair}`` and ``{prefix}metrics:{exchange}:{pair}``: the latest book of
+  every venue and pair, and its latest metrics (when those kinds are in ``events``);
 - ``{prefix}arbitrage:open``: a hash ``"{pair}|{buy}|{sell}"`` -> the latest JSON of every open
   arbitrage opportunity (removed when it closes);
 - ``{prefix}stream:{kind}``: every event, ``XADD ... MAXLEN ~ stream_maxlen`` with the fields
@@ -143,6 +145,10 @@ class RedisSink(BufferedSink):
                 latest[f"{prefix}summary:{_attr(event, 'symbol')}"] = data
             elif kind == "health":
                 latest[f"{prefix}health:{_attr(event, 'exchange')}"] = data
+            elif kind == "book":
+                latest[f"{prefix}book:{_attr(event, 'venue')}:{_attr(event, 'pair')}"] = data
+            elif kind == "metrics":
+                latest[f"{prefix}metrics:{_attr(event, 'exchange')}:{_attr(event, 'symbol')}"] = data
             elif kind == "arbitrage":
                 field = f"{_attr(event, 'symbol')}|{_attr(event, 'buy_exchange')}|{_attr(event, 'sell_exchange')}"
                 if _attr(event, "event") == "closed":

@@ -19,6 +19,14 @@ from ...sink import Event
 __all__ = ["SummaryAnalyzer", "SummaryConfig", "build_summary"]
 
 
+def _places(price: float, limit: int = 10) -> int:
+    """Decimal places of a price as the exchange wrote it (60001.5 -> 1)."""
+    for d in range(limit):
+        if abs(round(price, d) - price) <= abs(price) * 1e-12:
+            return d
+    return limit
+
+
 class SummaryConfig(AnalyzerConfig):
     depth: int | None = Field(None, ge=1, description="levels per side; aggregation.max_price_levels when unset")
 
@@ -52,13 +60,18 @@ def build_summary(merged: Merged, wall: float, stamp_cache: dict[str, tuple[int,
     get = stamps.get
     level = PriceLevel  # msgspec Structs: no validation, positional construction
     bid, ask = merged.best_bid, merged.best_ask
+    spread = mid = None
+    if bid is not None and ask is not None:
+        d = max(_places(bid), _places(ask))  # the pair's tick decimals, as the venues quote
+        spread = round(ask - bid, d)  # 0.01, not 0.009999999999990905
+        mid = round((ask + bid) / 2, d + 1)
     return Summary(
         symbol=merged.pair,
-        spread=merged.spread,
+        spread=spread,
         bids=[level(p, q, ex, get(ex, ts)) for p, q, ex in merged.bids],
         asks=[level(p, q, ex, get(ex, ts)) for p, q, ex in merged.asks],
         timestamp=ts,
-        mid=merged.mid,
+        mid=mid,
         best_bid=bid,
         best_ask=ask,
         crossed=bid is not None and ask is not None and bid >= ask,
@@ -105,6 +118,8 @@ class SummaryAnalyzer(Analyzer):
                     self._emit(pair, merged, key, now)
 
     def _emit(self, pair: str, merged: Merged, key: tuple[object, ...], now: float) -> None:
+        if not merged.venues and pair not in self.latest:
+            return  # no venue live yet: the first summary waits for one (later, an empty one says why)
         self.last_key[pair] = key
         self.last_emit[pair] = now
         self.pending.pop(pair, None)

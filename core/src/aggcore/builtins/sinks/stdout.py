@@ -82,8 +82,13 @@ def _clock(ts: float) -> str:
 
 
 def format_summary(s: Summary) -> str:
+    """``BTC/USD bid 60000.10 (binance) ask 60000.50 (okx) spread 0.40 venues 6 excluded
+    kraken (book RESYNCING: gap)``; with no venue usable: ``BTC/USD no venue live: ...``."""
     bid = s.bids[0] if s.bids else None
     ask = s.asks[0] if s.asks else None
+    excluded = "; ".join(f"{name} ({why})" for name, why in sorted(s.excluded.items()))
+    if not s.venues:
+        return f"{s.symbol} no venue live" + (f": {excluded}" if excluded else "")
     parts = [s.symbol]
     parts.append(f"bid {fmt_price(bid.price)} ({bid.exchange})" if bid else "bid -")
     parts.append(f"ask {fmt_price(ask.price)} ({ask.exchange})" if ask else "ask -")
@@ -91,8 +96,8 @@ def format_summary(s: Summary) -> str:
     parts.append(f"venues {len(s.venues)}")
     if s.crossed:
         parts.append("CROSSED")
-    if s.excluded:
-        parts.append("excluded " + ",".join(sorted(s.excluded)))
+    if excluded:
+        parts.append("excluded " + excluded)
     return " ".join(parts)
 
 
