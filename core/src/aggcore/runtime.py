@@ -233,12 +233,17 @@ class Simulation:
     config's ``simulation`` section sets these, the seed, the volatility and the rate.
     """
 
-    def __init__(self, config: "AppConfig", registry: "PluginRegistry") -> None:
+    def __init__(self, config: "AppConfig", registry: "PluginRegistry", **overrides: float | None) -> None:
+        """``overrides``: keys of the ``simulation`` section that replace the config's
+        (``dislocation_every_s=None`` for a market without dislocations)."""
         from .testing.market import Market
 
         self.config = config
         self.registry = registry
-        sim = config.simulation  # the config's simulation section
+        unknown = set(overrides) - set(type(config.simulation).model_fields)
+        if unknown:
+            raise TypeError(f"unknown simulation settings: {', '.join(sorted(unknown))}")
+        sim = config.simulation.model_copy(update=overrides)  # the config's simulation section
         self.seed = sim.seed
         self.rate_hz = sim.rate_hz
         self.market = Market(
