@@ -130,6 +130,58 @@ def record_cost(wl: Any) -> dict[str, float]:
     return {"loop_us": with_tap - base, "gzip_us": gz, "bytes_per_frame": size / n, "raw_bytes_per_frame": raw / n}
 
 
+def read_cost(wl: Any, rounds: int = 3) -> dict[str, float]:
+    """µs per frame of the connector's real receive loop over loopback, with and without the
+    recorder's connection wrapper (which also turns off the direct-frame path: recv() only)."""
+    from types import SimpleNamespace
+
+    from websockets.asyncio.server import serve
+
+    from aggcore.connector import Connection, Connector, ConnectorConfig, ws_connect_default
+    from aggcore.recording import Recorder
+
+    frames = [f for _, f in wl.frames]
+
+    class Null(Connector):
+        name = "null"
+        ws_url = ""
+
+        def on_frame(self, conn: Any, frame: Any, receipt_ns: int) -> None:
+            pass
+
+    async def handler(ws: Any) -> None:
+        for i in range(0, len(frames), 100):
+            for f in frames[i : i + 100]:
+                await ws.send(f)
+        await ws.close()
+
+    async def once(record: bool) -> float:
+        async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            url = f"ws://127.0.0.1:{port}"
+            connector = Null(ConnectorConfig())
+            opener: Any = ws_connect_default
+            with tempfile.TemporaryDirectory() as tmp:
+                recorder = Recorder(tmp, max_pending_bytes=1 << 40)
+                if record:
+                    recorder.attach(SimpleNamespace(name="null", symbols=None))  # type: ignore[arg-type]
+                    opener = recorder.connector_io("null")[1]
+                async with opener(url, max_size=None, compression=None) as ws:
+                    conn = Connection(connector, ws, [], 0)
+                    t0 = time.perf_counter_ns()
+                    try:
+                        await connector._read(conn)
+                    except Exception:
+                        pass
+                    took = time.perf_counter_ns() - t0
+                assert connector.messages == len(frames), (connector.messages, len(frames))
+        return took / len(frames) / 1000
+
+    plain = min(asyncio.run(once(False)) for _ in range(rounds))
+    recorded = min(asyncio.run(once(True)) for _ in range(rounds))
+    return {"plain_us": plain, "recorded_us": recorded}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=30_000)
@@ -154,6 +206,7 @@ def main() -> None:
             replay_rates.append(rep)
             ratios.append(rep / hot)
     cost = record_cost(wl)
+    read = read_cost(wl)
     hot_us = 1e6 / statistics.median(hot_rates)
     print(f"#### Replay and recording (binance-rec, {len(wl.frames):,} frames, {args.rounds} interleaved rounds)\n")
     print("| figure | median [min–max] |")
@@ -164,6 +217,10 @@ def main() -> None:
     print(f"| the same replay counting its start (instrument list, snapshots) and stop (frames/s) | {statistics.median(total_rates):,.0f} [{min(total_rates):,.0f}–{max(total_rates):,.0f}] |")
     print(f"| `--record`: on the event loop, per frame | {cost['loop_us']:.2f} µs ({cost['loop_us'] / hot_us * 100:.0f}% of the hot path's {hot_us:.2f} µs) |")
     print(f"| `--record`: gzip in the writer thread, per frame | {cost['gzip_us']:.2f} µs |")
+    print(
+        f"| receive loop over loopback, per frame: plain / with `--record` (recv() path) | {read['plain_us']:.2f} µs / "
+        f"{read['recorded_us']:.2f} µs (+{read['recorded_us'] - read['plain_us']:.2f} µs) |"
+    )
     print(f"| recording size per frame | {cost['bytes_per_frame']:.0f} B compressed ({cost['raw_bytes_per_frame']:.0f} B as JSON) |")
 
 

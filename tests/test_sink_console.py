@@ -67,7 +67,7 @@ async def test_tty_frame_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "\x1b[H" in err and "\x1b[2J" in err  # drawn in place
     assert err.rstrip().endswith("\x1b[?25h")  # cursor given back
-    for text in ("BTC/USDT", "binance", "okx", "kraken", "spread 0.40", "mid 60000.30", "bybit (stale)", "coinbase", "DOWN"):
+    for text in ("BTC/USDT", "binance", "okx", "kraken", "spread 0.40", "mid 60000.30", "excluded bybit: stale", "coinbase", "DOWN"):
         assert text in err, text
     assert "ETH/USDT" in err and "net +0.31%" in err  # the open opportunity
 

@@ -228,3 +228,19 @@ async def test_a_torn_last_line_is_cut_when_the_file_is_opened(tmp_path: Path) -
     await sink.close()
     lines = read_lines(path)
     assert [line["kind"] for line in lines] == ["old", "summary"]
+
+
+async def test_a_fifo_path_is_written_not_cut(tmp_path: Path) -> None:
+    import threading
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    sink = make(fifo)
+    await sink.open()
+    await sink.write([event(1), event(2)])
+    await sink.close()
+    reader.join(5)
+    assert [json.loads(line)["data"]["spread"] for line in got[0].splitlines()] == [1, 2]

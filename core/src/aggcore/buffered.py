@@ -9,7 +9,7 @@ subclass's ``deliver(batch)``:
 
 - success: ``delivered_events`` grows, ``health_error`` is cleared;
 - the server refuses writes for now (``is_refusal(exc)``: memory or disk full, read-only): the
-  batch is retried with backoff on the same connection while the buffer holds the events;
+  batch is retried with backoff (on a new connection) while the buffer holds the events;
 - a transient error (``is_transient(exc)``: the connection broke, the server restarts, a
   timeout): the sink disconnects, says so in health (state, attempt, the error, how many
   events it holds), backs off (exponential with full jitter, ``backoff_initial_s`` up to
@@ -114,7 +114,7 @@ class BufferedSink(Sink):
 
     def is_refusal(self, exc: BaseException) -> bool:
         """True when the server is reachable but refuses writes for now (memory or disk full,
-        read-only): the batch is retried with backoff on the same connection, events are held."""
+        read-only): the batch is retried with backoff (on a new connection), events are held."""
         return False
 
     def is_permanent(self, exc: BaseException) -> bool:
@@ -238,11 +238,13 @@ class BufferedSink(Sink):
                 if refused or self.is_transient(exc) or not self.connected:
                     attempt += 1
                     what = self.scrub(_text(exc))
-                    if refused:  # the server is there but takes no writes for now: keep the connection
+                    # either way start again on a fresh connection: a failed write can leave a
+                    # client's connection in a state it cannot continue from
+                    self.connected = False
+                    await self.disconnect()
+                    if refused:  # the server is there but takes no writes for now
                         text = f"{self.describe()} refuses writes for now: {what}; retry {attempt}"
                     else:
-                        self.connected = False
-                        await self.disconnect()
                         text = f"disconnected from {self.describe()}: {what}; reconnect attempt {attempt}"
                     self._set_error(f"{text}, holding {self.pending_events} events")
                     log.warning("sink %s: %s", self.name, self.health_error)

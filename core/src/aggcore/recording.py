@@ -285,7 +285,8 @@ class _ExchangeTap:
         self.pending: list[bytes] = []  # sealed blocks waiting for the writer
         self.pending_size = 0
         self.bootstrap: list[dict[str, Any]] = []
-        self.header: bytes | None = None
+        self.header: bytes | None = None  # made when the first file opens (with the symbol table)
+        self.started = False  # a first connection opened: HTTP records are no longer bootstrap
         self.connections = 0
         self.records = 0
         self.frames_in = 0
@@ -296,7 +297,7 @@ class _ExchangeTap:
 
     # the hook points -------------------------------------------------------------------------
     def record(self, rec: dict[str, Any]) -> None:
-        if self.header is None and rec["k"] == "http":
+        if not self.started and rec["k"] == "http":
             self.bootstrap.append(rec)  # before the first connection: the instrument list
             return
         if self.pending_size >= self.recorder.max_pending_bytes:
@@ -348,8 +349,7 @@ class _ExchangeTap:
         self.recorder._wake.set()
 
     def opened(self, url: str) -> int:
-        if self.header is None:
-            self.header = self._header()
+        self.started = True
         c = self.connections
         self.connections += 1
         self.record({"t": time.time_ns(), "k": "open", "c": c, "url": url})
@@ -552,20 +552,26 @@ class Recorder:
             self._wake = anyio.Event()
             await self.flush(seal=True)
 
-    async def flush(self, *, seal: bool) -> None:
+    async def flush(self, *, seal: bool, final: bool = False) -> None:
         async with self._lock:
             for tap in self.taps.values():
                 if seal:
                     tap.seal()
-                if tap.header is None:
+                if not tap.started:
                     continue
+                if tap.header is None:
+                    # the first file waits (a little) for the symbol table its header carries: an
+                    # exchange may load it over a WebSocket after the first connection opened
+                    if tap.connector.symbols is None and tap.pending_size < 8 * 1024 * 1024 and not final:
+                        continue
+                    tap.header = tap._header()
                 blocks = tap.flush_pending()
                 if blocks:
                     await anyio.to_thread.run_sync(_write_blocks, tap.writer, tap.header, blocks)
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
-            await self.flush(seal=True)
+            await self.flush(seal=True, final=True)
             for tap in self.taps.values():
                 tap.writer.close()
 

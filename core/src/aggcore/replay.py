@@ -107,14 +107,13 @@ class RecordedClock(Clock):
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self.now_ns + max(0, int(seconds * 1e9)))
 
-    async def sleep_until(self, t_ns: int) -> None:
-        if t_ns <= self.now_ns:
-            await asyncio.sleep(0)
-            return
-        heap = self._heap
+    def advance(self, t_ns: int) -> bool:
+        """Move time to ``t_ns`` at once when that changes nothing else: no other task can run now
+        (the driver polling for idleness aside), nobody wakes before ``t_ns``, no sink is busy,
+        and no pace is kept. The fast path of a reader whose next frame is due: no round trip
+        through the driver."""
         ready = self._ready
-        # fast path: no other task can run now (the driver polling for idleness aside) and
-        # nobody wakes before t_ns: move time ourselves, without a round trip through the driver
+        heap = self._heap
         if (
             ready is not None
             and (not ready or (len(ready) == 1 and getattr(ready[0]._callback, "__self__", None) is self._driver))
@@ -123,7 +122,16 @@ class RecordedClock(Clock):
             and not self._blocked()
         ):
             self.now_ns = t_ns
+            return True
+        return False
+
+    async def sleep_until(self, t_ns: int) -> None:
+        if t_ns <= self.now_ns:
+            await asyncio.sleep(0)
             return
+        if self.advance(t_ns):
+            return
+        heap = self._heap
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._seq += 1
         heapq.heappush(heap, (t_ns, self._seq, fut))
@@ -218,6 +226,7 @@ class ExchangeData:
     http: list[RecordedHttp] = field(default_factory=list)
     header: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
+    open_connections: dict[int, RecordedConnection] = field(default_factory=dict)  # while loading
 
 
 @dataclass
@@ -349,7 +358,7 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
         if key not in seen:
             ex.http.append(_http_record(rec))
             seen.add(key)
-    conns: dict[int, RecordedConnection] = {}
+    conns = ex.open_connections  # a connection may go on over several files of the series
     for rec in rf.records():
         kind = rec.get("k")
         t = int(rec.get("t", 0))
@@ -403,18 +412,20 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
         else:
             raise ConfigError(f"{p}: no such file or directory")
     merged: dict[str, RecordedConnection] = {}
+    ours = sorted((f for f in files if is_recording(f)), key=lambda f: f.name)  # each series in order
+    for f in ours:
+        _load_aggcore(f, data)
     for f in files:
-        if is_recording(f):
-            _load_aggcore(f, data)
-        else:
-            try:
-                with f.open("rb") as fh:
-                    head = fh.read(4096)
-                head.decode("utf-8")
-            except (OSError, UnicodeDecodeError):
-                data.errors.append(f"{f}: neither an aggcore recording nor a cryptofeed capture (offset 0); skipped")
-                continue
-            _load_cryptofeed(f, data, registry, merged)
+        if f in ours:
+            continue
+        try:
+            with f.open("rb") as fh:
+                head = fh.read(4096)
+            head.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            data.errors.append(f"{f}: neither an aggcore recording nor a cryptofeed capture (offset 0); skipped")
+            continue
+        _load_cryptofeed(f, data, registry, merged)
     for ex in data.exchanges.values():
         ex.connections.sort(key=lambda c: c.open_ns)
         for c in ex.connections:
@@ -453,7 +464,7 @@ class ReplayWs:
             if t > end:
                 break
             t += shift
-            if t > clock.now_ns:
+            if t > clock.now_ns and not clock.advance(t):
                 await clock.sleep_until(t)
             if self.closed:
                 return
@@ -673,7 +684,10 @@ async def replay(
         def blocked() -> bool:
             # a sink still writing holds time back: what it reports (its last write, its
             # drops) then never depends on how fast this machine writes
-            return any(r.opened and not r.idle for r in runners)
+            for r in runners:
+                if r.opened and not r.idle:
+                    return True
+            return False
 
         stop_at = window[1] + int(tail_s * 1e9)
         await clock.run(stop_at, blocked=blocked)

@@ -119,6 +119,35 @@ async def test_a_sequence_jump_on_a_repeated_heartbeat_resyncs_nothing() -> None
             await wait_until(lambda: all_live(c), what="LIVE again")
 
 
+class _SnapshotOnceFor(FakeCoinbase):
+    """ETH-USD gets its first snapshot only: after a resubscribe it waits (as a lost snapshot would)."""
+
+    eth_snapshots = 0
+
+    def snapshot_frames(self, session: Any, symbol: str) -> list[str]:
+        if symbol == "ETH-USD":
+            self.eth_snapshots += 1
+            if self.eth_snapshots > 1:
+                return []
+        return super().snapshot_frames(session, symbol)
+
+
+async def test_a_gap_resyncs_only_books_holding_data() -> None:
+    async with _SnapshotOnceFor(["BTC-USD", "ETH-USD"], seed=5, rate_hz=100) as fake:
+        async with running(fake, products_per_connection=2) as c:
+            await wait_until(lambda: all_live(c), what="LIVE")
+            eth = c.books["ETH-USD"]
+            eth.resync("test: waiting for a snapshot", "gap")  # resubscribed; its snapshot never comes
+            await wait_until(lambda: fake.eth_snapshots == 2, what="ETH-USD resubscribed")
+            fake.inject(Fault.GAP, "BTC-USD")
+            await wait_until(lambda: c.connection_gaps == 1 and c.books["BTC-USD"].resyncs == 1, what="the gap")
+            await wait_until(lambda: c.books["BTC-USD"].live, what="BTC-USD LIVE again")
+            # ETH-USD was already waiting for a snapshot: not resubscribed a second time
+            assert eth.resyncs == 1 and eth.gaps == 0 and fake.eth_snapshots == 2
+            subs = [f.get("product_ids", []) for f in sent(fake) if f["channel"] == "level2" and f["type"] == "subscribe"]
+            assert sum("ETH-USD" in p for p in subs) == 2  # the first subscribe and the test's resync
+
+
 async def test_gap_on_a_shared_connection_resyncs_all_its_products() -> None:
     async with FakeCoinbase(["BTC-USD", "ETH-USD", "ETH-BTC"], seed=3, rate_hz=100) as fake:
         async with running(fake, products_per_connection=2) as c:

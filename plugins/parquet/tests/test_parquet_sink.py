@@ -318,6 +318,19 @@ async def test_full_disk_drops_and_counts_the_file_then_goes_on(tmp_path: Path) 
     assert not list(tmp_path.rglob(".part-*"))
 
 
+async def test_a_partition_that_cannot_be_created_drops_and_counts_only_its_events(tmp_path: Path) -> None:
+    sink = make(tmp_path, events=["summary", "arbitrage"])
+    await sink.open()
+    (tmp_path / "arbitrage").write_text("not a directory")  # the arbitrage dataset cannot be created
+    events = [e for e in sample_events(300) if e.kind in ("summary", "arbitrage")]
+    await sink.write(events)
+    n_arb = sum(e.kind == "arbitrage" for e in events)
+    assert sink.dropped_events == n_arb and "cannot create a file under" in (sink.health_error or "")
+    await sink.close()
+    assert sink.delivered_events == len(events) - n_arb  # the summaries are not affected
+    assert read(tmp_path, "summary").num_rows == len(events) - n_arb
+
+
 async def test_accounting_through_the_runtime(tmp_path: Path) -> None:
     runner = SinkRunner(make(tmp_path, row_group_rows=64))
     async with anyio.create_task_group() as tg:
@@ -341,6 +354,9 @@ async def test_bad_paths_are_clear_errors(tmp_path: Path) -> None:
     runner = SinkRunner(make(tmp_path / "no" / "data"))
     await runner.run()
     assert not runner.opened and "cannot open" in (runner.health_error or "")
+    if Path("/sys/kernel").is_dir():  # sysfs refuses new directories even to root: a real permission error
+        with pytest.raises(ConfigError, match="sinks.parquet.path: cannot create .*: Operation not permitted"):
+            await make(Path("/sys/aggcore-parquet-test")).open()
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -124,16 +124,24 @@ async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None
         server.restart(down_s=1.0)  # pg_ctl -m immediate: no clean shutdown
         done.set()
 
-    saw_error = False
-    for k in range(0, len(events), 25):
+    first = len(events) // 500 * 100  # a multiple of the chunk sizes
+    for k in range(0, first, 25):
         await sink.write(events[k : k + 25])
-        if k == 500:
-            threading.Thread(target=crash_and_restart, daemon=True).start()
         await anyio.sleep(0.003)
-        saw_error = saw_error or sink.health_error is not None
-    while not done.is_set():
-        await anyio.sleep(0.05)
-        saw_error = saw_error or sink.health_error is not None
+    threading.Thread(target=crash_and_restart, daemon=True).start()
+    k = first
+    with anyio.fail_after(30):  # keep writing, slowly, until the sink has met the dead server
+        while sink.health_error is None:
+            assert k < len(events), "the server never went away while events were written"
+            await sink.write(events[k : k + 5])
+            k += 5
+            await anyio.sleep(0.01)
+        saw_error = True
+        for k in range(k, len(events), 25):  # the rest, while the server is away and after it is back
+            await sink.write(events[k : k + 25])
+            await anyio.sleep(0.002)
+        while not done.is_set():
+            await anyio.sleep(0.05)
     with anyio.fail_after(30):
         while sink.pending_events:
             await anyio.sleep(0.05)

@@ -118,15 +118,24 @@ async def test_server_restart_mid_run_loses_nothing_uncounted(server: RedisServe
         server.restart(down_s=0.5)
         restarted.set()
 
-    saw_error = False
-    for k in range(0, len(events), 20):
+    first = len(events) // 500 * 100  # a multiple of the chunk sizes
+    for k in range(0, first, 20):
         await sink.write(events[k : k + 20])
-        if k == 600:
-            threading.Thread(target=restart, daemon=True).start()
         await anyio.sleep(0.002)
-        saw_error = saw_error or sink.health_error is not None
-    while not restarted.is_set():
-        await anyio.sleep(0.05)
+    threading.Thread(target=restart, daemon=True).start()
+    k = first
+    with anyio.fail_after(30):  # keep writing, slowly, until the sink has met the dead server
+        while sink.health_error is None:
+            assert k < len(events), "the server never went away while events were written"
+            await sink.write(events[k : k + 5])
+            k += 5
+            await anyio.sleep(0.01)
+        saw_error = True
+        for k in range(k, len(events), 20):
+            await sink.write(events[k : k + 20])
+            await anyio.sleep(0.002)
+        while not restarted.is_set():
+            await anyio.sleep(0.05)
     with anyio.fail_after(20):
         while sink.pending_events:
             await anyio.sleep(0.05)

@@ -208,6 +208,7 @@ class ParquetSink(Sink):
 
     def _write_batch(self, events: list[Event]) -> None:
         touched: set[tuple[str, str, str | None]] = set()
+        unopenable: set[tuple[str, str, str | None]] = set()
         for event in events:
             ds = DATASETS.get(event.kind)
             if ds is None:
@@ -222,11 +223,15 @@ class ParquetSink(Sink):
             key = (ds.name, self._date(seconds), venue if ds.by_venue else None)
             f = self._files.get(key)
             if f is None:
+                if key in unopenable:  # failed earlier in this batch: do not retry (and log) per event
+                    self.dropped_events += 1
+                    continue
                 try:
                     f = self._open_file(key, ds)
                 except OSError as exc:
+                    unopenable.add(key)
                     self.dropped_events += 1
-                    self._error(f"cannot create a file under {self.root / ds.name}: {exc.strerror or exc}")
+                    self._error(f"cannot create a file under {self.root / ds.name}: {exc.strerror or exc}; its events are dropped")
                     continue
             f.buffer.append(row)
             f.rows += 1

@@ -239,7 +239,8 @@ class PostgresSink(BufferedSink):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(
             exc,
-            (OSError, TimeoutError, pgexc.PostgresConnectionError, pgexc.InterfaceError, pgexc.OperatorInterventionError),
+            (OSError, TimeoutError, pgexc.PostgresConnectionError, pgexc.InterfaceError, pgexc.OperatorInterventionError,
+             pgexc.InternalClientError),  # the client's connection state is broken: start on a new one
         )
 
     def is_refusal(self, exc: BaseException) -> bool:

@@ -29,6 +29,7 @@ import gzip
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Sequence
@@ -76,6 +77,7 @@ class FileSink(Sink):
         self._seq = 0
         self._closed = False
         self._dirty = False  # a failed write left bytes after _size that could not be cut off yet
+        self._regular = True  # a regular file (FIFOs and devices are written, never cut back)
         self.rotated: list[Path] = []  # rotated files, oldest first (this process only)
         self.bytes_written = 0
         self._io = threading.Lock()  # close() may run while a write is still in its thread
@@ -113,7 +115,9 @@ class FileSink(Sink):
         """Open (append) and cut a torn last line left by an earlier power loss or failure."""
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            self._regular = stat.S_ISREG(st.st_mode)  # a FIFO or a device cannot be cut back
+            size = st.st_size if self._regular else 0
             whole = _end_of_last_line(fd, size)
             if whole < size:
                 os.ftruncate(fd, whole)
@@ -183,7 +187,7 @@ class FileSink(Sink):
     def _append(self, data: bytes) -> None:
         """Append whole lines, or leave the file as it was (cut back to ``_size``) and raise."""
         assert self._fd is not None
-        if self._dirty:  # an earlier failure could not cut its partial bytes: do it now or fail
+        if self._dirty and self._regular:  # an earlier failure could not cut its partial bytes: now or fail
             os.ftruncate(self._fd, self._size)
             self._dirty = False
         view = memoryview(data)
@@ -204,6 +208,8 @@ class FileSink(Sink):
     def _cut_back(self) -> None:
         """After a failed or short write: the file ends with its last complete line again."""
         assert self._fd is not None
+        if not self._regular:
+            return
         try:
             os.ftruncate(self._fd, self._size)
         except OSError as exc:
