@@ -119,3 +119,25 @@ async def test_the_direct_path_is_used_with_the_websockets_client() -> None:
         mod._direct_frames = original
     assert error is None and len(conn.got) == 200
     assert used and used[0] is not None and used[0].frames > 0
+
+
+def test_a_library_user_on_plain_asyncio_run_gets_every_venue() -> None:
+    """``asyncio.run`` (not ``anyio.run``): tasks a plugin starts while handling a frame (Coinbase
+    waits for its snapshot, Bitstamp schedules its REST snapshot) still run."""
+    import asyncio
+
+    from aggcore import Aggregator
+    from aggcore.plugins import load_plugins
+
+    if not {"coinbase", "bitstamp"} <= set(load_plugins().connectors):
+        pytest.skip("needs the coinbase and bitstamp plugins")
+
+    async def main() -> list[str]:
+        config = {"exchanges": {"coinbase": {"trading_pairs": ["BTC/USD"]}, "bitstamp": {"trading_pairs": ["BTC/USD"]}}}
+        async with Aggregator(config, simulate=True) as agg:
+            async for summary in agg.subscribe_summaries():
+                if set(summary.venues) == {"coinbase", "bitstamp"}:
+                    return sorted(agg.connectors["coinbase"].error_counts)
+        return ["no summary"]
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == []  # both venues, and no error of any kind

@@ -89,3 +89,14 @@ async def test_the_library_runs_offline_with_simulate_true(registry: Any) -> Non
                 assert summary.spread is not None and abs(summary.bids[0].price / 60000 - 1) < 0.02
                 break
     assert agg._simulation is None  # the fake exchanges are stopped with the aggregator
+
+
+def test_the_simulation_section_configures_the_market(registry: Any) -> None:
+    config = load_config(
+        {"exchanges": {"kraken": {"trading_pairs": ["BTC/USD"]}}, "simulation": {"seed": 3, "dislocation_every_s": None, "volatility": 0.8}},
+        registry=registry,
+    )
+    sim = Simulation(config, registry)
+    assert sim.market.dislocation_every_s is None and sim.market.volatility == 0.8 and sim.seed == 3
+    with pytest.raises(ConfigError, match="simulation.dislocation_bp"):
+        load_config({"simulation": {"dislocation_bp": -1}}, registry=registry)

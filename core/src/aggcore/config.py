@@ -43,6 +43,7 @@ __all__ = [
     "MetricsConfig",
     "MonitoringConfig",
     "PrometheusConfig",
+    "SimulationConfig",
     "SecretUrl",
     "apply_env_overrides",
     "config_warnings",
@@ -117,6 +118,22 @@ class LoggingConfig(BaseModel):
         return level
 
 
+class SimulationConfig(BaseModel):
+    """``simulation``: the simulated market of ``aggcore run --simulate`` and
+    ``Aggregator(..., simulate=True)`` (ignored otherwise)."""
+
+    model_config = _FORBID
+
+    seed: int = Field(7, description="the same seed gives the same market")
+    rate_hz: float = Field(10.0, gt=0, le=1000, description="book changes per second per symbol")
+    volatility: float = Field(0.4, ge=0, le=10, description="annualised volatility of every pair's latent price (0.4 = 40 %)")
+    dislocation_every_s: float | None = Field(
+        30.0, gt=0, description="mean seconds between dislocations (one venue of one pair jumps away); null: never"
+    )
+    dislocation_bp: float = Field(40.0, ge=0, description="size of a dislocation in basis points (about; either way)")
+    dislocation_duration_s: float = Field(2.0, gt=0, description="a dislocation fades to nothing over this long")
+
+
 class AppConfig(BaseModel):
     """The whole validated configuration.
 
@@ -136,6 +153,7 @@ class AppConfig(BaseModel):
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     bus: BusSection | None = None
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
 
     @property
     def enabled_exchanges(self) -> dict[str, ConnectorConfig]:
@@ -146,6 +164,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "aggregation": AggregationConfig,
     "monitoring": MonitoringConfig,
     "logging": LoggingConfig,
+    "simulation": SimulationConfig,
 }
 _PLUGIN_SECTIONS: dict[str, Literal["connector", "sink", "analyzer"]] = {
     "exchanges": "connector",

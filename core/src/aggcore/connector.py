@@ -978,6 +978,12 @@ def looks_permanent(message: str) -> bool:
     return _PERMANENT.search(message) is not None
 
 
+try:  # anyio finds the running library through sniffio when it is installed
+    from sniffio import current_async_library_cvar as _SNIFFIO
+except ImportError:  # pragma: no cover - anyio then asks asyncio for the running loop, which works here
+    _SNIFFIO = None  # type: ignore[assignment]
+
+
 class _DirectFrames:
     """Hands complete data frames to the connector inside the websockets client's own
     ``process_event`` (called for each frame a socket read delivered), bypassing the message
@@ -1013,12 +1019,18 @@ class _DirectFrames:
             else:
                 frame = bytes(data)
             self.frames += 1
+            # a protocol callback runs outside any task: under a bare asyncio.run() (no anyio.run)
+            # anyio would find no event loop for what the handler starts (Connector.spawn)
+            token = _SNIFFIO.set("asyncio") if _SNIFFIO is not None else None
             try:
                 self.connector._handle(self.conn, frame, self.clock())
             except Exception as exc:
                 # what recv()'s loop would have raised: the reader raises it (woken by the frame)
                 self.failure = exc
                 self.original(event)
+            finally:
+                if token is not None:
+                    _SNIFFIO.reset(token)
             return
         self.original(event)
 

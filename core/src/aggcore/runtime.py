@@ -227,29 +227,32 @@ class Simulation:
 
     Every pair has one latent price (:class:`~aggcore.testing.market.Market`); each venue
     follows it with its own tick, spread, depth, lag and noise, so venues agree the way real
-    ones do. About every ``dislocation_every_s`` seconds (``None``: never) one venue's price of
-    one pair jumps by about ``dislocation_bp`` basis points and decays within seconds: a real
-    cross-venue opportunity after typical taker fees.
+    ones do. About every ``simulation.dislocation_every_s`` seconds (``null``: never) one
+    venue's price of one pair jumps by about ``dislocation_bp`` basis points and fades within
+    ``dislocation_duration_s``: a real cross-venue opportunity after typical taker fees. The
+    config's ``simulation`` section sets these, the seed, the volatility and the rate.
     """
 
-    def __init__(
-        self,
-        config: "AppConfig",
-        registry: "PluginRegistry",
-        *,
-        seed: int = 7,
-        rate_hz: float = 10.0,
-        volatility: float = 0.4,
-        dislocation_every_s: float | None = 30.0,
-        dislocation_bp: float = 40.0,
-    ) -> None:
+    def __init__(self, config: "AppConfig", registry: "PluginRegistry", **overrides: float | None) -> None:
+        """``overrides``: keys of the ``simulation`` section that replace the config's
+        (``dislocation_every_s=None`` for a market without dislocations)."""
         from .testing.market import Market
 
         self.config = config
         self.registry = registry
-        self.seed = seed
-        self.rate_hz = rate_hz
-        self.market = Market(seed, volatility=volatility, dislocation_every_s=dislocation_every_s, dislocation_bp=dislocation_bp)
+        unknown = set(overrides) - set(type(config.simulation).model_fields)
+        if unknown:
+            raise TypeError(f"unknown simulation settings: {', '.join(sorted(unknown))}")
+        sim = config.simulation.model_copy(update=overrides)  # the config's simulation section
+        self.seed = sim.seed
+        self.rate_hz = sim.rate_hz
+        self.market = Market(
+            sim.seed,
+            volatility=sim.volatility,
+            dislocation_every_s=sim.dislocation_every_s,
+            dislocation_bp=sim.dislocation_bp,
+            dislocation_duration_s=sim.dislocation_duration_s,
+        )
         self.fakes: dict[str, FakeExchange] = {}
         self._stack = AsyncExitStack()
 
