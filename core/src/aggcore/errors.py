@@ -36,6 +36,7 @@ __all__ = [
     "ParsingError",
     "PluginError",
     "RateLimitError",
+    "RecordingError",
     "SinkError",
     "TimeoutError",
     "UnknownPairError",
@@ -141,3 +142,13 @@ class SinkError(AggregatorError):
 class UnknownPairError(AggregatorError, LookupError):
     """A pair that no configured exchange reads, asked for by ``get_summary`` or
     ``subscribe_summaries`` (a configured pair that is not ready yet is ``None``, not this)."""
+
+
+class RecordingError(AggregatorError):
+    """A recording file that cannot be read (in part): ``path`` and the byte ``offset`` of the
+    damaged block."""
+
+    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None) -> None:
+        self.path = path
+        self.offset = offset
+        super().__init__(message)

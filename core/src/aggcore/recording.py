@@ -46,7 +46,7 @@ import anyio.to_thread
 import httpx
 import orjson
 
-from .errors import AggregatorError, ConfigError
+from .errors import ConfigError, RecordingError
 
 if TYPE_CHECKING:
     from .config import AppConfig
@@ -60,6 +60,8 @@ __all__ = [
     "Recorder",
     "RecordingFile",
     "header_meta",
+    "is_recording",
+    "read_header",
     "read_recording",
 ]
 
@@ -68,15 +70,6 @@ log = logging.getLogger("aggcore.recording")
 FORMAT = "aggcore-recording"
 VERSION = 1
 _SUFFIX = ".jsonl.gz"
-
-
-class RecordingError(AggregatorError):
-    """A recording file that cannot be read (in part): names the file and the byte offset."""
-
-    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-        self.offset = offset
 
 
 # -- reading ------------------------------------------------------------------------------------

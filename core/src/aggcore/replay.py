@@ -50,11 +50,14 @@ if TYPE_CHECKING:
     from .plugins import PluginRegistry
 
 __all__ = [
+    "ExchangeData",
+    "ExchangeReplay",
     "RecordedClock",
     "RecordedConnection",
     "RecordedHttp",
     "ReplayData",
     "ReplayResult",
+    "ReplayWs",
     "load_replay",
     "parse_time",
     "replay",
