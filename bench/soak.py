@@ -1,6 +1,6 @@
 """Chaos soak (issue 16 item 6): is the aggregator's memory flat under every fault, for 30 minutes?
 
-    uv run --all-packages python bench/soak.py                      # 30 minutes, 5 minutes warm-up
+    uv run --all-packages python bench/soak.py                      # 30 minutes, 15 minutes warm-up
     uv run --all-packages python bench/soak.py --duration 120 --warmup 30   # a short proof run
 
 Not run in CI. This process serves every installed exchange plugin's fake exchange (their
@@ -224,7 +224,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=1800.0, help="seconds of chaos (default 1800)")
-    ap.add_argument("--warmup", type=float, default=300.0, help="seconds before RSS counts (default 300)")
+    # the floods of far levels need about 15 minutes to have reached every full-depth book's cap
+    ap.add_argument("--warmup", type=float, default=900.0, help="seconds before RSS counts (default 900)")
     ap.add_argument("--fault-interval", type=float, default=2.0, help="mean seconds between faults (default 2)")
     ap.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples (default 5)")
     ap.add_argument("--settle", type=float, default=20.0, help="seconds without faults before the final look")
