@@ -18,8 +18,9 @@ third-party errors (httpx, websockets, pydantic, orjson) are wrapped with
     │                            (handled internally by resyncing that symbol)
     ├── SinkError                a sink write failed partway; carries ``delivered``
     │                            (events of the batch that did get out)
-    └── UnknownPairError         a pair no configured exchange reads (``get_summary``,
-                                 ``subscribe_summaries``); also a ``LookupError``
+    ├── UnknownPairError         a pair no configured exchange reads (``get_summary``,
+    │                            ``subscribe_summaries``); also a ``LookupError``
+    └── RecordingError           a damaged or unreadable recording (names file and offset)
 
 Each error carries ``exchange`` and ``symbol`` where they are known, and its
 message names them, so a log line says what failed and where.

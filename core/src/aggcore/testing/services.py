@@ -19,8 +19,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["PostgresServer", "RedisServer", "free_port", "postgres_server", "redis_server", "require_binary"]
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "ServerProcess",
+    "free_port",
+    "postgres_server",
+    "redis_server",
+    "require_binary",
+    "serve",
+]
 
 PG_BIN = Path(os.environ.get("AGGCORE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -58,26 +68,34 @@ def _wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None =
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
-class RedisServer:
-    """``redis-server`` with an append-only file (``appendfsync always``: what it acknowledged survives a kill -9)."""
+class ServerProcess:
+    """A server binary run as a child process on 127.0.0.1:``port`` with its files in ``directory``.
+
+    Subclasses give :meth:`command` (and ``url``); ``start()`` waits until the port accepts
+    connections, ``stop(hard=True)`` is a kill -9, ``restart()`` starts again on the same port and
+    directory. Used for Redis here and for NATS by ``aggcore_plugin_nats.testing``.
+    """
+
+    log_name = "server"
 
     def __init__(self, binary: str, directory: Path, port: int) -> None:
         self.binary = binary
         self.dir = directory
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        raise NotImplementedError
+
+    def command(self, log: Path) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
-        log = self.dir / "redis.log"
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", str(log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        self.starts += 1
+        log = self.dir / f"{self.log_name}-{self.starts}.log"
+        self.proc = subprocess.Popen(self.command(log), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, 10, self.proc, log)
 
     def stop(self, *, hard: bool = False) -> None:
@@ -97,16 +115,41 @@ class RedisServer:
         self.start()
 
 
+S = TypeVar("S", bound=ServerProcess)
+
+
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    binary = require_binary("redis-server", "redis-server")
-    with tempfile.TemporaryDirectory(prefix="aggcore-redis-") as d:
-        server = RedisServer(binary, Path(d), free_port())
+def serve(cls: type[S], binary: str, package: str) -> Iterator[S]:
+    """Run ``cls`` on a free port in a temporary directory for the ``with`` block; a missing
+    ``binary`` skips the test naming the Debian ``package`` (fails it under ``CI=true``)."""
+    path = require_binary(binary, package)
+    with tempfile.TemporaryDirectory(prefix=f"aggcore-{cls.log_name}-") as d:
+        server = cls(path, Path(d), free_port())
         server.start()
         try:
             yield server
         finally:
             server.stop()
+
+
+class RedisServer(ServerProcess):
+    """``redis-server`` with an append-only file (``appendfsync always``: what it acknowledged survives a kill -9)."""
+
+    log_name = "redis"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self, log: Path) -> list[str]:
+        return [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+                "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", str(log)]  # fmt: skip
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    with serve(RedisServer, "redis-server", "redis-server") as server:
+        yield server
 
 
 class PostgresServer:
