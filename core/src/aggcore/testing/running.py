@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
@@ -15,9 +17,19 @@ __all__ = ["running", "wait_until"]
 
 C = TypeVar("C", bound="Connector")
 
+try:
+    _SCALE = max(float(os.environ.get("AGGCORE_TEST_TIMEOUT_SCALE", "1")), 0.1)
+except ValueError:
+    _SCALE = 1.0
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01, what: str = "") -> None:
-    """Poll ``predicate`` until it holds; raise ``AssertionError`` naming ``what`` after ``timeout`` s."""
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.01, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; raise ``AssertionError`` naming ``what`` after ``timeout`` s.
+
+    ``timeout`` is multiplied by ``$AGGCORE_TEST_TIMEOUT_SCALE`` (default 1) for slow or busy
+    machines; a predicate that holds returns at once whatever the timeout.
+    """
+    timeout *= _SCALE
     with anyio.move_on_after(timeout):
         while not predicate():
             await anyio.sleep(interval)
