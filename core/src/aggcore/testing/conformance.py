@@ -367,34 +367,39 @@ def _rest(h: Harness) -> bool:
     return h.connector.rules.snapshot is SnapshotSource.REST
 
 
+async def _fault_on_resync(h: Harness, target: str, fault: Fault, reason: str, what: str) -> float:
+    """Arm ``fault`` for ``target``'s next snapshot, resync it, wait until the fake used the
+    fault; returns when it started (``time.monotonic()``)."""
+    t0 = time.monotonic()
+    h.fake.inject(fault, target)
+    h.books[target].resync(f"conformance: {reason}")
+    await h.wait(lambda: h.fake.peek_fault(fault) is None, f"the fake to {what}")
+    return t0
+
+
 async def _lost_snapshot(h: Harness, target: str, other: str, per_connection: bool) -> str:
     if _rest(h):
         return "skipped: snapshots come over REST on this exchange (see absurd_snapshot, malformed_rest)"
-    t0 = time.monotonic()
-    h.fake.inject(Fault.LOST_SNAPSHOT, target)
-    h.books[target].resync("conformance: resubscribe, and the snapshot is lost")
-    await h.wait(lambda: h.fake.peek_fault(Fault.LOST_SNAPSHOT) is None, "the fake to lose a snapshot")
+    t0 = await _fault_on_resync(h, target, Fault.LOST_SNAPSHOT, "resubscribe, and the snapshot is lost", "lose a snapshot")
     return await _healed(h, target, other, per_connection, "a lost snapshot", t0)
 
 
 async def _absurd_snapshot(h: Harness, target: str, other: str, per_connection: bool) -> str:
     if not _rest(h):
         return "skipped: no REST snapshots on this exchange (see lost_snapshot)"
-    t0 = time.monotonic()
-    h.fake.inject(Fault.ABSURD_SNAPSHOT, target)
-    h.books[target].resync("conformance: force a REST snapshot, from the future")
-    await h.wait(lambda: h.fake.peek_fault(Fault.ABSURD_SNAPSHOT) is None, "the fake to serve an absurd snapshot")
+    t0 = await _fault_on_resync(
+        h, target, Fault.ABSURD_SNAPSHOT, "force a REST snapshot, from the future", "serve an absurd snapshot"
+    )
     return await _healed(h, target, other, per_connection, "a snapshot far ahead of the stream", t0)
 
 
 async def _malformed_rest(h: Harness, target: str, other: str, per_connection: bool) -> str:
     if not _rest(h):
         return "skipped: no REST snapshots on this exchange"
-    t0 = time.monotonic()
     errors = h.connector.errors
-    h.fake.inject(Fault.MALFORMED_REST, target)
-    h.books[target].resync("conformance: force a REST snapshot, without levels")
-    await h.wait(lambda: h.fake.peek_fault(Fault.MALFORMED_REST) is None, "the fake to serve a body without levels")
+    t0 = await _fault_on_resync(
+        h, target, Fault.MALFORMED_REST, "force a REST snapshot, without levels", "serve a body without levels"
+    )
     await h.wait(lambda: h.connector.errors > errors, "the malformed snapshot to be reported")
     if not h.books[other].live and not per_connection:
         raise ConformanceError(f"{h.name}: a malformed snapshot of {target} took {other} down")
