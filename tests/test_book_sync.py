@@ -229,3 +229,36 @@ def test_a_buffered_invalid_delta_is_caught_when_replayed() -> None:
     book.snapshot_fetched(snap(10, [["9", "1"]], [["11", "1"]]))
     assert book.state is BookState.RESYNCING and book.invalid_messages == 1
     assert not book.book.asks.levels and rec.changes == 1  # only the valid delta 11 was emitted
+
+
+def test_numeric_levels_give_the_same_books_and_the_same_rejections() -> None:
+    """``BookUpdate(numeric=True)`` (typed decoding: levels already floats) skips the conversion
+    of each level, never the checks: books and rejections equal the wire-string path's."""
+    import random
+
+    rng = random.Random(5)
+    strings, rec_s = make(INBAND)
+    numbers, rec_n = make(INBAND)
+    bids = [[f"{100 - i * 0.5:.2f}", f"{rng.uniform(0.1, 5):.4f}"] for i in range(50)]
+    asks = [[f"{101 + i * 0.5:.2f}", f"{rng.uniform(0.1, 5):.4f}"] for i in range(50)]
+    strings.apply(snap(10, bids, asks))
+    numbers.apply(snap(10, [(float(p), float(q)) for p, q in bids], [(float(p), float(q)) for p, q in asks], numeric=True))
+    for seq in range(11, 400):
+        side = [[f"{rng.choice([95, 99.5, 100]) - rng.randrange(40) * 0.5:.2f}", rng.choice(["0", "0.00000000", f"{rng.uniform(0, 3):.3f}"])] for _ in range(rng.randrange(6))]
+        other = [[f"{101 + rng.randrange(40) * 0.5:.2f}", rng.choice(["0", f"{rng.uniform(0, 3):.3f}"])] for _ in range(rng.randrange(6))]
+        strings.apply(delta(seq, seq, bids=side, asks=other))
+        numbers.apply(delta(seq, seq, bids=[(float(p), float(q)) for p, q in side], asks=[(float(p), float(q)) for p, q in other], numeric=True))
+        assert numbers.book.bids.levels == strings.book.bids.levels and numbers.book.bids.keys == strings.book.bids.keys
+        assert numbers.book.asks.levels == strings.book.asks.levels and numbers.book.asks.keys == strings.book.asks.keys
+    assert numbers.live and rec_n.changes == rec_s.changes
+    nan, inf = float("nan"), float("inf")
+    for level in [(nan, 1.0), (1.0, nan), (inf, 1.0), (9.0, inf), (0.0, 1.0), (-9.0, 1.0), (9.0, -1.0), (9.0,), (9.0, 1.0, 2.0), ("9", "1"), (None, 1.0), 9.0]:
+        book, rec = make(INBAND)
+        book.apply(snap(10, [(9.0, 1.0)], [(11.0, 1.0)], numeric=True))
+        book.apply(delta(11, 11, bids=[(8.5, 2.0), level], numeric=True))
+        assert book.state is BookState.RESYNCING and book.invalid_messages == 1, level
+        assert rec.changes == 1 and not book.book.bids.levels, level  # only the snapshot was emitted
+    # a book that keeps wire strings for a checksum ignores the flag (its strings come from the levels)
+    keep, _ = make(SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS, keep_strings=True))
+    keep.apply(snap(10, [("9.10", "1.5")], [("11", "1")], numeric=True))
+    assert keep.live and keep.book.bids.raw == {9.1: ("9.10", "1.5")}

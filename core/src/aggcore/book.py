@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from .models import BookState
 
 __all__ = [
@@ -47,8 +49,18 @@ __all__ = [
 Level = Sequence[Any]  # (price, quantity, ...) as the exchange sends it: strings or numbers
 
 
-class BookUpdate:
+class _Sides(msgspec.Struct, gc=False):
+    symbol: str
+    bids: Sequence[Level]
+    asks: Sequence[Level]
+
+
+class BookUpdate(_Sides, kw_only=True, gc=False):
     """One parsed book message for one symbol: a snapshot or a delta.
+
+    ``BookUpdate(symbol, bids, asks, *, snapshot=False, first=None, last=None, checksum=None,
+    exchange_ts=None, numeric=False)``: a ``msgspec.Struct`` (built once per message, so it costs
+    about a quarter of a plain class with an ``__init__``; it is not validated).
 
     ``bids``/``asks`` are sequences of levels whose first two items are price and quantity,
     as wire strings (preferred) or numbers. ``first``/``last`` are the sequence range the
@@ -61,30 +73,20 @@ class BookUpdate:
 
     ``checksum`` is the exchange's value, ``None`` or ``0`` when not provided. ``exchange_ts``
     is the exchange's event time in seconds since the epoch, when it sends one.
+
+    ``numeric=True`` says every level is exactly a ``(price, quantity)`` pair of numbers, as a
+    typed decoder produces (``msgspec`` with ``strict=False`` turns the wire strings into the
+    same floats as ``float()``): the engine then skips the conversion of each level. The checks
+    stay (finite, price > 0, quantity >= 0; a level of another shape makes the message invalid),
+    and a book that keeps wire strings for a checksum (``SyncRules.keep_strings``) ignores it.
     """
 
-    __slots__ = ("symbol", "bids", "asks", "snapshot", "first", "last", "checksum", "exchange_ts")
-
-    def __init__(
-        self,
-        symbol: str,
-        bids: Sequence[Level],
-        asks: Sequence[Level],
-        *,
-        snapshot: bool = False,
-        first: int | None = None,
-        last: int | None = None,
-        checksum: int | None = None,
-        exchange_ts: float | None = None,
-    ) -> None:
-        self.symbol = symbol
-        self.bids = bids
-        self.asks = asks
-        self.snapshot = snapshot
-        self.first = first
-        self.last = last
-        self.checksum = checksum
-        self.exchange_ts = exchange_ts
+    snapshot: bool = False
+    first: int | None = None
+    last: int | None = None
+    checksum: int | None = None
+    exchange_ts: float | None = None
+    numeric: bool = False
 
     def __repr__(self) -> str:
         kind = "snapshot" if self.snapshot else "delta"
@@ -226,6 +228,31 @@ class BookSide:
                 raw[price] = (p if isinstance(p, str) else repr(p), q if isinstance(q, str) else repr(q))
         return len(levels)
 
+    def apply_numbers(self, levels: Sequence[Level]) -> int:
+        """:meth:`apply` for levels that are exactly ``(price, quantity)`` pairs of numbers
+        (``BookUpdate.numeric``): the same checks and the same result, without converting each
+        level. A level of another shape raises ``ValueError``/``TypeError`` (the message is
+        invalid); a side that keeps wire strings takes :meth:`apply`."""
+        if self.raw is not None:
+            return self.apply(levels)
+        book = self.levels
+        keys = self.keys
+        lo = self.lo
+        hi = self.hi
+        inf = _INF
+        for price, qty in levels:
+            if lo < price < hi and 0.0 <= qty < inf:  # also false for NaN
+                if qty:
+                    if price not in book:
+                        insort(keys, price)
+                    book[price] = qty
+                elif book.pop(price, None) is not None:
+                    del keys[bisect_left(keys, price)]
+            elif not (0.0 < price < inf and 0.0 <= qty < inf):
+                raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show((price, qty))}: {_why(price, qty)}")
+            # else: beyond the levels a capped side keeps
+        return len(levels)
+
     def best(self) -> float | None:
         keys = self.keys
         if not keys:
@@ -295,6 +322,12 @@ class OrderBook:
         return bid is not None and ask is not None and bid >= ask
 
 
+def _apply_sides(book: OrderBook, update: BookUpdate) -> int:
+    if update.numeric:
+        return book.bids.apply_numbers(update.bids) + book.asks.apply_numbers(update.asks)
+    return book.bids.apply(update.bids) + book.asks.apply(update.asks)
+
+
 class BookListener(Protocol):
     """Told when a book changes while LIVE, and when it leaves or enters LIVE."""
 
@@ -342,6 +375,7 @@ class SymbolBook:
         "max_levels",
         "_stale_at",
         "_stale_run",
+        "_sequence",
     )
 
     def __init__(
@@ -361,6 +395,7 @@ class SymbolBook:
         self.symbol = symbol
         self.pair = pair
         self.rules = rules
+        self._sequence = rules.sequence  # read on every message
         self.depth = depth
         #: levels kept per side (full-depth feeds); beyond it the far levels are dropped
         self.max_levels = max_levels if max_levels is not None else _NO_CAP
@@ -458,30 +493,49 @@ class SymbolBook:
         """Check and apply one update. Returns True when a LIVE book changed."""
         self.messages += 1
         self.last_update_ns = receipt_ns or time.monotonic_ns()
-        if update.exchange_ts is not None:
-            self.last_exchange_ts = update.exchange_ts
+        ts = update.exchange_ts
+        if ts is not None:
+            self.last_exchange_ts = ts
+        if self.state is _LIVE and not update.snapshot:
+            # nearly every message: a delta on a LIVE book, in sequence
+            last = self.last_seq
+            if last is not None:
+                mode = self._sequence
+                if mode is _CONTIGUOUS:
+                    first = update.first
+                    if first is not None and first != last + 1:
+                        return self._out_of_sequence(update, last)
+                elif mode is _MONOTONIC:
+                    seq = update.last
+                    if seq is not None and seq <= last:
+                        return self._stale(last)
+            return self._apply_delta(update, receipt_ns)
+        return self._apply_other(update, receipt_ns)
+
+    def _out_of_sequence(self, update: BookUpdate, last: int) -> bool:
+        if update.last is not None and update.last <= last:
+            return self._stale(last)  # a duplicate or an old message: nothing new in it
+        self.gaps += 1
+        self.resync(f"sequence gap: expected {last + 1}, got {update.first}", "gap")
+        return False
+
+    def _apply_other(self, update: BookUpdate, receipt_ns: int) -> bool:
+        """:meth:`apply` for a snapshot, or a delta on a book that is not LIVE."""
         state = self.state
         if state is _FAILED:
             return False  # an exchange error stopped this book; only a new subscription revives it
         if update.snapshot:
             return self._apply_snapshot(update, receipt_ns)
-        if state is _LIVE or state is _STALE:
+        if state is _STALE:
             last = self.last_seq
-            mode = self.rules.sequence
-            if mode is _CONTIGUOUS and last is not None and update.first is not None:
-                if update.first != last + 1:
-                    if update.last is not None and update.last <= last:
-                        # a duplicate or an old message: nothing new in it
-                        return self._stale(last)
-                    self.gaps += 1
-                    self.resync(f"sequence gap: expected {last + 1}, got {update.first}", "gap")
-                    return False
-            elif mode is _MONOTONIC and last is not None and update.last is not None:
-                if update.last <= last:
+            if last is not None:
+                mode = self._sequence
+                if mode is _CONTIGUOUS and update.first is not None and update.first != last + 1:
+                    return self._out_of_sequence(update, last)
+                if mode is _MONOTONIC and update.last is not None and update.last <= last:
                     return self._stale(last)
-            if state is _STALE:
-                self.error = None
-                self._set_state(BookState.LIVE)
+            self.error = None
+            self._set_state(BookState.LIVE)
             return self._apply_delta(update, receipt_ns)
         if self.rules.snapshot is SnapshotSource.REST:
             if self.snapshot_seq is None:
@@ -498,29 +552,39 @@ class SymbolBook:
 
     def _apply_delta(self, update: BookUpdate, receipt_ns: int) -> bool:
         book = self.book
+        bids = book.bids
+        asks = book.asks
         last = update.last
         if last is not None and last.__class__ is not int:
             return self._invalid(update, InvalidLevel(f"sequence {last!r} is not an integer"))
         try:
-            n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
-        except (ValueError, TypeError) as exc:  # InvalidLevel, or sides that are not lists
+            if update.numeric:
+                n = bids.apply_numbers(update.bids) + asks.apply_numbers(update.asks)
+            else:
+                n = bids.apply(update.bids) + asks.apply(update.asks)
+        except (ValueError, TypeError) as exc:  # InvalidLevel, levels of the wrong shape, sides that are not lists
             return self._invalid(update, exc)
         self.level_updates += n
         if last is not None:
             self.last_seq = last
+        bk = bids.keys
+        ak = asks.keys
+        nb = len(bk)
+        na = len(ak)
         depth = self.depth
-        if depth is not None:
-            if len(book.bids.keys) > depth:
-                book.bids.truncate(depth)
-            if len(book.asks.keys) > depth:
-                book.asks.truncate(depth)
+        if depth is not None and (nb > depth or na > depth):
+            bids.truncate(depth)
+            asks.truncate(depth)
+            nb = len(bk)
+            na = len(ak)
         cap = self.max_levels
-        nb = len(book.bids.keys)
-        na = len(book.asks.keys)
-        if not (book.bids.floor <= nb <= cap and book.asks.floor <= na <= cap) and not self._capped(nb, na):
+        if not (bids.floor <= nb <= cap and asks.floor <= na <= cap) and not self._capped(nb, na):
             return False
-        if not self._verify(update):
+        if update.checksum and not self._checksum_ok(update):
             return False
+        # inlined OrderBook.crossed(): this runs on every message
+        if nb and na and bk[-1] >= ak[0] and self.rules.check_crossed:
+            return self._crossed()
         listener = self.listener
         if listener is not None:
             listener.book_changed(self, receipt_ns)
@@ -563,23 +627,27 @@ class SymbolBook:
         self.resync(f"invalid {kind} (sequence {update.last}): {exc}", "invalid")
         return False
 
-    def _verify(self, update: BookUpdate) -> bool:
-        rules = self.rules
-        if update.checksum and rules.checksum is not None:
-            ours = rules.checksum(self.book)
+    def _checksum_ok(self, update: BookUpdate) -> bool:
+        """The exchange's checksum (when the update carries one) against the book's; a mismatch resyncs."""
+        compute = self.rules.checksum
+        if update.checksum and compute is not None:
+            ours = compute(self.book)
             if ours != update.checksum:
                 self.checksum_failures += 1
                 self.resync(f"checksum mismatch: exchange {update.checksum}, book {ours}", "checksum")
                 return False
-        bids = self.book.bids.keys
-        asks = self.book.asks.keys
-        # inlined OrderBook.crossed(): this runs on every message
-        if rules.check_crossed and bids and asks and bids[-1] >= asks[0]:
-            self.crossed_books += 1
-            self.resync(
-                f"crossed book: best bid {self.book.bids.best()} >= best ask {self.book.asks.best()}", "crossed"
-            )
+        return True
+
+    def _crossed(self) -> bool:
+        self.crossed_books += 1
+        self.resync(f"crossed book: best bid {self.book.bids.best()} >= best ask {self.book.asks.best()}", "crossed")
+        return False
+
+    def _verify(self, update: BookUpdate) -> bool:
+        if not self._checksum_ok(update):
             return False
+        if self.rules.check_crossed and self.book.crossed():
+            return self._crossed()
         return True
 
     def _apply_snapshot(self, update: BookUpdate, receipt_ns: int) -> bool:
@@ -590,7 +658,7 @@ class SymbolBook:
         if update.last is not None and update.last.__class__ is not int:
             return self._invalid(update, InvalidLevel(f"sequence {update.last!r} is not an integer"))
         try:
-            n = book.bids.apply(update.bids) + book.asks.apply(update.asks)
+            n = _apply_sides(book, update)
         except (ValueError, TypeError) as exc:
             return self._invalid(update, exc)
         self.level_updates += n
@@ -627,8 +695,7 @@ class SymbolBook:
             self.buffer.clear()
             return self._invalid(snapshot, InvalidLevel(f"sequence {snapshot.last!r} is not an integer"))
         try:
-            book.bids.apply(snapshot.bids)
-            book.asks.apply(snapshot.asks)
+            _apply_sides(book, snapshot)
         except (ValueError, TypeError) as exc:
             self.buffer.clear()
             return self._invalid(snapshot, exc)

@@ -186,22 +186,24 @@ class ConsolidatedView:
         """The consolidated best bid and best ask now, as ``(price, quantity, venue)`` rows (None
         when no LIVE venue has that side). Reads only each LIVE venue's best level, so it is cheap
         enough to call after every message; freshness (``max_age_ms``) is applied by :meth:`merge`."""
-        bid: float | None = None
-        ask: float | None = None
-        bid_name = ask_name = ""
-        bid_book = ask_book = None
+        bid = ask = None
         for name, book in self.venues.items():
-            if book.state is not BookState.LIVE:
+            if book.state is not _LIVE:
                 continue
-            keys = book.book.bids.keys
-            if keys and (bid is None or keys[-1] > bid):
-                bid, bid_name, bid_book = keys[-1], name, book
-            keys = book.book.asks.keys
-            if keys and (ask is None or keys[0] < ask):
-                ask, ask_name, ask_book = keys[0], name, book
-        best_bid = None if bid is None or bid_book is None else (bid, bid_book.book.bids.levels[bid], bid_name)
-        best_ask = None if ask is None or ask_book is None else (ask, ask_book.book.asks.levels[ask], ask_name)
-        return best_bid, best_ask
+            sides = book.book
+            side = sides.bids
+            keys = side.keys
+            if keys:
+                price = keys[-1]
+                if bid is None or price > bid[0]:
+                    bid = (price, side.levels[price], name)
+            side = sides.asks
+            keys = side.keys
+            if keys:
+                price = keys[0]
+                if ask is None or price < ask[0]:
+                    ask = (price, side.levels[price], name)
+        return bid, ask
 
     def levels(
         self, name: str, book: SymbolBook, depth: int, version: tuple[int, int, int] | None = None, now_ns: int = 0

@@ -95,7 +95,7 @@ def parse(frame: str | bytes) -> Event:
     except _FAST_FAILS:
         return _parse_any(frame)
     ts = d.E
-    return BookUpdate(d.s, d.b, d.a, first=d.U, last=d.u, exchange_ts=None if ts is msgspec.UNSET else ts / 1000.0)
+    return BookUpdate(d.s, d.b, d.a, first=d.U, last=d.u, exchange_ts=None if ts is msgspec.UNSET else ts / 1000.0, numeric=True)
 
 
 def _parse_any(frame: str | bytes) -> Event:

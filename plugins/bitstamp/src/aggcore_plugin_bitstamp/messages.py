@@ -167,9 +167,9 @@ def parse(frame: str | bytes) -> Message:
         d = f.data
         mts = d.microtimestamp
         if channel.startswith(DIFF_PREFIX):
-            return BookUpdate(channel[_DIFF_LEN:], d.bids, d.asks, first=mts, last=mts, exchange_ts=mts / 1e6)
+            return BookUpdate(channel[_DIFF_LEN:], d.bids, d.asks, first=mts, last=mts, exchange_ts=mts / 1e6, numeric=True)
         if channel.startswith(FULL_PREFIX):
-            return BookUpdate(channel[_FULL_LEN:], d.bids, d.asks, snapshot=True, first=mts, last=mts, exchange_ts=mts / 1e6)
+            return BookUpdate(channel[_FULL_LEN:], d.bids, d.asks, snapshot=True, first=mts, last=mts, exchange_ts=mts / 1e6, numeric=True)
     return _parse_any(frame)
 
 

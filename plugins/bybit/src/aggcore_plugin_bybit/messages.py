@@ -139,7 +139,7 @@ def parse(frame: str | bytes) -> Event:
     d = f.data
     return BookUpdate(
         d.s, d.b, d.a, snapshot=f.type == "snapshot", first=d.u, last=d.u,
-        exchange_ts=f.ts / 1000.0 if f.ts is not None else None,
+        exchange_ts=f.ts / 1000.0 if f.ts is not None else None, numeric=True,
     )  # fmt: skip
 
 
