@@ -163,3 +163,74 @@ def test_a_find_between_passes_loses_no_event() -> None:
     assert arb.find(view) == {}
     arb.on_update(view, time.time())
     assert [e.event for e in events] == ["opened", "updated", "closed"]
+
+
+def test_a_change_below_the_levels_a_walk_read_is_not_walked_again() -> None:
+    router, arb, events = setup()
+    a = book(router, "a", [["99", "1"]], [["100", "1"], ["100.4", "1"], ["103", "1"]])
+    book(router, "b", [["101", "1.5"], ["100.2", "1"]], [["102", "1"]])
+    view = router.views["BTC/USDT"]
+    arb.on_update(view, time.time())
+    assert [(e.event, e.volume) for e in events] == [("opened", 1.5)]  # 1 @100 + 0.5 @100.4, then 100.2 < 100.4
+    deep = arb.deep_walks
+    a.apply(BookUpdate("X", [["98", "4"]], [["103", "2"]]), time.monotonic_ns())  # below both levels it read
+    arb.on_update(view, time.time())
+    assert arb.deep_walks == deep and len(events) == 1 and arb.walks == 4  # looked at, not walked
+    a.apply(BookUpdate("X", [], [["100.4", "0.2"]]), time.monotonic_ns())  # a level it read
+    arb.on_update(view, time.time())
+    assert arb.deep_walks == deep + 1 and [(e.event, e.volume) for e in events][-1] == ("updated", 1.2)
+
+
+def test_remembered_walks_equal_fresh_walks_on_deep_books() -> None:
+    """Incremental passes (pairs whose tops do not cross skipped, walks kept while the levels
+    they read are the same) find what a fresh analyzer finds: deep books, updates at every depth,
+    several venues changing between passes, stale venues coming back, books resynced, the
+    ``max_levels`` cap hit."""
+    import random
+
+    rng = random.Random(23)
+    fees = {"a": 0.0005, "b": 0.001}
+    router, arb, _ = setup(fees, max_levels=6, max_leg_age_ms=1000)
+    names = ["a", "b", "c", "d", "e"]
+    mids = {n: 1000 + 3 * i for i, n in enumerate(names)}  # in ticks of 0.1: the venues cross
+
+    def snapshot(n: str) -> BookUpdate:
+        m = mids[n]
+        bids = [[f"{(m - k) / 10:.1f}", str(rng.randint(1, 4))] for k in range(1, 12)]
+        asks = [[f"{(m + k) / 10:.1f}", str(rng.randint(1, 4))] for k in range(1, 12)]
+        return BookUpdate("X", bids, asks, snapshot=True)
+
+    books = {n: book(router, n, [], []) for n in names}
+    t = time.monotonic_ns()
+    for n in names:
+        books[n].apply(snapshot(n), t)
+    view = router.views["BTC/USDT"]
+    checks = 0
+    for step in range(1500):
+        t += 1_000_000
+        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+            n = rng.choice(names)
+            b = books[n]
+            if rng.random() < 0.02:
+                mids[n] += rng.randint(-4, 4)
+                b.apply(snapshot(n), t)  # a resync: every level new
+                continue
+            bids: list[list[str]] = []
+            asks: list[list[str]] = []
+            for _ in range(rng.randint(1, 4)):
+                k = min(int(rng.expovariate(1 / 4)) + 1, 14)  # mostly near the top
+                qty = "0" if rng.random() < 0.25 else str(rng.choice([0.5, 1, 2, 3]))
+                if rng.random() < 0.5:
+                    bids.append([f"{(mids[n] - k) / 10:.1f}", qty])
+                else:
+                    asks.append([f"{(mids[n] + k) / 10:.1f}", qty])
+            receipt = t - 3_000_000_000 if rng.random() < 0.02 else t  # now and then a stale venue
+            b.apply(BookUpdate("X", bids, asks), receipt)
+            if b.state.value != "LIVE":
+                b.apply(snapshot(n), t)
+        if rng.random() < 0.7:
+            _, fresh, _ = setup(fees, max_levels=6, max_leg_age_ms=1000)
+            mine = arb.find(view, t)
+            assert mine == fresh.find(view, t), step
+            checks += 1
+    assert checks > 900 and arb.deep_walks < arb.walks / 2  # most pairs were not walked again

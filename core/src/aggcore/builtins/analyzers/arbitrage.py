@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
+from operator import itemgetter
 from typing import Literal
 
 import msgspec
@@ -34,6 +36,9 @@ from ...sink import Event
 __all__ = ["ArbitrageAnalyzer", "ArbitrageConfig", "Leg", "walk"]
 
 _LIVE = BookState.LIVE
+_INF = float("inf")
+_NAN = float("nan")
+Version = tuple[int, int, int]  # a venue's book version in its view (ConsolidatedView.version)
 
 
 class ArbitrageConfig(AnalyzerConfig):
@@ -90,6 +95,7 @@ def walk(
     return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100)
 
 
+@lru_cache(maxsize=4096)  # prices repeat: the same ticks on every venue of a pair
 def _places(price: float, limit: int = 10) -> int:
     """Decimal places of a price as the exchange wrote it (60001.5 -> 1, 0.000123 -> 6)."""
     for d in range(limit):
@@ -102,16 +108,24 @@ def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float,
     """:func:`walk` straight on two book sides (asks ascending from the lowest, bids from the
     highest), at most ``n`` levels each, without building level lists: it usually stops after a
     few levels, and at once when the best bid after the fee cannot beat the best ask."""
+    return _walk_read(asks, bids, 1 + buy_fee, 1 - sell_fee, n)[0]
+
+
+def _walk_read(
+    asks: BookSide, bids: BookSide, buy_mult: float, sell_mult: float, n: int
+) -> tuple[Leg | None, int, int]:
+    """:func:`_walk_sides` with the fee multipliers (``1 + buy_fee``, ``1 - sell_fee``), also
+    returning how many levels of each side the result depends on: ``asks.keys[:ia]`` and
+    ``bids.keys[-ib:]`` with their sizes (one more than were read when a side ran out below ``n``
+    levels, so a side that grows does not match any more)."""
     ak = asks.keys
     bk = bids.keys
     if not ak or not bk:
-        return None
-    buy_mult = 1 + buy_fee
-    sell_mult = 1 - sell_fee
+        return None, 1, 1
     pa = ak[0]
     pb = bk[-1]
     if pb * sell_mult <= pa * buy_mult:
-        return None  # early stop: not even the best levels are profitable after fees
+        return None, 1, 1  # early stop: not even the best levels are profitable after fees
     na = len(ak)
     if na > n:
         na = n
@@ -145,11 +159,54 @@ def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float,
             rem_b = bl[pb]
         if pb * sell_mult <= pa * buy_mult:
             break
+    i += 1
+    j += 1
     if volume <= 0:
-        return None
+        return None, (i if i < n else n), (j if j < n else n)
     paid = cost * buy_mult
     profit = proceeds * sell_mult - paid
-    return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100)
+    return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100), (i if i < n else n), (j if j < n else n)
+
+
+class _Memo:
+    """One ordered venue pair's last walk: its result (``leg``: profitable, else None) and what
+    the result depends on, per side: the book's version then, and its first ``n`` prices with
+    their sizes (``get(levels)`` reads the sizes of those prices in one call). The result still
+    holds while each side's version is the same or its first ``n`` levels are."""
+
+    __slots__ = ("leg", "ask_version", "ask_n", "ask_prices", "ask_get", "ask_sizes",
+                 "bid_version", "bid_n", "bid_prices", "bid_get", "bid_sizes")  # fmt: skip
+
+    def __init__(self, leg: Leg | None, asks: BookSide, ask_version: Version, ask_n: int,
+                 bids: BookSide, bid_version: Version, bid_n: int) -> None:  # fmt: skip
+        self.leg = leg
+        self.ask_version = ask_version
+        self.ask_n = ask_n
+        self.ask_prices = prices = asks.keys[:ask_n]
+        self.ask_get = get = itemgetter(*prices) if prices else _nothing
+        self.ask_sizes = get(asks.levels)
+        self.bid_version = bid_version
+        self.bid_n = bid_n
+        self.bid_prices = prices = bids.keys[-bid_n:]
+        self.bid_get = get = itemgetter(*prices) if prices else _nothing
+        self.bid_sizes = get(bids.levels)
+
+    def holds(self, asks: BookSide, ask_version: Version, bids: BookSide, bid_version: Version) -> bool:
+        """Whether a walk would find the same now: per side, a version compare when the side's
+        book did not change, else two C-level compares of the levels the walk read."""
+        if ask_version != self.ask_version:
+            if asks.keys[: self.ask_n] != self.ask_prices or self.ask_get(asks.levels) != self.ask_sizes:
+                return False
+            self.ask_version = ask_version
+        if bid_version != self.bid_version:
+            if bids.keys[-self.bid_n :] != self.bid_prices or self.bid_get(bids.levels) != self.bid_sizes:
+                return False
+            self.bid_version = bid_version
+        return True
+
+
+def _nothing(levels: dict[float, float]) -> object:
+    return None
 
 
 @dataclass(slots=True)
@@ -162,11 +219,24 @@ class _Open:
 
 @dataclass(slots=True)
 class _Walked:
-    """What the last pass over one view found: venue versions and the profitable legs."""
+    """One view's state between passes.
 
-    versions: dict[str, tuple[int, int, int]]
-    legs: dict[tuple[str, str], Leg]
-    recomputed: set[tuple[str, str]]  # legs walked again and found since on_update last reported
+    ``versions``: the fresh venues' book versions at the last pass. Per venue: ``bests``, its best
+    ask and bid (the same NaN object when a side is empty), ``tops``, the same after its taker fee (ask x (1 + fee),
+    bid x (1 - fee); +inf/-inf when empty), ``places``, their decimal places, ``crossing``, its
+    ordered pairs whose tops cross (the only ones that can be profitable). Per ordered pair:
+    ``legs``, the profitable ones now, ``memos``, the last walk. ``recomputed``/``dropped``: legs
+    walked again and found, legs gone, since ``on_update`` last reported."""
+
+    versions: dict[str, Version] = field(default_factory=dict)
+    bests: dict[str, tuple[float, float]] = field(default_factory=dict)
+    tops: dict[str, tuple[float, float]] = field(default_factory=dict)
+    places: dict[str, tuple[int, int]] = field(default_factory=dict)
+    crossing: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    legs: dict[tuple[str, str], Leg] = field(default_factory=dict)
+    memos: dict[tuple[str, str], _Memo] = field(default_factory=dict)
+    recomputed: set[tuple[str, str]] = field(default_factory=set)
+    dropped: set[tuple[str, str]] = field(default_factory=set)
 
 
 class ArbitrageAnalyzer(Analyzer):
@@ -181,9 +251,10 @@ class ArbitrageAnalyzer(Analyzer):
         self.views: dict[str, ConsolidatedView] = {}
         self.walked: dict[str, _Walked] = {}
         self._fees: dict[str, float] = {}
-        self._places: dict[float, int] = {}  # price -> its decimal places (memo)
         self._decimals: dict[str, int] = {}  # pair -> the most price decimals its legs have used
-        self.walks = 0  # venue pairs walked (for tests and benchmarks: only changed venues' pairs are)
+        self._limit_ns = config.max_leg_age_ms * 1e6
+        self.walks = 0  # ordered venue pairs looked at again (only the pairs of changed venues are)
+        self.deep_walks = 0  # of those, walked level by level (see find())
 
     def fee(self, venue: str) -> float:
         exchange = venue.partition(":")[0]
@@ -193,129 +264,233 @@ class ArbitrageAnalyzer(Analyzer):
         """Every opportunity in this view now (legs fresh and LIVE, above the minimum profit).
 
         Incremental: only the ordered venue pairs that involve a venue whose book changed (or
-        that became fresh) since the last pass over this view are walked again; the others keep
-        their last result. A leg whose venue went stale or left LIVE is dropped."""
+        that became fresh) since the last pass over this view are looked at again; the others
+        keep their last result. Of those, a pair is walked level by level only when its best
+        prices cross after the fees and the levels its last walk read (prices and sizes) are
+        not all the same any more. A leg whose venue went stale or left LIVE is dropped."""
         legs = self._pass(view, now_ns).legs
         pair = view.pair
         return {(pair, buy, sell): leg for (buy, sell), leg in legs.items()}
 
     def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
-        limit_ns = self.cfg.max_leg_age_ms * 1e6
+        limit_ns = self._limit_ns
         stamps = view.stamps
+        walked = self.walked.get(view.pair)
+        if walked is None:
+            walked = self.walked[view.pair] = _Walked()
+        before = walked.versions
         fresh: dict[str, SymbolBook] = {}
-        versions: dict[str, tuple[int, int, int]] = {}
+        versions: dict[str, Version] = {}
+        changed: list[str] = []
+        joined: list[str] = []
         for name, book in view.venues.items():
-            if book.state is _LIVE and book.last_update_ns:
-                alive = book.alive_ns
+            if book.state is _LIVE:
                 updated = book.last_update_ns
-                if now_ns - (alive if alive > updated else updated) <= limit_ns:  # inlined seen_ns()
+                alive = book.alive_ns
+                if updated and now_ns - (alive if alive > updated else updated) <= limit_ns:  # inlined seen_ns()
                     fresh[name] = book
-                    versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
-        last = self.walked.get(view.pair)
-        if last is None:
-            changed = list(fresh)
-            legs: dict[tuple[str, str], Leg] = {}
-            walked = self.walked[view.pair] = _Walked(versions, legs, set())
-        else:
-            before = last.versions
-            changed = [name for name, v in versions.items() if before.get(name) != v]
-            if not changed and len(versions) == len(before):
-                return last  # nothing changed, nobody went stale
-            legs = {
-                k: leg for k, leg in last.legs.items()
-                if k[0] in versions and k[1] in versions and versions[k[0]] == before[k[0]] and versions[k[1]] == before[k[1]]
-            }  # fmt: skip
-            walked = last
-            walked.versions = versions
-            walked.legs = legs
+                    version = versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
+                    old = before.get(name)
+                    if old != version:
+                        changed.append(name)
+                        if old is None:
+                            joined.append(name)
+        if len(versions) - len(joined) == len(before):
+            if not changed:
+                return walked  # nothing changed, nobody went stale
+        else:  # a venue went stale or left LIVE: its legs go
+            legs = walked.legs
+            dropped = walked.dropped
+            for key in [k for k in legs if k[0] not in versions or k[1] not in versions]:
+                del legs[key]
+                dropped.add(key)
+        walked.versions = versions
         if changed:
-            n = self.cfg.max_levels
-            minimum = self.cfg.min_profit_percentage
-            fees = self._fees
-            for name in fresh:
-                if name not in fees:
-                    fees[name] = self.fee(name)
-            recomputed = walked.recomputed
-            walks = 0
-            done: set[str] = set()
-            for venue in changed:
-                book = fresh[venue]
-                asks = book.book.asks
-                bids = book.book.bids
-                fee = fees[venue]
-                for other, o in fresh.items():
-                    if other == venue or other in done:
-                        continue
-                    other_fee = fees[other]
-                    walks += 2
-                    leg = _walk_sides(asks, o.book.bids, fee, other_fee, n)  # buy here, sell there
-                    if leg is not None and leg.profit_percentage > minimum:
-                        legs[(venue, other)] = leg
-                        recomputed.add((venue, other))
-                    leg = _walk_sides(o.book.asks, bids, other_fee, fee, n)  # buy there, sell here
-                    if leg is not None and leg.profit_percentage > minimum:
-                        legs[(other, venue)] = leg
-                        recomputed.add((other, venue))
-                done.add(venue)
-            self.walks += walks
+            self._walk_changed(walked, fresh, changed, joined)
         return walked
+
+    def _walk_changed(self, walked: _Walked, fresh: dict[str, SymbolBook], changed: list[str], joined: list[str]) -> None:
+        """Look again at every ordered pair with a venue in ``changed``: first the venues whose
+        best prices moved (or that just became fresh) against every other venue, then the
+        others, whose pairs can only be profitable where their tops crossed before."""
+        fees = self._fees
+        bests = walked.bests
+        tops = walked.tops
+        crossing = walked.crossing
+        for name in joined:
+            if name not in crossing:
+                crossing[name] = set()
+        moved: list[str] = []
+        still: list[str] = []
+        for name in changed:
+            side = fresh[name].book
+            ak = side.asks.keys
+            bk = side.bids.keys
+            best = (ak[0] if ak else _NAN, bk[-1] if bk else _NAN)
+            if best != bests.get(name) or name in joined:
+                bests[name] = best
+                fee = fees.get(name)
+                if fee is None:
+                    fee = fees[name] = self.fee(name)
+                tops[name] = (ak[0] * (1 + fee) if ak else _INF, bk[-1] * (1 - fee) if bk else -_INF)
+                walked.places[name] = (_places(ak[0]) if ak else 0, _places(bk[-1]) if bk else 0)
+                moved.append(name)
+            else:
+                still.append(name)
+        legs = walked.legs
+        dropped = walked.dropped
+        look = self._look
+        deep = 0
+        done: set[str] = set()
+        for venue in moved:
+            ask_top, bid_top = tops[venue]
+            mine = crossing[venue]
+            for other in fresh:
+                if other == venue or other in done:
+                    continue
+                other_ask, other_bid = tops[other]
+                key = (venue, other)  # buy here, sell there
+                if other_bid > ask_top:
+                    if key not in mine:
+                        mine.add(key)
+                        crossing[other].add(key)
+                    deep += look(walked, key, fresh)
+                else:  # where a walk would stop at once: not profitable at the best prices
+                    if key in mine:
+                        mine.discard(key)
+                        crossing[other].discard(key)
+                    if key in legs:
+                        del legs[key]
+                        dropped.add(key)
+                key = (other, venue)  # buy there, sell here
+                if bid_top > other_ask:
+                    if key not in mine:
+                        mine.add(key)
+                        crossing[other].add(key)
+                    deep += look(walked, key, fresh)
+                else:
+                    if key in mine:
+                        mine.discard(key)
+                        crossing[other].discard(key)
+                    if key in legs:
+                        del legs[key]
+                        dropped.add(key)
+            done.add(venue)
+        k = len(changed)
+        self.walks += k * (2 * (len(fresh) - 1) - (k - 1))  # each ordered pair with a changed venue, once
+        for venue in still:  # its tops did not move: only the pairs that crossed can be profitable
+            for key in crossing[venue]:
+                other = key[1] if key[0] == venue else key[0]
+                if other in fresh and other not in done:
+                    deep += look(walked, key, fresh)
+            done.add(venue)
+        self.deep_walks += deep
+
+    def _look(self, walked: _Walked, key: tuple[str, str], fresh: dict[str, SymbolBook]) -> int:
+        """One ordered pair whose tops cross: keep its last walk if the levels it read did not
+        change, else walk it again. Returns 1 when it walked."""
+        buy, sell = key
+        asks = fresh[buy].book.asks
+        bids = fresh[sell].book.bids
+        versions = walked.versions
+        legs = walked.legs
+        memo = walked.memos.get(key)
+        if memo is not None and memo.holds(asks, versions[buy], bids, versions[sell]):
+            leg = memo.leg
+            if leg is not None and key not in legs:  # back after a venue was stale or the tops uncrossed
+                legs[key] = leg
+                walked.recomputed.add(key)
+            return 0
+        fees = self._fees
+        leg, ia, ib = _walk_read(asks, bids, 1 + fees[buy], 1 - fees[sell], self.cfg.max_levels)
+        if leg is not None and not leg.profit_percentage > self.cfg.min_profit_percentage:
+            leg = None
+        walked.memos[key] = _Memo(leg, asks, versions[buy], ia, bids, versions[sell], ib)
+        if leg is not None:
+            legs[key] = leg
+            walked.recomputed.add(key)
+        elif key in legs:
+            del legs[key]
+            walked.dropped.add(key)
+        return 1
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
         pair = view.pair
         self.views[pair] = view
         walked = self._pass(view)
+        recomputed = walked.recomputed
+        dropped = walked.dropped
+        if not recomputed and not dropped:
+            return
         legs = walked.legs
+        opened = self.open
         ts: datetime | None = None
-        out: list[ArbitrageOpportunity] = []
-        if walked.recomputed:
+        if recomputed:
             # only the legs walked again since the last report can have opened or moved
-            for buy_sell in walked.recomputed:
+            out: list[ArbitrageOpportunity] = []
+            th = self.cfg.update_threshold
+            for buy_sell in recomputed:
                 leg = legs.get(buy_sell)
                 if leg is None:
                     continue
                 key = (pair, buy_sell[0], buy_sell[1])
-                state = self.open.get(key)
+                state = opened.get(key)
                 if state is None:
                     ts = ts or datetime.fromtimestamp(now, timezone.utc)
-                    opp = self._opportunity(key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
-                    self.open[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
+                    opp = self._opportunity(walked, key, leg, ts, "opened", 0.0, leg.profit_percentage, leg.volume)
+                    opened[key] = _Open(now, opp, leg.profit_percentage, leg.volume)
                     out.append(opp)
                     continue
-                if leg.profit_percentage > state.peak_pct:
-                    state.peak_pct = leg.profit_percentage
-                if leg.volume > state.peak_volume:
-                    state.peak_volume = leg.volume
+                pct = leg.profit_percentage
+                volume = leg.volume
+                if pct > state.peak_pct:
+                    state.peak_pct = pct
+                if volume > state.peak_volume:
+                    state.peak_volume = volume
                 last = state.last
-                th = self.cfg.update_threshold
-                moved = abs(leg.profit_percentage - last.profit_percentage) > th * abs(last.profit_percentage) or abs(
-                    leg.volume - last.volume
-                ) > th * last.volume
-                if moved:
+                if abs(pct - last.profit_percentage) > th * abs(last.profit_percentage) or abs(volume - last.volume) > th * last.volume:
                     ts = ts or datetime.fromtimestamp(now, timezone.utc)
                     duration = (now - state.opened_at) * 1000
-                    opp = self._opportunity(key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
+                    opp = self._opportunity(walked, key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
                     state.last = opp
                     out.append(opp)
             walked.recomputed = set()
-        if len(out) > 1:  # a burst (one venue against several): best first (then by venues: replays stay identical)
-            out.sort(key=lambda o: (-o.profit_percentage, o.buy_exchange, o.sell_exchange))
-        for opp in out:
-            self.emit(Event("arbitrage", opp, now))
-        gone = [k for k in self.open if k[0] == pair and (k[1], k[2]) not in legs]
-        if gone:
-            ts = ts or datetime.fromtimestamp(now, timezone.utc)
-            for key in sorted(gone, key=lambda k: (-self.open[k].last.profit_percentage, k)):
-                self._close(key, now, ts)
+            if len(out) > 1:  # a burst (one venue against several): best first (then by venues: replays stay identical)
+                out.sort(key=lambda o: (-o.profit_percentage, o.buy_exchange, o.sell_exchange))
+            emit = self.emit
+            for opp in out:
+                emit(Event("arbitrage", opp, now))
+        if dropped:
+            # only a dropped leg can close an opportunity (every open one has its leg in ``legs``)
+            gone = [k for k in ((pair, b, s) for b, s in dropped) if k in opened and (k[1], k[2]) not in legs]
+            walked.dropped = set()
+            if gone:
+                ts = ts or datetime.fromtimestamp(now, timezone.utc)
+                for key in sorted(gone, key=lambda k: (-opened[k].last.profit_percentage, k)):
+                    self._close(key, now, ts)
 
     def _opportunity(
-        self, key: tuple[str, str, str], leg: Leg, ts: datetime, event: Literal["opened", "updated"],
+        self, walked: _Walked, key: tuple[str, str, str], leg: Leg, ts: datetime, event: Literal["opened", "updated"],
         duration_ms: float, peak_pct: float, peak_volume: float,
     ) -> ArbitrageOpportunity:  # fmt: skip
+        """The event for ``leg``. Prices are rounded to the pair's price decimals: the most the
+        best prices of the legs reported so far have needed (book prices sit on the venues' ticks;
+        the volume-weighted prices do not): the buy venue's best ask and the sell venue's best bid
+        now, their places computed when they moved."""
         pair, buy, sell = key
-        d = self._price_decimals(pair, buy, sell)
-        buy_fee = self._fees.get(buy, self.fee(buy))
-        sell_fee = self._fees.get(sell, self.fee(sell))
+        decimals = self._decimals
+        d = decimals.get(pair, 0)
+        places = walked.places
+        p = places[buy][0]
+        if p > d:
+            d = p
+        p = places[sell][1]
+        if p > d:
+            d = p
+        decimals[pair] = d
+        fees = self._fees
+        volume = round(leg.volume, 8)
         return ArbitrageOpportunity(
             buy_exchange=buy,
             sell_exchange=sell,
@@ -323,42 +498,17 @@ class ArbitrageAnalyzer(Analyzer):
             buy_price=round(leg.buy_price, d),
             sell_price=round(leg.sell_price, d),
             profit_percentage=leg.profit_percentage,
-            volume=round(leg.volume, 8),
-            profit=round(leg.profit, max(d, 2)),
+            volume=volume,
+            profit=round(leg.profit, d if d > 2 else 2),
             timestamp=ts,
             event=event,
-            duration_ms=round(duration_ms, 1),
+            duration_ms=round(duration_ms, 1) if duration_ms else 0.0,
             peak_profit_percentage=peak_pct,
-            peak_volume=round(peak_volume, 8),
+            peak_volume=volume if peak_volume == leg.volume else round(peak_volume, 8),
             gross_spread_percentage=(leg.sell_price / leg.buy_price - 1) * 100,
-            buy_fee=buy_fee,
-            sell_fee=sell_fee,
+            buy_fee=fees[buy],
+            sell_fee=fees[sell],
         )
-
-    def _price_decimals(self, pair: str, buy: str, sell: str) -> int:
-        """The pair's price decimals: the most the legs' best prices have needed so far (book
-        prices sit on the venues' ticks; the volume-weighted prices do not). Read from the two
-        venues of the leg being reported, each price's places computed once."""
-        d = self._decimals.get(pair, 0)
-        view = self.views.get(pair)
-        if view is not None:
-            places = self._places
-            for venue, price in ((buy, "ask"), (sell, "bid")):
-                book = view.venues.get(venue)
-                if book is None:
-                    continue
-                best = book.book.asks.best() if price == "ask" else book.book.bids.best()
-                if best is None:
-                    continue
-                p = places.get(best)
-                if p is None:
-                    if len(places) > 4096:
-                        places.clear()
-                    p = places[best] = _places(best)
-                if p > d:
-                    d = p
-        self._decimals[pair] = d
-        return d
 
     def _close(self, key: tuple[str, str, str], now: float, ts: datetime) -> None:
         state = self.open.pop(key)
