@@ -245,6 +245,35 @@ class ConsolidatedView:
         cached.complete = len(cached.bids) < depth and len(cached.asks) < depth
         return cached
 
+    def _refill(
+        self, previous: list[PriceLevel], venue: str, fresh: list[PriceLevel], used: list[str], depth: int, bids: bool
+    ) -> list[PriceLevel] | None:
+        """One side's new top-``depth`` when only ``venue`` changed and the fold could not tell
+        (its change left room that rows beyond the old cut-off may fill): from each other venue,
+        its rows in the previous top-depth plus as many as the changed venue could have given up.
+        None when another venue's cached rows are not the ones the last merge used."""
+        counts: dict[str, int] = {}
+        for row in previous:
+            name = row.exchange
+            counts[name] = counts.get(name, 0) + 1
+        more = counts.get(venue, 0) + depth - len(previous)  # at most this many rows come in from beyond the cut
+        rows: list[PriceLevel] = []
+        cache = self._cache
+        for name in used:  # venue order: a stable sort on price keeps equal prices in it
+            if name == venue:
+                rows += fresh
+                continue
+            c = cache.get(name)
+            if c is None or c.merged is None:
+                return None
+            mine = c.bids if bids else c.asks
+            if mine is not c.merged[0 if bids else 1]:
+                return None
+            rows += mine[: counts.get(name, 0) + more]
+        rows.sort(key=_price, reverse=bids)
+        del rows[depth:]
+        return rows
+
     def stamp(self, book: SymbolBook, now_ns: int = 0) -> datetime:
         """When ``book`` last changed, in wall time (UTC; now when it never did). ``now_ns``:
         the view clock's monotonic time now, when the caller has read it."""
@@ -305,9 +334,19 @@ class ConsolidatedView:
                     # a side whose rows are the very list the last merge used did not change
                     rank = self._rank
                     seen = rows.merged or ([], [])
-                    bids = last.bids if rows.bids is seen[0] else _fold(last.bids, venue, rank, rows.bids, depth, True)
+                    if rows.bids is seen[0]:
+                        bids = last.bids
+                    else:
+                        bids = _fold(last.bids, venue, rank, rows.bids, depth, True)
+                        if bids is None:
+                            bids = self._refill(last.bids, venue, rows.bids, used, depth, True)
                     if bids is not None:
-                        asks = last.asks if rows.asks is seen[1] else _fold(last.asks, venue, rank, rows.asks, depth, False)
+                        if rows.asks is seen[1]:
+                            asks = last.asks
+                        else:
+                            asks = _fold(last.asks, venue, rank, rows.asks, depth, False)
+                            if asks is None:
+                                asks = self._refill(last.asks, venue, rows.asks, used, depth, False)
                         rows.merged = (rows.bids, rows.asks)
         if bids is None or asks is None:
             caches = [self.levels(name, book, depth, versions[name], now_ns) for name, book in books.items()]
