@@ -191,19 +191,6 @@ class _Memo:
         self.bid_get = get = itemgetter(*prices) if prices else _nothing
         self.bid_sizes = get(bids.levels)
 
-    def holds(self, asks: BookSide, ask_version: Version, bids: BookSide, bid_version: Version) -> bool:
-        """Whether a walk would find the same now: per side, a version compare when the side's
-        book did not change, else two C-level compares of the levels the walk read."""
-        if ask_version != self.ask_version:
-            if asks.keys[: self.ask_n] != self.ask_prices or self.ask_get(asks.levels) != self.ask_sizes:
-                return False
-            self.ask_version = ask_version
-        if bid_version != self.bid_version:
-            if bids.keys[-self.bid_n :] != self.bid_prices or self.bid_get(bids.levels) != self.bid_sizes:
-                return False
-            self.bid_version = bid_version
-        return True
-
 
 def _nothing(levels: dict[float, float]) -> object:
     return None
@@ -221,7 +208,8 @@ class _Open:
 class _Walked:
     """One view's state between passes.
 
-    ``versions``: the fresh venues' book versions at the last pass. Per venue: ``bests``, its best
+    ``versions``: the fresh venues' book versions at the last pass. Per venue: ``sides``, its asks
+    and bids, ``bests``, its best
     ask and bid (the same NaN object when a side is empty), ``tops``, the same after its taker fee (ask x (1 + fee),
     bid x (1 - fee); +inf/-inf when empty), ``places``, their decimal places, ``crossing``, its
     ordered pairs whose tops cross (the only ones that can be profitable). Per ordered pair:
@@ -229,6 +217,7 @@ class _Walked:
     walked again and found, legs gone, since ``on_update`` last reported."""
 
     versions: dict[str, Version] = field(default_factory=dict)
+    sides: dict[str, tuple[BookSide, BookSide]] = field(default_factory=dict)
     bests: dict[str, tuple[float, float]] = field(default_factory=dict)
     tops: dict[str, tuple[float, float]] = field(default_factory=dict)
     places: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -279,42 +268,47 @@ class ArbitrageAnalyzer(Analyzer):
         walked = self.walked.get(view.pair)
         if walked is None:
             walked = self.walked[view.pair] = _Walked()
-        before = walked.versions
-        fresh: dict[str, SymbolBook] = {}
-        versions: dict[str, Version] = {}
+        versions = walked.versions
         changed: list[str] = []
         joined: list[str] = []
+        left: list[str] = []
+        fresh = 0
         for name, book in view.venues.items():
             if book.state is _LIVE:
                 updated = book.last_update_ns
                 alive = book.alive_ns
                 if updated and now_ns - (alive if alive > updated else updated) <= limit_ns:  # inlined seen_ns()
-                    fresh[name] = book
-                    version = versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
-                    old = before.get(name)
+                    fresh += 1
+                    version = (stamps.get(book, 0), book.messages, book.level_updates)
+                    old = versions.get(name)
                     if old != version:
+                        versions[name] = version
                         changed.append(name)
                         if old is None:
                             joined.append(name)
-        if len(versions) - len(joined) == len(before):
-            if not changed:
-                return walked  # nothing changed, nobody went stale
-        else:  # a venue went stale or left LIVE: its legs go
+                    continue
+            if name in versions:
+                left.append(name)
+        if len(versions) - len(left) != fresh:  # a venue left the view
+            left += [name for name in versions if name not in view.venues]
+        if left:  # stale, not LIVE or gone: its legs go
+            for name in left:
+                del versions[name]
             legs = walked.legs
             dropped = walked.dropped
             for key in [k for k in legs if k[0] not in versions or k[1] not in versions]:
                 del legs[key]
                 dropped.add(key)
-        walked.versions = versions
         if changed:
-            self._walk_changed(walked, fresh, changed, joined)
+            self._walk_changed(walked, view.venues, changed, joined)
         return walked
 
-    def _walk_changed(self, walked: _Walked, fresh: dict[str, SymbolBook], changed: list[str], joined: list[str]) -> None:
+    def _walk_changed(self, walked: _Walked, books: dict[str, SymbolBook], changed: list[str], joined: list[str]) -> None:
         """Look again at every ordered pair with a venue in ``changed``: first the venues whose
         best prices moved (or that just became fresh) against every other venue, then the
         others, whose pairs can only be profitable where their tops crossed before."""
         fees = self._fees
+        sides = walked.sides
         bests = walked.bests
         tops = walked.tops
         crossing = walked.crossing
@@ -324,9 +318,12 @@ class ArbitrageAnalyzer(Analyzer):
         moved: list[str] = []
         still: list[str] = []
         for name in changed:
-            side = fresh[name].book
-            ak = side.asks.keys
-            bk = side.bids.keys
+            book = books[name].book
+            asks = book.asks
+            bids = book.bids
+            sides[name] = (asks, bids)
+            ak = asks.keys
+            bk = bids.keys
             best = (ak[0] if ak else _NAN, bk[-1] if bk else _NAN)
             if best != bests.get(name) or name in joined:
                 bests[name] = best
@@ -338,6 +335,7 @@ class ArbitrageAnalyzer(Analyzer):
                 moved.append(name)
             else:
                 still.append(name)
+        versions = walked.versions
         legs = walked.legs
         dropped = walked.dropped
         look = self._look
@@ -346,7 +344,7 @@ class ArbitrageAnalyzer(Analyzer):
         for venue in moved:
             ask_top, bid_top = tops[venue]
             mine = crossing[venue]
-            for other in fresh:
+            for other in versions:
                 if other == venue or other in done:
                     continue
                 other_ask, other_bid = tops[other]
@@ -355,7 +353,7 @@ class ArbitrageAnalyzer(Analyzer):
                     if key not in mine:
                         mine.add(key)
                         crossing[other].add(key)
-                    deep += look(walked, key, fresh)
+                    deep += look(walked, key, venue, other)
                 else:  # where a walk would stop at once: not profitable at the best prices
                     if key in mine:
                         mine.discard(key)
@@ -368,7 +366,7 @@ class ArbitrageAnalyzer(Analyzer):
                     if key not in mine:
                         mine.add(key)
                         crossing[other].add(key)
-                    deep += look(walked, key, fresh)
+                    deep += look(walked, key, other, venue)
                 else:
                     if key in mine:
                         mine.discard(key)
@@ -377,41 +375,50 @@ class ArbitrageAnalyzer(Analyzer):
                         del legs[key]
                         dropped.add(key)
             done.add(venue)
-        k = len(changed)
-        self.walks += k * (2 * (len(fresh) - 1) - (k - 1))  # each ordered pair with a changed venue, once
         for venue in still:  # its tops did not move: only the pairs that crossed can be profitable
             for key in crossing[venue]:
-                other = key[1] if key[0] == venue else key[0]
-                if other in fresh and other not in done:
-                    deep += look(walked, key, fresh)
+                buy, sell = key
+                other = sell if buy == venue else buy
+                if other in versions and other not in done:
+                    deep += look(walked, key, buy, sell)
             done.add(venue)
+        k = len(changed)
+        self.walks += k * (2 * (len(versions) - 1) - (k - 1))  # each ordered pair with a changed venue, once
         self.deep_walks += deep
 
-    def _look(self, walked: _Walked, key: tuple[str, str], fresh: dict[str, SymbolBook]) -> int:
+    def _look(self, walked: _Walked, key: tuple[str, str], buy: str, sell: str) -> int:
         """One ordered pair whose tops cross: keep its last walk if the levels it read did not
         change, else walk it again. Returns 1 when it walked."""
-        buy, sell = key
-        asks = fresh[buy].book.asks
-        bids = fresh[sell].book.bids
+        asks = walked.sides[buy][0]
+        bids = walked.sides[sell][1]
         versions = walked.versions
-        legs = walked.legs
+        ask_version = versions[buy]
+        bid_version = versions[sell]
         memo = walked.memos.get(key)
-        if memo is not None and memo.holds(asks, versions[buy], bids, versions[sell]):
-            leg = memo.leg
-            if leg is not None and key not in legs:  # back after a venue was stale or the tops uncrossed
-                legs[key] = leg
-                walked.recomputed.add(key)
-            return 0
+        if memo is not None:
+            if ask_version == memo.ask_version or (
+                asks.keys[: memo.ask_n] == memo.ask_prices and memo.ask_get(asks.levels) == memo.ask_sizes
+            ):
+                memo.ask_version = ask_version
+                if bid_version == memo.bid_version or (
+                    bids.keys[-memo.bid_n :] == memo.bid_prices and memo.bid_get(bids.levels) == memo.bid_sizes
+                ):
+                    memo.bid_version = bid_version
+                    leg = memo.leg
+                    if leg is not None and key not in walked.legs:  # back after a venue was stale or the tops uncrossed
+                        walked.legs[key] = leg
+                        walked.recomputed.add(key)
+                    return 0
         fees = self._fees
         leg, ia, ib = _walk_read(asks, bids, 1 + fees[buy], 1 - fees[sell], self.cfg.max_levels)
         if leg is not None and not leg.profit_percentage > self.cfg.min_profit_percentage:
             leg = None
-        walked.memos[key] = _Memo(leg, asks, versions[buy], ia, bids, versions[sell], ib)
+        walked.memos[key] = _Memo(leg, asks, ask_version, ia, bids, bid_version, ib)
         if leg is not None:
-            legs[key] = leg
+            walked.legs[key] = leg
             walked.recomputed.add(key)
-        elif key in legs:
-            del legs[key]
+        elif key in walked.legs:
+            del walked.legs[key]
             walked.dropped.add(key)
         return 1
 
