@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from operator import itemgetter
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from pydantic import BaseModel, Field
@@ -130,6 +130,7 @@ def _walk_read(
     if na > n:
         na = n
     nb = len(bk)
+    last = nb - 1  # bids are read from the end
     if nb > n:
         nb = n
     al = asks.levels
@@ -138,24 +139,40 @@ def _walk_read(
     rem_a = al[pa]
     rem_b = bl[pb]
     volume = cost = proceeds = 0.0
-    while True:
-        q = rem_a if rem_a < rem_b else rem_b
-        volume += q
-        cost += q * pa
-        proceeds += q * pb
-        rem_a -= q
-        rem_b -= q
-        if rem_a <= 1e-15:
+    while True:  # one step per level used up: the smaller remainder of the two sides
+        if rem_a < rem_b:
+            q = rem_a
+            volume += q
+            cost += q * pa
+            proceeds += q * pb
+            rem_b -= q
             i += 1
             if i >= na:
                 break
             pa = ak[i]
             rem_a = al[pa]
-        if rem_b <= 1e-15:
+            if rem_b <= 1e-15:
+                j += 1
+                if j >= nb:
+                    break
+                pb = bk[last - j]
+                rem_b = bl[pb]
+        else:
+            q = rem_b
+            volume += q
+            cost += q * pa
+            proceeds += q * pb
+            rem_a -= q
+            if rem_a <= 1e-15:
+                i += 1
+                if i >= na:
+                    break
+                pa = ak[i]
+                rem_a = al[pa]
             j += 1
             if j >= nb:
                 break
-            pb = bk[-1 - j]
+            pb = bk[last - j]
             rem_b = bl[pb]
         if pb * sell_mult <= pa * buy_mult:
             break
@@ -168,28 +185,19 @@ def _walk_read(
     return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100), (i if i < n else n), (j if j < n else n)
 
 
-class _Memo:
-    """One ordered venue pair's last walk: its result (``leg``: profitable, else None) and what
-    the result depends on, per side: the book's version then, and its first ``n`` prices with
-    their sizes (``get(levels)`` reads the sizes of those prices in one call). The result still
+def _memo(leg: Leg | None, asks: BookSide, ask_version: Version, ask_n: int,
+          bids: BookSide, bid_version: Version, bid_n: int) -> list[Any]:  # fmt: skip
+    """One ordered venue pair's last walk, as a list (built on every walk: kept cheap), by index:
+    0 the result (``leg``: profitable, else None); 1 the buy venue's book version then, 2 ``n``,
+    3 its first ``n`` ask prices, 4 a getter reading their sizes from ``levels`` in one call,
+    5 those sizes; 6-10 the same for the sell venue's bids (``keys[-n:]``). The result still
     holds while each side's version is the same or its first ``n`` levels are."""
-
-    __slots__ = ("leg", "ask_version", "ask_n", "ask_prices", "ask_get", "ask_sizes",
-                 "bid_version", "bid_n", "bid_prices", "bid_get", "bid_sizes")  # fmt: skip
-
-    def __init__(self, leg: Leg | None, asks: BookSide, ask_version: Version, ask_n: int,
-                 bids: BookSide, bid_version: Version, bid_n: int) -> None:  # fmt: skip
-        self.leg = leg
-        self.ask_version = ask_version
-        self.ask_n = ask_n
-        self.ask_prices = prices = asks.keys[:ask_n]
-        self.ask_get = get = itemgetter(*prices) if prices else _nothing
-        self.ask_sizes = get(asks.levels)
-        self.bid_version = bid_version
-        self.bid_n = bid_n
-        self.bid_prices = prices = bids.keys[-bid_n:]
-        self.bid_get = get = itemgetter(*prices) if prices else _nothing
-        self.bid_sizes = get(bids.levels)
+    ask_prices = asks.keys[:ask_n]
+    ask_get = itemgetter(*ask_prices) if ask_prices else _nothing
+    bid_prices = bids.keys[-bid_n:]
+    bid_get = itemgetter(*bid_prices) if bid_prices else _nothing
+    return [leg, ask_version, ask_n, ask_prices, ask_get, ask_get(asks.levels),
+            bid_version, bid_n, bid_prices, bid_get, bid_get(bids.levels)]  # fmt: skip
 
 
 def _nothing(levels: dict[float, float]) -> object:
@@ -223,7 +231,7 @@ class _Walked:
     places: dict[str, tuple[int, int]] = field(default_factory=dict)
     crossing: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     legs: dict[tuple[str, str], Leg] = field(default_factory=dict)
-    memos: dict[tuple[str, str], _Memo] = field(default_factory=dict)
+    memos: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # see _memo
     recomputed: set[tuple[str, str]] = field(default_factory=set)
     dropped: set[tuple[str, str]] = field(default_factory=set)
 
@@ -396,15 +404,11 @@ class ArbitrageAnalyzer(Analyzer):
         bid_version = versions[sell]
         memo = walked.memos.get(key)
         if memo is not None:
-            if ask_version == memo.ask_version or (
-                asks.keys[: memo.ask_n] == memo.ask_prices and memo.ask_get(asks.levels) == memo.ask_sizes
-            ):
-                memo.ask_version = ask_version
-                if bid_version == memo.bid_version or (
-                    bids.keys[-memo.bid_n :] == memo.bid_prices and memo.bid_get(bids.levels) == memo.bid_sizes
-                ):
-                    memo.bid_version = bid_version
-                    leg = memo.leg
+            if ask_version == memo[1] or (asks.keys[: memo[2]] == memo[3] and memo[4](asks.levels) == memo[5]):
+                memo[1] = ask_version
+                if bid_version == memo[6] or (bids.keys[-memo[7] :] == memo[8] and memo[9](bids.levels) == memo[10]):
+                    memo[6] = bid_version
+                    leg = memo[0]
                     if leg is not None and key not in walked.legs:  # back after a venue was stale or the tops uncrossed
                         walked.legs[key] = leg
                         walked.recomputed.add(key)
@@ -413,7 +417,7 @@ class ArbitrageAnalyzer(Analyzer):
         leg, ia, ib = _walk_read(asks, bids, 1 + fees[buy], 1 - fees[sell], self.cfg.max_levels)
         if leg is not None and not leg.profit_percentage > self.cfg.min_profit_percentage:
             leg = None
-        walked.memos[key] = _Memo(leg, asks, ask_version, ia, bids, bid_version, ib)
+        walked.memos[key] = _memo(leg, asks, ask_version, ia, bids, bid_version, ib)
         if leg is not None:
             walked.legs[key] = leg
             walked.recomputed.add(key)
