@@ -3,11 +3,13 @@
 For every ordered pair of venues (buy on A, sell on B) whose books are LIVE and fresher than
 ``max_leg_age_ms``, it walks A's asks up against B's bids level by level while the next unit
 is still profitable after both taker fees. Passes are incremental: only the pairs that involve
-a venue whose book changed since the last pass are walked again, and a walk stops at once when
-B's best bid after its fee cannot beat A's best ask after its fee. The result's ``volume`` is the size that stays
-profitable, ``buy_price``/``sell_price`` are volume-weighted over that size, and
-``profit_percentage`` is net of fees (``gross_spread_percentage`` before them; the fees used
-are in ``buy_fee``/``sell_fee``). Each opportunity is reported as ``opened``, then
+a venue whose book changed since the last pass are looked at again, and of those only the ones
+where B's best bid after its fee beats A's best ask after its fee and whose last walk read a
+level (price or size) that changed are walked again; the others keep their last result, which
+is exactly what a walk would find. The result's ``volume`` is the size that stays profitable,
+``buy_price``/``sell_price`` are volume-weighted over that size, and ``profit_percentage`` is
+net of fees (``gross_spread_percentage`` before them; the fees used are in
+``buy_fee``/``sell_fee``). Each opportunity is reported as ``opened``, then
 ``updated`` when its profit or size moves, then ``closed`` with its duration and peak; the
 events of one pass come best first (a venue that jumps away opens several opportunities at
 once, one per other venue, all sharing that leg). Prices are rounded to the pair's price
@@ -16,7 +18,6 @@ decimals (the most any leg's book has used), sizes to 8 decimals.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -216,13 +217,13 @@ class _Open:
 class _Walked:
     """One view's state between passes.
 
-    ``versions``: the fresh venues' book versions at the last pass. Per venue: ``sides``, its asks
-    and bids, ``bests``, its best
-    ask and bid (the same NaN object when a side is empty), ``tops``, the same after its taker fee (ask x (1 + fee),
-    bid x (1 - fee); +inf/-inf when empty), ``places``, their decimal places, ``crossing``, its
-    ordered pairs whose tops cross (the only ones that can be profitable). Per ordered pair:
-    ``legs``, the profitable ones now, ``memos``, the last walk. ``recomputed``/``dropped``: legs
-    walked again and found, legs gone, since ``on_update`` last reported."""
+    ``versions``: the fresh venues' book versions at the last pass. Per venue: ``sides``, its
+    asks and bids; ``bests``, its best ask and bid (the same NaN object when a side is empty);
+    ``tops``, those after its taker fee (ask x (1 + fee), bid x (1 - fee); +inf/-inf when
+    empty); ``places``, their decimal places; ``crossing``, its ordered pairs whose tops cross
+    (the only ones that can be profitable). Per ordered pair: ``legs``, the profitable ones now;
+    ``memos``, the last walk (:func:`_memo`). ``recomputed``/``dropped``: legs walked again and
+    found, legs gone, since ``on_update`` last reported."""
 
     versions: dict[str, Version] = field(default_factory=dict)
     sides: dict[str, tuple[BookSide, BookSide]] = field(default_factory=dict)
