@@ -250,7 +250,11 @@ class ArbitrageAnalyzer(Analyzer):
         self.walked: dict[str, _Walked] = {}
         self._fees: dict[str, float] = {}
         self._decimals: dict[str, int] = {}  # pair -> the most price decimals its legs have used
-        self._limit_ns = config.max_leg_age_ms * 1e6
+        limit_ns = config.max_leg_age_ms * 1e6
+        # ages are whole nanoseconds: "age <= limit" is "age <= floor(limit)", compared exactly as ints
+        self._limit_ns: float = int(limit_ns) if limit_ns < _INF else limit_ns
+        self._max_levels = config.max_levels
+        self._minimum = config.min_profit_percentage
         self.walks = 0  # ordered venue pairs looked at again (only the pairs of changed venues are)
         self.deep_walks = 0  # of those, walked level by level (see find())
 
@@ -272,7 +276,7 @@ class ArbitrageAnalyzer(Analyzer):
 
     def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
-        limit_ns = self._limit_ns
+        since = now_ns - self._limit_ns  # fresh: seen at or after this
         stamps = view.stamps
         walked = self.walked.get(view.pair)
         if walked is None:
@@ -285,8 +289,7 @@ class ArbitrageAnalyzer(Analyzer):
         for name, book in view.venues.items():
             if book.state is _LIVE:
                 updated = book.last_update_ns
-                alive = book.alive_ns
-                if updated and now_ns - (alive if alive > updated else updated) <= limit_ns:  # inlined seen_ns()
+                if updated and (updated >= since or book.alive_ns >= since):  # seen_ns() within max_leg_age_ms
                     fresh += 1
                     version = (stamps.get(book, 0), book.messages, book.level_updates)
                     old = versions.get(name)
@@ -415,8 +418,8 @@ class ArbitrageAnalyzer(Analyzer):
                         walked.recomputed.add(key)
                     return 0
         fees = self._fees
-        leg, ia, ib = _walk_read(asks, bids, 1 + fees[buy], 1 - fees[sell], self.cfg.max_levels)
-        if leg is not None and not leg.profit_percentage > self.cfg.min_profit_percentage:
+        leg, ia, ib = _walk_read(asks, bids, 1 + fees[buy], 1 - fees[sell], self._max_levels)
+        if leg is not None and not leg.profit_percentage > self._minimum:
             leg = None
         walked.memos[key] = _memo(leg, asks, ask_version, ia, bids, bid_version, ib)
         if leg is not None:
