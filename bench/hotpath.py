@@ -368,11 +368,15 @@ class Ccxt(Design):
 
 def summary_bench(n: int, repeats: int) -> dict[str, Any]:
     """Building a Summary of 2x20 levels from a merged view (7 venues), and encoding its event,
-    against the pydantic models the public types were before issue 17 (same process, same rows)."""
+    against the pydantic models the public types were before issue 17 (same process, same rows);
+    and what the analyzer pays when one of the 7 venues changed (its re-read and the fold into
+    the merged top-20, then the Summary)."""
     from datetime import datetime, timezone
 
+    from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SymbolBook, SyncRules
     from aggcore.builtins.analyzers.summary import build_summary
-    from aggcore.consolidated import Merged
+    from aggcore.consolidated import Merged, Router
+    from aggcore.models import PriceLevel
     from aggcore.sink import Event
     from pydantic import BaseModel, Field, TypeAdapter
 
@@ -397,19 +401,20 @@ def summary_bench(n: int, repeats: int) -> dict[str, Any]:
         venue_age_ms: dict[str, float] = Field(default_factory=dict)
 
     levels_adapter = TypeAdapter(list[PydLevel])
+    wall = time.time()
     venues = [f"venue{v}" for v in range(7)]
-    bids = [(30000.0 - i * 0.5, 0.1 + i, venues[i % 7]) for i in range(20)]
-    asks = [(30000.5 + i * 0.5, 0.2 + i, venues[(i + 3) % 7]) for i in range(20)]
+    stamps = {v: datetime.fromtimestamp(wall - (1.0 + i) / 1000, timezone.utc) for i, v in enumerate(venues)}
+    bids = [PriceLevel(30000.0 - i * 0.5, 0.1 + i, venues[i % 7], stamps[venues[i % 7]]) for i in range(20)]
+    asks = [PriceLevel(30000.5 + i * 0.5, 0.2 + i, venues[(i + 3) % 7], stamps[venues[(i + 3) % 7]]) for i in range(20)]
     ages = {v: 1.0 + i for i, v in enumerate(venues)}
     merged = Merged("BTC/USDT", bids, asks, venues, {}, ages, 0)
 
     def pydantic_build(m: Merged, wall: float) -> PydSummary:  # the pre-issue-17 build_summary
         ts = datetime.fromtimestamp(wall, timezone.utc)
-        stamps = {name: datetime.fromtimestamp(wall - age / 1000, timezone.utc) for name, age in m.ages_ms.items()}
 
-        def lv(rows: list[tuple[float, float, str]]) -> list[PydLevel]:
+        def lv(rows: list[PriceLevel]) -> list[PydLevel]:
             return levels_adapter.validate_python(
-                [{"price": p, "quantity": q, "exchange": ex, "timestamp": stamps.get(ex, ts)} for p, q, ex in rows]
+                [{"price": r.price, "quantity": r.quantity, "exchange": r.exchange, "timestamp": r.timestamp} for r in rows]
             )
 
         bid, ask = m.best_bid, m.best_ask
@@ -417,28 +422,39 @@ def summary_bench(n: int, repeats: int) -> dict[str, Any]:
                           best_bid=bid, best_ask=ask, crossed=bid is not None and ask is not None and bid >= ask,
                           venues=m.venues, excluded=m.excluded, venue_age_ms=m.ages_ms)  # fmt: skip
 
-    wall = time.time()
     struct = build_summary(merged, wall)
     pyd = pydantic_build(merged, wall)
     assert orjson.loads(Event("summary", struct, 1.0).to_json()) == orjson.loads(orjson.dumps({"kind": "summary", "ts": 1.0, "data": pyd.model_dump(mode="json")}))
-    class _Seen:  # what build_summary reads of a venue's book: when it was last seen current
-        def __init__(self, ns: int) -> None:
-            self.ns = ns
 
-        def seen_ns(self) -> int:
-            return self.ns
+    # the analyzer's path: seven real books of 40+40 levels in one consolidated view (prices
+    # interleaved across venues); one venue changes the size of one of its top levels, then the
+    # view is merged (that venue re-read, folded into the previous top-20) and a Summary built
+    router = Router()
+    rules = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE)
+    books = []
+    for v, name in enumerate(venues):
+        book = SymbolBook(name, "BTCUSDT", "BTC/USDT", rules, listener=router, request_resync=lambda s, r: None)
+        router.attach(book)
+        book.apply(BookUpdate("BTCUSDT", [[f"{30000 - (7 * k + v) * 0.5:.1f}", "1"] for k in range(40)],
+                              [[f"{30000.5 + (7 * k + v) * 0.5:.1f}", "1"] for k in range(40)], snapshot=True), time.monotonic_ns())  # fmt: skip
+        books.append(book)
+    (view,) = router.views.values()
+    view.merge(20, 60_000)
+    step = [0]
 
-    warm = Merged("BTC/USDT", bids, asks, venues, {}, ages, 0, {v: _Seen(i) for i, v in enumerate(venues)})  # type: ignore[misc]
-    cache: dict[str, Any] = {}
-    build_summary(warm, wall, cache)
+    def merge_build() -> object:
+        i = step[0] = step[0] + 1
+        book = books[i % 7]
+        price = f"{30000 - (7 * (i % 3) + i % 7) * 0.5:.1f}"  # one of the venue's top-3 bids
+        book.apply(BookUpdate("BTCUSDT", [[price, str(1 + i % 5)]], []), time.monotonic_ns())
+        return build_summary(view.merge(20, 60_000), wall)
 
-    def warm_build() -> object:
-        cache.pop(venues[0], None)  # one venue changed since the last summary
-        return build_summary(warm, wall, cache)
+    got = merge_build()
+    assert isinstance(got, type(struct)) and len(got.bids) == len(got.asks) == 20
 
     cases: dict[str, Callable[[], object]] = {
         "build: msgspec Struct (build_summary)": lambda: build_summary(merged, wall),
-        "build: msgspec Struct, one of 7 venues changed (the analyzer's stamp cache)": warm_build,
+        "merge + build: one of 7 venues changed (re-read, fold, build_summary)": merge_build,
         "build: pydantic (before issue 17)": lambda: pydantic_build(merged, wall),
         "encode event: Event.to_json (msgspec)": lambda: Event("summary", struct, wall).to_json(),
         "encode event: pydantic model_dump + orjson (before)": lambda: orjson.dumps({"kind": "summary", "ts": wall, "data": pyd.model_dump(mode="json")}),

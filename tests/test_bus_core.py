@@ -102,15 +102,15 @@ def test_remote_books_follow_the_feed_ignore_old_versions_and_leave_when_the_fee
     assert remote.on_book(_msg(10, 1))
     view = router.views["BTC/USDT"]
     merged = view.merge(5, 5000)
-    assert merged.venues == ["alpha"] and merged.bids[0][:2] == (99.0, 1.0)
+    assert merged.venues == ["alpha"] and (merged.bids[0].price, merged.bids[0].quantity) == (99.0, 1.0)
     assert not remote.on_book(_msg(10, 1, bid=50.0))  # duplicate
     assert not remote.on_book(_msg(9, 7, bid=50.0))  # an older epoch
-    assert remote.ignored == 2 and view.merge(5, 5000).bids[0][0] == 99.0
+    assert remote.ignored == 2 and view.merge(5, 5000).bids[0].price == 99.0
     assert remote.on_book(_msg(10, 2, state="RESYNCING", reason="sequence gap: expected 5, got 7"))
     merged = view.merge(5, 5000)
     assert merged.venues == [] and "sequence gap" in merged.excluded["alpha"]
     assert remote.on_book(_msg(11, 1, bid=98.0))  # a new epoch after the resync
-    assert view.merge(5, 5000).bids[0][0] == 98.0
+    assert view.merge(5, 5000).bids[0].price == 98.0
     # an unknown state is a bad message: counted, ignored
     assert not remote.on_book(_msg(11, 2, state="WEIRD"))
     assert remote.bad_messages == 1 and view.merge(5, 5000).venues == ["alpha"]
@@ -221,9 +221,9 @@ def test_levels_that_cannot_be_a_book_are_bad_messages_and_change_nothing() -> N
     assert not remote.on_book(future)
     assert remote.bad_messages == 7 and remote.received == 1
     merged = view.merge(5, 5000)
-    assert merged.venues == ["alpha"] and merged.bids[0][0] == 99.0 and merged.asks[0][0] == 101.0
+    assert merged.venues == ["alpha"] and merged.bids[0].price == 99.0 and merged.asks[0].price == 101.0
     assert remote.on_book(_msg(1, 8, bid=98.5))  # a good newer message still applies
-    assert view.merge(5, 5000).bids[0][0] == 98.5
+    assert view.merge(5, 5000).bids[0].price == 98.5
 
 
 @pytest.mark.anyio

@@ -8,8 +8,13 @@ import pytest
 
 from aggcore.book import BookUpdate, SequenceMode, SnapshotSource, SymbolBook, SyncRules
 from aggcore.consolidated import Router, view_key
+from aggcore.models import PriceLevel
 
 RULES = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE)
+
+
+def rows(levels: list[PriceLevel]) -> list[tuple[float, float, str]]:
+    return [(lv.price, lv.quantity, lv.exchange) for lv in levels]
 
 
 def live_book(router: Router, exchange: str, bids: list[list[str]], asks: list[list[str]], pair: str = "BTC/USDT") -> SymbolBook:
@@ -25,8 +30,8 @@ def test_merged_levels_name_their_exchange_and_sort_across_venues() -> None:
     live_book(router, "kraken", [["100.5", "3"], ["98", "1"]], [["102", "2"], ["101", "4"]])
     view = router.views["BTC/USDT"]
     merged = view.merge(3, max_age_ms=10_000)
-    assert merged.bids == [(100.5, 3.0, "kraken"), (100.0, 1.0, "binance"), (99.0, 2.0, "binance")]
-    assert merged.asks[:2] in ([(101.0, 1.0, "binance"), (101.0, 4.0, "kraken")], [(101.0, 4.0, "kraken"), (101.0, 1.0, "binance")])
+    assert rows(merged.bids) == [(100.5, 3.0, "kraken"), (100.0, 1.0, "binance"), (99.0, 2.0, "binance")]
+    assert rows(merged.asks[:2]) == [(101.0, 1.0, "binance"), (101.0, 4.0, "kraken")]  # equal prices in venue order
     assert merged.spread == 101.0 - 100.5 and sorted(merged.venues) == ["binance", "kraken"]
 
 
@@ -46,10 +51,10 @@ def test_stale_venue_is_left_out_and_comes_back() -> None:
     b.last_update_ns = time.monotonic_ns() - 10_000_000_000  # 10 s old
     merged = view.merge(5, max_age_ms=5000)
     assert merged.venues == ["a"] and "stale" in merged.excluded["b"]
-    assert all(ex == "a" for _, _, ex in merged.bids)
+    assert all(lv.exchange == "a" for lv in merged.bids)
     b.apply(BookUpdate("X", [["100.6", "1"]], []), time.monotonic_ns())
     merged = view.merge(5, max_age_ms=5000)
-    assert sorted(merged.venues) == ["a", "b"] and merged.bids[0] == (100.6, 1.0, "b")
+    assert sorted(merged.venues) == ["a", "b"] and rows(merged.bids[:1]) == [(100.6, 1.0, "b")]
 
 
 def test_venue_not_live_is_left_out_with_its_state() -> None:
@@ -69,7 +74,7 @@ def test_quote_groups_merge_usd_stablecoins_when_asked() -> None:
     live_book(router, "binance", [["100.2", "1"]], [["101.2", "1"]], pair="BTC/USDT")
     assert list(router.views) == ["BTC/USD"]
     merged = router.views["BTC/USD"].merge(5, 5000)
-    assert merged.bids[0] == (100.2, 1.0, "binance")
+    assert rows(merged.bids[:1]) == [(100.2, 1.0, "binance")]
 
 
 def test_hot_path_marks_dirty_once_until_taken() -> None:
@@ -128,7 +133,7 @@ def test_incremental_merge_equals_a_merge_from_scratch(ties: bool) -> None:
             depth = 5 if step % 97 else 8  # a different depth now and then: rebuilds, still equal
             merged = view.merge(depth, max_age_ms=60_000)
             live = {n: b for n, b in books.items() if b.state.value == "LIVE"}
-            assert (merged.bids, merged.asks) == _truth(live, depth), step
+            assert (rows(merged.bids), rows(merged.asks)) == _truth(live, depth), step
             assert merged.venues == list(live)
 
 

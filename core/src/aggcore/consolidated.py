@@ -9,24 +9,30 @@ Optional quote groups merge pairs that differ only by quote currency: with
 ``quote_groups: {USD: [USD, USDT, USDC]}`` the books of ``BTC/USD``, ``BTC/USDT`` and
 ``BTC/USDC`` all feed the view ``BTC/USD``; each level still names its exchange (and the
 exchange's pair, where it differs).
+
+The merged rows are :class:`~aggcore.models.PriceLevel` objects, built when their venue is
+re-read and reused while a level's price and quantity stay the same, so a summary is little
+more than a copy of the merged lists.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import itemgetter
+from datetime import datetime, timezone
+from operator import attrgetter
 
 from .book import SymbolBook
 from .clock import SYSTEM_CLOCK, Clock
-from .models import BookState
+from .models import BookState, PriceLevel
 
 __all__ = ["ConsolidatedView", "Merged", "Router", "Row", "view_key"]
 
-_first = itemgetter(0)
+_price = attrgetter("price")
 _LIVE = BookState.LIVE
+_UTC = timezone.utc
 
-Row = tuple[float, float, str]  # (price, quantity, venue)
+Row = tuple[float, float, str]  # (price, quantity, venue): what top_of_book() returns
 
 
 def view_key(pair: str, quote_groups: dict[str, list[str]]) -> str:
@@ -43,11 +49,13 @@ def view_key(pair: str, quote_groups: dict[str, list[str]]) -> str:
 
 @dataclass(slots=True)
 class Merged:
-    """A merged top-N at one instant. Levels are ``(price, quantity, exchange)``, best first."""
+    """A merged top-N at one instant: :class:`PriceLevel` rows, best first, each naming its venue
+    (``exchange``) and when that level last changed (``timestamp``). The lists and the levels are
+    never changed after the merge that made them (copy them before changing them)."""
 
     pair: str
-    bids: list[Row]
-    asks: list[Row]
+    bids: list[PriceLevel]
+    asks: list[PriceLevel]
     venues: list[str]
     excluded: dict[str, str]
     ages_ms: dict[str, float]
@@ -56,41 +64,47 @@ class Merged:
 
     @property
     def best_bid(self) -> float | None:
-        return self.bids[0][0] if self.bids else None
+        return self.bids[0].price if self.bids else None
 
     @property
     def best_ask(self) -> float | None:
-        return self.asks[0][0] if self.asks else None
+        return self.asks[0].price if self.asks else None
 
     @property
     def spread(self) -> float | None:
         if not self.bids or not self.asks:
             return None
-        return self.asks[0][0] - self.bids[0][0]
+        return self.asks[0].price - self.bids[0].price
 
     @property
     def mid(self) -> float | None:
         if not self.bids or not self.asks:
             return None
-        return (self.asks[0][0] + self.bids[0][0]) / 2
+        return (self.asks[0].price + self.bids[0].price) / 2
 
     def key(self) -> tuple[object, ...]:
-        """What a summary shows; equal keys mean nothing a reader sees changed (the lists are
-        never changed after the merge that made them)."""
+        """What a summary shows; equal keys mean nothing a reader sees changed. Cheap to compare:
+        an unchanged level is the same object from merge to merge, an unchanged side often the
+        same list."""
         return (self.bids, self.asks, self.venues)
 
 
 class _VenueCache:
-    """One venue's top levels as merged rows, valid while the venue's version is unchanged."""
+    """One venue's top levels as merged rows, valid while the venue's version is unchanged, and
+    the levels read before by price (to reuse a level whose quantity did not change)."""
 
-    __slots__ = ("version", "depth", "bids", "asks", "complete")
+    __slots__ = ("version", "depth", "bids", "asks", "complete", "bid_index", "ask_index", "bid_key", "ask_key")
 
-    def __init__(self, version: tuple[int, int, int], depth: int, bids: list[Row], asks: list[Row], complete: bool) -> None:
-        self.version = version
-        self.depth = depth
-        self.bids = bids
-        self.asks = asks
-        self.complete = complete  # the book has no levels beyond these (fewer than depth per side)
+    def __init__(self) -> None:
+        self.version = (-1, -1, -1)
+        self.depth = 0
+        self.bids: list[PriceLevel] = []
+        self.asks: list[PriceLevel] = []
+        self.complete = False  # the book has no levels beyond these (fewer than depth per side)
+        self.bid_index: dict[float, PriceLevel] = {}  # price -> the level last read there
+        self.ask_index: dict[float, PriceLevel] = {}
+        self.bid_key: tuple[list[float], list[float]] = ([], [])  # (prices, quantities) of ``bids``
+        self.ask_key: tuple[list[float], list[float]] = ([], [])
 
 
 class ConsolidatedView:
@@ -191,21 +205,54 @@ class ConsolidatedView:
                     ask = (price, side.levels[price], name)
         return bid, ask
 
-    def levels(self, name: str, book: SymbolBook, depth: int) -> _VenueCache:
-        """The venue's best ``depth`` levels per side as merged rows, re-read only when it changed."""
-        version = (self.stamps.get(book, 0), book.messages, book.level_updates)
+    def levels(
+        self, name: str, book: SymbolBook, depth: int, version: tuple[int, int, int] | None = None, now_ns: int = 0
+    ) -> _VenueCache:
+        """The venue's best ``depth`` levels per side as merged rows, re-read only when it changed.
+
+        A re-read builds a :class:`PriceLevel` only for a level whose price or quantity is new,
+        stamped with the book's last update in wall time (one ``datetime`` per re-read); the
+        others are the objects read before, and a side with no new level is the previous list."""
+        if version is None:
+            version = (self.stamps.get(book, 0), book.messages, book.level_updates)
         cached = self._cache.get(name)
-        if cached is not None and cached.version == version and (cached.depth >= depth or cached.complete):
+        if cached is None:
+            cached = self._cache[name] = _VenueCache()
+        elif cached.version == version and (cached.depth >= depth or cached.complete):
             return cached
+        stamp = None
         side = book.book.bids
-        levels = side.levels
-        bids = [(p, levels[p], name) for p in side.prices(depth)]
+        prices = side.prices(depth)
+        quantities = list(map(side.levels.__getitem__, prices))
+        key = cached.bid_key
+        if quantities != key[1] or prices != key[0]:
+            cached.bids, stamp = _reread(prices, quantities, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
+            cached.bid_key = (prices, quantities)
+            if len(cached.bid_index) > 2 * depth + 8:  # forget levels no longer read (bounded by the depth)
+                cached.bid_index = dict(zip(prices, cached.bids))
         side = book.book.asks
-        levels = side.levels
-        asks = [(p, levels[p], name) for p in side.prices(depth)]
-        cached = _VenueCache(version, depth, bids, asks, len(bids) < depth and len(asks) < depth)
-        self._cache[name] = cached
+        prices = side.prices(depth)
+        quantities = list(map(side.levels.__getitem__, prices))
+        key = cached.ask_key
+        if quantities != key[1] or prices != key[0]:
+            cached.asks, stamp = _reread(prices, quantities, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
+            cached.ask_key = (prices, quantities)
+            if len(cached.ask_index) > 2 * depth + 8:
+                cached.ask_index = dict(zip(prices, cached.asks))
+        cached.version = version
+        cached.depth = depth
+        cached.complete = len(cached.bids) < depth and len(cached.asks) < depth
         return cached
+
+    def stamp(self, book: SymbolBook, now_ns: int = 0) -> datetime:
+        """When ``book`` last changed, in wall time (UTC; now when it never did). ``now_ns``:
+        the view clock's monotonic time now, when the caller has read it."""
+        clock = self.clock
+        wall_ns = clock.time_ns()
+        updated = book.last_update_ns
+        if updated:
+            wall_ns -= (now_ns or clock.monotonic_ns()) - updated
+        return datetime.fromtimestamp(wall_ns / 1e9, _UTC)
 
     def merge(self, depth: int, max_age_ms: float, now_ns: int | None = None) -> Merged:
         """Merged top-``depth`` of the LIVE, fresh venues, with the reasons others are left out."""
@@ -216,6 +263,8 @@ class ConsolidatedView:
         ages: dict[str, float] = {}
         books: dict[str, SymbolBook] = {}
         versions: dict[str, tuple[int, int, int]] = {}
+        previous = self._merged_versions
+        changed: list[str] = []
         stamps = self.stamps
         for name, book in self.venues.items():
             updated = book.last_update_ns
@@ -226,38 +275,46 @@ class ConsolidatedView:
                 ages[name] = waited // 1000 / 1000  # ms, to the microsecond
             if book.state is not _LIVE:
                 excluded[name] = f"book {book.state.value}" + (f": {book.error}" if book.error else "")
+                self._cache.pop(name, None)  # a book that comes back is read afresh (new timestamps)
                 continue
             if waited > limit_ns:
                 excluded[name] = f"stale: last update {waited / 1e6:.0f} ms ago (max_age_ms {max_age_ms:g})"
                 continue
             used.append(name)
             books[name] = book
-            versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
+            versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
+            if previous.get(name) != version:
+                changed.append(name)
         last = self.last_merged
-        bids: list[Row] | None = None
-        asks: list[Row] | None = None
+        bids: list[PriceLevel] | None = None
+        asks: list[PriceLevel] | None = None
         if last is not None and self._merged_depth == depth and self._merged_used == used:
-            previous = self._merged_versions
-            changed = [name for name in used if previous[name] != versions[name]]
             if not changed:
                 bids, asks = last.bids, last.asks
             elif len(changed) == 1:
                 venue = changed[0]
-                rows = self.levels(venue, books[venue], depth)
+                rows = self.levels(venue, books[venue], depth, versions[venue], now_ns)
                 if len(used) == 1:
-                    bids, asks = rows.bids[:depth], rows.asks[:depth]
+                    bids, asks = rows.bids, rows.asks
+                    if len(bids) > depth:
+                        bids = bids[:depth]
+                    if len(asks) > depth:
+                        asks = asks[:depth]
                 else:
                     rank = self._rank
                     bids = _fold(last.bids, venue, rank, rows.bids, depth, True)
                     if bids is not None:
                         asks = _fold(last.asks, venue, rank, rows.asks, depth, False)
         if bids is None or asks is None:
-            caches = [self.levels(name, book, depth) for name, book in books.items()]
-            bids = [row for c in caches for row in c.bids]
-            asks = [row for c in caches for row in c.asks]
-            bids.sort(key=_first, reverse=True)  # stable: equal prices stay in venue order
-            asks.sort(key=_first)
-            del bids[depth:], asks[depth:]
+            caches = [self.levels(name, book, depth, versions[name], now_ns) for name, book in books.items()]
+            if len(caches) == 1:
+                bids, asks = caches[0].bids[:depth], caches[0].asks[:depth]
+            else:
+                bids = [row for c in caches for row in c.bids]
+                asks = [row for c in caches for row in c.asks]
+                bids.sort(key=_price, reverse=True)  # stable: equal prices stay in venue order
+                asks.sort(key=_price)
+                del bids[depth:], asks[depth:]
             if self._merged_used != used:
                 self._rank = {name: i for i, name in enumerate(used)}
         merged = Merged(self.pair, bids, asks, used, excluded, ages, now_ns, books)
@@ -268,7 +325,34 @@ class ConsolidatedView:
         return merged
 
 
-def _fold(previous: list[Row], venue: str, rank: dict[str, int], fresh: list[Row], depth: int, bids: bool) -> list[Row] | None:
+def _reread(
+    prices: list[float],
+    quantities: list[float],
+    index: dict[float, PriceLevel],
+    previous: list[PriceLevel],
+    name: str,
+    stamp: datetime | None,
+    view: ConsolidatedView,
+    book: SymbolBook,
+    now_ns: int,
+) -> tuple[list[PriceLevel], datetime | None]:
+    """One side's rows: the level read before at a price when its quantity is the same, else a
+    new one (``stamp``, made once when first needed)."""
+    rows = []
+    get = index.get
+    for p, q in zip(prices, quantities):
+        level = get(p)
+        if level is None or level.quantity != q:
+            if stamp is None:
+                stamp = view.stamp(book, now_ns)
+            level = index[p] = PriceLevel(p, q, name, stamp)
+        rows.append(level)
+    return rows, stamp
+
+
+def _fold(
+    previous: list[PriceLevel], venue: str, rank: dict[str, int], fresh: list[PriceLevel], depth: int, bids: bool
+) -> list[PriceLevel] | None:
     """The new merged top-``depth`` of one side from the previous one when only ``venue``
     changed: its old rows out, its fresh ones in. The result is exactly what a merge from scratch
     gives (equal prices of different venues in venue order), or None when that cannot be told
@@ -276,21 +360,21 @@ def _fold(previous: list[Row], venue: str, rank: dict[str, int], fresh: list[Row
     r = rank[venue]
     # equal prices in venue order without a key on rank: the rows of venues before this one,
     # then its fresh rows, then the rows of the venues after it, and a stable sort on price
-    rows = [row for row in previous if rank[row[2]] < r]
+    rows = [row for row in previous if rank[row.exchange] < r]
     rows += fresh
-    rows += [row for row in previous if rank[row[2]] > r]
-    rows.sort(key=_first, reverse=bids)
+    rows += [row for row in previous if rank[row.exchange] > r]
+    rows.sort(key=_price, reverse=bids)
     if len(previous) >= depth:
         # rows of the other venues left out before are at or beyond the old cut-off
         if len(rows) < depth:
             return None
-        cut = previous[-1][0]
-        last = rows[depth - 1][0]
+        cut = previous[-1].price
+        last = rows[depth - 1].price
         if (last < cut) if bids else (last > cut):
             return None
         if last == cut:
             for row in fresh:
-                if row[0] == cut:
+                if row.price == cut:
                     return None  # the changed venue ties at the cut-off: which equal prices are in is not known
     del rows[depth:]
     return rows

@@ -104,8 +104,11 @@ class TradingPair(msgspec.Struct, frozen=True, kw_only=True):
 class PriceLevel(msgspec.Struct, frozen=True, gc=False):
     """One level of a consolidated side: ``PriceLevel(price, quantity, exchange, timestamp)``.
 
-    ``timestamp`` is when the level's exchange book last changed (UTC). Immutable (and
-    hashable): consecutive summaries may share the levels that did not change.
+    ``timestamp`` (UTC) is when this level last changed as aggcore saw it: the time of its
+    exchange book's last update when the consolidated view read the level at this price with
+    this quantity. A level whose price and quantity stay the same keeps its timestamp, and is
+    the same object from summary to summary (immutable and hashable: consecutive summaries
+    share the levels that did not change).
     """
 
     price: float
@@ -125,8 +128,10 @@ class Summary(PublicType):
     """Consolidated top-N of one pair across the venues whose books are LIVE and fresh.
 
     ``bids`` are best (highest) first, ``asks`` best (lowest) first; each level names its
-    exchange. ``venues``: the exchanges whose books were used; ``excluded``: exchange -> why it
-    was left out; ``venue_age_ms``: exchange -> milliseconds since its book last changed.
+    exchange and when it last changed (:class:`PriceLevel`). ``timestamp``: when the summary
+    was made. ``venues``: the exchanges whose books were used; ``excluded``: exchange -> why it
+    was left out; ``venue_age_ms``: exchange -> milliseconds since its book was last known
+    current (its last update, or its connection's last frame when later).
     """
 
     symbol: str

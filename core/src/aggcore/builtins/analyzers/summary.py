@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from ...analyzer import Analyzer, AnalyzerConfig
 from ...consolidated import ConsolidatedView, Merged
-from ...models import PriceLevel, Summary
+from ...models import Summary
 from ...sink import Event
 
 __all__ = ["SummaryAnalyzer", "SummaryConfig", "build_summary"]
@@ -27,50 +27,47 @@ def _places(price: float, limit: int = 10) -> int:
     return limit
 
 
+_PLACES: dict[float, int] = {}  # price -> _places(price): best prices repeat from summary to summary
+
+
+def _decimals(price: float) -> int:
+    d = _PLACES.get(price)
+    if d is None:
+        if len(_PLACES) >= 4096:
+            _PLACES.clear()
+        d = _PLACES[price] = _places(price)
+    return d
+
+
 class SummaryConfig(AnalyzerConfig):
     depth: int | None = Field(None, ge=1, description="levels per side; aggregation.max_price_levels when unset")
 
 
-def build_summary(merged: Merged, wall: float, stamp_cache: dict[str, tuple[int, datetime]] | None = None) -> Summary:
-    """A Summary from a merged view (``wall``: the time to stamp, seconds since the epoch).
+def build_summary(merged: Merged, wall: float) -> Summary:
+    """A Summary from a merged view (``wall``: the summary's time, seconds since the epoch).
 
-    A level's ``timestamp`` is when its venue's book was last seen current. ``stamp_cache``
-    (venue -> (seen_ns, stamp)), kept by the caller across summaries, reuses the stamp of every
-    venue not seen since: no datetime is built for venues that did not change."""
-    ts = datetime.fromtimestamp(wall, timezone.utc)
-    stamps: dict[str, datetime] = {}
-    ages = merged.ages_ms
-    books = merged.books
-    for name in merged.venues:  # levels come from these venues only
-        age = ages.get(name)
-        if age is None:
-            continue
-        book = books.get(name)
-        if stamp_cache is not None and book is not None:
-            seen = book.seen_ns()
-            hit = stamp_cache.get(name)
-            if hit is not None and hit[0] == seen:
-                stamps[name] = hit[1]
-                continue
-            stamp = datetime.fromtimestamp(wall - age / 1000, timezone.utc)
-            stamp_cache[name] = (seen, stamp)
-            stamps[name] = stamp
-            continue
-        stamps[name] = datetime.fromtimestamp(wall - age / 1000, timezone.utc)
-    get = stamps.get
-    level = PriceLevel  # msgspec Structs: no validation, positional construction
-    bid, ask = merged.best_bid, merged.best_ask
-    spread = mid = None
-    if bid is not None and ask is not None:
-        d = max(_places(bid), _places(ask))  # the pair's tick decimals, as the venues quote
+    The levels are the merged view's own :class:`PriceLevel` objects (each stamped with when
+    its level last changed on its venue), in new lists: building a summary copies two lists and
+    makes one ``datetime``."""
+    bids = merged.bids
+    asks = merged.asks
+    bid = ask = spread = mid = None
+    if bids and asks:
+        bid = bids[0].price
+        ask = asks[0].price
+        d = max(_decimals(bid), _decimals(ask))  # the pair's tick decimals, as the venues quote
         spread = round(ask - bid, d)  # 0.01, not 0.009999999999990905
         mid = round((ask + bid) / 2, d + 1)
+    elif bids:
+        bid = bids[0].price
+    elif asks:
+        ask = asks[0].price
     return Summary(
         symbol=merged.pair,
         spread=spread,
-        bids=[level(p, q, ex, get(ex, ts)) for p, q, ex in merged.bids],
-        asks=[level(p, q, ex, get(ex, ts)) for p, q, ex in merged.asks],
-        timestamp=ts,
+        bids=bids[:],
+        asks=asks[:],
+        timestamp=datetime.fromtimestamp(wall, timezone.utc),
         mid=mid,
         best_bid=bid,
         best_ask=ask,
@@ -96,7 +93,6 @@ class SummaryAnalyzer(Analyzer):
         self.last_emit: dict[str, float] = {}
         self.pending: dict[str, ConsolidatedView] = {}
         self.latest: dict[str, Summary] = {}
-        self.stamps: dict[str, dict[str, tuple[int, datetime]]] = {}  # pair -> venue -> (seen_ns, stamp)
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
         merged = view.merge(self.depth, self.max_age_ms)
@@ -123,6 +119,6 @@ class SummaryAnalyzer(Analyzer):
         self.last_key[pair] = key
         self.last_emit[pair] = now
         self.pending.pop(pair, None)
-        summary = build_summary(merged, now, self.stamps.setdefault(pair, {}))
+        summary = build_summary(merged, now)
         self.latest[pair] = summary
         self.emit(Event("summary", summary, now))
