@@ -558,8 +558,12 @@ class SymbolBook:
         if last is not None and last.__class__ is not int:
             return self._invalid(update, InvalidLevel(f"sequence {last!r} is not an integer"))
         try:
-            if update.numeric:
-                n = bids.apply_numbers(update.bids) + asks.apply_numbers(update.asks)
+            if update.numeric:  # typed decoding: lists of number pairs (often one side is empty)
+                levels = update.bids
+                n = bids.apply_numbers(levels) if levels else 0
+                levels = update.asks
+                if levels:
+                    n += asks.apply_numbers(levels)
             else:
                 n = bids.apply(update.bids) + asks.apply(update.asks)
         except (ValueError, TypeError) as exc:  # InvalidLevel, levels of the wrong shape, sides that are not lists
