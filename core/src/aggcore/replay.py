@@ -310,8 +310,9 @@ class _SeriesFrames(RecordedFrames):
 class _CaptureFile:
     """One cryptofeed capture file's frames of one exchange, read forward line by line."""
 
-    def __init__(self, path: Path, exchange: str, served: dict[str, str | None]) -> None:
+    def __init__(self, path: Path, exchange: str, served: dict[str, str | None], errors: list[str]) -> None:
         self.path = path
+        self.errors = errors
         self.exchange = exchange
         self.served = served  # the exchange of each connection URL in the file (from loading)
         self.count = 0
@@ -330,6 +331,14 @@ class _CaptureFile:
         return self._read()
 
     def _read(self) -> Iterator[Frame]:
+        try:
+            yield from self._lines()
+        except OSError as exc:  # changed since it was loaded
+            message = f"{self.path}: cannot be read while replaying: {exc}"
+            log.error("replay: %s", message)
+            self.errors.append(message)
+
+    def _lines(self) -> Iterator[Frame]:
         """The same reading as :func:`_load_cryptofeed`, keeping this exchange's frames."""
         current: str | None = None
         with self.path.open(encoding="utf-8", errors="replace") as fh:
@@ -516,7 +525,7 @@ def _load_cryptofeed(path: Path, data: ReplayData, registry: "PluginRegistry", m
                     conn.open_ns = min(conn.open_ns, _ns(m.group(2)))
                 part = parts.get(exchange)
                 if part is None:
-                    part = parts[exchange] = _CaptureFile(path, exchange, served)
+                    part = parts[exchange] = _CaptureFile(path, exchange, served, data.errors)
                     assert isinstance(conn.frames, _CaptureFrames)
                     conn.frames.add(part)
                 continue
