@@ -319,11 +319,30 @@ class ArbitrageAnalyzer(Analyzer):
         """Look again at every ordered pair with a venue in ``changed``: first the venues whose
         best prices moved (or that just became fresh) against every other venue, then the
         others, whose pairs can only be profitable where their tops crossed before."""
-        fees = self._fees
         sides = walked.sides
         bests = walked.bests
-        tops = walked.tops
         crossing = walked.crossing
+        if not joined and len(changed) == 1:  # the usual pass: one venue changed below its best prices
+            venue = changed[0]
+            book = books[venue].book
+            asks = book.asks
+            bids = book.bids
+            sides[venue] = (asks, bids)
+            ak = asks.keys
+            bk = bids.keys
+            if (ak[0] if ak else _NAN, bk[-1] if bk else _NAN) == bests[venue]:
+                versions = walked.versions
+                look = self._look
+                deep = 0
+                for key in crossing[venue]:  # only the pairs whose tops crossed can be profitable
+                    buy, sell = key
+                    if (sell if buy == venue else buy) in versions:
+                        deep += look(walked, key, buy, sell)
+                self.walks += 2 * (len(versions) - 1)
+                self.deep_walks += deep
+                return
+        fees = self._fees
+        tops = walked.tops
         for name in joined:
             if name not in crossing:
                 crossing[name] = set()
