@@ -489,7 +489,7 @@ class ArbitrageAnalyzer(Analyzer):
                     opp = self._opportunity(walked, key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
                     state.last = opp
                     out.append(opp)
-            walked.recomputed = set()
+            recomputed.clear()
             if len(out) > 1:  # a burst (one venue against several): best first (then by venues: replays stay identical)
                 out.sort(key=lambda o: (-o.profit_percentage, o.buy_exchange, o.sell_exchange))
             emit = self.emit
@@ -498,7 +498,7 @@ class ArbitrageAnalyzer(Analyzer):
         if dropped:
             # only a dropped leg can close an opportunity (every open one has its leg in ``legs``)
             gone = [k for k in ((pair, b, s) for b, s in dropped) if k in opened and (k[1], k[2]) not in legs]
-            walked.dropped = set()
+            dropped.clear()
             if gone:
                 ts = ts or datetime.fromtimestamp(now, timezone.utc)
                 for key in sorted(gone, key=lambda k: (-opened[k].last.profit_percentage, k)):
