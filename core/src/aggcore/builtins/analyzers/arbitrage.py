@@ -3,11 +3,13 @@
 For every ordered pair of venues (buy on A, sell on B) whose books are LIVE and fresher than
 ``max_leg_age_ms``, it walks A's asks up against B's bids level by level while the next unit
 is still profitable after both taker fees. Passes are incremental: only the pairs that involve
-a venue whose book changed since the last pass are walked again, and a walk stops at once when
-B's best bid after its fee cannot beat A's best ask after its fee. The result's ``volume`` is the size that stays
-profitable, ``buy_price``/``sell_price`` are volume-weighted over that size, and
-``profit_percentage`` is net of fees (``gross_spread_percentage`` before them; the fees used
-are in ``buy_fee``/``sell_fee``). Each opportunity is reported as ``opened``, then
+a venue whose book changed since the last pass are looked at again, and of those only the ones
+where B's best bid after its fee beats A's best ask after its fee and whose last walk read a
+level (price or size) that changed are walked again; the others keep their last result, which
+is exactly what a walk would find. The result's ``volume`` is the size that stays profitable,
+``buy_price``/``sell_price`` are volume-weighted over that size, and ``profit_percentage`` is
+net of fees (``gross_spread_percentage`` before them; the fees used are in
+``buy_fee``/``sell_fee``). Each opportunity is reported as ``opened``, then
 ``updated`` when its profit or size moves, then ``closed`` with its duration and peak; the
 events of one pass come best first (a venue that jumps away opens several opportunities at
 once, one per other venue, all sharing that leg). Prices are rounded to the pair's price
@@ -16,13 +18,12 @@ decimals (the most any leg's book has used), sizes to 8 decimals.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from operator import itemgetter
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from pydantic import BaseModel, Field
@@ -130,6 +131,7 @@ def _walk_read(
     if na > n:
         na = n
     nb = len(bk)
+    last = nb - 1  # bids are read from the end
     if nb > n:
         nb = n
     al = asks.levels
@@ -138,24 +140,40 @@ def _walk_read(
     rem_a = al[pa]
     rem_b = bl[pb]
     volume = cost = proceeds = 0.0
-    while True:
-        q = rem_a if rem_a < rem_b else rem_b
-        volume += q
-        cost += q * pa
-        proceeds += q * pb
-        rem_a -= q
-        rem_b -= q
-        if rem_a <= 1e-15:
+    while True:  # one step per level used up: the smaller remainder of the two sides
+        if rem_a < rem_b:
+            q = rem_a
+            volume += q
+            cost += q * pa
+            proceeds += q * pb
+            rem_b -= q
             i += 1
             if i >= na:
                 break
             pa = ak[i]
             rem_a = al[pa]
-        if rem_b <= 1e-15:
+            if rem_b <= 1e-15:
+                j += 1
+                if j >= nb:
+                    break
+                pb = bk[last - j]
+                rem_b = bl[pb]
+        else:
+            q = rem_b
+            volume += q
+            cost += q * pa
+            proceeds += q * pb
+            rem_a -= q
+            if rem_a <= 1e-15:
+                i += 1
+                if i >= na:
+                    break
+                pa = ak[i]
+                rem_a = al[pa]
             j += 1
             if j >= nb:
                 break
-            pb = bk[-1 - j]
+            pb = bk[last - j]
             rem_b = bl[pb]
         if pb * sell_mult <= pa * buy_mult:
             break
@@ -168,41 +186,19 @@ def _walk_read(
     return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100), (i if i < n else n), (j if j < n else n)
 
 
-class _Memo:
-    """One ordered venue pair's last walk: its result (``leg``: profitable, else None) and what
-    the result depends on, per side: the book's version then, and its first ``n`` prices with
-    their sizes (``get(levels)`` reads the sizes of those prices in one call). The result still
+def _memo(leg: Leg | None, asks: BookSide, ask_version: Version, ask_n: int,
+          bids: BookSide, bid_version: Version, bid_n: int) -> list[Any]:  # fmt: skip
+    """One ordered venue pair's last walk, as a list (built on every walk: kept cheap), by index:
+    0 the result (``leg``: profitable, else None); 1 the buy venue's book version then, 2 ``n``,
+    3 its first ``n`` ask prices, 4 a getter reading their sizes from ``levels`` in one call,
+    5 those sizes; 6-10 the same for the sell venue's bids (``keys[-n:]``). The result still
     holds while each side's version is the same or its first ``n`` levels are."""
-
-    __slots__ = ("leg", "ask_version", "ask_n", "ask_prices", "ask_get", "ask_sizes",
-                 "bid_version", "bid_n", "bid_prices", "bid_get", "bid_sizes")  # fmt: skip
-
-    def __init__(self, leg: Leg | None, asks: BookSide, ask_version: Version, ask_n: int,
-                 bids: BookSide, bid_version: Version, bid_n: int) -> None:  # fmt: skip
-        self.leg = leg
-        self.ask_version = ask_version
-        self.ask_n = ask_n
-        self.ask_prices = prices = asks.keys[:ask_n]
-        self.ask_get = get = itemgetter(*prices) if prices else _nothing
-        self.ask_sizes = get(asks.levels)
-        self.bid_version = bid_version
-        self.bid_n = bid_n
-        self.bid_prices = prices = bids.keys[-bid_n:]
-        self.bid_get = get = itemgetter(*prices) if prices else _nothing
-        self.bid_sizes = get(bids.levels)
-
-    def holds(self, asks: BookSide, ask_version: Version, bids: BookSide, bid_version: Version) -> bool:
-        """Whether a walk would find the same now: per side, a version compare when the side's
-        book did not change, else two C-level compares of the levels the walk read."""
-        if ask_version != self.ask_version:
-            if asks.keys[: self.ask_n] != self.ask_prices or self.ask_get(asks.levels) != self.ask_sizes:
-                return False
-            self.ask_version = ask_version
-        if bid_version != self.bid_version:
-            if bids.keys[-self.bid_n :] != self.bid_prices or self.bid_get(bids.levels) != self.bid_sizes:
-                return False
-            self.bid_version = bid_version
-        return True
+    ask_prices = asks.keys[:ask_n]
+    ask_get = itemgetter(*ask_prices) if ask_prices else _nothing
+    bid_prices = bids.keys[-bid_n:]
+    bid_get = itemgetter(*bid_prices) if bid_prices else _nothing
+    return [leg, ask_version, ask_n, ask_prices, ask_get, ask_get(asks.levels),
+            bid_version, bid_n, bid_prices, bid_get, bid_get(bids.levels)]  # fmt: skip
 
 
 def _nothing(levels: dict[float, float]) -> object:
@@ -221,20 +217,22 @@ class _Open:
 class _Walked:
     """One view's state between passes.
 
-    ``versions``: the fresh venues' book versions at the last pass. Per venue: ``bests``, its best
-    ask and bid (the same NaN object when a side is empty), ``tops``, the same after its taker fee (ask x (1 + fee),
-    bid x (1 - fee); +inf/-inf when empty), ``places``, their decimal places, ``crossing``, its
-    ordered pairs whose tops cross (the only ones that can be profitable). Per ordered pair:
-    ``legs``, the profitable ones now, ``memos``, the last walk. ``recomputed``/``dropped``: legs
-    walked again and found, legs gone, since ``on_update`` last reported."""
+    ``versions``: the fresh venues' book versions at the last pass. Per venue: ``sides``, its
+    asks and bids; ``bests``, its best ask and bid (the same NaN object when a side is empty);
+    ``tops``, those after its taker fee (ask x (1 + fee), bid x (1 - fee); +inf/-inf when
+    empty); ``places``, their decimal places; ``crossing``, its ordered pairs whose tops cross
+    (the only ones that can be profitable). Per ordered pair: ``legs``, the profitable ones now;
+    ``memos``, the last walk (:func:`_memo`). ``recomputed``/``dropped``: legs walked again and
+    found, legs gone, since ``on_update`` last reported."""
 
     versions: dict[str, Version] = field(default_factory=dict)
+    sides: dict[str, tuple[BookSide, BookSide]] = field(default_factory=dict)
     bests: dict[str, tuple[float, float]] = field(default_factory=dict)
     tops: dict[str, tuple[float, float]] = field(default_factory=dict)
     places: dict[str, tuple[int, int]] = field(default_factory=dict)
     crossing: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     legs: dict[tuple[str, str], Leg] = field(default_factory=dict)
-    memos: dict[tuple[str, str], _Memo] = field(default_factory=dict)
+    memos: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # see _memo
     recomputed: set[tuple[str, str]] = field(default_factory=set)
     dropped: set[tuple[str, str]] = field(default_factory=set)
 
@@ -252,7 +250,11 @@ class ArbitrageAnalyzer(Analyzer):
         self.walked: dict[str, _Walked] = {}
         self._fees: dict[str, float] = {}
         self._decimals: dict[str, int] = {}  # pair -> the most price decimals its legs have used
-        self._limit_ns = config.max_leg_age_ms * 1e6
+        limit_ns = config.max_leg_age_ms * 1e6
+        # ages are whole nanoseconds: "age <= limit" is "age <= floor(limit)", compared exactly as ints
+        self._limit_ns: float = int(limit_ns) if limit_ns < _INF else limit_ns
+        self._max_levels = config.max_levels
+        self._minimum = config.min_profit_percentage
         self.walks = 0  # ordered venue pairs looked at again (only the pairs of changed venues are)
         self.deep_walks = 0  # of those, walked level by level (see find())
 
@@ -274,47 +276,51 @@ class ArbitrageAnalyzer(Analyzer):
 
     def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
-        limit_ns = self._limit_ns
+        since = now_ns - self._limit_ns  # fresh: seen at or after this
         stamps = view.stamps
         walked = self.walked.get(view.pair)
         if walked is None:
             walked = self.walked[view.pair] = _Walked()
-        before = walked.versions
-        fresh: dict[str, SymbolBook] = {}
-        versions: dict[str, Version] = {}
+        versions = walked.versions
         changed: list[str] = []
         joined: list[str] = []
+        left: list[str] = []
+        fresh = 0
         for name, book in view.venues.items():
             if book.state is _LIVE:
                 updated = book.last_update_ns
-                alive = book.alive_ns
-                if updated and now_ns - (alive if alive > updated else updated) <= limit_ns:  # inlined seen_ns()
-                    fresh[name] = book
-                    version = versions[name] = (stamps.get(book, 0), book.messages, book.level_updates)
-                    old = before.get(name)
+                if updated and (updated >= since or book.alive_ns >= since):  # seen_ns() within max_leg_age_ms
+                    fresh += 1
+                    version = (stamps.get(book, 0), book.messages, book.level_updates)
+                    old = versions.get(name)
                     if old != version:
+                        versions[name] = version
                         changed.append(name)
                         if old is None:
                             joined.append(name)
-        if len(versions) - len(joined) == len(before):
-            if not changed:
-                return walked  # nothing changed, nobody went stale
-        else:  # a venue went stale or left LIVE: its legs go
+                    continue
+            if name in versions:
+                left.append(name)
+        if len(versions) - len(left) != fresh:  # a venue left the view
+            left += [name for name in versions if name not in view.venues]
+        if left:  # stale, not LIVE or gone: its legs go
+            for name in left:
+                del versions[name]
             legs = walked.legs
             dropped = walked.dropped
             for key in [k for k in legs if k[0] not in versions or k[1] not in versions]:
                 del legs[key]
                 dropped.add(key)
-        walked.versions = versions
         if changed:
-            self._walk_changed(walked, fresh, changed, joined)
+            self._walk_changed(walked, view.venues, changed, joined)
         return walked
 
-    def _walk_changed(self, walked: _Walked, fresh: dict[str, SymbolBook], changed: list[str], joined: list[str]) -> None:
+    def _walk_changed(self, walked: _Walked, books: dict[str, SymbolBook], changed: list[str], joined: list[str]) -> None:
         """Look again at every ordered pair with a venue in ``changed``: first the venues whose
         best prices moved (or that just became fresh) against every other venue, then the
         others, whose pairs can only be profitable where their tops crossed before."""
         fees = self._fees
+        sides = walked.sides
         bests = walked.bests
         tops = walked.tops
         crossing = walked.crossing
@@ -324,9 +330,12 @@ class ArbitrageAnalyzer(Analyzer):
         moved: list[str] = []
         still: list[str] = []
         for name in changed:
-            side = fresh[name].book
-            ak = side.asks.keys
-            bk = side.bids.keys
+            book = books[name].book
+            asks = book.asks
+            bids = book.bids
+            sides[name] = (asks, bids)
+            ak = asks.keys
+            bk = bids.keys
             best = (ak[0] if ak else _NAN, bk[-1] if bk else _NAN)
             if best != bests.get(name) or name in joined:
                 bests[name] = best
@@ -338,6 +347,7 @@ class ArbitrageAnalyzer(Analyzer):
                 moved.append(name)
             else:
                 still.append(name)
+        versions = walked.versions
         legs = walked.legs
         dropped = walked.dropped
         look = self._look
@@ -346,7 +356,7 @@ class ArbitrageAnalyzer(Analyzer):
         for venue in moved:
             ask_top, bid_top = tops[venue]
             mine = crossing[venue]
-            for other in fresh:
+            for other in versions:
                 if other == venue or other in done:
                     continue
                 other_ask, other_bid = tops[other]
@@ -355,7 +365,7 @@ class ArbitrageAnalyzer(Analyzer):
                     if key not in mine:
                         mine.add(key)
                         crossing[other].add(key)
-                    deep += look(walked, key, fresh)
+                    deep += look(walked, key, venue, other)
                 else:  # where a walk would stop at once: not profitable at the best prices
                     if key in mine:
                         mine.discard(key)
@@ -368,7 +378,7 @@ class ArbitrageAnalyzer(Analyzer):
                     if key not in mine:
                         mine.add(key)
                         crossing[other].add(key)
-                    deep += look(walked, key, fresh)
+                    deep += look(walked, key, other, venue)
                 else:
                     if key in mine:
                         mine.discard(key)
@@ -377,41 +387,46 @@ class ArbitrageAnalyzer(Analyzer):
                         del legs[key]
                         dropped.add(key)
             done.add(venue)
-        k = len(changed)
-        self.walks += k * (2 * (len(fresh) - 1) - (k - 1))  # each ordered pair with a changed venue, once
         for venue in still:  # its tops did not move: only the pairs that crossed can be profitable
             for key in crossing[venue]:
-                other = key[1] if key[0] == venue else key[0]
-                if other in fresh and other not in done:
-                    deep += look(walked, key, fresh)
+                buy, sell = key
+                other = sell if buy == venue else buy
+                if other in versions and other not in done:
+                    deep += look(walked, key, buy, sell)
             done.add(venue)
+        k = len(changed)
+        self.walks += k * (2 * (len(versions) - 1) - (k - 1))  # each ordered pair with a changed venue, once
         self.deep_walks += deep
 
-    def _look(self, walked: _Walked, key: tuple[str, str], fresh: dict[str, SymbolBook]) -> int:
+    def _look(self, walked: _Walked, key: tuple[str, str], buy: str, sell: str) -> int:
         """One ordered pair whose tops cross: keep its last walk if the levels it read did not
         change, else walk it again. Returns 1 when it walked."""
-        buy, sell = key
-        asks = fresh[buy].book.asks
-        bids = fresh[sell].book.bids
+        asks = walked.sides[buy][0]
+        bids = walked.sides[sell][1]
         versions = walked.versions
-        legs = walked.legs
+        ask_version = versions[buy]
+        bid_version = versions[sell]
         memo = walked.memos.get(key)
-        if memo is not None and memo.holds(asks, versions[buy], bids, versions[sell]):
-            leg = memo.leg
-            if leg is not None and key not in legs:  # back after a venue was stale or the tops uncrossed
-                legs[key] = leg
-                walked.recomputed.add(key)
-            return 0
+        if memo is not None:
+            if ask_version == memo[1] or (asks.keys[: memo[2]] == memo[3] and memo[4](asks.levels) == memo[5]):
+                memo[1] = ask_version
+                if bid_version == memo[6] or (bids.keys[-memo[7] :] == memo[8] and memo[9](bids.levels) == memo[10]):
+                    memo[6] = bid_version
+                    leg = memo[0]
+                    if leg is not None and key not in walked.legs:  # back after a venue was stale or the tops uncrossed
+                        walked.legs[key] = leg
+                        walked.recomputed.add(key)
+                    return 0
         fees = self._fees
-        leg, ia, ib = _walk_read(asks, bids, 1 + fees[buy], 1 - fees[sell], self.cfg.max_levels)
-        if leg is not None and not leg.profit_percentage > self.cfg.min_profit_percentage:
+        leg, ia, ib = _walk_read(asks, bids, 1 + fees[buy], 1 - fees[sell], self._max_levels)
+        if leg is not None and not leg.profit_percentage > self._minimum:
             leg = None
-        walked.memos[key] = _Memo(leg, asks, versions[buy], ia, bids, versions[sell], ib)
+        walked.memos[key] = _memo(leg, asks, ask_version, ia, bids, bid_version, ib)
         if leg is not None:
-            legs[key] = leg
+            walked.legs[key] = leg
             walked.recomputed.add(key)
-        elif key in legs:
-            del legs[key]
+        elif key in walked.legs:
+            del walked.legs[key]
             walked.dropped.add(key)
         return 1
 
