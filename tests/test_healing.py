@@ -156,3 +156,28 @@ def test_flood_of_far_levels_is_capped() -> None:
     b.apply(BookUpdate("S", [[str(50 - i * 0.001), "1"] for i in range(5000)], [[str(200 + i), "1"] for i in range(5000)]))
     assert len(b.book.bids) == 100 and len(b.book.asks) == 100 and b.live
     assert b.book.bids.best() == 100.0 and b.book.asks.best() == 101.0
+
+
+async def test_a_feed_whose_frames_all_fail_to_parse_goes_stale_and_heals() -> None:
+    """Frames that keep arriving but break the parser (an exchange changed its format) do not keep
+    a book current: it goes STALE after ``stale_after_s``, leaves the consolidated view, heals
+    once frames parse again."""
+
+    class Breakable(ToyConnector):
+        broken = False
+
+        def on_frame(self, conn: Any, frame: str | bytes, receipt_ns: int) -> None:
+            if self.broken:
+                raise ValueError("unexpected field layout")
+            super().on_frame(conn, frame, receipt_ns)
+
+    async with FakeToy(seed=6, rate_hz=50) as fake:
+        c = Breakable(toy(fake, stale_after_s=0.6).config)
+        async with running(c):
+            await wait_until(lambda: all_live(c), what="LIVE")
+            c.broken = True
+            await wait_until(lambda: c.books[BTC].state is not BookState.LIVE, timeout=10, what="the frozen book to leave LIVE")
+            assert c.books[BTC].error is not None and "no data" in c.books[BTC].error
+            assert c.error_counts.get("parsing", 0) >= 10  # frames kept coming, each counted
+            c.broken = False
+            await wait_until(lambda: all_live(c), timeout=10, what="LIVE again once frames parse")

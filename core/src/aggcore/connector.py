@@ -206,6 +206,9 @@ class Connection:
         self._limiter = connector._connection_limiter()
         self.opened_at = connector.clock.monotonic()
         self.last_frame_ns = connector.clock.monotonic_ns()
+        #: the last frame the plugin's parser took without an error: only those keep the
+        #: connection's books current (a feed whose every frame fails to parse goes STALE)
+        self.last_parsed_ns = self.last_frame_ns
         self.closed = False
 
     def send_soon(self, frame: str | bytes | dict[str, Any] | list[Any]) -> None:
@@ -676,8 +679,11 @@ class Connector:
             self.on_frame(conn, frame, now)
         except AggregatorError as exc:
             self.report_error(str(exc), kind="parsing" if isinstance(exc, ParsingError) else "exchange")
+            return
         except Exception as exc:  # whatever a frame does to the parser, the connection goes on
             self.parse_error(frame, exc, conn)
+            return
+        conn.last_parsed_ns = now
 
     async def _read(self, conn: Connection) -> None:
         """The hot loop: every frame goes straight to the plugin's parser.
@@ -720,7 +726,9 @@ class Connector:
         """Mark books STALE after ``stale_after_s`` without data; reconnect a silent connection.
 
         A book counts as current while frames keep arriving on its connection (its own updates,
-        other symbols', or the exchange's heartbeats): a quiet market is not a stale feed.
+        other symbols', or the exchange's heartbeats) and its parser takes them: a quiet market
+        is not a stale feed, but a feed whose every frame fails to parse is (its books would
+        otherwise stay LIVE, frozen, on exchanges without sequence numbers).
         """
         limit_ns = int(self.config.stale_after_s * 1e9)
         while True:
@@ -731,7 +739,7 @@ class Connector:
                 for sym in conn.symbols:
                     book = books.get(sym)
                     if book is not None and book.state is BookState.LIVE:
-                        book.alive_ns = conn.last_frame_ns
+                        book.alive_ns = conn.last_parsed_ns
             for book in self.books.values():
                 if book.state is BookState.LIVE and book.last_update_ns and now - book.seen_ns() > limit_ns:
                     book.mark_stale(f"no data for {self.config.stale_after_s:g}s")

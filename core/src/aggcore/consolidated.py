@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from operator import attrgetter
+from operator import attrgetter, itemgetter, ne
 
 from .book import SymbolBook
 from .clock import SYSTEM_CLOCK, Clock
@@ -93,7 +93,7 @@ class _VenueCache:
     """One venue's top levels as merged rows, valid while the venue's version is unchanged, and
     the levels read before by price (to reuse a level whose quantity did not change)."""
 
-    __slots__ = ("version", "depth", "bids", "asks", "complete", "bid_index", "ask_index", "bid_key", "ask_key")
+    __slots__ = ("version", "depth", "bids", "asks", "complete", "bid_index", "ask_index", "bid_key", "ask_key", "merged")
 
     def __init__(self) -> None:
         self.version = (-1, -1, -1)
@@ -103,8 +103,9 @@ class _VenueCache:
         self.complete = False  # the book has no levels beyond these (fewer than depth per side)
         self.bid_index: dict[float, PriceLevel] = {}  # price -> the level last read there
         self.ask_index: dict[float, PriceLevel] = {}
-        self.bid_key: tuple[list[float], list[float]] = ([], [])  # (prices, quantities) of ``bids``
-        self.ask_key: tuple[list[float], list[float]] = ([], [])
+        self.bid_key: tuple[list[float], tuple[float, ...]] = ([], ())  # (prices, quantities) of ``bids``
+        self.ask_key: tuple[list[float], tuple[float, ...]] = ([], ())
+        self.merged: tuple[list[PriceLevel], list[PriceLevel]] | None = None  # the lists the last merge used
 
 
 class ConsolidatedView:
@@ -223,19 +224,25 @@ class ConsolidatedView:
         stamp = None
         side = book.book.bids
         prices = side.prices(depth)
-        quantities = list(map(side.levels.__getitem__, prices))
+        quantities = _quantities(side.levels, prices)
         key = cached.bid_key
         if quantities != key[1] or prices != key[0]:
-            cached.bids, stamp = _reread(prices, quantities, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
+            if prices == key[0]:
+                cached.bids, stamp = _requantify(prices, quantities, key[1], cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
+            else:
+                cached.bids, stamp = _reread(prices, quantities, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
             cached.bid_key = (prices, quantities)
             if len(cached.bid_index) > 2 * depth + 8:  # forget levels no longer read (bounded by the depth)
                 cached.bid_index = dict(zip(prices, cached.bids))
         side = book.book.asks
         prices = side.prices(depth)
-        quantities = list(map(side.levels.__getitem__, prices))
+        quantities = _quantities(side.levels, prices)
         key = cached.ask_key
         if quantities != key[1] or prices != key[0]:
-            cached.asks, stamp = _reread(prices, quantities, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
+            if prices == key[0]:
+                cached.asks, stamp = _requantify(prices, quantities, key[1], cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
+            else:
+                cached.asks, stamp = _reread(prices, quantities, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
             cached.ask_key = (prices, quantities)
             if len(cached.ask_index) > 2 * depth + 8:
                 cached.ask_index = dict(zip(prices, cached.asks))
@@ -243,6 +250,35 @@ class ConsolidatedView:
         cached.depth = depth
         cached.complete = len(cached.bids) < depth and len(cached.asks) < depth
         return cached
+
+    def _refill(
+        self, previous: list[PriceLevel], venue: str, fresh: list[PriceLevel], used: list[str], depth: int, bids: bool
+    ) -> list[PriceLevel] | None:
+        """One side's new top-``depth`` when only ``venue`` changed and the fold could not tell
+        (its change left room that rows beyond the old cut-off may fill): from each other venue,
+        its rows in the previous top-depth plus as many as the changed venue could have given up.
+        None when another venue's cached rows are not the ones the last merge used."""
+        counts: dict[str, int] = {}
+        for row in previous:
+            name = row.exchange
+            counts[name] = counts.get(name, 0) + 1
+        more = counts.get(venue, 0) + depth - len(previous)  # at most this many rows come in from beyond the cut
+        rows: list[PriceLevel] = []
+        cache = self._cache
+        for name in used:  # venue order: a stable sort on price keeps equal prices in it
+            if name == venue:
+                rows += fresh
+                continue
+            c = cache.get(name)
+            if c is None or c.merged is None:
+                return None
+            mine = c.bids if bids else c.asks
+            if mine is not c.merged[0 if bids else 1]:
+                return None
+            rows += mine[: counts.get(name, 0) + more]
+        rows.sort(key=_price, reverse=bids)
+        del rows[depth:]
+        return rows
 
     def stamp(self, book: SymbolBook, now_ns: int = 0) -> datetime:
         """When ``book`` last changed, in wall time (UTC; now when it never did). ``now_ns``:
@@ -261,31 +297,39 @@ class ConsolidatedView:
         used: list[str] = []
         excluded: dict[str, str] = {}
         ages: dict[str, float] = {}
-        books: dict[str, SymbolBook] = {}
         versions: dict[str, tuple[int, int, int]] = {}
         previous = self._merged_versions
         changed: list[str] = []
         stamps = self.stamps
-        for name, book in self.venues.items():
+        venues = self.venues
+        for name, book in venues.items():
             updated = book.last_update_ns
-            waited = 0
             if updated:
                 alive = book.alive_ns
                 waited = now_ns - (alive if alive > updated else updated)  # since seen_ns()
                 ages[name] = waited // 1000 / 1000  # ms, to the microsecond
+                if book.state is _LIVE and waited <= limit_ns:
+                    used.append(name)
+                    versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
+                    if previous.get(name) != version:
+                        changed.append(name)
+                    continue
+            elif book.state is _LIVE:
+                used.append(name)
+                versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
+                if previous.get(name) != version:
+                    changed.append(name)
+                continue
             if book.state is not _LIVE:
                 excluded[name] = f"book {book.state.value}" + (f": {book.error}" if book.error else "")
                 self._cache.pop(name, None)  # a book that comes back is read afresh (new timestamps)
-                continue
-            if waited > limit_ns:
+            else:
                 excluded[name] = f"stale: last update {waited / 1e6:.0f} ms ago (max_age_ms {max_age_ms:g})"
-                continue
-            used.append(name)
-            books[name] = book
-            versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
-            if previous.get(name) != version:
-                changed.append(name)
         last = self.last_merged
+        if last is not None and self._merged_used == used:
+            books = last.books
+        else:
+            books = {name: venues[name] for name in used}
         bids: list[PriceLevel] | None = None
         asks: list[PriceLevel] | None = None
         if last is not None and self._merged_depth == depth and self._merged_used == used:
@@ -301,12 +345,27 @@ class ConsolidatedView:
                     if len(asks) > depth:
                         asks = asks[:depth]
                 else:
+                    # a side whose rows are the very list the last merge used did not change
                     rank = self._rank
-                    bids = _fold(last.bids, venue, rank, rows.bids, depth, True)
+                    seen = rows.merged or ([], [])
+                    if rows.bids is seen[0]:
+                        bids = last.bids
+                    else:
+                        bids = _fold(last.bids, venue, rank, rows.bids, depth, True)
+                        if bids is None:
+                            bids = self._refill(last.bids, venue, rows.bids, used, depth, True)
                     if bids is not None:
-                        asks = _fold(last.asks, venue, rank, rows.asks, depth, False)
+                        if rows.asks is seen[1]:
+                            asks = last.asks
+                        else:
+                            asks = _fold(last.asks, venue, rank, rows.asks, depth, False)
+                            if asks is None:
+                                asks = self._refill(last.asks, venue, rows.asks, used, depth, False)
+                        rows.merged = (rows.bids, rows.asks)
         if bids is None or asks is None:
             caches = [self.levels(name, book, depth, versions[name], now_ns) for name, book in books.items()]
+            for c in caches:
+                c.merged = (c.bids, c.asks)
             if len(caches) == 1:
                 bids, asks = caches[0].bids[:depth], caches[0].asks[:depth]
             else:
@@ -325,9 +384,43 @@ class ConsolidatedView:
         return merged
 
 
+def _quantities(levels: dict[float, float], prices: list[float]) -> tuple[float, ...]:
+    """``levels``' quantities at ``prices`` (one C call for two or more)."""
+    if len(prices) > 1:
+        found: tuple[float, ...] = itemgetter(*prices)(levels)
+        return found
+    return tuple([levels[p] for p in prices])
+
+
+def _requantify(
+    prices: list[float],
+    quantities: tuple[float, ...],
+    before: tuple[float, ...],
+    index: dict[float, PriceLevel],
+    previous: list[PriceLevel],
+    name: str,
+    stamp: datetime | None,
+    view: ConsolidatedView,
+    book: SymbolBook,
+    now_ns: int,
+) -> tuple[list[PriceLevel], datetime | None]:
+    """One side's rows when its prices are those of ``previous`` and only quantities changed
+    (``before`` -> ``quantities``): the previous rows with new levels where they differ."""
+    if stamp is None:
+        stamp = view.stamp(book, now_ns)
+    rows = previous[:]
+    differs = list(map(ne, quantities, before))
+    i = -1
+    for _ in range(differs.count(True)):
+        i = differs.index(True, i + 1)
+        p = prices[i]
+        rows[i] = index[p] = PriceLevel(p, quantities[i], name, stamp)
+    return rows, stamp
+
+
 def _reread(
     prices: list[float],
-    quantities: list[float],
+    quantities: tuple[float, ...],
     index: dict[float, PriceLevel],
     previous: list[PriceLevel],
     name: str,
@@ -358,6 +451,22 @@ def _fold(
     gives (equal prices of different venues in venue order), or None when that cannot be told
     without the other venues' rows beyond the previous cut-off (the caller rebuilds)."""
     r = rank[venue]
+    # the venue's rows in the previous top-depth are the best of its rows then: when its best
+    # rows now are the same and its next one still falls after the cut-off, nothing changed
+    mine = [row for row in previous if row.exchange == venue]
+    k = len(mine)
+    stays = len(fresh) == k  # the venue's rows in the top-depth stay as many
+    if len(fresh) > k and len(previous) >= depth:
+        cut = previous[-1]
+        price = fresh[k].price
+        stays = ((price < cut.price) if bids else (price > cut.price)) or (price == cut.price and r > rank[cut.exchange])
+    if stays:
+        head = fresh[:k]
+        if head == mine:
+            return previous
+        if [row.price for row in head] == [row.price for row in mine]:  # only quantities changed
+            it = iter(head)
+            return [next(it) if row.exchange == venue else row for row in previous]
     # equal prices in venue order without a key on rank: the rows of venues before this one,
     # then its fresh rows, then the rows of the venues after it, and a stable sort on price
     rows = [row for row in previous if rank[row.exchange] < r]
@@ -365,17 +474,20 @@ def _fold(
     rows += [row for row in previous if rank[row.exchange] > r]
     rows.sort(key=_price, reverse=bids)
     if len(previous) >= depth:
-        # rows of the other venues left out before are at or beyond the old cut-off
+        # rows are ordered by (price, venue rank); the other venues' rows left out before all
+        # come after the old cut-off row, so the new top-depth is exact when its last row is at
+        # or before the old cut-off row
         if len(rows) < depth:
             return None
-        cut = previous[-1].price
-        last = rows[depth - 1].price
-        if (last < cut) if bids else (last > cut):
-            return None
-        if last == cut:
-            for row in fresh:
-                if row.price == cut:
-                    return None  # the changed venue ties at the cut-off: which equal prices are in is not known
+        last = rows[depth - 1]
+        cut = previous[-1]
+        if last is not cut:
+            price = last.price
+            if price != cut.price:
+                if (price < cut.price) if bids else (price > cut.price):
+                    return None
+            elif rank[last.exchange] > rank[cut.exchange]:
+                return None  # a left-out row at the cut-off price of a venue ranked between could belong
     del rows[depth:]
     return rows
 

@@ -27,16 +27,17 @@ def _places(price: float, limit: int = 10) -> int:
     return limit
 
 
-_PLACES: dict[float, int] = {}  # price -> _places(price): best prices repeat from summary to summary
+# memos (bounded): the best prices, and so the spread and mid, repeat from summary to summary;
+# the summaries of one analysis round share its time
+_SPREADS: dict[tuple[float, float], tuple[float, float]] = {}  # (bid, ask) -> (spread, mid)
+_last_time: tuple[float, datetime] = (0.0, datetime.fromtimestamp(0, timezone.utc))
 
 
-def _decimals(price: float) -> int:
-    d = _PLACES.get(price)
-    if d is None:
-        if len(_PLACES) >= 4096:
-            _PLACES.clear()
-        d = _PLACES[price] = _places(price)
-    return d
+def _spread_mid(bid: float, ask: float) -> tuple[float, float]:
+    d = max(_places(bid), _places(ask))  # the pair's tick decimals, as the venues quote
+    # 0.01, not 0.009999999999990905
+    found = _SPREADS[(bid, ask)] = (round(ask - bid, d), round((ask + bid) / 2, d + 1))
+    return found
 
 
 class SummaryConfig(AnalyzerConfig):
@@ -49,25 +50,35 @@ def build_summary(merged: Merged, wall: float) -> Summary:
     The levels are the merged view's own :class:`PriceLevel` objects (each stamped with when
     its level last changed on its venue), in new lists: building a summary copies two lists and
     makes one ``datetime``."""
+    global _last_time
     bids = merged.bids
     asks = merged.asks
     bid = ask = spread = mid = None
     if bids and asks:
         bid = bids[0].price
         ask = asks[0].price
-        d = max(_decimals(bid), _decimals(ask))  # the pair's tick decimals, as the venues quote
-        spread = round(ask - bid, d)  # 0.01, not 0.009999999999990905
-        mid = round((ask + bid) / 2, d + 1)
+        found = _SPREADS.get((bid, ask))
+        if found is None:
+            if len(_SPREADS) >= 4096:
+                _SPREADS.clear()
+            found = _spread_mid(bid, ask)
+        spread, mid = found
     elif bids:
         bid = bids[0].price
     elif asks:
         ask = asks[0].price
+    last = _last_time
+    if last[0] == wall:
+        ts = last[1]
+    else:
+        ts = datetime.fromtimestamp(wall, timezone.utc)
+        _last_time = (wall, ts)
     return Summary(
         symbol=merged.pair,
         spread=spread,
         bids=bids[:],
         asks=asks[:],
-        timestamp=datetime.fromtimestamp(wall, timezone.utc),
+        timestamp=ts,
         mid=mid,
         best_bid=bid,
         best_ask=ask,
