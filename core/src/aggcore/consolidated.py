@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, ne
 
 from .book import SymbolBook
 from .clock import SYSTEM_CLOCK, Clock
@@ -227,7 +227,10 @@ class ConsolidatedView:
         quantities = _quantities(side.levels, prices)
         key = cached.bid_key
         if quantities != key[1] or prices != key[0]:
-            cached.bids, stamp = _reread(prices, quantities, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
+            if prices == key[0]:
+                cached.bids, stamp = _requantify(prices, quantities, key[1], cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
+            else:
+                cached.bids, stamp = _reread(prices, quantities, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
             cached.bid_key = (prices, quantities)
             if len(cached.bid_index) > 2 * depth + 8:  # forget levels no longer read (bounded by the depth)
                 cached.bid_index = dict(zip(prices, cached.bids))
@@ -236,7 +239,10 @@ class ConsolidatedView:
         quantities = _quantities(side.levels, prices)
         key = cached.ask_key
         if quantities != key[1] or prices != key[0]:
-            cached.asks, stamp = _reread(prices, quantities, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
+            if prices == key[0]:
+                cached.asks, stamp = _requantify(prices, quantities, key[1], cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
+            else:
+                cached.asks, stamp = _reread(prices, quantities, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
             cached.ask_key = (prices, quantities)
             if len(cached.ask_index) > 2 * depth + 8:
                 cached.ask_index = dict(zip(prices, cached.asks))
@@ -291,31 +297,39 @@ class ConsolidatedView:
         used: list[str] = []
         excluded: dict[str, str] = {}
         ages: dict[str, float] = {}
-        books: dict[str, SymbolBook] = {}
         versions: dict[str, tuple[int, int, int]] = {}
         previous = self._merged_versions
         changed: list[str] = []
         stamps = self.stamps
-        for name, book in self.venues.items():
+        venues = self.venues
+        for name, book in venues.items():
             updated = book.last_update_ns
-            waited = 0
             if updated:
                 alive = book.alive_ns
                 waited = now_ns - (alive if alive > updated else updated)  # since seen_ns()
                 ages[name] = waited // 1000 / 1000  # ms, to the microsecond
+                if book.state is _LIVE and waited <= limit_ns:
+                    used.append(name)
+                    versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
+                    if previous.get(name) != version:
+                        changed.append(name)
+                    continue
+            elif book.state is _LIVE:
+                used.append(name)
+                versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
+                if previous.get(name) != version:
+                    changed.append(name)
+                continue
             if book.state is not _LIVE:
                 excluded[name] = f"book {book.state.value}" + (f": {book.error}" if book.error else "")
                 self._cache.pop(name, None)  # a book that comes back is read afresh (new timestamps)
-                continue
-            if waited > limit_ns:
+            else:
                 excluded[name] = f"stale: last update {waited / 1e6:.0f} ms ago (max_age_ms {max_age_ms:g})"
-                continue
-            used.append(name)
-            books[name] = book
-            versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
-            if previous.get(name) != version:
-                changed.append(name)
         last = self.last_merged
+        if last is not None and self._merged_used == used:
+            books = last.books
+        else:
+            books = {name: venues[name] for name in used}
         bids: list[PriceLevel] | None = None
         asks: list[PriceLevel] | None = None
         if last is not None and self._merged_depth == depth and self._merged_used == used:
@@ -378,6 +392,32 @@ def _quantities(levels: dict[float, float], prices: list[float]) -> tuple[float,
     return tuple([levels[p] for p in prices])
 
 
+def _requantify(
+    prices: list[float],
+    quantities: tuple[float, ...],
+    before: tuple[float, ...],
+    index: dict[float, PriceLevel],
+    previous: list[PriceLevel],
+    name: str,
+    stamp: datetime | None,
+    view: ConsolidatedView,
+    book: SymbolBook,
+    now_ns: int,
+) -> tuple[list[PriceLevel], datetime | None]:
+    """One side's rows when its prices are those of ``previous`` and only quantities changed
+    (``before`` -> ``quantities``): the previous rows with new levels where they differ."""
+    if stamp is None:
+        stamp = view.stamp(book, now_ns)
+    rows = previous[:]
+    differs = list(map(ne, quantities, before))
+    i = -1
+    for _ in range(differs.count(True)):
+        i = differs.index(True, i + 1)
+        p = prices[i]
+        rows[i] = index[p] = PriceLevel(p, quantities[i], name, stamp)
+    return rows, stamp
+
+
 def _reread(
     prices: list[float],
     quantities: tuple[float, ...],
@@ -415,15 +455,18 @@ def _fold(
     # rows now are the same and its next one still falls after the cut-off, nothing changed
     mine = [row for row in previous if row.exchange == venue]
     k = len(mine)
-    if fresh[:k] == mine:
-        if len(fresh) == k:
+    stays = len(fresh) == k  # the venue's rows in the top-depth stay as many
+    if len(fresh) > k and len(previous) >= depth:
+        cut = previous[-1]
+        price = fresh[k].price
+        stays = ((price < cut.price) if bids else (price > cut.price)) or (price == cut.price and r > rank[cut.exchange])
+    if stays:
+        head = fresh[:k]
+        if head == mine:
             return previous
-        if len(previous) >= depth:
-            nxt = fresh[k]
-            cut = previous[-1]
-            price = nxt.price
-            if ((price < cut.price) if bids else (price > cut.price)) or (price == cut.price and r > rank[cut.exchange]):
-                return previous
+        if [row.price for row in head] == [row.price for row in mine]:  # only quantities changed
+            it = iter(head)
+            return [next(it) if row.exchange == venue else row for row in previous]
     # equal prices in venue order without a key on rank: the rows of venues before this one,
     # then its fresh rows, then the rows of the venues after it, and a stable sort on price
     rows = [row for row in previous if rank[row.exchange] < r]

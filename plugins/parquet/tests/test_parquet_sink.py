@@ -3,6 +3,7 @@ events emitted; partitions, rotation, no partial file ever visible, a kill -9, a
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import subprocess
@@ -14,8 +15,10 @@ from typing import Any
 
 import anyio
 import duckdb
+import msgspec
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 from aggcore.config import load_config
@@ -24,8 +27,9 @@ from aggcore.fanout import SinkRunner
 from aggcore.models import HealthStatus
 from aggcore.plugins import load_plugins
 from aggcore.sink import Event
-from aggcore.testing.events import T0, sample_books, sample_events, sample_metrics
-from aggcore_plugin_parquet import DATASETS, ParquetSink, ParquetSinkConfig, schema_markdown
+from aggcore.testing.events import T0, payload_type, sample_books, sample_events, sample_metrics, unset_fields
+from aggcore_plugin_parquet import DATASETS, ParquetSink, ParquetSinkConfig, open_dataset, read_schema, schema_markdown
+from aggcore_plugin_parquet.schema import SYMBOL_HEALTH
 
 pytestmark = pytest.mark.anyio
 
@@ -109,7 +113,7 @@ async def test_every_value_read_back_with_pyarrow_and_duckdb(tmp_path: Path, mon
     health = read(tmp_path / "data", "health").sort_by("ts")
     hs = [e for e in events if e.kind == "health"]
     assert ns_col(health, "ts") == [sec_ns(e.ts) for e in hs]
-    got = health.drop_columns(["ts", "last_update", "symbols", "date"]).to_pylist()
+    got = health.drop_columns(["ts", "last_update", "symbols", "events", "date"]).to_pylist()
     assert got == [
         {"name": p.exchange, "kind": p.kind, "is_healthy": p.is_healthy, "connected": p.connected,
          "error_message": p.error_message, "reconnects": p.reconnects, "resyncs": p.resyncs,
@@ -202,8 +206,6 @@ async def test_layout_zstd_and_row_groups(tmp_path: Path) -> None:
     assert any(f.startswith("summary/date=2026-03-02/part-") for f in files)
     assert any(f.startswith("health/date=2026-03-01/venue=binance/") for f in files)
     assert any(f.startswith("health/date=2026-03-01/venue=sink%3Afile/") for f in files)
-    import pyarrow.parquet as pq
-
     for f in tmp_path.rglob("*.parquet"):
         meta = pq.ParquetFile(f).metadata
         assert all(meta.row_group(i).num_rows <= 100 for i in range(meta.num_row_groups))
@@ -376,3 +378,222 @@ def test_config_errors_name_the_key() -> None:
 def test_readme_lists_the_schema() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert schema_markdown() in readme
+
+
+# -- every field of every payload type -----------------------------------------------------------------------------
+#: dataset -> {field: column} for the fields stored under another name; every other field is the column of its name
+RENAMED: dict[str, dict[str, str]] = {
+    "summary": {"timestamp": "ts"},
+    "arbitrage": {"timestamp": "ts"},
+    "health": {"exchange": "name"},
+    "metrics": {},
+    "book": {"published_ts": "ts"},  # and venue: the Hive partition column (read_schema)
+}
+#: nested fields not stored inside their struct, and where they are instead
+MAP_KEYS = {("SymbolHealth", "symbol")}  # HealthStatus.symbols: the symbol is the map key
+KINDS = ("summary", "arbitrage", "health", "metrics", "book")
+
+
+def all_samples() -> list[Event]:
+    return sorted(sample_events(900, levels=10) + sample_books(90) + sample_metrics(40), key=lambda e: e.ts)
+
+
+def unstored(info: msgspec.inspect.Type, arrow: pa.DataType, path: str, renamed: dict[str, str]) -> list[str]:
+    """The fields of msgspec type ``info`` that have no place in Arrow type ``arrow``."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [m for t in info.types if not isinstance(t, msgspec.inspect.NoneType) for m in unstored(t, arrow, path, renamed)]
+    if isinstance(info, msgspec.inspect.StructType):
+        if not pa.types.is_struct(arrow):
+            return [f"{path} ({info.cls.__name__}) is stored as {arrow}, not a struct"]
+        names = {arrow.field(k).name: arrow.field(k).type for k in range(arrow.num_fields)}
+        out = []
+        for f in info.fields:
+            col = renamed.get(f.name, f.name)
+            if (info.cls.__name__, f.name) in MAP_KEYS:
+                continue
+            if col not in names:
+                out.append(f"{info.cls.__name__}.{f.name} (at {path}{col})")
+            else:
+                out += unstored(f.type, names[col], f"{path}{col}.", {})
+        return out
+    if isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)):
+        assert pa.types.is_list(arrow) or pa.types.is_fixed_size_list(arrow), (path, arrow)
+        return unstored(info.item_type, arrow.value_type, path.rstrip(".") + "[].", {})
+    if isinstance(info, msgspec.inspect.DictType):
+        assert pa.types.is_map(arrow), (path, arrow)
+        return unstored(info.value_type, arrow.item_type, path.rstrip(".") + "{}.", {})
+    return []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_field_of_the_payload_type_has_a_column(kind: str) -> None:
+    """Derived from the msgspec type: a field added to a public type fails here until the dataset stores it."""
+    T = payload_type(kind)  # type: ignore[arg-type]
+    schema = read_schema(kind)
+    as_struct = pa.struct([schema.field(k) for k in range(len(schema))])
+    assert unstored(msgspec.inspect.type_info(T), as_struct, "", RENAMED[kind]) == []
+
+
+def _ints(t: pa.DataType) -> pa.DataType:
+    """``t`` with every timestamp (nested ones too) as its int64 nanoseconds."""
+    if pa.types.is_timestamp(t):
+        return pa.int64()
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(t.field(k).name, _ints(t.field(k).type)) for k in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(t.key_type, _ints(t.item_type))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(_ints(t.value_type), t.list_size)
+    if pa.types.is_list(t):
+        return pa.list_(_ints(t.value_type))
+    return t
+
+
+def _got(value: Any, t: pa.DataType) -> Any:
+    """A value read back (timestamps already int ns) as plain Python: maps as dicts."""
+    if value is None:
+        return None
+    if pa.types.is_map(t):
+        return {k: _got(v, t.item_type) for k, v in value}
+    if pa.types.is_struct(t):
+        return {t.field(k).name: _got(value[t.field(k).name], t.field(k).type) for k in range(t.num_fields)}
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+        return [_got(x, t.value_type) for x in value]
+    return value
+
+
+def _want(value: Any, t: pa.DataType) -> Any:
+    """What the payload's ``value`` must read back as from a column of Arrow type ``t``."""
+    if value is None:
+        return None
+    if pa.types.is_timestamp(t):
+        return ns(value) if isinstance(value, datetime) else sec_ns(value)  # BookMessage times: float seconds
+    if isinstance(value, enum.Enum):
+        return value.value
+    if pa.types.is_map(t):
+        return {k: _want(v, t.item_type) for k, v in value.items()}
+    if pa.types.is_struct(t):
+        out = {}
+        for k in range(t.num_fields):
+            f = t.field(k)
+            out[f.name] = _want(getattr(value, f.name), f.type)
+        return out
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+        return [_want(x, t.value_type) for x in value]
+    return value
+
+
+def stored_rows(table: pa.Table) -> list[dict[str, Any]]:
+    table = table.cast(pa.schema([pa.field(f.name, _ints(f.type)) for f in table.schema]))
+    types = {f.name: f.type for f in table.schema}
+    return [{k: _got(v, types[k]) for k, v in row.items()} for row in table.to_pylist()]
+
+
+def expected_row(kind: str, e: Event, schema: pa.Schema) -> dict[str, Any]:
+    """Every field of the payload under its column, valued as the column must hold it."""
+    p: Any = e.payload
+    out: dict[str, Any] = {}
+    for f in msgspec.structs.fields(type(p)):
+        col = RENAMED[kind].get(f.name, f.name)
+        out[col] = _want(getattr(p, f.name), schema.field(col).type)
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_every_field_read_back_equal(tmp_path: Path, kind: str) -> None:
+    """Round trip through real files: every field of every event, compared by value (nested ones too)."""
+    events = [e for e in all_samples() if e.kind == kind]
+    assert unset_fields(events) == [], "give these fields a value in aggcore.testing.events"
+    sink = make(tmp_path, events=[kind], row_group_rows=128)
+    await sink.open()
+    for k in range(0, len(events), 50):
+        await sink.write(events[k : k + 50])
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0
+    schema = read_schema(kind)
+    got = sorted(stored_rows(open_dataset(tmp_path, kind).to_table()), key=lambda r: r["ts"])
+    events.sort(key=lambda e: e.ts)  # every sample has its own time
+    assert len(got) == len(events)
+    assert [{c: r[c] for c in w} for r, w in zip(got, (expected_row(kind, e, schema) for e in events))] == [
+        expected_row(kind, e, schema) for e in events
+    ]
+    if "published_at" in schema.names:
+        assert [r["published_at"] for r in got] == [sec_ns(e.ts) for e in events]
+    for r in got:  # the columns that are not payload fields: the partition date (and venue)
+        assert r["date"] == datetime.fromtimestamp(r["ts"] / 1e9, timezone.utc).strftime("%Y-%m-%d")
+        if "venue" in schema.names and kind != "book":
+            assert r["venue"] == r["name" if kind == "health" else "exchange"]
+
+
+#: the columns (and nested health fields) added since the first release: absent from files written before
+ADDED_COLUMNS = {"arbitrage": ["gross_spread_percentage", "buy_fee", "sell_fee"], "health": ["events"]}
+ADDED_SYMBOL_FIELDS = ["invalid_messages", "waiting_for", "next_retry_s"]
+
+
+def first_release_schema(kind: str) -> pa.Schema:
+    """The schema of ``kind`` as the first release wrote it."""
+    fields = [f for f in DATASETS[kind].schema if f.name not in ADDED_COLUMNS.get(kind, [])]
+    if kind == "health":
+        old = pa.map_(pa.string(), pa.struct([f for f in SYMBOL_HEALTH if f.name not in ADDED_SYMBOL_FIELDS]))
+        fields = [f.with_type(old) if f.name == "symbols" else f for f in fields]
+    return pa.schema(fields)
+
+
+@pytest.mark.parametrize("kind", ["arbitrage", "health"])
+async def test_old_and_new_files_read_together(tmp_path: Path, kind: str) -> None:
+    """A directory with a file of the first release's schema and new files: read as the README says
+    (pyarrow with read_schema / open_dataset, DuckDB with union_by_name), every row is there, the
+    old rows with null in the columns they never had and every other value as written."""
+    events = sorted((e for e in sample_events(900) if e.kind == kind), key=lambda e: e.ts)
+    old, new = events[: len(events) // 2], events[len(events) // 2 :]
+    # the old file, as the first release wrote it, in its partition
+    old_schema = first_release_schema(kind)
+    rows = [DATASETS[kind].row(e)[2] for e in old]
+    part = tmp_path / kind / "date=2026-03-01"
+    if kind == "health":
+        part = part / "venue=kraken"
+        rows = [r for r in rows if r["exchange"] == "kraken"]
+        old = [e for e in old if e.payload.exchange == "kraken"]  # type: ignore[attr-defined]
+    part.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=old_schema), part / "part-20260301T000000Z-1-old-00001.parquet")
+    assert not set(ADDED_COLUMNS[kind]) & set(pq.read_schema(part / "part-20260301T000000Z-1-old-00001.parquet").names)
+    sink = make(tmp_path, events=[kind])
+    await sink.open()
+    await sink.write(new)
+    await sink.close()
+
+    schema = read_schema(kind)
+    got = sorted(stored_rows(open_dataset(tmp_path, kind).to_table()), key=lambda r: r["ts"])
+    assert len(got) == len(old) + len(new)
+    got_old = [r for r in got if r["ts"] <= max(sec_ns(e.ts) or 0 for e in old) + 1000]
+    got_new = got[len(got_old) :]
+    assert [{c: r[c] for c in w} for r, w in zip(got_new, (expected_row(kind, e, schema) for e in new))] == [
+        expected_row(kind, e, schema) for e in new
+    ]
+    for r, e in zip(got_old, old, strict=True):
+        want = expected_row(kind, e, schema)
+        for c in ADDED_COLUMNS[kind]:
+            want[c] = None  # never written: null, not a made-up value
+        for sym in (want.get("symbols") or {}).values():
+            sym.update(dict.fromkeys(ADDED_SYMBOL_FIELDS))
+        assert {c: r[c] for c in want} == want
+
+    # DuckDB: union_by_name = true reads the union of the columns; the old rows hold NULL in the new ones
+    glob = str(tmp_path / kind / "**" / "*.parquet")
+    added = ADDED_COLUMNS[kind]
+    con = duckdb.connect()
+    rows_db = con.execute(
+        f"SELECT epoch_ns(ts), {', '.join(added)} FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true) ORDER BY ts"
+    ).fetchall()
+    assert [r[0] for r in rows_db] == [r["ts"] for r in got]
+    assert [r[1:] for r in rows_db[: len(old)]] == [(None,) * len(added)] * len(old)
+    assert [r[1:] for r in rows_db[len(old) :]] == [
+        tuple(r[c] if c != "events" else (r[c] or {}) for c in added) for r in got_new
+    ]
+    if kind == "health":
+        syms = con.execute(
+            f"SELECT symbols FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true) ORDER BY ts"
+        ).fetchall()
+        assert [{k: v["invalid_messages"] for k, v in s[0].items()} for s in syms] == [
+            {k: v["invalid_messages"] for k, v in r["symbols"].items()} for r in got
+        ]

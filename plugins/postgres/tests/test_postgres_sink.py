@@ -3,6 +3,7 @@ restart in the middle of a run included)."""
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -11,15 +12,17 @@ from typing import Any
 
 import anyio
 import asyncpg
+import msgspec
 import pytest
 
 from aggcore.config import load_config
 from aggcore.errors import ConfigError
 from aggcore.fanout import SinkRunner
 from aggcore.plugins import load_plugins
-from aggcore.testing.events import sample_books, sample_events, sample_metrics
+from aggcore.sink import Event
+from aggcore.testing.events import json_field_gaps, payload_type, sample_books, sample_events, sample_metrics, unset_fields
 from aggcore.testing.services import PostgresServer, free_port, postgres_server
-from aggcore_plugin_postgres import COLUMNS, PostgresSink, PostgresSinkConfig, ddl
+from aggcore_plugin_postgres import ADDED, COLUMNS, PostgresSink, PostgresSinkConfig, ddl, upgrade_ddl
 
 pytestmark = pytest.mark.anyio
 
@@ -45,73 +48,6 @@ def make(dsn: str, prefix: str, **kw: Any) -> PostgresSink:
 
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
-
-
-async def test_every_value_as_emitted(server: PostgresServer, db: Any) -> None:
-    events = sorted(sample_events(500) + sample_metrics(30) + sample_books(40), key=lambda e: e.ts)
-    sink = make(server.dsn, "v_", events=["summary", "arbitrage", "health", "metrics", "book"])
-    await sink.open()
-    for k in range(0, len(events), 60):
-        await sink.write(events[k : k + 60])
-    await sink.close()
-    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
-
-    summaries = [e for e in events if e.kind == "summary"]
-    rows = await db.fetch("SELECT * FROM public.v_summary ORDER BY published_at")
-    assert len(rows) == len(summaries)
-    for row, e in zip(rows, summaries, strict=True):
-        p: Any = e.payload
-        d = e.to_dict()["data"]
-        assert row["ts"] == p.timestamp and row["published_at"] == utc(e.ts)
-        assert (row["symbol"], row["best_bid"], row["best_ask"], row["mid"], row["spread"], row["crossed"]) == (
-            p.symbol, p.best_bid, p.best_ask, p.mid, p.spread, p.crossed,
-        )  # fmt: skip
-        assert list(row["venues"]) == list(p.venues)
-        for col in ("bids", "asks", "excluded", "venue_age_ms"):
-            assert json.loads(row[col]) == d[col], col
-    arbs = [e for e in events if e.kind == "arbitrage"]
-    rows = await db.fetch("SELECT * FROM public.v_arbitrage ORDER BY published_at")
-    assert [tuple(r.values()) for r in rows] == [
-        (p.timestamp, utc(e.ts), p.symbol, p.event, p.buy_exchange, p.sell_exchange, p.buy_price, p.sell_price,
-         p.profit_percentage, p.profit, p.volume, p.duration_ms, p.peak_profit_percentage, p.peak_volume)
-        for e in arbs
-        for p in [e.payload]  # type: ignore[attr-defined]
-    ]  # fmt: skip
-    health = [e for e in events if e.kind == "health"]
-    rows = await db.fetch("SELECT * FROM public.v_health ORDER BY published_at")
-    assert len(rows) == len(health)
-    for row, e in zip(rows, health, strict=True):
-        p = e.payload
-        assert (row["name"], row["kind"], row["is_healthy"], row["connected"], row["last_update"], row["error_message"]) == (
-            p.exchange, p.kind, p.is_healthy, p.connected, p.last_update, p.error_message,
-        )  # fmt: skip
-        assert (row["reconnects"], row["resyncs"]) == (p.reconnects, p.resyncs)
-        assert json.loads(row["symbols"]) == e.to_dict()["data"]["symbols"]
-    ms = [e for e in events if e.kind == "metrics"]
-    rows = await db.fetch("SELECT * FROM public.v_metrics ORDER BY published_at")
-    assert [tuple(r.values()) for r in rows] == [
-        (utc(e.ts), utc(e.ts), p.exchange, p.symbol, p.updates_per_second, p.latency_ms, p.error_count, p.last_update,
-         p.messages, p.level_updates, p.gaps, p.resyncs, p.checksum_failures)
-        for e in ms for p in [e.payload]  # type: ignore[attr-defined]
-    ]  # fmt: skip
-    bs = [e for e in events if e.kind == "book"]
-    rows = await db.fetch("SELECT * FROM public.v_book ORDER BY published_at")
-    assert len(rows) == len(bs)
-    for row, e in zip(rows, bs, strict=True):
-        m: Any = e.payload
-        assert (row["ts"], row["venue"], row["symbol"], row["pair"], row["state"], row["reason"], row["epoch"], row["version"]) == (
-            utc(m.published_ts), m.venue, m.symbol, m.pair, m.state, m.reason, m.epoch, m.version,
-        )  # fmt: skip
-        assert json.loads(row["bids"]) == [list(x) for x in m.bids] and json.loads(row["asks"]) == [list(x) for x in m.asks]
-        assert row["exchange_ts"] == (None if m.exchange_ts is None else utc(m.exchange_ts))
-        assert (row["receipt_ts"], row["seen_ts"]) == (utc(m.receipt_ts), utc(m.seen_ts))
-    # the documented DDL is what exists
-    cols = await db.fetch(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_name LIKE 'v\\_%' ORDER BY table_name, ordinal_position"
-    )
-    for table, spec in COLUMNS.items():
-        assert [r["column_name"] for r in cols if r["table_name"] == f"v_{table}"] == [c for c, _ in spec]
-    assert any("CREATE TABLE IF NOT EXISTS public.v_summary" in s for s in ddl("public", "v_"))
 
 
 async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None:
@@ -252,5 +188,153 @@ def test_readme_documents_the_ddl() -> None:
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for statement in ddl():
+    for statement in ddl() + upgrade_ddl():
         assert statement + ";" in readme, statement.splitlines()[0]
+
+
+# -- every field of every payload type -----------------------------------------------------------------------------
+#: table -> {field: column} for the fields stored under another name; every other field is the column of its name
+RENAMED: dict[str, dict[str, str]] = {
+    "summary": {"timestamp": "ts"},
+    "arbitrage": {"timestamp": "ts"},
+    "health": {"exchange": "name"},
+    "metrics": {},
+    "book": {"published_ts": "ts"},
+}
+KINDS = ("summary", "arbitrage", "health", "metrics", "book")
+
+
+def all_samples() -> list[Event]:
+    return sorted(sample_events(500) + sample_metrics(30) + sample_books(40), key=lambda e: e.ts)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_field_of_the_payload_type_has_a_column(kind: str) -> None:
+    """Derived from the msgspec type: a field added to a public type fails here until the table stores it."""
+    columns = {c for c, _ in COLUMNS[kind]}
+    fields = [RENAMED[kind].get(f.name, f.name) for f in msgspec.structs.fields(payload_type(kind))]  # type: ignore[arg-type]
+    assert [c for c in fields if c not in columns] == []
+    assert set(ADDED) <= set(COLUMNS) and all(c in columns for c in ADDED.get(kind, []))
+    for c, sql in COLUMNS[kind]:  # added columns hold NULL in the rows written before them, never a made-up value
+        if c in ADDED.get(kind, []):
+            assert "NOT NULL" not in sql and "DEFAULT" not in sql, c
+
+
+def expected_row(kind: str, e: Event) -> dict[str, Any]:
+    """Every field of the payload under its column, as asyncpg reads it back (jsonb decoded)."""
+    p: Any = e.payload
+    sql = dict(COLUMNS[kind])
+    data = e.to_dict()["data"]
+    out: dict[str, Any] = {"published_at": utc(e.ts)}
+    for f in msgspec.structs.fields(type(p)):
+        col = RENAMED[kind].get(f.name, f.name)
+        v = getattr(p, f.name)
+        if sql[col].startswith("jsonb"):
+            v = json.loads(json.dumps(data[f.encode_name]))  # the JSON of Event.to_dict() (tuples become arrays)
+        elif sql[col].startswith("timestamptz") and isinstance(v, float):
+            v = utc(v)  # BookMessage times: seconds
+        elif isinstance(v, enum.Enum):
+            v = v.value
+        elif isinstance(v, list):
+            v = list(v)
+        out[col] = v
+    return out
+
+
+def stored_row(kind: str, record: Any) -> dict[str, Any]:
+    sql = dict(COLUMNS[kind])
+    return {k: (json.loads(v) if v is not None and sql[k].startswith("jsonb") else list(v) if sql[k].startswith("text[]") else v) for k, v in record.items()}
+
+
+async def check_every_field(db: Any, table: str, kind: str, events: list[Event]) -> list[dict[str, Any]]:
+    """The rows of ``table`` (ordered by published_at) equal ``events`` field by field; returns them."""
+    rows = [stored_row(kind, r) for r in await db.fetch(f"SELECT * FROM public.{table} ORDER BY published_at")]
+    assert len(rows) == len(events)
+    want = [expected_row(kind, e) for e in events]
+    assert [{c: r[c] for c in w} for r, w in zip(rows, want, strict=True)] == want
+    T = payload_type(kind)  # type: ignore[arg-type]
+    jsonb = [f.name for f in msgspec.structs.fields(T) if dict(COLUMNS[kind])[RENAMED[kind].get(f.name, f.name)].startswith("jsonb")]
+    for r, e in zip(rows, events, strict=True):  # the jsonb columns hold every field of the nested types (levels, SymbolHealth)
+        stored = {**e.to_dict()["data"], **{f: r[RENAMED[kind].get(f, f)] for f in jsonb}}
+        assert json_field_gaps(stored, T) == []
+    if kind in ("health", "metrics"):  # a report is about the instant it was published
+        assert [r["ts"] for r in rows] == [utc(e.ts) for e in events]
+    return rows
+
+
+async def test_every_field_read_back_equal(server: PostgresServer, db: Any) -> None:
+    """Round trip through the real server: every field of every event of every kind, by value."""
+    events = all_samples()
+    assert unset_fields(events) == [], "give these fields a value in aggcore.testing.events"
+    sink = make(server.dsn, "f_", events=list(KINDS))
+    await sink.open()
+    for k in range(0, len(events), 60):
+        await sink.write(events[k : k + 60])
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0
+    for kind in KINDS:
+        await check_every_field(db, f"f_{kind}", kind, [e for e in events if e.kind == kind])
+    # the documented DDL is what exists
+    cols = await db.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_name LIKE 'f\\_%' ORDER BY table_name, ordinal_position"
+    )
+    for table, spec in COLUMNS.items():
+        assert [r["column_name"] for r in cols if r["table_name"] == f"f_{table}"] == [c for c, _ in spec]
+    assert any("CREATE TABLE IF NOT EXISTS public.f_summary" in s for s in ddl("public", "f_"))
+
+
+def first_release_ddl(prefix: str) -> list[str]:
+    """The tables as the first release created them: without the columns added since."""
+    out = []
+    for table, cols in COLUMNS.items():
+        body = ",\n  ".join(f"{c} {t}" for c, t in cols if c not in ADDED.get(table, []))
+        out.append(f"CREATE TABLE public.{prefix}{table} (\n  {body}\n)")
+    return out
+
+
+async def test_tables_of_an_earlier_version_get_the_new_columns(server: PostgresServer, db: Any) -> None:
+    """Tables created by the previous schema, with rows: the sink adds the new columns at start (NULL
+    in the old rows, which never recorded them), then every field of the new events is stored."""
+    for statement in first_release_ddl("m_"):
+        await db.execute(statement)
+    events = [e for e in all_samples() if e.kind in ("arbitrage", "health")]
+    old_arb: Any = next(e.payload for e in events if e.kind == "arbitrage")
+    await db.execute(
+        "INSERT INTO m_arbitrage VALUES ('2020-01-01Z', '2020-01-01Z', 'BTC/USDT', 'opened', 'binance', 'okx', 1, 2, 0.5, 0.1, 1, 0, 0.5, 1)"
+    )
+    await db.execute(
+        "INSERT INTO m_health VALUES ('2020-01-01Z', '2020-01-01Z', 'binance', 'exchange', true, true, NULL, NULL, 0, 0, 0, '{}')"
+    )
+    # without create_tables the sink does not change the tables: a clear error naming what to run
+    with pytest.raises(ConfigError, match=r"m_arbitrage lacks the columns gross_spread_percentage, buy_fee, sell_fee .*ALTER TABLE"):
+        await make(server.dsn, "m_", events=["arbitrage", "health"], create_tables=False).open()
+    sink = make(server.dsn, "m_", events=["arbitrage", "health"])
+    await sink.open()
+    await sink.write(events)
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
+    old = await db.fetchrow("SELECT gross_spread_percentage, buy_fee, sell_fee, symbol FROM m_arbitrage ORDER BY published_at LIMIT 1")
+    assert tuple(old) == (None, None, None, "BTC/USDT") and old_arb.buy_fee != 0
+    assert await db.fetchval("SELECT events FROM m_health WHERE name = 'binance' ORDER BY published_at LIMIT 1") is None
+    await db.execute("DELETE FROM m_arbitrage WHERE buy_fee IS NULL")
+    await db.execute("DELETE FROM m_health WHERE events IS NULL")
+    for kind in ("arbitrage", "health"):
+        await check_every_field(db, f"m_{kind}", kind, [e for e in events if e.kind == kind])
+    cols = await db.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_name LIKE 'm\\_%' ORDER BY table_name, ordinal_position"
+    )
+    for table, spec in COLUMNS.items():  # the same columns, in the same order, as a table created now
+        assert [r["column_name"] for r in cols if r["table_name"] == f"m_{table}"] == [c for c, _ in spec]
+    # started again: nothing left to add
+    again = make(server.dsn, "m_", events=["arbitrage"], create_tables=False)
+    await again.open()
+    await again.close()
+    # a DBA who keeps create_tables off runs the documented upgrade_ddl() instead
+    for statement in first_release_ddl("m2_") + upgrade_ddl("public", "m2_") + ddl("public", "m2_"):  # + the progress table
+        await db.execute(statement)
+    dba = make(server.dsn, "m2_", events=["arbitrage", "health"], create_tables=False)
+    await dba.open()
+    await dba.write(events)
+    await dba.close()
+    assert dba.delivered_events == len(events)
+    await check_every_field(db, "m2_arbitrage", "arbitrage", [e for e in events if e.kind == "arbitrage"])

@@ -13,6 +13,11 @@ Every timestamp is ``timestamp[ns, tz=UTC]``. Layout under ``path``::
 sink's health, written percent-encoded: ``sink%3Afile``). Partition values are in the directory
 names only (Hive style): read with ``hive_partitioning`` (DuckDB) or ``partitioning="hive"``
 (pyarrow).
+
+Files written by an earlier version lack the columns added since (and the nested fields added
+to ``symbols``). Read a directory with :func:`read_schema` (pyarrow) or ``union_by_name = true``
+(DuckDB) and those are null in the older rows; without, a reader takes the schema of whichever
+file it opens first.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pyarrow as pa
@@ -28,7 +34,10 @@ from pydantic import BaseModel
 
 from aggcore.sink import Event
 
-__all__ = ["DATASETS", "Dataset", "schema_markdown"]
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
+
+__all__ = ["DATASETS", "Dataset", "open_dataset", "read_schema", "schema_markdown"]
 
 TS = pa.timestamp("ns", tz="UTC")
 
@@ -51,6 +60,10 @@ SYMBOL_HEALTH = pa.struct(
         pa.field("checksum_failures", pa.int64()),
         pa.field("crossed_books", pa.int64()),
         pa.field("error_message", pa.string()),
+        # added later: null in files written before
+        pa.field("invalid_messages", pa.int64()),
+        pa.field("waiting_for", pa.string()),
+        pa.field("next_retry_s", pa.float64()),
     ]
 )
 BOOK_LEVEL = pa.list_(pa.float64(), 2)  # [price, quantity]
@@ -94,13 +107,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             _f("duration_ms", pa.float64(), "how long the opportunity has been open", False),
             _f("peak_profit_percentage", pa.float64(), "", False),
             _f("peak_volume", pa.float64(), "", False),
+            _f("gross_spread_percentage", pa.float64(), "spread before fees, percent (null in files written before it was stored)"),
+            _f("buy_fee", pa.float64(), "taker fee used on the buy venue, a fraction: 0.001 = 0.1 % (null in older files)"),
+            _f("sell_fee", pa.float64(), "taker fee used on the sell venue, a fraction (null in older files)"),
         ]
     ),
     "health": pa.schema(
         [
             _f("ts", TS, "Event.ts (a health report is about that instant)", False),
             _f("name", pa.string(), "the exchange, or sink:<name>", False),
-            _f("kind", pa.string(), "exchange, sink or analyzer", False),
+            _f("kind", pa.string(), "exchange, sink, analyzer or bus", False),
             _f("is_healthy", pa.bool_(), "", False),
             _f("connected", pa.bool_(), "", False),
             _f("last_update", TS, "last book update (exchange) or write (sink)"),
@@ -108,7 +124,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             _f("reconnects", pa.int64(), "", False),
             _f("resyncs", pa.int64(), "", False),
             _f("checksum_failures", pa.int64(), "", False),
-            _f("symbols", pa.map_(pa.string(), SYMBOL_HEALTH), "symbol -> its book's state", False),
+            _f("symbols", pa.map_(pa.string(), SYMBOL_HEALTH), "symbol -> its book's health (SymbolHealth; the symbol is the key)", False),
+            _f("events", pa.map_(pa.string(), pa.int64()), "a sink's event accounting: produced, delivered, dropped, in_flight, dropped_<reason> (null in older files)"),
         ]
     ),
     "metrics": pa.schema(
@@ -210,6 +227,23 @@ DATASETS: dict[str, Dataset] = {
     "metrics": Dataset("metrics", SCHEMAS["metrics"], True, _metrics),
     "book": Dataset("book", SCHEMAS["book"], True, _book),
 }
+
+
+def read_schema(name: str) -> pa.Schema:
+    """The schema to read dataset ``name`` with: its columns, then its partition columns (``date``,
+    and ``venue`` where it applies, as strings). Files of any version read together with it; a
+    column a file lacks is null in that file's rows."""
+    ds = DATASETS[name]
+    parts = [pa.field("date", pa.string())] + ([pa.field("venue", pa.string())] if ds.by_venue else [])
+    return pa.schema(list(ds.schema) + parts)
+
+
+def open_dataset(root: str | Path, name: str) -> pads.Dataset:
+    """``pyarrow.dataset`` of dataset ``name`` under the sink's ``path`` ``root``, read with
+    :func:`read_schema` (Hive partitions), so old and new files read together."""
+    import pyarrow.dataset as pads_
+
+    return pads_.dataset(Path(root) / name, format="parquet", partitioning="hive", schema=read_schema(name))
 
 
 def schema_markdown() -> str:

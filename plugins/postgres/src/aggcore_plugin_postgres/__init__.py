@@ -1,5 +1,5 @@
 """aggcore sink plugin: events into PostgreSQL (TimescaleDB hypertables when present), batched COPY."""
 
-from .sink import COLUMNS, PostgresSink, PostgresSinkConfig, ddl
+from .sink import ADDED, COLUMNS, PostgresSink, PostgresSinkConfig, ddl, upgrade_ddl
 
-__all__ = ["COLUMNS", "PostgresSink", "PostgresSinkConfig", "ddl"]
+__all__ = ["ADDED", "COLUMNS", "PostgresSink", "PostgresSinkConfig", "ddl", "upgrade_ddl"]

@@ -15,6 +15,7 @@ and the accounting are :class:`aggcore.buffered.BufferedSink`'s.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -31,7 +32,9 @@ from aggcore.credentials import SecretUrl
 from aggcore.errors import ConfigError
 from aggcore.sink import Event, EventKind, SinkConfig
 
-__all__ = ["COLUMNS", "PostgresSink", "PostgresSinkConfig", "ddl"]
+__all__ = ["ADDED", "COLUMNS", "PostgresSink", "PostgresSinkConfig", "ddl", "upgrade_ddl"]
+
+log = logging.getLogger("aggcore.sink.postgres")
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
@@ -99,12 +102,15 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("duration_ms", "double precision NOT NULL"),
         ("peak_profit_percentage", "double precision NOT NULL"),
         ("peak_volume", "double precision NOT NULL"),
+        ("gross_spread_percentage", "double precision"),  # added later: NULL in rows written before
+        ("buy_fee", "double precision"),  # a fraction: 0.001 = 0.1 %
+        ("sell_fee", "double precision"),
     ],
     "health": [
         ("ts", "timestamptz NOT NULL"),  # published_at (a health report is about "now")
         ("published_at", "timestamptz NOT NULL"),
         ("name", "text NOT NULL"),  # exchange, or sink:<name>
-        ("kind", "text NOT NULL"),  # exchange | sink | analyzer
+        ("kind", "text NOT NULL"),  # exchange | sink | analyzer | bus
         ("is_healthy", "boolean NOT NULL"),
         ("connected", "boolean NOT NULL"),
         ("last_update", "timestamptz"),
@@ -112,7 +118,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("reconnects", "bigint NOT NULL"),
         ("resyncs", "bigint NOT NULL"),
         ("checksum_failures", "bigint NOT NULL"),
-        ("symbols", "jsonb NOT NULL"),  # {"BTC/USDT": {"state": "LIVE", "age_ms": ..., ...}}
+        ("symbols", "jsonb NOT NULL"),  # {"BTC/USDT": {"symbol": "BTC/USDT", "state": "LIVE", ...}}: every SymbolHealth field
+        ("events", "jsonb"),  # a sink's accounting {"produced": ..., "delivered": ...}; added later: NULL in rows written before
     ],
     "metrics": [
         ("ts", "timestamptz NOT NULL"),
@@ -147,6 +154,13 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+#: columns added to a table after its first release: nullable (NULL in the rows written before, never
+#: a made-up default); a table created by an earlier version gets them at start (``create_tables``)
+ADDED: dict[str, list[str]] = {
+    "arbitrage": ["gross_spread_percentage", "buy_fee", "sell_fee"],
+    "health": ["events"],
+}
+
 _INDEX = {
     "summary": "symbol, ts DESC",
     "arbitrage": "symbol, ts DESC",
@@ -167,6 +181,17 @@ def ddl(schema: str = "public", prefix: str = "aggcore_") -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {schema}.{prefix}sink_progress (\n"
         "  run_id text PRIMARY KEY,\n  batch bigint NOT NULL,\n  updated_at timestamptz NOT NULL DEFAULT now()\n)"
     )
+    return out
+
+
+def upgrade_ddl(schema: str = "public", prefix: str = "aggcore_") -> list[str]:
+    """The statements that bring tables created by an earlier version up to date (:data:`ADDED`;
+    what the sink runs at start for the columns a table lacks, when ``create_tables`` is on)."""
+    out = []
+    for table, added in ADDED.items():
+        types = dict(COLUMNS[table])
+        body = ",\n  ".join(f"ADD COLUMN IF NOT EXISTS {c} {types[c]}" for c in added)
+        out.append(f"ALTER TABLE {schema}.{prefix}{table}\n  {body}")
     return out
 
 
@@ -193,12 +218,13 @@ def _row(event: Event) -> tuple[str, tuple[Any, ...]] | None:
         return "arbitrage", (
             p.timestamp, pub, p.symbol, p.event, p.buy_exchange, p.sell_exchange, p.buy_price, p.sell_price,
             p.profit_percentage, p.profit, p.volume, p.duration_ms, p.peak_profit_percentage, p.peak_volume,
+            p.gross_spread_percentage, p.buy_fee, p.sell_fee,
         )  # fmt: skip
     if kind == "health":
         data = event.to_dict()["data"]
         return "health", (
             pub, pub, p.exchange, p.kind, bool(p.is_healthy), bool(p.connected), p.last_update, p.error_message,
-            p.reconnects, p.resyncs, p.checksum_failures, _json(data["symbols"]),
+            p.reconnects, p.resyncs, p.checksum_failures, _json(data["symbols"]), _json(data["events"]),
         )  # fmt: skip
     if kind == "metrics":
         return "metrics", (
@@ -282,8 +308,39 @@ class PostgresSink(BufferedSink):
                 self.hypertables = True
             for table in self.tables.values():  # the tables exist (created by us or by the DBA)
                 await conn.fetchval(f"SELECT 1 FROM {cfg.db_schema}.{table} LIMIT 0")
+            await self._add_columns(conn)
         except (pgexc.InsufficientPrivilegeError, pgexc.UndefinedTableError, pgexc.InvalidSchemaNameError) as exc:
             raise ConfigError(f"sinks.postgres: {where}: {self.scrub(str(exc))}") from exc
+
+    async def _add_columns(self, conn: asyncpg.Connection[Any]) -> None:
+        """A table created by an earlier version lacks the columns added since: add them (nullable,
+        no default: the rows written before hold NULL there, not a value they never had)."""
+        cfg = self.cfg
+        rows = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = ANY($2::text[])",
+            cfg.db_schema,
+            list(self.tables.values()),
+        )
+        present: dict[str, set[str]] = {}
+        for r in rows:
+            present.setdefault(r["table_name"], set()).add(r["column_name"])
+        for table, cols in COLUMNS.items():
+            name = self.tables[table]
+            missing = [(c, t) for c, t in cols if c not in present.get(name, set())]
+            if not missing:
+                continue
+            qualified = f"{cfg.db_schema}.{name}"
+            statement = f"ALTER TABLE {qualified} " + ", ".join(f"ADD COLUMN IF NOT EXISTS {c} {t}" for c, t in missing)
+            if not cfg.create_tables:
+                raise ConfigError(
+                    f"sinks.postgres: table {qualified} lacks the columns {', '.join(c for c, _ in missing)} "
+                    f"(created by an earlier version?): run `{statement}` or set create_tables: true"
+                )
+            try:
+                await conn.execute(statement)
+            except pgexc.PostgresError as exc:  # e.g. a NOT NULL column missing from a hand-made table that has rows
+                raise ConfigError(f"sinks.postgres: cannot add the columns {qualified} lacks: {self.scrub(str(exc))}") from exc
+            log.info("sink postgres: added the columns %s to %s", ", ".join(c for c, _ in missing), qualified)
 
     async def disconnect(self) -> None:
         conn, self.conn = self.conn, None
