@@ -181,3 +181,74 @@ def test_a_large_block_is_streamed_line_by_line(tmp_path: Path) -> None:
     assert not errors and count == 60_000
     assert len(gzip.decompress(path.read_bytes())) > 6_000_000
     assert peak < 3_000_000, peak  # a few chunks, not the 7 MB block
+
+
+def _members(data: bytes) -> list[tuple[int, bytes]]:
+    """(offset, decompressed data) of each gzip member of a recording file."""
+    import zlib
+
+    out, pos = [], 0
+    while pos < len(data):
+        d = zlib.decompressobj(wbits=31)
+        body = d.decompress(data[pos:])
+        out.append((pos, body))
+        pos = len(data) - len(d.unused_data)
+    return out
+
+
+async def _replay(registry: PluginRegistry, directory: Path, damage: Any) -> tuple[Any, Aggregator]:
+    """Load ``directory``, then ``damage()`` its file (as if it changed after the loading pass
+    read it, or held what that pass does not parse), then replay it."""
+    app = load_config({"exchanges": {"binance": {"trading_pairs": ["BTC/USDT"]}}}, registry=registry)
+    data = load_replay([directory], registry)
+    assert not data.errors, data.errors
+    damage()
+    seen: list[Aggregator] = []
+    result = await replay(app, registry, data, on_started=seen.append, tail_s=0.0)
+    return result, seen[0]
+
+
+async def test_a_block_damaged_after_loading_is_reported_where_the_replay_finds_it(tmp_path: Path) -> None:
+    registry = load_plugins(disabled=())
+    path = tmp_path / "binance-20270115T080000Z-0001.jsonl.gz"
+    write_recording(path, 5000, block_bytes=64 * 1024)
+    raw = path.read_bytes()
+    members = _members(raw)
+    assert len(members) >= 6
+    bad_offset = members[4][0]
+    before = sum(body.count(b'"k":"in"') for _, body in members[:4])
+
+    def damage() -> None:
+        bad = bytearray(raw)
+        bad[bad_offset + 40] ^= 0xFF
+        path.write_bytes(bytes(bad))
+
+    result, agg = await _replay(registry, tmp_path, damage)
+    assert [e for e in result.errors if f"{path}: corrupt block at offset {bad_offset}" in e], result.errors
+    assert len(result.errors) == 1, result.errors
+    connector = agg.connectors["binance"]
+    book = connector.books["BTCUSDT"]
+    assert connector.messages == before  # everything before the damaged block, then nothing of that file
+    assert book.live and book.gaps == 0 and book.last_seq == SNAPSHOT_ID + before - 1
+
+
+async def test_a_bad_frame_line_is_named_with_its_place_and_the_replay_goes_on(tmp_path: Path) -> None:
+    """The loading pass reads only where our writer's frame lines start; a frame line that is
+    not JSON is found when the replay reaches it: named (file, block, line), skipped, and the
+    book treats the missing update as live: a gap, out of the view, never a wrong book."""
+    registry = load_plugins(disabled=())
+    path = tmp_path / "binance-20270115T080000Z-0001.jsonl.gz"
+    write_recording(path, 3000, block_bytes=64 * 1024)
+    members = _members(path.read_bytes())
+    lines = members[2][1].split(b"\n")
+    lines[10] = lines[10].replace(b'"d":"{', b'"d":"\\q{', 1)  # an escape JSON does not have
+    members[2] = (members[2][0], b"\n".join(lines))
+    path.write_bytes(b"".join(gzip.compress(body, compresslevel=1, mtime=0) for _, body in members))
+    offset = _members(path.read_bytes())[2][0]
+
+    result, agg = await _replay(registry, tmp_path, lambda: None)
+    assert any(e.startswith(f"{path}: bad record in the block at offset {offset}, line 11:") for e in result.errors), result.errors
+    connector = agg.connectors["binance"]
+    book = connector.books["BTCUSDT"]
+    assert connector.messages == 3000  # every other frame (3000 + the subscription's answer - the bad one)
+    assert book.gaps == 1 and not book.live, (book.state, book.gaps)  # the next update did not follow

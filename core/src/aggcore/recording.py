@@ -34,7 +34,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,9 +134,10 @@ _OUT_CHUNK = 256 * 1024  # decompressed bytes made at a time
 _HOLD_BYTES = 4 * 1024 * 1024  # a block up to this size (decompressed) is checked whole before its lines are given
 
 
-def _iter_raw(path: Path, errors: list[RecordingError], start: int = 0) -> Iterator[tuple[int, int, bytes]]:
-    """The lines of a multi-member gzip file from the member at byte ``start``, streamed: each as
-    (offset of its block, its line number in the block, the line); empty lines are skipped.
+def _iter_chunks(path: Path, errors: list[RecordingError], start: int = 0) -> Generator[tuple[int, int, list[bytes]], None, None]:
+    """The lines of a multi-member gzip file from the member at byte ``start``, streamed, in
+    runs: (offset of their block, the line number in the block of the first, the lines; empty
+    ones included, so that numbers count).
 
     A block is decompressed whole before its lines are given (a damaged block gives none), up to
     ``_HOLD_BYTES`` decompressed; the lines of a larger block are given as they are decompressed,
@@ -194,10 +195,8 @@ def _iter_raw(path: Path, errors: list[RecordingError], start: int = 0) -> Itera
                     else:
                         cut = buf.rfind(b"\n")
                         lines, tail = buf[:cut].split(b"\n"), [buf[cut + 1 :]]
-                    for line in lines:
-                        line_no += 1
-                        if line:
-                            yield member_start, line_no, line
+                    yield member_start, line_no + 1, lines
+                    line_no += len(lines)
                 elif streaming:
                     tail.append(out)
                 if d.eof:
@@ -215,10 +214,16 @@ def _iter_raw(path: Path, errors: list[RecordingError], start: int = 0) -> Itera
                         )
                         return
             if held:
-                for line in b"".join(held).split(b"\n"):
-                    line_no += 1
-                    if line:
-                        yield member_start, line_no, line
+                yield member_start, 1, b"".join(held).split(b"\n")
+
+
+def _iter_raw(path: Path, errors: list[RecordingError], start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """The non-empty lines of a recording file (see :func:`_iter_chunks`), each as (offset of its
+    block, its line number in the block, the line)."""
+    for member_start, first, lines in _iter_chunks(path, errors, start):
+        for n, line in enumerate(lines, first):
+            if line:
+                yield member_start, n, line
 
 
 def _iter_records(path: Path, errors: list[RecordingError], start: int = 0) -> Iterator[tuple[int, int, dict[str, Any]]]:

@@ -17,6 +17,12 @@ network, a WebSocket opener and an HTTP transport that serve the recording:
 
 PATH is an aggcore recording (``aggcore record``; see :mod:`aggcore.recording`) or cryptofeed
 raw capture files (``EXCH.ws.N.0``, ``EXCH.http.N.0``, ``EXCH.0``), told apart by content.
+
+A replay's memory does not grow with the recording: :func:`load_replay` indexes the PATHs in
+one streaming pass (connections, frame counts, REST records, the span, the damage) and keeps no
+frame; each recorded connection's :class:`RecordedFrames` reads its frames forward from the
+files when the replay reaches them (a block of its exchange's series, or a line of each of its
+cryptofeed capture files, at a time).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import orjson
 
 from .clock import Clock
 from .errors import AggregatorError, ConfigError
-from .recording import RecordingError, _iter_raw, _iter_records, is_recording, read_recording
+from .recording import RecordingError, _iter_chunks, is_recording, read_recording
 
 if TYPE_CHECKING:
     from .aggregator import Aggregator
@@ -252,8 +258,6 @@ class _SeriesFrames(RecordedFrames):
     the record that started it (file ``files[first]``, block at ``offset``, line ``line``) until
     ``count`` frames were given: a forward reader over the files, one block in memory at a time."""
 
-    _IN = re.compile(rb'\{"t":-?\d+,"k":"in","c":(-?\d+),')
-
     def __init__(self, exchange: "ExchangeData", c: Any, first: int, offset: int, line: int, errors: list[str]) -> None:
         super().__init__()
         self.exchange = exchange
@@ -268,35 +272,66 @@ class _SeriesFrames(RecordedFrames):
         if not left:
             return
         c = self.c
-        own = str(c).encode() if type(c) is int else None  # the fast path: our writer's "in" lines
-        match = self._IN.match
+        # the fast path: lines as our writer makes them, {"t":<digits>,"k":"in","c":<c>,...
+        own = b',"k":"in","c":%d,' % c if type(c) is int else b"\0"
+        own_len = len(own)
+        other = b',"k":"in","c":'
         loads = orjson.loads
+        find = bytes.find
         files = self.exchange.series
         for i in range(self.first, len(files)):
             path = files[i]
             start = self.offset if i == self.first else 0
-            stop = self.exchange.stops.get(path, (0, 0))  # the last record the loading pass read
+            stop_member, stop_line = self.exchange.stops.get(path, (0, 0))  # the last record the loading pass read
             raw_errors: list[RecordingError] = []
             try:
-                for member, n, line in _iter_raw(Path(path), raw_errors, start):
-                    if i == self.first and member == start and n < self.line:
-                        continue
-                    if (member, n) > stop:
+                for member, n0, lines in _iter_chunks(Path(path), raw_errors, start):
+                    if member > stop_member:
                         break
-                    m = match(line)
-                    if m is not None:
-                        if m.group(1) != own:
-                            continue  # another connection's frame
-                    elif member == 0 and n == 1:
-                        continue  # the file's header
-                    rec = loads(line)
-                    if rec.get("k") != "in" or rec.get("c", -1) != c:
-                        continue
-                    yield _frame(rec)
-                    left -= 1
-                    if not left:
-                        return
-            except (OSError, orjson.JSONDecodeError) as exc:  # changed since it was loaded
+                    lo = self.line - n0 if i == self.first and member == start else 0
+                    hi = stop_line - n0 + 1 if member == stop_member else len(lines)
+                    if lo > 0 or hi < len(lines):
+                        lines = lines[max(lo, 0) : max(hi, 0)]
+                        n0 += max(lo, 0)
+                    for k, line in enumerate(lines):
+                        pos = find(line, own, 5, 48)
+                        if pos > 0 and line[pos + own_len : pos + own_len + 5] == b'"d":"' and line[:5] == b'{"t":' and line[-2:] == b'"}':
+                            try:  # the frame's JSON string, and the time before it (digits only)
+                                t_ns, text = int(line[5:pos]), loads(line[pos + own_len + 4 : -1])
+                            except ValueError:
+                                text = None  # not as our writer makes it: read the whole record below
+                            if type(text) is str and line[5:pos].isdigit():
+                                yield t_ns, text
+                                left -= 1
+                                if not left:
+                                    return
+                                continue
+                        elif not line:
+                            continue
+                        try:
+                            if pos < 0 or not line[5:pos].isdigit() or not line.startswith(b'{"t":'):
+                                pos = line.find(other, 5, 48)
+                                if pos > 0 and line[5:pos].isdigit() and line.startswith(b'{"t":'):
+                                    continue  # another connection's frame
+                                if member == 0 and n0 + k == 1:
+                                    continue  # the file's header
+                                rec = loads(line)
+                                if not isinstance(rec, dict) or rec.get("k") != "in" or rec.get("c", -1) != c:
+                                    continue
+                            else:
+                                rec = loads(line)
+                            frame: str | bytes = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
+                            t_ns = int(rec.get("t", 0))
+                        except (ValueError, TypeError) as exc:
+                            # a frame line the loading pass did not parse (it only read where it
+                            # starts): named and counted here, and the replay goes on without it
+                            self._report(f"{path}: bad record in the block at offset {member}, line {n0 + k}: {exc}; skipped")
+                            continue
+                        yield t_ns, frame
+                        left -= 1
+                        if not left:
+                            return
+            except OSError as exc:  # changed since it was loaded
                 self._report(f"{path}: cannot be read while replaying: {exc}")
             for err in raw_errors:
                 self._report(str(err))
@@ -384,9 +419,6 @@ class _CaptureFrames(RecordedFrames):
     def __iter__(self) -> Iterator[Frame]:
         return heapq.merge(*(f.frames() for f in self.files), key=lambda fr: fr[0])
 
-
-def _frame(rec: dict[str, Any]) -> Frame:
-    return int(rec.get("t", 0)), (rec["d"] if "d" in rec else base64.b64decode(rec.get("b", "")))
 
 
 @dataclass
@@ -572,39 +604,81 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
     conns = ex.open_connections  # a connection may go on over several files of the series
     first = len(ex.series) - 1
     at = (0, 0)
-    records = _iter_records(path, rf.errors)
-    next(records, None)  # the header
-    for member, n, rec in records:
-        at = (member, n)
-        kind = rec.get("k")
-        t = int(rec.get("t", 0))
-        if kind == "in":
-            conn = conns.get(rec.get("c", -1))
-            if conn is None:  # a connection opened in an earlier file
-                frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
-                conn = conns[rec.get("c", -1)] = RecordedConnection("", t, frames=frames, source=str(path))
-                ex.connections.append(conn)
-            if "d" not in rec:
-                base64.b64decode(rec.get("b", ""))  # a bad frame is found here, as before
-            conn.frames.note(t)
-        elif kind == "open":
-            frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
-            conn = conns[rec.get("c", -1)] = RecordedConnection(str(rec.get("url", "")), t, frames=frames, source=str(path))
-            ex.connections.append(conn)
-        elif kind == "close":
-            conn = conns.get(rec.get("c", -1))
-            if conn is not None and rec.get("by", "server") == "server":
-                conn.close_ns = t  # aggcore's own closes are not replayed: the connector decides again
-        elif kind == "http":
-            key = (t, str(rec.get("url", "")))
-            if key not in seen:
-                ex.http.append(_http_record(rec))
-                seen.add(key)
-        elif kind == "lost":
-            data.errors.append(f"{path}: the recorder lost {rec.get('n')} records at {t} (its buffer was full)")
+    header = True
+    chunks = _iter_chunks(path, rf.errors)
+    for member, n0, lines in chunks:
+        for k, line in enumerate(lines):
+            if not line:
+                continue
+            if header:
+                header = False  # read by read_recording
+                continue
+            n = n0 + k
+            # the fast path: a frame line as our writer makes it, {"t":<digits>,"k":"in","c":<digits>,...}:
+            # only where it starts is read here (its frame is parsed when the replay reaches it)
+            pos = line.find(b',"k":"in","c":', 5, 48)
+            if pos > 0 and line.startswith(b'{"t":') and line.endswith(b"}") and line[5:pos].isdigit():
+                comma = line.find(b",", pos + 14, pos + 40)
+                if comma > 0 and line[pos + 14 : comma].isdigit():
+                    at = (member, n)
+                    t = int(line[5:pos])
+                    c: Any = int(line[pos + 14 : comma])
+                    conn = conns.get(c)
+                    if conn is None:  # a connection opened in an earlier file
+                        frames = _SeriesFrames(ex, c, first, member, n, data.errors)
+                        conn = conns[c] = RecordedConnection("", t, frames=frames, source=str(path))
+                        ex.connections.append(conn)
+                    conn.frames.note(t)
+                    continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                rf.errors.append(RecordingError(f"{path}: bad record in the block at offset {member}, line {n}: {exc}", path=str(path), offset=member))
+                break
+            if not isinstance(rec, dict):
+                rf.errors.append(RecordingError(f"{path}: bad record in the block at offset {member}, line {n}: not an object", path=str(path), offset=member))
+                break
+            at = (member, n)
+            _index_record(data, ex, path, first, member, n, rec, seen)
+        else:
+            continue
+        chunks.close()  # a bad record ends the file, as a damaged block does
+        break
     ex.stops[str(path)] = at  # the replay's readers read no further than this pass did
     for err in rf.errors:
         data.errors.append(str(err))
+
+
+def _index_record(
+    data: ReplayData, ex: ExchangeData, path: Path, first: int, member: int, n: int, rec: dict[str, Any], seen: set[tuple[int, str]]
+) -> None:
+    conns = ex.open_connections
+    kind = rec.get("k")
+    t = int(rec.get("t", 0))
+    if kind == "in":
+        conn = conns.get(rec.get("c", -1))
+        if conn is None:  # a connection opened in an earlier file
+            frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
+            conn = conns[rec.get("c", -1)] = RecordedConnection("", t, frames=frames, source=str(path))
+            ex.connections.append(conn)
+        if "d" not in rec:
+            base64.b64decode(rec.get("b", ""))  # a bad frame is found here, as before
+        conn.frames.note(t)
+    elif kind == "open":
+        frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
+        conn = conns[rec.get("c", -1)] = RecordedConnection(str(rec.get("url", "")), t, frames=frames, source=str(path))
+        ex.connections.append(conn)
+    elif kind == "close":
+        conn = conns.get(rec.get("c", -1))
+        if conn is not None and rec.get("by", "server") == "server":
+            conn.close_ns = t  # aggcore's own closes are not replayed: the connector decides again
+    elif kind == "http":
+        key = (t, str(rec.get("url", "")))
+        if key not in seen:
+            ex.http.append(_http_record(rec))
+            seen.add(key)
+    elif kind == "lost":
+        data.errors.append(f"{path}: the recorder lost {rec.get('n')} records at {t} (its buffer was full)")
 
 
 def _http_record(rec: dict[str, Any]) -> RecordedHttp:
@@ -662,10 +736,10 @@ class _Cursor:
     """Where a recorded connection's replay is: its frames read forward, with the next one
     (``head``) read ahead. A connection aggcore closed and reopened carries on with it."""
 
-    __slots__ = ("_it", "_head", "_started")
+    __slots__ = ("it", "_head", "_started")
 
     def __init__(self, frames: RecordedFrames) -> None:
-        self._it: Iterator[Frame] = iter(frames)  # a generator: nothing is read before the first frame
+        self.it: Iterator[Frame] = iter(frames)  # a generator: nothing is read before the first frame
         self._head: Frame | None = None
         self._started = False
 
@@ -673,11 +747,11 @@ class _Cursor:
     def head(self) -> Frame | None:
         if not self._started:
             self._started = True
-            self._head = next(self._it, None)
+            self._head = next(self.it, None)
         return self._head
 
     def advance(self) -> None:
-        self._head = next(self._it, None)
+        self._head = next(self.it, None)
 
 
 class ReplayWs:
@@ -708,10 +782,9 @@ class ReplayWs:
         if clock.first_frame_wall is None:
             clock.first_frame_wall = time.perf_counter()
         cursor = self.cursor
-        while True:
-            head = cursor.head
-            if head is None:
-                break
+        frames = cursor.it
+        head = cursor.head
+        while head is not None:
             t, frame = head
             if t > end:
                 break
@@ -720,7 +793,7 @@ class ReplayWs:
                 await clock.sleep_until(t)
             if self.closed:
                 return
-            cursor.advance()
+            head = cursor._head = next(frames, None)  # read ahead (kept for a resumed connection)
             yield frame
         clock.last_frame_wall = time.perf_counter()  # the last frame was handled
         if self.conn.close_ns is not None and self.conn.close_ns <= end:
