@@ -114,8 +114,11 @@ class ConsolidatedView:
     Consolidation is incremental: every venue's top levels are cached with the venue's version
     (bumped when its book notifies a change; cross-checked with the book's message and level
     counters), so a merge re-reads only the venues that changed since the last merge and folds
-    their new levels into the previous merged top-N; it rebuilds from the cached venues only when
-    the set of venues used changed or the previous cut-off no longer holds.
+    their new levels into the previous merged top-N (a side the venue did not change, or changed
+    only beyond the cut-off, is the previous list; a change of quantities only keeps the rows'
+    places). When the changed venue gave up places that rows beyond the old cut-off may take,
+    those come from the other venues' cached rows; a merge rebuilds from every cached venue only
+    when the venues used or the depth changed, or several venues changed since the last merge.
     """
 
     __slots__ = (
