@@ -234,3 +234,19 @@ def test_remembered_walks_equal_fresh_walks_on_deep_books() -> None:
             assert mine == fresh.find(view, t), step
             checks += 1
     assert checks > 900 and arb.deep_walks < arb.walks / 2  # most pairs were not walked again
+
+
+def test_a_venue_no_longer_in_the_view_closes_its_opportunities() -> None:
+    router, arb, events = setup()
+    book(router, "a", [["99", "1"]], [["100", "1"]])
+    book(router, "b", [["101", "1"]], [["102", "1"]])
+    book(router, "c", [["97", "1"]], [["98", "1"]])
+    view = router.views["BTC/USDT"]
+    arb.on_update(view, time.time())
+    assert sorted((e.event, e.buy_exchange, e.sell_exchange) for e in events) == [
+        ("opened", "a", "b"), ("opened", "c", "a"), ("opened", "c", "b")]  # fmt: skip
+    del view.venues["b"]  # (views keep their venues today: the analyzer must not depend on it)
+    arb.on_update(view, time.time())
+    assert sorted((e.event, e.buy_exchange, e.sell_exchange) for e in events[3:]) == [("closed", "a", "b"), ("closed", "c", "b")]
+    _, fresh, _ = setup()
+    assert arb.find(view) == fresh.find(view) and list(arb.find(view)) == [("BTC/USDT", "c", "a")]

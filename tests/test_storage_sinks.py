@@ -10,11 +10,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from aggcore import Aggregator
 from aggcore.plugins import PluginRegistry, load_plugins
 from aggcore.sink import Event, Sink, SinkConfig
+from aggcore.testing.events import json_field_gaps, payload_type
 from aggcore.testing.pytest_plugin import wait_until
 from aggcore.testing.services import postgres_server, redis_server
 from aggcore.testing.toy import FakeToy
@@ -106,5 +108,29 @@ async def test_storage_sinks_store_what_was_published(tmp_path: Path) -> None:
             raw = await client.get(f"aggcore:summary:{last.payload.symbol}")  # type: ignore[attr-defined]
             assert raw is not None and json.loads(raw) == last.to_dict()["data"]
             assert await client.xlen("aggcore:stream:summary") == len(summaries)
+            for kind in kinds:  # what the runtime publishes: every field of its type, equal when decoded
+                want = [e for e in collecting.events if e.kind == kind]
+                entries = await client.xrange(f"aggcore:stream:{kind}")
+                assert [json_field_gaps(json.loads(f[b"data"]), payload_type(kind)) for _, f in entries] == [[]] * len(want)
+                assert [msgspec.json.decode(f[b"data"], type=payload_type(kind)) for _, f in entries] == [e.payload for e in want]
         finally:
             await client.aclose()
+        # the runtime's health events (exchanges and sinks, with their event counts) in every store
+        health = [e for e in collecting.events if e.kind == "health"]
+        assert any(getattr(e.payload, "events", None) for e in health)  # a sink's accounting
+        conn = await asyncpg.connect(pg.dsn)
+        try:
+            rows = await conn.fetch("SELECT name, events, symbols FROM aggcore_health ORDER BY published_at")
+        finally:
+            await conn.close()
+        def key(name: str, events: Any, symbols: Any) -> str:  # health events of one instant may come in any order
+            return json.dumps([name, events, symbols], sort_keys=True)
+
+        want = sorted(key(d["exchange"], d["events"], d["symbols"]) for d in (e.to_dict()["data"] for e in health))
+        assert sorted(key(r["name"], json.loads(r["events"]), json.loads(r["symbols"])) for r in rows) == want
+        from aggcore_plugin_parquet import open_dataset
+
+        table = open_dataset(tmp_path / "pq", "health").to_table(columns=["name", "events"])
+        assert sorted(json.dumps([r["name"], dict(r["events"] or [])], sort_keys=True) for r in table.to_pylist()) == sorted(
+            json.dumps([e.payload.exchange, e.payload.events], sort_keys=True) for e in health  # type: ignore[attr-defined]
+        )

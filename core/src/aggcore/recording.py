@@ -34,7 +34,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -129,35 +129,81 @@ def read_recording(path: str | Path) -> RecordingFile:
     return RecordingFile(p, header)
 
 
-def _iter_lines(path: Path, errors: list[RecordingError]) -> Iterator[dict[str, Any]]:
-    """JSON records of a multi-member gzip file, member by member, with offsets for errors."""
-    chunk_size = 1 << 20
+_IN_CHUNK = 64 * 1024  # compressed bytes read at a time
+_OUT_CHUNK = 256 * 1024  # decompressed bytes made at a time
+_HOLD_BYTES = 4 * 1024 * 1024  # a block up to this size (decompressed) is checked whole before its lines are given
+
+
+def _iter_chunks(path: Path, errors: list[RecordingError], start: int = 0) -> Generator[tuple[int, int, list[bytes]], None, None]:
+    """The lines of a multi-member gzip file from the member at byte ``start``, streamed, in
+    runs: (offset of their block, the line number in the block of the first, the lines; empty
+    ones included, so that numbers count).
+
+    A block is decompressed whole before its lines are given (a damaged block gives none), up to
+    ``_HOLD_BYTES`` decompressed; the lines of a larger block are given as they are decompressed,
+    so memory never holds more than that of a file, whatever its length. A damaged block ends the
+    file: its error (file and offset) is appended to ``errors``."""
     with path.open("rb") as fh:
+        if start:
+            fh.seek(start)
         pending = b""  # compressed bytes not yet consumed
-        offset = 0  # file offset of pending[0]
-        eof = False
+        offset = start  # file offset of pending[0]
         while True:
             if not pending:
-                if eof:
-                    return
-                pending = fh.read(chunk_size)
+                pending = fh.read(_IN_CHUNK)
                 if not pending:
                     return
             member_start = offset
             d = zlib.decompressobj(wbits=31)
-            out: list[bytes] = []
-            try:
-                while True:
-                    out.append(d.decompress(pending))
+            held: list[bytes] = []
+            held_size = 0
+            streaming = False  # a block too large to hold: its lines go out as they come
+            tail: list[bytes] = []  # (streaming) the start of a line not complete yet
+            line_no = 0
+            data = pending
+            while True:
+                try:
+                    out = d.decompress(data, _OUT_CHUNK)
+                except zlib.error as exc:
+                    errors.append(
+                        RecordingError(
+                            f"{path}: corrupt block at offset {member_start}: {exc}; the records before it were read",
+                            path=str(path),
+                            offset=member_start,
+                        )
+                    )
+                    return
+                made = len(out)
+                if d.eof:
+                    offset += len(data) - len(d.unused_data)
+                    pending = d.unused_data
+                else:
+                    rest = d.unconsumed_tail
+                    offset += len(data) - len(rest)
+                    data = rest
+                if not streaming:
+                    held.append(out)
+                    held_size += len(out)
+                    if held_size > _HOLD_BYTES and not d.eof:
+                        streaming = True
+                        out = b"".join(held)
+                        held = []
+                if streaming and (d.eof or b"\n" in out):
+                    buf = b"".join(tail) + out if tail else out
                     if d.eof:
-                        used = len(pending) - len(d.unused_data)
-                        offset += used
-                        pending = d.unused_data
-                        break
-                    offset += len(pending)
-                    pending = fh.read(chunk_size)
-                    if not pending:
-                        eof = True
+                        lines, tail = buf.split(b"\n"), []
+                    else:
+                        cut = buf.rfind(b"\n")
+                        lines, tail = buf[:cut].split(b"\n"), [buf[cut + 1 :]]
+                    yield member_start, line_no + 1, lines
+                    line_no += len(lines)
+                elif streaming:
+                    tail.append(out)
+                if d.eof:
+                    break
+                if not data and made < _OUT_CHUNK:  # all taken in, nothing more to give out
+                    data = fh.read(_IN_CHUNK)
+                    if not data:
                         errors.append(
                             RecordingError(
                                 f"{path}: truncated block at offset {member_start} (the file ends inside it); "
@@ -167,34 +213,44 @@ def _iter_lines(path: Path, errors: list[RecordingError]) -> Iterator[dict[str, 
                             )
                         )
                         return
-            except zlib.error as exc:
-                errors.append(
-                    RecordingError(
-                        f"{path}: corrupt block at offset {member_start}: {exc}; the records before it were read",
-                        path=str(path),
-                        offset=member_start,
-                    )
+            if held:
+                yield member_start, 1, b"".join(held).split(b"\n")
+
+
+def _iter_raw(path: Path, errors: list[RecordingError], start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """The non-empty lines of a recording file (see :func:`_iter_chunks`), each as (offset of its
+    block, its line number in the block, the line)."""
+    for member_start, first, lines in _iter_chunks(path, errors, start):
+        for n, line in enumerate(lines, first):
+            if line:
+                yield member_start, n, line
+
+
+def _iter_records(path: Path, errors: list[RecordingError], start: int = 0) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """JSON records of a recording file, streamed, each with its block's offset and its line
+    number in the block. A damaged block or a bad line ends the file (its error is appended)."""
+    for member_start, n, line in _iter_raw(path, errors, start):
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            errors.append(
+                RecordingError(
+                    f"{path}: bad record in the block at offset {member_start}, line {n}: {exc}",
+                    path=str(path),
+                    offset=member_start,
                 )
-                return
-            data = b"".join(out)
-            for n, line in enumerate(data.split(b"\n")):
-                if not line:
-                    continue
-                try:
-                    rec = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    errors.append(
-                        RecordingError(
-                            f"{path}: bad record in the block at offset {member_start}, line {n + 1}: {exc}",
-                            path=str(path),
-                            offset=member_start,
-                        )
-                    )
-                    return
-                if not isinstance(rec, dict):
-                    errors.append(RecordingError(f"{path}: bad record in the block at offset {member_start}, line {n + 1}: not an object", path=str(path), offset=member_start))
-                    return
-                yield rec
+            )
+            return
+        if not isinstance(rec, dict):
+            errors.append(RecordingError(f"{path}: bad record in the block at offset {member_start}, line {n}: not an object", path=str(path), offset=member_start))
+            return
+        yield member_start, n, rec
+
+
+def _iter_lines(path: Path, errors: list[RecordingError]) -> Iterator[dict[str, Any]]:
+    """JSON records of a multi-member gzip file, member by member, with offsets for errors."""
+    for _, _, rec in _iter_records(path, errors):
+        yield rec
 
 
 def header_meta(config: "AppConfig", registry: "PluginRegistry", name: str) -> dict[str, Any]:

@@ -17,6 +17,12 @@ network, a WebSocket opener and an HTTP transport that serve the recording:
 
 PATH is an aggcore recording (``aggcore record``; see :mod:`aggcore.recording`) or cryptofeed
 raw capture files (``EXCH.ws.N.0``, ``EXCH.http.N.0``, ``EXCH.0``), told apart by content.
+
+A replay's memory does not grow with the recording: :func:`load_replay` indexes the PATHs in
+one streaming pass (connections, frame counts, REST records, the span, the damage) and keeps no
+frame; each recorded connection's :class:`RecordedFrames` reads its frames forward from the
+files when the replay reaches them (a block of its exchange's series, or a line of each of its
+cryptofeed capture files, at a time).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,10 +44,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import orjson
 
 from .clock import Clock
 from .errors import AggregatorError, ConfigError
-from .recording import RecordingError, is_recording, read_recording
+from .recording import RecordingError, _iter_chunks, is_recording, read_recording
 
 if TYPE_CHECKING:
     from .aggregator import Aggregator
@@ -54,6 +61,7 @@ __all__ = [
     "ExchangeReplay",
     "RecordedClock",
     "RecordedConnection",
+    "RecordedFrames",
     "RecordedHttp",
     "ReplayData",
     "ReplayResult",
@@ -199,14 +207,232 @@ class RecordedClock(Clock):
 # -- what a recording holds ------------------------------------------------------------------------
 
 
+Frame = tuple[int, str | bytes]
+
+
+class RecordedFrames:
+    """The frames of one recorded connection, ``(receipt ns, frame)`` in the order they are
+    replayed. This base class holds them in a list (``append``); the loaders' subclasses read
+    them from the files each time they are iterated, a block at a time, so a replay's memory
+    does not grow with the recording's length. ``len()`` and ``last_ns`` (the latest receipt
+    time) come from the loading pass; indexing reads forward to the frame (for tests and tools)."""
+
+    def __init__(self, frames: Iterable[Frame] = ()) -> None:
+        self._list: list[Frame] = list(frames)
+        self.count = len(self._list)
+        self.last_ns = max((t for t, _ in self._list), default=0)
+
+    def append(self, frame: Frame) -> None:
+        self._list.append(frame)
+        self.count += 1
+        self.last_ns = max(self.last_ns, frame[0])
+
+    def note(self, t_ns: int) -> None:
+        """(loading) one more frame, received at ``t_ns``, that iterating will give."""
+        self.count += 1
+        if t_ns > self.last_ns:
+            self.last_ns = t_ns
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self._list)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __getitem__(self, index: int) -> Frame:
+        if index < 0:
+            index += self.count
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        for n, frame in enumerate(self):
+            if n == index:
+                return frame
+        raise IndexError(index)
+
+
+class _SeriesFrames(RecordedFrames):
+    """The frames of connection ``c`` in an exchange's series of aggcore recording files, from
+    the record that started it (file ``files[first]``, block at ``offset``, line ``line``) until
+    ``count`` frames were given: a forward reader over the files, one block in memory at a time."""
+
+    def __init__(self, exchange: "ExchangeData", c: Any, first: int, offset: int, line: int, errors: list[str]) -> None:
+        super().__init__()
+        self.exchange = exchange
+        self.c = c
+        self.first = first
+        self.offset = offset
+        self.line = line
+        self.errors = errors
+
+    def __iter__(self) -> Iterator[Frame]:
+        left = self.count
+        if not left:
+            return
+        c = self.c
+        # the fast path: lines as our writer makes them, {"t":<digits>,"k":"in","c":<c>,...
+        own = b',"k":"in","c":%d,' % c if type(c) is int else b"\0"
+        own_len = len(own)
+        other = b',"k":"in","c":'
+        loads = orjson.loads
+        find = bytes.find
+        files = self.exchange.series
+        for i in range(self.first, len(files)):
+            path = files[i]
+            start = self.offset if i == self.first else 0
+            stop_member, stop_line = self.exchange.stops.get(path, (0, 0))  # the last record the loading pass read
+            raw_errors: list[RecordingError] = []
+            try:
+                for member, n0, lines in _iter_chunks(Path(path), raw_errors, start):
+                    if member > stop_member:
+                        break
+                    lo = self.line - n0 if i == self.first and member == start else 0
+                    hi = stop_line - n0 + 1 if member == stop_member else len(lines)
+                    if lo > 0 or hi < len(lines):
+                        lines = lines[max(lo, 0) : max(hi, 0)]
+                        n0 += max(lo, 0)
+                    for k, line in enumerate(lines):
+                        pos = find(line, own, 5, 48)
+                        if pos > 0 and line[pos + own_len : pos + own_len + 5] == b'"d":"' and line[:5] == b'{"t":' and line[-2:] == b'"}':
+                            try:  # the frame's JSON string, and the time before it (digits only)
+                                t_ns, text = int(line[5:pos]), loads(line[pos + own_len + 4 : -1])
+                            except ValueError:
+                                text = None  # not as our writer makes it: read the whole record below
+                            if type(text) is str and line[5:pos].isdigit():
+                                yield t_ns, text
+                                left -= 1
+                                if not left:
+                                    return
+                                continue
+                        elif not line:
+                            continue
+                        try:
+                            if pos < 0 or not line[5:pos].isdigit() or not line.startswith(b'{"t":'):
+                                pos = line.find(other, 5, 48)
+                                if pos > 0 and line[5:pos].isdigit() and line.startswith(b'{"t":'):
+                                    continue  # another connection's frame
+                                if member == 0 and n0 + k == 1:
+                                    continue  # the file's header
+                                rec = loads(line)
+                                if not isinstance(rec, dict) or rec.get("k") != "in" or rec.get("c", -1) != c:
+                                    continue
+                            else:
+                                rec = loads(line)
+                            frame: str | bytes = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
+                            t_ns = int(rec.get("t", 0))
+                        except (ValueError, TypeError) as exc:
+                            # a frame line the loading pass did not parse (it only read where it
+                            # starts): named and counted here, and the replay goes on without it
+                            self._report(f"{path}: bad record in the block at offset {member}, line {n0 + k}: {exc}; skipped")
+                            continue
+                        yield t_ns, frame
+                        left -= 1
+                        if not left:
+                            return
+            except OSError as exc:  # changed since it was loaded
+                self._report(f"{path}: cannot be read while replaying: {exc}")
+            for err in raw_errors:
+                self._report(str(err))
+
+    def _report(self, message: str) -> None:
+        if message not in self.errors:  # the loading pass named it already
+            log.error("replay: %s", message)
+            self.errors.append(message)
+
+
+class _CaptureFile:
+    """One cryptofeed capture file's frames of one exchange, read forward line by line."""
+
+    def __init__(self, path: Path, exchange: str, served: dict[str, str | None], errors: list[str]) -> None:
+        self.path = path
+        self.errors = errors
+        self.exchange = exchange
+        self.served = served  # the exchange of each connection URL in the file (from loading)
+        self.count = 0
+        self.last_ns = 0
+        self.ordered = True  # its frames are in receipt order (else sorted when read)
+
+    def note(self, t_ns: int) -> None:
+        self.count += 1
+        if t_ns < self.last_ns:
+            self.ordered = False
+        self.last_ns = max(self.last_ns, t_ns)
+
+    def frames(self) -> Iterator[Frame]:
+        if not self.ordered:  # rare: only this file's frames are held, to sort them
+            return iter(sorted(self._read(), key=lambda fr: fr[0]))
+        return self._read()
+
+    def _read(self) -> Iterator[Frame]:
+        try:
+            yield from self._lines()
+        except OSError as exc:  # changed since it was loaded
+            message = f"{self.path}: cannot be read while replaying: {exc}"
+            log.error("replay: %s", message)
+            self.errors.append(message)
+
+    def _lines(self) -> Iterator[Frame]:
+        """The same reading as :func:`_load_cryptofeed`, keeping this exchange's frames."""
+        current: str | None = None
+        with self.path.open(encoding="utf-8", errors="replace") as fh:
+            for raw in fh:
+                line = raw.rstrip("\n")
+                if not line:
+                    continue
+                m = _CONNECT.match(line)
+                if m:
+                    current = self.served.get(m.group(1))
+                    if current is None:
+                        return
+                    continue
+                if line.startswith("configuration: "):
+                    continue
+                if current is not None and _SENT.match(line):
+                    continue
+                if _HTTP.match(line):
+                    continue
+                m = _RECV.match(line)
+                if m and current is not None and current == self.exchange:
+                    yield _ns(m.group(1)), m.group(2)
+
+
+class _CaptureFrames(RecordedFrames):
+    """An exchange's connections captured by cryptofeed, merged into one in receipt order: the
+    files are read forward together (a merge of their streams, the earlier file first on a tie)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[_CaptureFile] = []
+
+    def add(self, part: _CaptureFile) -> None:
+        self.files.append(part)
+
+    def note(self, t_ns: int) -> None:
+        raise AssertionError("counted by its files")
+
+    def settle(self) -> None:
+        self.count = sum(f.count for f in self.files)
+        self.last_ns = max((f.last_ns for f in self.files), default=0)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return heapq.merge(*(f.frames() for f in self.files), key=lambda fr: fr[0])
+
+
+
 @dataclass
 class RecordedConnection:
     url: str
     open_ns: int
-    frames: list[tuple[int, str | bytes]] = field(default_factory=list)
+    frames: RecordedFrames = field(default_factory=RecordedFrames)
     close_ns: int | None = None
     sent: int = 0
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.frames, RecordedFrames):  # a plain list of (ns, frame)
+            self.frames = RecordedFrames(self.frames)
 
 
 @dataclass
@@ -229,7 +455,10 @@ class ExchangeData:
     http: list[RecordedHttp] = field(default_factory=list)
     header: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)  # its aggcore recording files, in order
     open_connections: dict[int, RecordedConnection] = field(default_factory=dict)  # while loading
+    #: the last record the loading pass read of each file (block offset, line): the end of what replays
+    stops: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -251,7 +480,7 @@ class ReplayData:
         for ex in self.exchanges.values():
             for c in ex.connections:
                 first = min(first, c.open_ns)
-                last = max(last, c.open_ns, c.frames[-1][0] if c.frames else 0, c.close_ns or 0)
+                last = max(last, c.open_ns, c.frames.last_ns, c.close_ns or 0)
             for h in ex.http:
                 first = min(first, h.t_ns)
                 last = max(last, h.t_ns)
@@ -298,8 +527,13 @@ def _ns(seconds: str) -> int:
 
 
 def _load_cryptofeed(path: Path, data: ReplayData, registry: "PluginRegistry", merged: dict[str, RecordedConnection]) -> None:
+    """Index one capture file: its connections, HTTP records and how many frames it holds (the
+    frames themselves are read again, forward, while replaying)."""
     conn: RecordedConnection | None = None
     exchange: str | None = None
+    served: dict[str, str | None] = {}  # connection URL -> exchange, for the replay's reader
+    parts: dict[str, _CaptureFile] = {}
+    part: _CaptureFile | None = None
     with path.open(encoding="utf-8", errors="replace") as fh:
         for n, raw in enumerate(fh, 1):
             line = raw.rstrip("\n")
@@ -307,7 +541,7 @@ def _load_cryptofeed(path: Path, data: ReplayData, registry: "PluginRegistry", m
                 continue
             m = _CONNECT.match(line)
             if m:
-                exchange = _exchange_for(m.group(1), path.name, registry)
+                exchange = served[m.group(1)] = _exchange_for(m.group(1), path.name, registry)
                 if exchange is None:
                     data.errors.append(f"{path}: no installed exchange plugin serves {m.group(1)}; file skipped")
                     return
@@ -317,10 +551,15 @@ def _load_cryptofeed(path: Path, data: ReplayData, registry: "PluginRegistry", m
                 # exchange's captured connections are merged into one, in receipt order
                 conn = merged.get(exchange)
                 if conn is None:
-                    conn = merged[exchange] = RecordedConnection(m.group(1), _ns(m.group(2)), source=str(path))
+                    conn = merged[exchange] = RecordedConnection(m.group(1), _ns(m.group(2)), frames=_CaptureFrames(), source=str(path))
                     ex.connections.append(conn)
                 else:
                     conn.open_ns = min(conn.open_ns, _ns(m.group(2)))
+                part = parts.get(exchange)
+                if part is None:
+                    part = parts[exchange] = _CaptureFile(path, exchange, served, data.errors)
+                    assert isinstance(conn.frames, _CaptureFrames)
+                    conn.frames.add(part)
                 continue
             if line.startswith("configuration: "):
                 continue
@@ -339,8 +578,8 @@ def _load_cryptofeed(path: Path, data: ReplayData, registry: "PluginRegistry", m
                 ex.http.append(RecordedHttp("GET", m.group(1), _ns(m.group(2)), body=m.group(3)))
                 continue
             m = _RECV.match(line)
-            if m and conn is not None:
-                conn.frames.append((_ns(m.group(1)), m.group(2)))
+            if m and conn is not None and part is not None:
+                part.note(_ns(m.group(1)))
                 continue
             data.errors.append(f"{path}: line {n}: not a cryptofeed capture line: {line[:80]!r}")
 
@@ -353,6 +592,7 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
         return
     ex = data.exchange(rf.exchange)
     ex.files.append(str(path))
+    ex.series.append(str(path))
     if ex.header is None:
         ex.header = rf.header
     seen = {(h.t_ns, h.url) for h in ex.http}
@@ -362,32 +602,83 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
             ex.http.append(_http_record(rec))
             seen.add(key)
     conns = ex.open_connections  # a connection may go on over several files of the series
-    for rec in rf.records():
-        kind = rec.get("k")
-        t = int(rec.get("t", 0))
-        if kind == "in":
-            conn = conns.get(rec.get("c", -1))
-            if conn is None:  # a connection opened in an earlier file
-                conn = conns[rec.get("c", -1)] = RecordedConnection("", t, source=str(path))
-                ex.connections.append(conn)
-            frame: str | bytes = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
-            conn.frames.append((t, frame))
-        elif kind == "open":
-            conn = conns[rec.get("c", -1)] = RecordedConnection(str(rec.get("url", "")), t, source=str(path))
-            ex.connections.append(conn)
-        elif kind == "close":
-            conn = conns.get(rec.get("c", -1))
-            if conn is not None and rec.get("by", "server") == "server":
-                conn.close_ns = t  # aggcore's own closes are not replayed: the connector decides again
-        elif kind == "http":
-            key = (t, str(rec.get("url", "")))
-            if key not in seen:
-                ex.http.append(_http_record(rec))
-                seen.add(key)
-        elif kind == "lost":
-            data.errors.append(f"{path}: the recorder lost {rec.get('n')} records at {t} (its buffer was full)")
+    first = len(ex.series) - 1
+    at = (0, 0)
+    header = True
+    chunks = _iter_chunks(path, rf.errors)
+    for member, n0, lines in chunks:
+        for k, line in enumerate(lines):
+            if not line:
+                continue
+            if header:
+                header = False  # read by read_recording
+                continue
+            n = n0 + k
+            # the fast path: a frame line as our writer makes it, {"t":<digits>,"k":"in","c":<digits>,...}:
+            # only where it starts is read here (its frame is parsed when the replay reaches it)
+            pos = line.find(b',"k":"in","c":', 5, 48)
+            if pos > 0 and line.startswith(b'{"t":') and line.endswith(b"}") and line[5:pos].isdigit():
+                comma = line.find(b",", pos + 14, pos + 40)
+                if comma > 0 and line[pos + 14 : comma].isdigit():
+                    at = (member, n)
+                    t = int(line[5:pos])
+                    c: Any = int(line[pos + 14 : comma])
+                    conn = conns.get(c)
+                    if conn is None:  # a connection opened in an earlier file
+                        frames = _SeriesFrames(ex, c, first, member, n, data.errors)
+                        conn = conns[c] = RecordedConnection("", t, frames=frames, source=str(path))
+                        ex.connections.append(conn)
+                    conn.frames.note(t)
+                    continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                rf.errors.append(RecordingError(f"{path}: bad record in the block at offset {member}, line {n}: {exc}", path=str(path), offset=member))
+                break
+            if not isinstance(rec, dict):
+                rf.errors.append(RecordingError(f"{path}: bad record in the block at offset {member}, line {n}: not an object", path=str(path), offset=member))
+                break
+            at = (member, n)
+            _index_record(data, ex, path, first, member, n, rec, seen)
+        else:
+            continue
+        chunks.close()  # a bad record ends the file, as a damaged block does
+        break
+    ex.stops[str(path)] = at  # the replay's readers read no further than this pass did
     for err in rf.errors:
         data.errors.append(str(err))
+
+
+def _index_record(
+    data: ReplayData, ex: ExchangeData, path: Path, first: int, member: int, n: int, rec: dict[str, Any], seen: set[tuple[int, str]]
+) -> None:
+    conns = ex.open_connections
+    kind = rec.get("k")
+    t = int(rec.get("t", 0))
+    if kind == "in":
+        conn = conns.get(rec.get("c", -1))
+        if conn is None:  # a connection opened in an earlier file
+            frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
+            conn = conns[rec.get("c", -1)] = RecordedConnection("", t, frames=frames, source=str(path))
+            ex.connections.append(conn)
+        if "d" not in rec:
+            base64.b64decode(rec.get("b", ""))  # a bad frame is found here, as before
+        conn.frames.note(t)
+    elif kind == "open":
+        frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
+        conn = conns[rec.get("c", -1)] = RecordedConnection(str(rec.get("url", "")), t, frames=frames, source=str(path))
+        ex.connections.append(conn)
+    elif kind == "close":
+        conn = conns.get(rec.get("c", -1))
+        if conn is not None and rec.get("by", "server") == "server":
+            conn.close_ns = t  # aggcore's own closes are not replayed: the connector decides again
+    elif kind == "http":
+        key = (t, str(rec.get("url", "")))
+        if key not in seen:
+            ex.http.append(_http_record(rec))
+            seen.add(key)
+    elif kind == "lost":
+        data.errors.append(f"{path}: the recorder lost {rec.get('n')} records at {t} (its buffer was full)")
 
 
 def _http_record(rec: dict[str, Any]) -> RecordedHttp:
@@ -432,7 +723,8 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
     for ex in data.exchanges.values():
         ex.connections.sort(key=lambda c: c.open_ns)
         for c in ex.connections:
-            c.frames.sort(key=lambda fr: fr[0])  # merged captures: receipt order
+            if isinstance(c.frames, _CaptureFrames):
+                c.frames.settle()  # merged captures: replayed in receipt order
         ex.http.sort(key=lambda h: h.t_ns)
     return data
 
@@ -440,17 +732,45 @@ def load_replay(paths: Iterable[str | Path], registry: "PluginRegistry") -> Repl
 # -- serving a recording to a connector -----------------------------------------------------------------
 
 
+class _Cursor:
+    """Where a recorded connection's replay is: its frames read forward, with the next one
+    (``head``) read ahead. A connection aggcore closed and reopened carries on with it."""
+
+    __slots__ = ("it", "_head", "_started")
+
+    def __init__(self, frames: RecordedFrames) -> None:
+        self.it: Iterator[Frame] = iter(frames)  # a generator: nothing is read before the first frame
+        self._head: Frame | None = None
+        self._started = False
+
+    @property
+    def head(self) -> Frame | None:
+        if not self._started:
+            self._started = True
+            self._head = next(self.it, None)
+        return self._head
+
+    def advance(self) -> None:
+        self._head = next(self.it, None)
+
+
 class ReplayWs:
-    """A recorded connection, as the connector's WebSocket: frames at their recorded times."""
+    """A recorded connection, as the connector's WebSocket: frames at their recorded times,
+    read from the recording as the replay reaches them."""
 
     def __init__(
-        self, conn: RecordedConnection, clock: RecordedClock, window: tuple[int, int], shift: int = 0, start: int = 0
+        self,
+        conn: RecordedConnection,
+        clock: RecordedClock,
+        window: tuple[int, int],
+        shift: int = 0,
+        cursor: _Cursor | None = None,
     ) -> None:
         self.conn = conn
         self.clock = clock
         self.window = window
         self.shift = shift  # opened this much later than recorded: its whole timeline moves with it
-        self.pos = start  # the next frame
+        self.cursor = cursor if cursor is not None else _Cursor(conn.frames)  # the next frame
         self.closed = False
         self.server_closed = False  # ended where the recording says the exchange closed it
         self._closed_fut: asyncio.Future[None] | None = None
@@ -461,9 +781,11 @@ class ReplayWs:
         shift = self.shift
         if clock.first_frame_wall is None:
             clock.first_frame_wall = time.perf_counter()
-        frames = self.conn.frames
-        while self.pos < len(frames):
-            t, frame = frames[self.pos]
+        cursor = self.cursor
+        frames = cursor.it
+        head = cursor.head
+        while head is not None:
+            t, frame = head
             if t > end:
                 break
             t += shift
@@ -471,7 +793,7 @@ class ReplayWs:
                 await clock.sleep_until(t)
             if self.closed:
                 return
-            self.pos += 1
+            head = cursor._head = next(frames, None)  # read ahead (kept for a resumed connection)
             yield frame
         clock.last_frame_wall = time.perf_counter()  # the last frame was handled
         if self.conn.close_ns is not None and self.conn.close_ns <= end:
@@ -514,9 +836,10 @@ class _ReplayOpen:
             # aggcore closed a connection the exchange kept open (a resync, a stale feed): the
             # new one carries on with the recorded stream from now on; what was sent while it
             # was closed is lost, as it would be live
-            old, shift = resumed
-            start = next((i for i, (t, _) in enumerate(old.frames) if t + shift > clock.now_ns), len(old.frames))
-            self.ws = ReplayWs(old, clock, self.source.window, shift, start)
+            old, shift, cursor = resumed
+            while (head := cursor.head) is not None and head[0] + shift <= clock.now_ns:
+                cursor.advance()
+            self.ws = ReplayWs(old, clock, self.source.window, shift, cursor)
             return self.ws
         await clock.sleep_until(conn.open_ns)
         # a connector that opens it later than recorded (its reconnect backoff drew a longer
@@ -532,7 +855,7 @@ class _ReplayOpen:
     ) -> None:
         ws = self.ws
         if ws is not None and not ws.server_closed:
-            self.source.resumable.append((ws.conn, ws.shift))
+            self.source.resumable.append((ws.conn, ws.shift, ws.cursor))
         return None
 
 
@@ -552,7 +875,7 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
         self.unanswered: list[str] = []
         self.shift = 0  # how late the latest connection opened against its recording
         #: connections aggcore closed while the recording kept them open (with their shift)
-        self.resumable: list[tuple[RecordedConnection, int]] = []
+        self.resumable: list[tuple[RecordedConnection, int, _Cursor]] = []
 
     def take_connection(self, url: str) -> RecordedConnection | None:
         key = _path_key(url)[0]
@@ -653,9 +976,8 @@ async def replay(
         clock.fast_until_ns = start
     enabled = [n for n, s in config.exchanges.items() if s.enabled]
     missing = [n for n in enabled if n not in data.exchanges]
-    errors = list(data.errors)
-    for name in missing:
-        errors.append(f"exchanges.{name}: the recording has no traffic of {name}; its books stay out of the view")
+    errors_before = len(data.errors)  # the readers add what they find while replaying
+    not_recorded = [f"exchanges.{name}: the recording has no traffic of {name}; its books stay out of the view" for name in missing]
     for name in data.exchanges:
         if name not in enabled:
             log.info("replay: %s is in the recording but not enabled in the config; ignored", name)
@@ -706,6 +1028,6 @@ async def replay(
         seconds=(window[1] - window[0]) / 1e9,
         wall_s=time.perf_counter() - t0,
         frames_wall_s=(clock.last_frame_wall or 0.0) - (clock.first_frame_wall or 0.0),
-        errors=errors,
+        errors=[*data.errors[:errors_before], *not_recorded, *data.errors[errors_before:]],
         unanswered={n: s.unanswered for n, s in sources.items() if s.unanswered},
     )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import msgspec
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -15,7 +16,8 @@ from aggcore.config import load_config
 from aggcore.errors import ConfigError
 from aggcore.fanout import SinkRunner
 from aggcore.plugins import load_plugins
-from aggcore.testing.events import event_seq, sample_books, sample_events, sample_metrics
+from aggcore.models import ArbitrageOpportunity
+from aggcore.testing.events import event_seq, json_field_gaps, payload_type, sample_books, sample_events, sample_metrics, unset_fields
 from aggcore.testing.services import RedisServer, free_port, redis_server
 from aggcore_plugin_redis import RedisSink, RedisSinkConfig
 
@@ -226,3 +228,45 @@ def test_config_errors_name_the_key() -> None:
         load_config({"sinks": {"redis": {"url": "http://user:pw@x/0", "stream_maxlen": 0}}}, registry=registry)
     text = str(info.value)
     assert "sinks.redis.url" in text and "sinks.redis.stream_maxlen" in text and "pw@" not in text
+
+
+KINDS = ("summary", "arbitrage", "health", "metrics", "book")
+
+
+async def test_every_field_of_every_payload_type_read_back_equal(server: RedisServer, client: aioredis.Redis) -> None:
+    """The JSON the sink stores (streams and latest-state keys) holds every field of the payload type,
+    nested types included (derived from the msgspec type: a field added to a public type fails here
+    until it is stored), and decodes back to a payload equal to the one published."""
+    events = sorted(sample_events(500) + sample_books(40) + sample_metrics(30), key=lambda e: e.ts)
+    assert unset_fields(events) == [], "give these fields a value in aggcore.testing.events"
+    sink = make(server.url, events=list(KINDS))
+    await sink.open()
+    for k in range(0, len(events), 60):
+        await sink.write(events[k : k + 60])
+    await sink.close()
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0
+    latest: dict[str, tuple[type[msgspec.Struct], Any]] = {}
+    for kind in KINDS:
+        T = payload_type(kind)  # type: ignore[arg-type]
+        want = [e for e in events if e.kind == kind]
+        entries = await client.xrange(f"aggcore:stream:{kind}")
+        assert len(entries) == len(want)
+        for (_, fields), e in zip(entries, want, strict=True):
+            assert json_field_gaps(orjson.loads(fields[b"data"]), T) == []
+            assert msgspec.json.decode(fields[b"data"], type=T) == e.payload  # every value
+            assert float(fields[b"ts"]) == e.ts
+        for e in want:
+            p: Any = e.payload
+            key = {
+                "summary": f"aggcore:summary:{getattr(p, 'symbol', '')}",
+                "health": f"aggcore:health:{getattr(p, 'exchange', '')}",
+                "metrics": f"aggcore:metrics:{getattr(p, 'exchange', '')}:{getattr(p, 'symbol', '')}",
+                "book": f"aggcore:book:{getattr(p, 'venue', '')}:{getattr(p, 'pair', '')}",
+            }.get(kind)
+            if key is not None:
+                latest[key] = (T, p)
+    for key, (T, p) in latest.items():  # the latest state of each, as a key
+        raw = await client.get(key)
+        assert raw is not None and json_field_gaps(orjson.loads(raw), T) == [] and msgspec.json.decode(raw, type=T) == p
+    for raw in (await client.hgetall("aggcore:arbitrage:open")).values():
+        assert json_field_gaps(orjson.loads(raw), ArbitrageOpportunity) == []

@@ -22,7 +22,9 @@ import msgspec
 from ..models import ArbitrageOpportunity, BookState, HealthStatus, Metrics, PriceLevel, Summary, SymbolHealth
 from ..sink import Event, EventKind
 
-__all__ = ["VENUES", "event_seq", "payload_type", "sample_books", "sample_events", "sample_metrics", "unset_fields"]
+__all__ = [
+    "VENUES", "event_seq", "json_field_gaps", "payload_type", "sample_books", "sample_events", "sample_metrics", "unset_fields"
+]
 
 VENUES = ("binance", "bybit", "okx", "kraken", "coinbase", "bitstamp", "cryptocom")
 PAIRS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
@@ -247,3 +249,32 @@ def _struct_types(info: msgspec.inspect.Type) -> set[type[msgspec.Struct]]:
         elif isinstance(t, msgspec.inspect.TupleType):
             todo.extend(t.item_types)
     return out
+
+
+def json_field_gaps(value: Any, typ: type[msgspec.Struct], path: str = "") -> list[str]:
+    """Where the JSON ``value`` stored for a ``typ`` payload (nested objects included) lacks a field
+    of the type, or has a key that is none: ``["data.symbols{}.SymbolHealth: missing ['waiting_for']"]``.
+    Derived from the type (``msgspec.inspect``), so a field added to a public type shows here."""
+    return _gaps(value, msgspec.inspect.type_info(typ), path or typ.__name__)
+
+
+def _gaps(value: Any, info: msgspec.inspect.Type, path: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [m for t in info.types if not isinstance(t, msgspec.inspect.NoneType) for m in _gaps(value, t, path)]
+    if isinstance(info, msgspec.inspect.StructType):
+        if not isinstance(value, dict):
+            return [f"{path}: {type(value).__name__}, not an object of {info.cls.__name__}"]
+        names = {f.encode_name: f for f in info.fields}
+        out = []
+        if names.keys() - value.keys():
+            out.append(f"{path}: missing {sorted(names.keys() - value.keys())} of {info.cls.__name__}")
+        if value.keys() - names.keys():
+            out.append(f"{path}: {sorted(value.keys() - names.keys())} are not fields of {info.cls.__name__}")
+        return out + [m for k, f in names.items() if k in value for m in _gaps(value[k], f.type, f"{path}.{k}")]
+    if isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.VarTupleType)) and isinstance(value, list):
+        return [m for x in value for m in _gaps(x, info.item_type, f"{path}[]")]
+    if isinstance(info, msgspec.inspect.DictType) and isinstance(value, dict):
+        return [m for x in value.values() for m in _gaps(x, info.value_type, f"{path}{{}}")]
+    return []

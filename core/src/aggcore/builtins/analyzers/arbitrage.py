@@ -319,11 +319,30 @@ class ArbitrageAnalyzer(Analyzer):
         """Look again at every ordered pair with a venue in ``changed``: first the venues whose
         best prices moved (or that just became fresh) against every other venue, then the
         others, whose pairs can only be profitable where their tops crossed before."""
-        fees = self._fees
         sides = walked.sides
         bests = walked.bests
-        tops = walked.tops
         crossing = walked.crossing
+        if not joined and len(changed) == 1:  # the usual pass: one venue changed below its best prices
+            venue = changed[0]
+            book = books[venue].book
+            asks = book.asks
+            bids = book.bids
+            sides[venue] = (asks, bids)
+            ak = asks.keys
+            bk = bids.keys
+            if (ak[0] if ak else _NAN, bk[-1] if bk else _NAN) == bests[venue]:
+                versions = walked.versions
+                look = self._look
+                deep = 0
+                for key in crossing[venue]:  # only the pairs whose tops crossed can be profitable
+                    buy, sell = key
+                    if (sell if buy == venue else buy) in versions:
+                        deep += look(walked, key, buy, sell)
+                self.walks += 2 * (len(versions) - 1)
+                self.deep_walks += deep
+                return
+        fees = self._fees
+        tops = walked.tops
         for name in joined:
             if name not in crossing:
                 crossing[name] = set()
@@ -470,7 +489,7 @@ class ArbitrageAnalyzer(Analyzer):
                     opp = self._opportunity(walked, key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
                     state.last = opp
                     out.append(opp)
-            walked.recomputed = set()
+            recomputed.clear()
             if len(out) > 1:  # a burst (one venue against several): best first (then by venues: replays stay identical)
                 out.sort(key=lambda o: (-o.profit_percentage, o.buy_exchange, o.sell_exchange))
             emit = self.emit
@@ -479,7 +498,7 @@ class ArbitrageAnalyzer(Analyzer):
         if dropped:
             # only a dropped leg can close an opportunity (every open one has its leg in ``legs``)
             gone = [k for k in ((pair, b, s) for b, s in dropped) if k in opened and (k[1], k[2]) not in legs]
-            walked.dropped = set()
+            dropped.clear()
             if gone:
                 ts = ts or datetime.fromtimestamp(now, timezone.utc)
                 for key in sorted(gone, key=lambda k: (-opened[k].last.profit_percentage, k)):
