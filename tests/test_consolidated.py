@@ -131,7 +131,7 @@ def test_incremental_merge_equals_a_merge_from_scratch(ties: bool, seed: int) ->
                 else:
                     downs.append([f"{101 + k * 0.25 + v * tick:.2f}", qty])
             book.apply(BookUpdate("X", ups, downs), time.monotonic_ns())
-        if rng.random() < 0.5:
+        if rng.random() < (0.5 if seed == 17 else 0.2):  # seldom: several venues changed since the last merge
             depth = 5 if step % 97 else 8  # a different depth now and then: rebuilds, still equal
             merged = view.merge(depth, max_age_ms=60_000)
             live = {n: b for n, b in books.items() if b.state.value == "LIVE"}

@@ -114,8 +114,11 @@ class ConsolidatedView:
     Consolidation is incremental: every venue's top levels are cached with the venue's version
     (bumped when its book notifies a change; cross-checked with the book's message and level
     counters), so a merge re-reads only the venues that changed since the last merge and folds
-    their new levels into the previous merged top-N; it rebuilds from the cached venues only when
-    the set of venues used changed or the previous cut-off no longer holds.
+    their new levels into the previous merged top-N (a side the venue did not change, or changed
+    only beyond the cut-off, is the previous list; a change of quantities only keeps the rows'
+    places). When the changed venue gave up places that rows beyond the old cut-off may take,
+    those come from the other venues' cached rows; a merge rebuilds from every cached venue only
+    when the venues used or the depth changed, or several venues changed since the last merge.
     """
 
     __slots__ = (
@@ -335,33 +338,34 @@ class ConsolidatedView:
         if last is not None and self._merged_depth == depth and self._merged_used == used:
             if not changed:
                 bids, asks = last.bids, last.asks
-            elif len(changed) == 1:
-                venue = changed[0]
-                rows = self.levels(venue, books[venue], depth, versions[venue], now_ns)
-                if len(used) == 1:
-                    bids, asks = rows.bids, rows.asks
-                    if len(bids) > depth:
-                        bids = bids[:depth]
-                    if len(asks) > depth:
-                        asks = asks[:depth]
-                else:
-                    # a side whose rows are the very list the last merge used did not change
-                    rank = self._rank
+            elif len(used) == 1:
+                rows = self.levels(used[0], books[used[0]], depth, versions[used[0]], now_ns)
+                bids, asks = rows.bids, rows.asks
+                if len(bids) > depth:
+                    bids = bids[:depth]
+                if len(asks) > depth:
+                    asks = asks[:depth]
+            elif len(changed) <= 3:
+                # fold the changed venues one after the other (each fold is exact given the
+                # others' rows as the previous step left them)
+                bids, asks = last.bids, last.asks
+                rank = self._rank
+                for venue in changed:
+                    rows = self.levels(venue, books[venue], depth, versions[venue], now_ns)
                     seen = rows.merged or ([], [])
-                    if rows.bids is seen[0]:
-                        bids = last.bids
-                    else:
-                        bids = _fold(last.bids, venue, rank, rows.bids, depth, True)
-                        if bids is None:
-                            bids = self._refill(last.bids, venue, rows.bids, used, depth, True)
-                    if bids is not None:
-                        if rows.asks is seen[1]:
-                            asks = last.asks
-                        else:
-                            asks = _fold(last.asks, venue, rank, rows.asks, depth, False)
-                            if asks is None:
-                                asks = self._refill(last.asks, venue, rows.asks, used, depth, False)
-                        rows.merged = (rows.bids, rows.asks)
+                    if rows.bids is not seen[0]:  # the very list the last fold used: unchanged
+                        side = _fold(bids, venue, rank, rows.bids, depth, True)
+                        if side is None:
+                            side = self._refill(bids, venue, rows.bids, used, depth, True)
+                        bids = side
+                    if rows.asks is not seen[1] and bids is not None:
+                        side = _fold(asks, venue, rank, rows.asks, depth, False)
+                        if side is None:
+                            side = self._refill(asks, venue, rows.asks, used, depth, False)
+                        asks = side
+                    if bids is None or asks is None:
+                        break
+                    rows.merged = (rows.bids, rows.asks)
         if bids is None or asks is None:
             caches = [self.levels(name, book, depth, versions[name], now_ns) for name, book in books.items()]
             for c in caches:
