@@ -252,3 +252,109 @@ async def test_a_bad_frame_line_is_named_with_its_place_and_the_replay_goes_on(t
     book = connector.books["BTCUSDT"]
     assert connector.messages == 3000  # every other frame (3000 + the subscription's answer - the bad one)
     assert book.gaps == 1 and not book.live, (book.state, book.gaps)  # the next update did not follow
+
+
+def _series(directory: Path) -> dict[tuple[int, int], list[tuple[int, str | bytes]]]:
+    """Two files of one exchange with interleaved connections: a connection number reused after
+    a close, one going on across files, one whose ``open`` is not in the series, frames in our
+    writer's form, in another key order and binary. Returns each connection's frames as the
+    format defines them (keyed by the order connections appear)."""
+    import base64
+    import random
+
+    rnd = random.Random(7)
+    truth: dict[tuple[int, int], list[tuple[int, str | bytes]]] = {}
+    current: dict[int, tuple[int, int]] = {}
+    made = 0
+    t = T0
+
+    def conn(c: int, new: bool) -> tuple[int, int]:
+        nonlocal made
+        if new or c not in current:
+            current[c] = (c, made)
+            truth[current[c]] = []
+            made += 1
+        return current[c]
+
+    files: list[list[bytes]] = [[], []]
+    plan = [(0, [("open", 0), ("open", 1)]), (0, None), (0, [("close", 1), ("open", 1), ("open", 2)]), (0, None), (1, [("in5", 5)]), (1, None)]
+    for index, step in plan:
+        lines = files[index]
+        if step is not None:
+            for kind, c in step:
+                t += 1000
+                if kind == "open":
+                    conn(c, True)
+                    lines.append(orjson.dumps({"t": t, "k": "open", "c": c, "url": f"wss://x/{c}"}))
+                elif kind == "close":
+                    lines.append(orjson.dumps({"t": t, "k": "close", "c": c, "by": "server"}))
+                else:
+                    conn(c, False)
+            continue
+        for _ in range(700):
+            t += 1000
+            c = rnd.choice([c for c in current])
+            key = conn(c, False)
+            shape = rnd.random()
+            if shape < 0.05:
+                data = bytes(rnd.randrange(256) for _ in range(12))
+                lines.append(orjson.dumps({"t": t, "k": "in", "c": c, "b": base64.b64encode(data).decode()}))
+                truth[key].append((t, data))
+            elif shape < 0.1:
+                text = f'{{"slow":{t}}}'
+                lines.append(orjson.dumps({"k": "in", "c": c, "t": t, "d": text}))
+                truth[key].append((t, text))
+            else:
+                text = orjson.dumps({"stream": "x", "n": t, "pad": "é\\\"" * rnd.randrange(1, 30)}).decode()
+                lines.append(b'{"t":%d,"k":"in","c":%d,"d":%b}' % (t, c, orjson.dumps(text)))
+                truth[key].append((t, text))
+    for n, lines in enumerate(files):
+        header = orjson.dumps({"format": "aggcore-recording", "version": 1, "exchange": "binance", "symbols": None})
+        with (directory / f"binance-20270115T08000{n}Z-000{n + 1}.jsonl.gz").open("wb") as fh:
+            fh.write(gzip.compress(header + b"\n", mtime=0))
+            for i in range(0, len(lines), 50):  # many blocks
+                fh.write(gzip.compress(b"\n".join(lines[i : i + 50]) + b"\n", mtime=0))
+    return truth
+
+
+@pytest.mark.parametrize("limit", [8 * 1024 * 1024, 4000])
+@pytest.mark.parametrize("order", ["round-robin", "one-after-another", "last-first"])
+def test_connections_of_a_series_share_one_reader_and_get_exactly_their_frames(tmp_path: Path, order: str, limit: int) -> None:
+    from aggcore.replay import ExchangeReplay, RecordedClock, _SeriesReader
+
+    truth = _series(tmp_path)
+    data = load_replay([tmp_path], load_plugins(disabled=()))
+    assert not data.errors, data.errors
+    ex = data.exchanges["binance"]
+    # the loading pass made the connections in the order they appear (sorted by open time after)
+    made = sorted(truth)
+    conns = sorted(ex.connections, key=lambda c: ex.series_frames.index(c.frames))  # type: ignore[arg-type]
+    assert [len(c.frames) for c in conns] == [len(truth[k]) for k in made]
+    for c, key in zip(conns, made):
+        assert list(c.frames) == truth[key]  # read on its own
+
+    source = ExchangeReplay(ex, RecordedClock(T0), data.span())
+    source.reader = _SeriesReader(ex, data.errors, limit=limit)
+    streams = [iter(source.frames_of(c)) for c in conns]
+    got: list[list[Any]] = [[] for _ in conns]
+    if order == "round-robin":
+        live = list(range(len(streams)))
+        while live:
+            for i in list(live):
+                frame = next(streams[i], None)
+                if frame is None:
+                    live.remove(i)
+                else:
+                    got[i].append(frame)
+    else:
+        for i in range(len(streams)) if order == "one-after-another" else reversed(range(len(streams))):
+            got[i] = list(streams[i])
+    assert got == [truth[k] for k in made]
+    assert source.reader.buffered == 0 and not data.errors
+    detached = [st for st in source.reader.streams.values() if st.detached]
+    # read one after another under a small bound, the connections not read yet drop what was
+    # read for them and then read on their own; else one reader served them all
+    if limit > 10_000:
+        assert not detached
+    elif order != "round-robin":
+        assert detached

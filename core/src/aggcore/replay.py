@@ -34,6 +34,7 @@ import logging
 import random
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -268,8 +269,12 @@ class _SeriesFrames(RecordedFrames):
         self.errors = errors
 
     def __iter__(self) -> Iterator[Frame]:
-        left = self.count
-        if not left:
+        return self.read_from(self.first, self.offset, self.line, self.count)
+
+    def read_from(self, first: int, offset: int, line_no: int, left: int) -> Iterator[Frame]:
+        """``left`` frames of this connection from line ``line_no`` of the block at ``offset`` of
+        file ``series[first]`` on (every line of ``c`` from there is this connection's, up to them)."""
+        if left <= 0:
             return
         c = self.c
         # the fast path: lines as our writer makes them, {"t":<digits>,"k":"in","c":<c>,...
@@ -279,16 +284,16 @@ class _SeriesFrames(RecordedFrames):
         loads = orjson.loads
         find = bytes.find
         files = self.exchange.series
-        for i in range(self.first, len(files)):
+        for i in range(first, len(files)):
             path = files[i]
-            start = self.offset if i == self.first else 0
+            start = offset if i == first else 0
             stop_member, stop_line = self.exchange.stops.get(path, (0, 0))  # the last record the loading pass read
             raw_errors: list[RecordingError] = []
             try:
                 for member, n0, lines in _iter_chunks(Path(path), raw_errors, start):
                     if member > stop_member:
                         break
-                    lo = self.line - n0 if i == self.first and member == start else 0
+                    lo = line_no - n0 if i == first and member == start else 0
                     hi = stop_line - n0 + 1 if member == stop_member else len(lines)
                     if lo > 0 or hi < len(lines):
                         lines = lines[max(lo, 0) : max(hi, 0)]
@@ -338,6 +343,221 @@ class _SeriesFrames(RecordedFrames):
 
     def _report(self, message: str) -> None:
         if message not in self.errors:  # the loading pass named it already
+            log.error("replay: %s", message)
+            self.errors.append(message)
+
+
+_IN_TAG = b',"k":"in","c":'
+
+
+def _fast_in(line: bytes) -> tuple[int, int, int] | None:
+    """A frame line as our writer makes it, ``{"t":<digits>,"k":"in","c":<digits>,...}``:
+    (its time, its connection, where the rest starts), read from where it starts only; None
+    for any other line (which is then parsed whole). The loading pass and the readers tell
+    lines apart with this one test, so they count the same frames."""
+    pos = line.find(_IN_TAG, 5, 48)
+    if pos > 0 and line[:5] == b'{"t":' and line[-1:] == b"}":
+        comma = line.find(b",", pos + 14, pos + 40)
+        if comma > 0:
+            t, c = line[5:pos], line[pos + 14 : comma]
+            if t.isdigit() and c.isdigit():
+                return int(t), int(c), comma + 1
+    return None
+
+
+class _Stream:
+    """One connection's share of a :class:`_SeriesReader`: frames read for it, not yet taken."""
+
+    __slots__ = ("frames", "buf", "left", "detached", "resume")
+
+    def __init__(self, frames: _SeriesFrames) -> None:
+        self.frames = frames
+        #: (time, frame (None: a bad one, skipped), its line's size, file, block, line number)
+        self.buf: deque[tuple[int, str | bytes | None, int, int, int, int]] = deque()
+        self.left = frames.count  # frames not yet read for it
+        self.detached = False  # it fell too far behind: it reads its own way from its first unread frame
+        self.resume = (0, 0, 0)  # (detached) that frame: file, block, line
+
+
+class _SeriesReader:
+    """One forward reader over an exchange's series of files for all its recorded connections
+    (one replay): each block is read once, its frames go to their connections' buffers, and a
+    connection asking for more makes it read the next block. What the buffers hold is bounded
+    (``limit`` bytes of lines): past it, the connections furthest behind (not replayed yet, or
+    not at all) drop their buffers and, if the replay reaches them, read on their own from their
+    first unread frame."""
+
+    def __init__(self, exchange: "ExchangeData", errors: list[str], limit: int = 8 * 1024 * 1024) -> None:
+        self.exchange = exchange
+        self.errors = errors
+        self.limit = limit
+        self.buffered = 0
+        self.streams: dict[int, _Stream] = {id(f): _Stream(f) for f in exchange.series_frames}
+        self.queues: dict[Any, deque[_Stream]] = {}
+        for f in exchange.series_frames:  # each c's connections, in the order the loading pass made them
+            self.queues.setdefault(f.c, deque()).append(self.streams[id(f)])
+        self.active: dict[Any, _Stream] = {}
+        self.file = -1
+        self.path = ""
+        self.stop = (0, 0)
+        self.chunks: Any = None
+        self.raw_errors: list[RecordingError] = []
+        self.done = False
+
+    def stream(self, frames: _SeriesFrames) -> Iterator[Frame]:
+        """The frames of one connection (once per replay), read as the replay reaches them."""
+        st = self.streams[id(frames)]
+        buf = st.buf
+        delivered = 0
+        count = frames.count
+        while delivered < count:
+            if buf:
+                t, frame, size, _, _, _ = buf.popleft()
+                self.buffered -= size
+                delivered += 1
+                if frame is not None:
+                    yield t, frame
+            elif st.detached:  # it reads on from where its buffer was dropped
+                yield from frames.read_from(*st.resume, count - delivered)
+                return
+            elif not self.read_block():
+                return
+
+    def read_block(self) -> bool:
+        """Read the next block (or part of a large one) and hand its frames out; False at the end."""
+        item = self._next_chunk()
+        if item is None:
+            return False
+        member, n0, lines = item
+        if member == self.stop[0] and self.stop[1] - n0 + 1 < len(lines):
+            lines = lines[: max(self.stop[1] - n0 + 1, 0)]  # no further than the loading pass read
+        file = self.file
+        active = self.active
+        loads = orjson.loads
+        buffered = 0
+        for k, line in enumerate(lines):
+            fast = _fast_in(line)
+            if fast is not None:
+                t, c, body = fast
+                st = active.get(c)
+                if st is None:
+                    st = self._start(c)
+                if st is None or st.left <= 0:
+                    continue
+                st.left -= 1
+                if st.detached:
+                    continue
+                frame: str | bytes | None = None
+                if line[body : body + 5] == b'"d":"' and line[-2:] == b'"}':
+                    try:
+                        frame = loads(line[body + 4 : -1])  # just the frame's JSON string
+                    except orjson.JSONDecodeError:
+                        pass
+                    if type(frame) is not str:
+                        frame = None
+                if frame is None:
+                    frame = self._whole(line, file, member, n0 + k)
+                size = len(line)
+                st.buf.append((t, frame, size, file, member, n0 + k))
+                buffered += size
+                continue
+            if not line or (member == 0 and n0 + k == 1):
+                continue  # the file's header
+            try:
+                rec = loads(line)
+            except orjson.JSONDecodeError:
+                continue  # (the loading pass stopped before any such line: the file changed)
+            if not isinstance(rec, dict):
+                continue
+            kind = rec.get("k")
+            if kind == "open":
+                self._start(rec.get("c", -1))
+            elif kind == "in":
+                c = rec.get("c", -1)
+                st = active.get(c)
+                if st is None:
+                    st = self._start(c)
+                if st is None or st.left <= 0:
+                    continue
+                st.left -= 1
+                if st.detached:
+                    continue
+                try:
+                    t = int(rec.get("t", 0))
+                    frame = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
+                except (ValueError, TypeError) as exc:
+                    self._report(f"{self.path}: bad record in the block at offset {member}, line {n0 + k}: {exc}; skipped")
+                    frame = None
+                size = len(line)
+                st.buf.append((t, frame, size, file, member, n0 + k))
+                buffered += size
+        self.buffered += buffered
+        if self.buffered > self.limit:
+            self._shed()
+        return True
+
+    def _whole(self, line: bytes, file: int, member: int, n: int) -> str | bytes | None:
+        """The frame of a line in our writer's form whose frame is not a plain string field at
+        its end: read whole (None, reported, when it is not valid)."""
+        try:
+            rec = orjson.loads(line)
+            frame: str | bytes = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
+        except (ValueError, TypeError) as exc:
+            self._report(f"{self.exchange.series[file]}: bad record in the block at offset {member}, line {n}: {exc}; skipped")
+            return None
+        return frame
+
+    def _start(self, c: Any) -> _Stream | None:
+        """The next connection numbered ``c`` (an ``open``, or a frame of a ``c`` not open)."""
+        queue = self.queues.get(c)
+        st = queue.popleft() if queue else None
+        if st is None:
+            self.active.pop(c, None)
+        else:
+            self.active[c] = st
+        return st
+
+    def _shed(self) -> None:
+        """Over the limit: the largest buffers are dropped (their connections read on their own)."""
+        for st in sorted(self.streams.values(), key=lambda s: -len(s.buf)):
+            if self.buffered <= self.limit // 2 or not st.buf:
+                break
+            _, _, _, file, member, n = st.buf[0]
+            st.detached = True
+            st.resume = (file, member, n)
+            for entry in st.buf:
+                self.buffered -= entry[2]
+            st.buf.clear()
+
+    def _next_chunk(self) -> tuple[int, int, list[bytes]] | None:
+        while not self.done:
+            if self.chunks is not None:
+                try:
+                    item = next(self.chunks, None)
+                except OSError as exc:  # changed since it was loaded
+                    self._report(f"{self.path}: cannot be read while replaying: {exc}")
+                    item = None
+                if item is not None and item[0] <= self.stop[0]:
+                    return item  # type: ignore[no-any-return]
+                self.chunks.close()
+                self.chunks = None
+                for err in self.raw_errors:
+                    self._report(str(err))
+            self.file += 1
+            if self.file >= len(self.exchange.series):
+                self.done = True
+                break
+            self.path = self.exchange.series[self.file]
+            self.stop = self.exchange.stops.get(self.path, (0, 0))
+            self.raw_errors = []
+            try:
+                self.chunks = _iter_chunks(Path(self.path), self.raw_errors, 0)
+            except OSError as exc:
+                self._report(f"{self.path}: cannot be read while replaying: {exc}")
+        return None
+
+    def _report(self, message: str) -> None:
+        if message not in self.errors:
             log.error("replay: %s", message)
             self.errors.append(message)
 
@@ -456,6 +676,7 @@ class ExchangeData:
     header: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
     series: list[str] = field(default_factory=list)  # its aggcore recording files, in order
+    series_frames: list[_SeriesFrames] = field(default_factory=list)  # their connections, as met
     open_connections: dict[int, RecordedConnection] = field(default_factory=dict)  # while loading
     #: the last record the loading pass read of each file (block offset, line): the end of what replays
     stops: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -616,20 +837,18 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
             n = n0 + k
             # the fast path: a frame line as our writer makes it, {"t":<digits>,"k":"in","c":<digits>,...}:
             # only where it starts is read here (its frame is parsed when the replay reaches it)
-            pos = line.find(b',"k":"in","c":', 5, 48)
-            if pos > 0 and line.startswith(b'{"t":') and line.endswith(b"}") and line[5:pos].isdigit():
-                comma = line.find(b",", pos + 14, pos + 40)
-                if comma > 0 and line[pos + 14 : comma].isdigit():
-                    at = (member, n)
-                    t = int(line[5:pos])
-                    c: Any = int(line[pos + 14 : comma])
-                    conn = conns.get(c)
-                    if conn is None:  # a connection opened in an earlier file
-                        frames = _SeriesFrames(ex, c, first, member, n, data.errors)
-                        conn = conns[c] = RecordedConnection("", t, frames=frames, source=str(path))
-                        ex.connections.append(conn)
-                    conn.frames.note(t)
-                    continue
+            fast = _fast_in(line)
+            if fast is not None:
+                at = (member, n)
+                t, c, _ = fast
+                conn = conns.get(c)
+                if conn is None:  # a connection opened in an earlier file
+                    frames = _SeriesFrames(ex, c, first, member, n, data.errors)
+                    ex.series_frames.append(frames)
+                    conn = conns[c] = RecordedConnection("", t, frames=frames, source=str(path))
+                    ex.connections.append(conn)
+                conn.frames.note(t)
+                continue
             try:
                 rec = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
@@ -659,6 +878,7 @@ def _index_record(
         conn = conns.get(rec.get("c", -1))
         if conn is None:  # a connection opened in an earlier file
             frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
+            ex.series_frames.append(frames)
             conn = conns[rec.get("c", -1)] = RecordedConnection("", t, frames=frames, source=str(path))
             ex.connections.append(conn)
         if "d" not in rec:
@@ -666,6 +886,7 @@ def _index_record(
         conn.frames.note(t)
     elif kind == "open":
         frames = _SeriesFrames(ex, rec.get("c", -1), first, member, n, data.errors)
+        ex.series_frames.append(frames)
         conn = conns[rec.get("c", -1)] = RecordedConnection(str(rec.get("url", "")), t, frames=frames, source=str(path))
         ex.connections.append(conn)
     elif kind == "close":
@@ -738,7 +959,7 @@ class _Cursor:
 
     __slots__ = ("it", "_head", "_started")
 
-    def __init__(self, frames: RecordedFrames) -> None:
+    def __init__(self, frames: Iterable[Frame]) -> None:
         self.it: Iterator[Frame] = iter(frames)  # a generator: nothing is read before the first frame
         self._head: Frame | None = None
         self._started = False
@@ -847,7 +1068,7 @@ class _ReplayOpen:
         # to its REST requests keep their recorded order
         shift = clock.now_ns - conn.open_ns
         self.source.shift = shift
-        self.ws = ReplayWs(conn, clock, self.source.window, shift)
+        self.ws = ReplayWs(conn, clock, self.source.window, shift, _Cursor(self.source.frames_of(conn)))
         return self.ws
 
     async def __aexit__(
@@ -876,6 +1097,19 @@ class ExchangeReplay(httpx.AsyncBaseTransport):
         self.shift = 0  # how late the latest connection opened against its recording
         #: connections aggcore closed while the recording kept them open (with their shift)
         self.resumable: list[tuple[RecordedConnection, int, _Cursor]] = []
+        self.reader: _SeriesReader | None = None
+
+    def frames_of(self, conn: RecordedConnection) -> Iterable[Frame]:
+        """A recorded connection's frames for this replay: the connections of a series of aggcore
+        recording files share one reader (each block is read once for all of them); a series of
+        one connection reads it directly (the same frames, a little faster)."""
+        frames = conn.frames
+        if isinstance(frames, _SeriesFrames) and frames.exchange is self.data and len(self.data.series_frames) > 1:
+            if self.reader is None:
+                self.reader = _SeriesReader(self.data, frames.errors)
+            if id(frames) in self.reader.streams:
+                return self.reader.stream(frames)
+        return frames
 
     def take_connection(self, url: str) -> RecordedConnection | None:
         key = _path_key(url)[0]
