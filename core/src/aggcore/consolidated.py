@@ -227,7 +227,7 @@ class ConsolidatedView:
         stamp = None
         side = book.book.bids
         prices = side.prices(depth)
-        quantities = _quantities(side.levels, prices)
+        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
         key = cached.bid_key
         if quantities != key[1] or prices != key[0]:
             if prices == key[0]:
@@ -239,7 +239,7 @@ class ConsolidatedView:
                 cached.bid_index = dict(zip(prices, cached.bids))
         side = book.book.asks
         prices = side.prices(depth)
-        quantities = _quantities(side.levels, prices)
+        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
         key = cached.ask_key
         if quantities != key[1] or prices != key[0]:
             if prices == key[0]:

@@ -107,13 +107,14 @@ class SummaryAnalyzer(Analyzer):
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
         merged = view.merge(self.depth, self.max_age_ms)
-        key = merged.key()
-        if self.last_key.get(view.pair) == key:
+        key = (merged.bids, merged.asks, merged.venues)  # merged.key()
+        pair = view.pair
+        if self.last_key.get(pair) == key:
             return
-        if self.interval_s and now - self.last_emit.get(view.pair, 0.0) < self.interval_s:
-            self.pending[view.pair] = view
+        if self.interval_s and now - self.last_emit.get(pair, 0.0) < self.interval_s:
+            self.pending[pair] = view
             return
-        self._emit(view.pair, merged, key, now)
+        self._emit(pair, merged, key, now)
 
     def on_tick(self, views: dict[str, ConsolidatedView], now: float) -> None:
         for pair, view in list(self.pending.items()):
@@ -129,7 +130,8 @@ class SummaryAnalyzer(Analyzer):
             return  # no venue live yet: the first summary waits for one (later, an empty one says why)
         self.last_key[pair] = key
         self.last_emit[pair] = now
-        self.pending.pop(pair, None)
+        if self.pending:
+            self.pending.pop(pair, None)
         summary = build_summary(merged, now)
         self.latest[pair] = summary
         self.emit(Event("summary", summary, now))
