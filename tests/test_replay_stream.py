@@ -335,21 +335,27 @@ def test_connections_of_a_series_share_one_reader_and_get_exactly_their_frames(t
 
     source = ExchangeReplay(ex, RecordedClock(T0), data.span())
     source.reader = _SeriesReader(ex, data.errors, limit=limit)
+    reader = source.reader
     streams = [iter(source.frames_of(c)) for c in conns]
     got: list[list[Any]] = [[] for _ in conns]
+    most = 0  # the most the reader held for connections at any time
     if order == "round-robin":
         live = list(range(len(streams)))
         while live:
             for i in list(live):
                 frame = next(streams[i], None)
+                most = max(most, reader.buffered)
                 if frame is None:
                     live.remove(i)
                 else:
                     got[i].append(frame)
     else:
         for i in range(len(streams)) if order == "one-after-another" else reversed(range(len(streams))):
-            got[i] = list(streams[i])
+            for frame in streams[i]:
+                most = max(most, reader.buffered)
+                got[i].append(frame)
     assert got == [truth[k] for k in made]
+    assert most <= limit + 50 * 400  # the bound, plus at most one block (50 lines here) read past it
     assert source.reader.buffered == 0 and not data.errors
     detached = [st for st in source.reader.streams.values() if st.detached]
     # read one after another under a small bound, the connections not read yet drop what was
