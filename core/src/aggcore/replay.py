@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import msgspec
 import orjson
 
 from .clock import Clock
@@ -298,7 +299,16 @@ class _SeriesFrames(RecordedFrames):
                     if lo > 0 or hi < len(lines):
                         lines = lines[max(lo, 0) : max(hi, 0)]
                         n0 += max(lo, 0)
-                    for k, line in enumerate(lines):
+                    records = _decode_run(lines)
+                    if records is not None:  # the usual run: every line a record of the expected shape
+                        for rec in records:
+                            if rec.k == "in" and rec.c == c:
+                                yield rec.t, rec.d if rec.d is not None else base64.b64decode(rec.b or "")
+                                left -= 1
+                                if not left:
+                                    return
+                        continue
+                    for k, line in enumerate(lines):  # a run with a line of another shape: line by line
                         pos = find(line, own, 5, 48)
                         if pos > 0 and line[pos + own_len : pos + own_len + 5] == b'"d":"' and line[:5] == b'{"t":' and line[-2:] == b'"}':
                             try:  # the frame's JSON string, and the time before it (digits only)
@@ -345,6 +355,29 @@ class _SeriesFrames(RecordedFrames):
         if message not in self.errors:  # the loading pass named it already
             log.error("replay: %s", message)
             self.errors.append(message)
+
+
+class _Record(msgspec.Struct):
+    """What a replay reads of a record line (other fields are skipped unparsed)."""
+
+    t: int = 0
+    k: str = ""
+    c: int | None = None
+    d: str | None = None
+    b: str | None = None
+
+
+_RUN = msgspec.json.Decoder(list[_Record])
+
+
+def _decode_run(lines: list[bytes]) -> list[_Record] | None:
+    """A run of record lines decoded in one call (about half the cost of reading them one by
+    one), or None when one of them is not a record of the expected shape (the caller then reads
+    them line by line, naming the bad one)."""
+    try:
+        return _RUN.decode(b"[" + b",".join([line for line in lines if line]) + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 _IN_TAG = b',"k":"in","c":'
