@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import attrgetter, itemgetter, ne
 
-from .book import SymbolBook
+from .book import BookSide, SymbolBook
 from .clock import SYSTEM_CLOCK, Clock
 from .models import BookState, PriceLevel
 
@@ -225,34 +225,42 @@ class ConsolidatedView:
         elif cached.version == version and (cached.depth >= depth or cached.complete):
             return cached
         stamp = None
-        side = book.book.bids
-        prices = side.prices(depth)
-        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
-        key = cached.bid_key
-        if quantities != key[1] or prices != key[0]:
-            if prices == key[0]:
-                cached.bids, stamp = _requantify(prices, quantities, key[1], cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
-            else:
-                cached.bids, stamp = _reread(prices, quantities, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
-            cached.bid_key = (prices, quantities)
-            if len(cached.bid_index) > 2 * depth + 8:  # forget levels no longer read (bounded by the depth)
-                cached.bid_index = dict(zip(prices, cached.bids))
-        side = book.book.asks
-        prices = side.prices(depth)
-        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
-        key = cached.ask_key
-        if quantities != key[1] or prices != key[0]:
-            if prices == key[0]:
-                cached.asks, stamp = _requantify(prices, quantities, key[1], cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
-            else:
-                cached.asks, stamp = _reread(prices, quantities, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
-            cached.ask_key = (prices, quantities)
-            if len(cached.ask_index) > 2 * depth + 8:
-                cached.ask_index = dict(zip(prices, cached.asks))
+        cached.bids, cached.bid_index, cached.bid_key, stamp = self._side_rows(
+            book, name, book.book.bids, depth, cached.bids, cached.bid_index, cached.bid_key, stamp, now_ns
+        )
+        cached.asks, cached.ask_index, cached.ask_key, stamp = self._side_rows(
+            book, name, book.book.asks, depth, cached.asks, cached.ask_index, cached.ask_key, stamp, now_ns
+        )
         cached.version = version
         cached.depth = depth
         cached.complete = len(cached.bids) < depth and len(cached.asks) < depth
         return cached
+
+    def _side_rows(
+        self,
+        book: SymbolBook,
+        name: str,
+        side: BookSide,
+        depth: int,
+        rows: list[PriceLevel],
+        index: dict[float, PriceLevel],
+        key: tuple[list[float], tuple[float, ...]],
+        stamp: datetime | None,
+        now_ns: int,
+    ) -> tuple[list[PriceLevel], dict[float, PriceLevel], tuple[list[float], tuple[float, ...]], datetime | None]:
+        """One side of :meth:`levels`: its rows, level index and (prices, quantities) key, the
+        previous ones when nothing in its top ``depth`` changed."""
+        prices = side.prices(depth)
+        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
+        if quantities == key[1] and prices == key[0]:
+            return rows, index, key, stamp
+        if prices == key[0]:
+            rows, stamp = _requantify(prices, quantities, key[1], index, rows, name, stamp, self, book, now_ns)
+        else:
+            rows, stamp = _reread(prices, quantities, index, rows, name, stamp, self, book, now_ns)
+        if len(index) > 2 * depth + 8:  # forget levels no longer read (bounded by the depth)
+            index = dict(zip(prices, rows))
+        return rows, index, (prices, quantities), stamp
 
     def _refill(
         self, previous: list[PriceLevel], venue: str, fresh: list[PriceLevel], used: list[str], depth: int, bids: bool

@@ -472,13 +472,8 @@ class _SeriesReader:
             fast = _fast_in(line)
             if fast is not None:
                 t, c, body = fast
-                st = active.get(c)
+                st = self._take(c)
                 if st is None:
-                    st = self._start(c)
-                if st is None or st.left <= 0:
-                    continue
-                st.left -= 1
-                if st.detached:
                     continue
                 frame: str | bytes | None = None
                 if line[body : body + 5] == b'"d":"' and line[-2:] == b'"}':
@@ -506,14 +501,8 @@ class _SeriesReader:
             if kind == "open":
                 self._start(rec.get("c", -1))
             elif kind == "in":
-                c = rec.get("c", -1)
-                st = active.get(c)
+                st = self._take(rec.get("c", -1))
                 if st is None:
-                    st = self._start(c)
-                if st is None or st.left <= 0:
-                    continue
-                st.left -= 1
-                if st.detached:
                     continue
                 try:
                     t = int(rec.get("t", 0))
@@ -528,6 +517,17 @@ class _SeriesReader:
         if self.buffered > self.limit:
             self._shed()
         return True
+
+    def _take(self, c: Any) -> _Stream | None:
+        """The stream a frame of connection ``c`` goes to (the frame counted), or None when no
+        stream takes it (no such connection here, all its frames given, or it reads on its own)."""
+        st = self.active.get(c)
+        if st is None:
+            st = self._start(c)
+        if st is None or st.left <= 0:
+            return None
+        st.left -= 1
+        return None if st.detached else st
 
     def _whole(self, line: bytes, file: int, member: int, n: int) -> str | bytes | None:
         """The frame of a line in our writer's form whose frame is not a plain string field at
