@@ -233,11 +233,11 @@ async def test_rotation_by_size_and_time_and_no_partial_file_visible(tmp_path: P
     assert ns_col(read(tmp_path, "summary").sort_by("published_at"), "published_at") == [sec_ns(e.ts) for e in summaries]
 
     # by time: an idle sink closes its file after rotate_seconds, without any further write
-    timed = make(tmp_path / "t", events=["summary"], rotate_seconds=0.2)
+    timed = make(tmp_path / "t", events=["summary"], rotate_seconds=1.0)  # (0.2 s passed by itself on a busy machine)
     await timed.open()
     await timed.write(summaries[:10])
     assert not list((tmp_path / "t").rglob("*.parquet"))
-    with anyio.fail_after(5):
+    with anyio.fail_after(10):
         while not list((tmp_path / "t").rglob("*.parquet")):
             await anyio.sleep(0.05)
     assert timed.delivered_events == 10 and timed.pending_events == 0
