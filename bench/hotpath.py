@@ -183,35 +183,58 @@ class Aggcore(Design):
             tasks = [(handlers[v], f, views[(v, f)]) for v, f in frames]
             i = 0
             dirty = router.dirty
+            top = None
             t0 = pc()
-            for on_frame, f, view in tasks:
-                a = pc()
-                on_frame(None, f, clock())
-                i += 1
-                self.top = view.top_of_book()
-                if i % every == 0 and dirty:
-                    now = wall()
-                    for view in router.take_dirty():
-                        on_update(view, now)
-                        analyses += 1
-                if lat is not None:
+            if lat is None:  # throughput: nothing timed per message (as in the other designs' loops)
+                for on_frame, f, view in tasks:
+                    on_frame(None, f, clock())
+                    top = view.top_of_book()
+                    i += 1
+                    if i % every == 0 and dirty:
+                        now = wall()
+                        for view in router.take_dirty():
+                            on_update(view, now)
+                            analyses += 1
+            else:
+                for on_frame, f, view in tasks:
+                    a = pc()
+                    on_frame(None, f, clock())
+                    top = view.top_of_book()
+                    i += 1
+                    if i % every == 0 and dirty:
+                        now = wall()
+                        for view in router.take_dirty():
+                            on_update(view, now)
+                            analyses += 1
                     lat.append(pc() - a)
+            self.top = top
             if router.dirty:
                 now = wall()
                 for view in router.take_dirty():
                     on_update(view, now)
         else:
             i = 0
-            for on_frame, f in work:
-                a = pc()
-                on_frame(None, f, clock())
-                i += 1
-                if router.dirty and (policy == "msg" or i % every == 0):
-                    now = wall()
-                    for view in router.take_dirty():
-                        on_update(view, now)
-                        analyses += 1
-                if lat is not None:
+            step = 1 if policy == "msg" else every
+            dirty = router.dirty
+            if lat is None:  # throughput: nothing timed per message
+                for on_frame, f in work:
+                    on_frame(None, f, clock())
+                    i += 1
+                    if dirty and i % step == 0:
+                        now = wall()
+                        for view in router.take_dirty():
+                            on_update(view, now)
+                            analyses += 1
+            else:
+                for on_frame, f in work:
+                    a = pc()
+                    on_frame(None, f, clock())
+                    i += 1
+                    if dirty and i % step == 0:
+                        now = wall()
+                        for view in router.take_dirty():
+                            on_update(view, now)
+                            analyses += 1
                     lat.append(pc() - a)
             if router.dirty:  # what is left at the end (not timed per message)
                 now = wall()
