@@ -93,7 +93,7 @@ class Sink:
         self.dropped_events = 0  # events the sink itself gave up on (counted in metrics and health)
         self.delivered_events = 0  # holds_events sinks only: events confirmed delivered
         #: the aggregator's telemetry, set before :meth:`bind` (a sink that serves ``/metrics``,
-        #: ``/healthz`` or ``/readyz`` answers them with ``telemetry.route(path)``)
+        #: ``/healthz`` or ``/readyz`` answers them with ``await telemetry.route_async(path, accept)``)
         self.telemetry: Telemetry | None = None
 
     def wants_metrics(self) -> bool:

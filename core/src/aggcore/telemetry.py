@@ -352,10 +352,14 @@ class Telemetry:
 
     def scrape(self, openmetrics: bool = False) -> bytes:
         """The metrics body: Prometheus text format, or OpenMetrics with ``openmetrics=True``."""
-        if openmetrics:
-            body: bytes = generate_openmetrics(self.registry)  # type: ignore[no-untyped-call]
-            return body
-        return generate_latest(self.registry)
+        return _encode(list(self.registry.collect()), openmetrics)
+
+    async def scrape_async(self, openmetrics: bool = False) -> bytes:
+        """:meth:`scrape` for the event loop: the collection (it reads the books) runs here, the
+        text encoding (most of a scrape with thousands of books) in a worker thread, so the
+        books are paused only for the collection and the loop keeps running meanwhile."""
+        families = list(self.registry.collect())
+        return await anyio.to_thread.run_sync(_encode, families, openmetrics)
 
     # -- HTTP ------------------------------------------------------------------------------------------------
     async def listen(self, host: str, port: int) -> "anyio.abc.Listener[SocketStream]":
@@ -392,7 +396,7 @@ class Telemetry:
                     name, _, value = header.partition(":")
                     if name.strip().lower() == "accept":
                         accept = value
-                status, ctype, body = self.route(path, accept)
+                status, ctype, body = await self.route_async(path, accept)
                 head = (
                     f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                     "Connection: close\r\n\r\n"
@@ -402,10 +406,22 @@ class Telemetry:
                 return
 
     def route(self, path: str, accept: str = "") -> tuple[str, str, bytes]:
+        """``(status, content type, body)`` of ``/metrics``, ``/healthz`` or ``/readyz`` (404
+        otherwise). On the event loop prefer :meth:`route_async` (``/metrics`` encodes in a
+        worker thread)."""
         if path == "/metrics":
-            if "application/openmetrics-text" in accept:
-                return "200 OK", OPENMETRICS_CONTENT_TYPE, self.scrape(openmetrics=True)
-            return "200 OK", "text/plain; version=0.0.4; charset=utf-8", self.scrape()
+            openmetrics = "application/openmetrics-text" in accept
+            return "200 OK", _content_type(openmetrics), self.scrape(openmetrics=openmetrics)
+        return self._route_other(path)
+
+    async def route_async(self, path: str, accept: str = "") -> tuple[str, str, bytes]:
+        """:meth:`route`, with ``/metrics`` from :meth:`scrape_async`."""
+        if path == "/metrics":
+            openmetrics = "application/openmetrics-text" in accept
+            return "200 OK", _content_type(openmetrics), await self.scrape_async(openmetrics=openmetrics)
+        return self._route_other(path)
+
+    def _route_other(self, path: str) -> tuple[str, str, bytes]:
         if path == "/healthz":
             return "200 OK", "application/json", b'{"status":"alive"}'
         if path == "/readyz":
@@ -413,3 +429,26 @@ class Telemetry:
             body = orjson.dumps({"ready": not missing, "pairs_without_live_venue": missing})
             return ("200 OK" if not missing else "503 Service Unavailable"), "application/json", body
         return "404 Not Found", "text/plain", b"not found\n"
+
+
+class _Collected:
+    """Metric families collected already, for the encoders (which call ``collect()``)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def _encode(families: list[Metric], openmetrics: bool) -> bytes:
+    """The text of collected families (reads them only: safe in a worker thread)."""
+    collected = _Collected(families)
+    if openmetrics:
+        body: bytes = generate_openmetrics(collected)  # type: ignore[no-untyped-call]
+        return body
+    return generate_latest(collected)
+
+
+def _content_type(openmetrics: bool) -> str:
+    return OPENMETRICS_CONTENT_TYPE if openmetrics else "text/plain; version=0.0.4; charset=utf-8"

@@ -150,7 +150,7 @@ class DashboardServer:
     async def _telemetry(self, request: Request) -> Response:
         if self.telemetry is None:
             return JSONResponse({"error": "telemetry is not available"}, 503)
-        status, ctype, body = self.telemetry.route(request.url.path)
+        status, ctype, body = await self.telemetry.route_async(request.url.path, request.headers.get("accept", ""))
         return Response(body, int(status.split()[0]), headers={"Content-Type": ctype, "Cache-Control": "no-store"})
 
     async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
