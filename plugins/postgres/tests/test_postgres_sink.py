@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -21,7 +20,7 @@ from aggcore.fanout import SinkRunner
 from aggcore.plugins import load_plugins
 from aggcore.sink import Event
 from aggcore.testing.events import json_field_gaps, payload_type, sample_books, sample_events, sample_metrics, unset_fields
-from aggcore.testing.services import PostgresServer, free_port, postgres_server
+from aggcore.testing.services import PostgresServer, free_port, postgres_server, write_through_restart
 from aggcore_plugin_postgres import ADDED, COLUMNS, PostgresSink, PostgresSinkConfig, ddl, upgrade_ddl
 
 pytestmark = pytest.mark.anyio
@@ -54,35 +53,10 @@ async def test_database_restart_mid_run(server: PostgresServer, db: Any) -> None
     events = [e for e in sample_events(4000, seed=2) if e.kind != "health"]
     sink = make(server.dsn, "r_", batch_max_events=100)
     await sink.open()
-    done = threading.Event()
-
-    def crash_and_restart() -> None:
-        server.restart(down_s=1.0)  # pg_ctl -m immediate: no clean shutdown
-        done.set()
-
-    first = len(events) // 500 * 100  # a multiple of the chunk sizes
-    for k in range(0, first, 25):
-        await sink.write(events[k : k + 25])
-        await anyio.sleep(0.003)
-    threading.Thread(target=crash_and_restart, daemon=True).start()
-    k = first
-    with anyio.fail_after(30):  # keep writing, slowly, until the sink has met the dead server
-        while sink.health_error is None:
-            assert k < len(events), "the server never went away while events were written"
-            await sink.write(events[k : k + 5])
-            k += 5
-            await anyio.sleep(0.01)
-        saw_error = True
-        for k in range(k, len(events), 25):  # the rest, while the server is away and after it is back
-            await sink.write(events[k : k + 25])
-            await anyio.sleep(0.002)
-        while not done.is_set():
-            await anyio.sleep(0.05)
-    with anyio.fail_after(30):
-        while sink.pending_events:
-            await anyio.sleep(0.05)
+    # pg_ctl -m immediate: no clean shutdown
+    await write_through_restart(sink, events, server, down_s=1.0, chunk=25, pause_s=0.003)
     await sink.close()
-    assert saw_error and sink.reconnects >= 1 and "disconnected" in (sink.last_error or "")
+    assert sink.reconnects >= 1 and "disconnected" in (sink.last_error or "")
     conn = await asyncpg.connect(server.dsn)  # the fixture's connection died with the server
     try:
         n = await conn.fetchval("SELECT (SELECT count(*) FROM r_summary) + (SELECT count(*) FROM r_arbitrage)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from aggcore.fanout import SinkRunner
 from aggcore.plugins import load_plugins
 from aggcore.models import ArbitrageOpportunity
 from aggcore.testing.events import event_seq, json_field_gaps, payload_type, sample_books, sample_events, sample_metrics, unset_fields
-from aggcore.testing.services import RedisServer, free_port, redis_server
+from aggcore.testing.services import RedisServer, free_port, redis_server, write_through_restart
 from aggcore_plugin_redis import RedisSink, RedisSinkConfig
 
 pytestmark = pytest.mark.anyio
@@ -114,35 +113,9 @@ async def test_server_restart_mid_run_loses_nothing_uncounted(server: RedisServe
     events = [e for e in sample_events(3000) if e.kind != "health"]
     sink = make(server.url, max_pending_events=100_000, batch_max_events=50)
     await sink.open()
-    restarted = threading.Event()
-
-    def restart() -> None:
-        server.restart(down_s=0.5)
-        restarted.set()
-
-    first = len(events) // 500 * 100  # a multiple of the chunk sizes
-    for k in range(0, first, 20):
-        await sink.write(events[k : k + 20])
-        await anyio.sleep(0.002)
-    threading.Thread(target=restart, daemon=True).start()
-    k = first
-    with anyio.fail_after(30):  # keep writing, slowly, until the sink has met the dead server
-        while sink.health_error is None:
-            assert k < len(events), "the server never went away while events were written"
-            await sink.write(events[k : k + 5])
-            k += 5
-            await anyio.sleep(0.01)
-        saw_error = True
-        for k in range(k, len(events), 20):
-            await sink.write(events[k : k + 20])
-            await anyio.sleep(0.002)
-        while not restarted.is_set():
-            await anyio.sleep(0.05)
-    with anyio.fail_after(20):
-        while sink.pending_events:
-            await anyio.sleep(0.05)
+    await write_through_restart(sink, events, server, down_s=0.5, chunk=20, drain_s=20)
     await sink.close()
-    assert saw_error and sink.reconnects >= 1
+    assert sink.reconnects >= 1
     assert sink.dropped_events == 0 and sink.delivered_events == len(events)
     seqs = []
     for kind in ("summary", "arbitrage"):

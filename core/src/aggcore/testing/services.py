@@ -15,11 +15,14 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
+
+import anyio
 
 __all__ = [
     "PostgresServer",
@@ -30,6 +33,7 @@ __all__ = [
     "redis_server",
     "require_binary",
     "serve",
+    "write_through_restart",
 ]
 
 PG_BIN = Path(os.environ.get("AGGCORE_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -208,3 +212,44 @@ def postgres_server() -> Iterator[PostgresServer]:
             yield server
         finally:
             server.stop("immediate")
+
+
+class _Restartable(Protocol):
+    def restart(self, down_s: float = 0.0) -> None: ...
+
+
+async def write_through_restart(
+    sink: Any, events: Sequence[Any], server: _Restartable, *, down_s: float, chunk: int, pause_s: float = 0.002,
+    drain_s: float = 30.0,
+) -> None:
+    """Write ``events`` to ``sink`` while ``server`` is killed and started again (in a thread):
+    a fifth of them first, then a few at a time until the sink reports the dead server
+    (``health_error``), then the rest while the server is away and after it is back; returns
+    once the restart is done and the sink's buffer is empty (``pending_events`` 0). The caller
+    then checks what reached the server: everything once, or counted as dropped."""
+    done = threading.Event()
+
+    def restart() -> None:
+        server.restart(down_s=down_s)
+        done.set()
+
+    first = len(events) // 500 * 100  # a multiple of the chunk sizes
+    for k in range(0, first, chunk):
+        await sink.write(events[k : k + chunk])
+        await anyio.sleep(pause_s)
+    threading.Thread(target=restart, daemon=True).start()
+    k = first
+    with anyio.fail_after(30):  # keep writing, slowly, until the sink has met the dead server
+        while sink.health_error is None:
+            assert k < len(events), "the server never went away while events were written"
+            await sink.write(events[k : k + 5])
+            k += 5
+            await anyio.sleep(0.01)
+        for k in range(k, len(events), chunk):  # the rest, while the server is away and after it is back
+            await sink.write(events[k : k + chunk])
+            await anyio.sleep(pause_s)
+        while not done.is_set():
+            await anyio.sleep(0.05)
+    with anyio.fail_after(drain_s):
+        while sink.pending_events:
+            await anyio.sleep(0.05)
