@@ -30,9 +30,11 @@ __all__ = ["ConsolidatedView", "Merged", "Router", "Row", "view_key"]
 
 _price = attrgetter("price")
 _LIVE = BookState.LIVE
+_INF = float("inf")
 _UTC = timezone.utc
 
 Row = tuple[float, float, str]  # (price, quantity, venue): what top_of_book() returns
+_Venue = tuple[str, SymbolBook, BookSide, BookSide]  # name, book, its bids, its asks
 
 
 def view_key(pair: str, quote_groups: dict[str, list[str]]) -> str:
@@ -135,13 +137,15 @@ class ConsolidatedView:
         "_merged_used",
         "_merged_versions",
         "_rank",
+        "_sides",
         "clock",
     )
 
     def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None], clock: Clock = SYSTEM_CLOCK) -> None:
         self.pair = pair
         self.clock = clock
-        self.venues: dict[str, SymbolBook] = {}  # "exchange" (or "exchange:SYMBOL" when grouped twice)
+        # "exchange" (or "exchange:SYMBOL" when grouped twice); add venues with add() only
+        self.venues: dict[str, SymbolBook] = {}
         self.dirty = False
         self.first_dirty_ns = 0
         self.changes = 0  # book changes and state changes seen
@@ -153,10 +157,13 @@ class ConsolidatedView:
         self._merged_used: list[str] = []
         self._merged_versions: dict[str, tuple[int, int, int]] = {}
         self._rank: dict[str, int] = {}  # venue -> its place in the last merge's venues
+        # (name, book, bids, asks) per venue in order, for top_of_book(): no dict or attribute walk
+        self._sides: tuple[_Venue, ...] = ()
 
     def add(self, book: SymbolBook) -> None:
         key = book.exchange if book.exchange not in self.venues or self.venues[book.exchange] is book else f"{book.exchange}:{book.symbol}"
         self.venues[key] = book
+        self._sides = tuple((name, b, b.book.bids, b.book.asks) for name, b in self.venues.items())
         self.changes += 1
         self.stamps[book] = self.changes
 
@@ -188,26 +195,45 @@ class ConsolidatedView:
     # reading -------------------------------------------------------------------------------------------
     def top_of_book(self) -> tuple[Row | None, Row | None]:
         """The consolidated best bid and best ask now, as ``(price, quantity, venue)`` rows (None
-        when no LIVE venue has that side). Reads only each LIVE venue's best level, so it is cheap
-        enough to call after every message; freshness (``max_age_ms``) is applied by :meth:`merge`."""
-        bid = ask = None
-        for name, book in self.venues.items():
+        when no LIVE venue has that side; equal prices: the first venue in order). Reads only each
+        LIVE venue's best level, so it is cheap enough to call after every message; freshness
+        (``max_age_ms``) is applied by :meth:`merge`."""
+        sides = self._sides
+        if len(sides) == 1:  # one venue: its best levels, no comparing
+            name, book, bids, asks = sides[0]
             if book.state is not _LIVE:
-                continue
-            sides = book.book
-            side = sides.bids
-            keys = side.keys
+                return None, None
+            keys = bids.keys
             if keys:
                 price = keys[-1]
-                if bid is None or price > bid[0]:
-                    bid = (price, side.levels[price], name)
-            side = sides.asks
-            keys = side.keys
+                bid: Row | None = (price, bids.levels[price], name)
+            else:
+                bid = None
+            keys = asks.keys
             if keys:
                 price = keys[0]
-                if ask is None or price < ask[0]:
-                    ask = (price, side.levels[price], name)
-        return bid, ask
+                return bid, (price, asks.levels[price], name)
+            return bid, None
+        # prices are finite and > 0 (checked when applied): 0 and inf are below and above them all
+        best_bid = 0.0
+        best_ask = _INF
+        bid_at: _Venue | None = None
+        ask_at: _Venue | None = None
+        for venue in sides:
+            if venue[1].state is not _LIVE:
+                continue
+            keys = venue[2].keys
+            if keys and keys[-1] > best_bid:  # strictly better: the first venue keeps a tie
+                best_bid = keys[-1]
+                bid_at = venue
+            keys = venue[3].keys
+            if keys and keys[0] < best_ask:
+                best_ask = keys[0]
+                ask_at = venue
+        return (
+            None if bid_at is None else (best_bid, bid_at[2].levels[best_bid], bid_at[0]),
+            None if ask_at is None else (best_ask, ask_at[3].levels[best_ask], ask_at[0]),
+        )
 
     def levels(
         self, name: str, book: SymbolBook, depth: int, version: tuple[int, int, int] | None = None, now_ns: int = 0
