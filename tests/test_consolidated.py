@@ -57,6 +57,22 @@ def test_stale_venue_is_left_out_and_comes_back() -> None:
     assert sorted(merged.venues) == ["a", "b"] and rows(merged.bids[:1]) == [(100.6, 1.0, "b")]
 
 
+def test_a_single_venue_goes_stale_and_comes_back() -> None:
+    router = Router()
+    a = live_book(router, "a", [["100", "1"]], [["101", "1"]])
+    view = router.views["BTC/USDT"]
+    first = view.merge(5, max_age_ms=5000)
+    assert first.venues == ["a"] and view.merge(5, max_age_ms=5000).bids is first.bids  # unchanged: the same rows
+    a.last_update_ns = time.monotonic_ns() - 10_000_000_000  # 10 s old
+    merged = view.merge(5, max_age_ms=5000)
+    assert merged.venues == [] and merged.bids == [] and "stale" in merged.excluded["a"]
+    a.apply(BookUpdate("X", [["100.5", "2"]], []), time.monotonic_ns())
+    merged = view.merge(5, max_age_ms=5000)
+    assert merged.venues == ["a"] and rows(merged.bids) == [(100.5, 2.0, "a"), (100.0, 1.0, "a")] and not merged.excluded
+    assert merged.bids[1] is first.bids[0]  # a level whose quantity did not change is the same object
+    assert 0 <= merged.ages_ms["a"] < 5000
+
+
 def test_venue_not_live_is_left_out_with_its_state() -> None:
     router = Router()
     live_book(router, "a", [["100", "1"]], [["101", "1"]])
