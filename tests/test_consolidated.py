@@ -57,6 +57,22 @@ def test_stale_venue_is_left_out_and_comes_back() -> None:
     assert sorted(merged.venues) == ["a", "b"] and rows(merged.bids[:1]) == [(100.6, 1.0, "b")]
 
 
+def test_a_single_venue_goes_stale_and_comes_back() -> None:
+    router = Router()
+    a = live_book(router, "a", [["100", "1"]], [["101", "1"]])
+    view = router.views["BTC/USDT"]
+    first = view.merge(5, max_age_ms=5000)
+    assert first.venues == ["a"] and view.merge(5, max_age_ms=5000).bids is first.bids  # unchanged: the same rows
+    a.last_update_ns = time.monotonic_ns() - 10_000_000_000  # 10 s old
+    merged = view.merge(5, max_age_ms=5000)
+    assert merged.venues == [] and merged.bids == [] and "stale" in merged.excluded["a"]
+    a.apply(BookUpdate("X", [["100.5", "2"]], []), time.monotonic_ns())
+    merged = view.merge(5, max_age_ms=5000)
+    assert merged.venues == ["a"] and rows(merged.bids) == [(100.5, 2.0, "a"), (100.0, 1.0, "a")] and not merged.excluded
+    assert merged.bids[1] is first.bids[0]  # a level whose quantity did not change is the same object
+    assert 0 <= merged.ages_ms["a"] < 5000
+
+
 def test_venue_not_live_is_left_out_with_its_state() -> None:
     router = Router()
     live_book(router, "a", [["100", "1"]], [["101", "1"]])
@@ -93,19 +109,19 @@ def _truth(books: dict[str, SymbolBook], depth: int) -> tuple[list[tuple[float, 
     return bids, asks
 
 
-@pytest.mark.parametrize("seed", [17, 29])
+@pytest.mark.parametrize("seed", [17, 29, 41])
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct-prices", "equal-prices"])
 def test_incremental_merge_equals_a_merge_from_scratch(ties: bool, seed: int) -> None:
-    """Random updates on five or seven venues, merged after every few: the incrementally folded
-    top-N always equals the top-N of all LIVE books, equal prices of different venues in venue
-    order (what a merge from scratch gives, whatever the history of merges: folds, refills from
-    the cached venues, rebuilds)."""
+    """Random updates on five, seven or one venue(s), merged after every few: the incrementally
+    folded top-N always equals the top-N of all LIVE books, equal prices of different venues in
+    venue order (what a merge from scratch gives, whatever the history of merges: folds, refills
+    from the cached venues, rebuilds); the top of book after every update is its first row."""
     import random
 
     rng = random.Random(seed)
     tick = 0.0 if ties else 0.01
     router = Router()
-    names = ["a", "b", "c", "d", "e"] if seed == 17 else ["a", "b", "c", "d", "e", "f", "g"]
+    names = {17: ["a", "b", "c", "d", "e"], 29: ["a", "b", "c", "d", "e", "f", "g"], 41: ["a"]}[seed]
     books: dict[str, SymbolBook] = {}
     for v, name in enumerate(names):
         bids = [[f"{100 - k * 0.5 + v * tick:.2f}", "1"] for k in range(rng.randint(0, 8))]
@@ -131,10 +147,12 @@ def test_incremental_merge_equals_a_merge_from_scratch(ties: bool, seed: int) ->
                 else:
                     downs.append([f"{101 + k * 0.25 + v * tick:.2f}", qty])
             book.apply(BookUpdate("X", ups, downs), time.monotonic_ns())
+        live = {n: b for n, b in books.items() if b.state.value == "LIVE"}
+        top_bids, top_asks = _truth(live, 1)
+        assert view.top_of_book() == (top_bids[0] if top_bids else None, top_asks[0] if top_asks else None), step
         if rng.random() < (0.5 if seed == 17 else 0.2):  # seldom: several venues changed since the last merge
             depth = 5 if step % 97 else 8  # a different depth now and then: rebuilds, still equal
             merged = view.merge(depth, max_age_ms=60_000)
-            live = {n: b for n, b in books.items() if b.state.value == "LIVE"}
             assert (rows(merged.bids), rows(merged.asks)) == _truth(live, depth), step
             assert merged.venues == list(live)
 
@@ -147,3 +165,8 @@ def test_top_of_book_names_the_best_venues() -> None:
     assert view.top_of_book() == ((100.5, 3.0, "b"), (101.0, 2.0, "a"))
     b.resync("gap")
     assert view.top_of_book() == ((100.0, 1.0, "a"), (101.0, 2.0, "a"))
+    c = live_book(router, "c", [["100", "4"]], [], pair="ETH/USDT")  # one venue, one side
+    eth = router.views["ETH/USDT"]
+    assert eth.top_of_book() == ((100.0, 4.0, "c"), None)
+    c.resync("gap")
+    assert eth.top_of_book() == (None, None)

@@ -30,9 +30,11 @@ __all__ = ["ConsolidatedView", "Merged", "Router", "Row", "view_key"]
 
 _price = attrgetter("price")
 _LIVE = BookState.LIVE
+_INF = float("inf")
 _UTC = timezone.utc
 
 Row = tuple[float, float, str]  # (price, quantity, venue): what top_of_book() returns
+_Venue = tuple[str, SymbolBook, BookSide, BookSide]  # name, book, its bids, its asks
 
 
 def view_key(pair: str, quote_groups: dict[str, list[str]]) -> str:
@@ -135,13 +137,16 @@ class ConsolidatedView:
         "_merged_used",
         "_merged_versions",
         "_rank",
+        "_sides",
+        "_one",
         "clock",
     )
 
     def __init__(self, pair: str, notify: Callable[["ConsolidatedView"], None], clock: Clock = SYSTEM_CLOCK) -> None:
         self.pair = pair
         self.clock = clock
-        self.venues: dict[str, SymbolBook] = {}  # "exchange" (or "exchange:SYMBOL" when grouped twice)
+        # "exchange" (or "exchange:SYMBOL" when grouped twice); add venues with add() only
+        self.venues: dict[str, SymbolBook] = {}
         self.dirty = False
         self.first_dirty_ns = 0
         self.changes = 0  # book changes and state changes seen
@@ -153,10 +158,15 @@ class ConsolidatedView:
         self._merged_used: list[str] = []
         self._merged_versions: dict[str, tuple[int, int, int]] = {}
         self._rank: dict[str, int] = {}  # venue -> its place in the last merge's venues
+        # (name, book, bids, asks) per venue in order, for top_of_book(): no dict or attribute walk
+        self._sides: tuple[_Venue, ...] = ()
+        self._one: _Venue | None = None  # the venue when there is one
 
     def add(self, book: SymbolBook) -> None:
         key = book.exchange if book.exchange not in self.venues or self.venues[book.exchange] is book else f"{book.exchange}:{book.symbol}"
         self.venues[key] = book
+        self._sides = tuple((name, b, b.book.bids, b.book.asks) for name, b in self.venues.items())
+        self._one = self._sides[0] if len(self._sides) == 1 else None
         self.changes += 1
         self.stamps[book] = self.changes
 
@@ -188,26 +198,45 @@ class ConsolidatedView:
     # reading -------------------------------------------------------------------------------------------
     def top_of_book(self) -> tuple[Row | None, Row | None]:
         """The consolidated best bid and best ask now, as ``(price, quantity, venue)`` rows (None
-        when no LIVE venue has that side). Reads only each LIVE venue's best level, so it is cheap
-        enough to call after every message; freshness (``max_age_ms``) is applied by :meth:`merge`."""
-        bid = ask = None
-        for name, book in self.venues.items():
+        when no LIVE venue has that side; equal prices: the first venue in order). Reads only each
+        LIVE venue's best level, so it is cheap enough to call after every message; freshness
+        (``max_age_ms``) is applied by :meth:`merge`."""
+        one = self._one
+        if one is not None:  # one venue: its best levels, no comparing
+            name, book, bids, asks = one
             if book.state is not _LIVE:
-                continue
-            sides = book.book
-            side = sides.bids
-            keys = side.keys
+                return None, None
+            keys = bids.keys
             if keys:
                 price = keys[-1]
-                if bid is None or price > bid[0]:
-                    bid = (price, side.levels[price], name)
-            side = sides.asks
-            keys = side.keys
+                bid: Row | None = (price, bids.levels[price], name)
+            else:
+                bid = None
+            keys = asks.keys
             if keys:
                 price = keys[0]
-                if ask is None or price < ask[0]:
-                    ask = (price, side.levels[price], name)
-        return bid, ask
+                return bid, (price, asks.levels[price], name)
+            return bid, None
+        # prices are finite and > 0 (checked when applied): 0 and inf are below and above them all
+        best_bid = 0.0
+        best_ask = _INF
+        bid_at: _Venue | None = None
+        ask_at: _Venue | None = None
+        for venue in self._sides:
+            if venue[1].state is not _LIVE:
+                continue
+            keys = venue[2].keys
+            if keys and keys[-1] > best_bid:  # strictly better: the first venue keeps a tie
+                best_bid = keys[-1]
+                bid_at = venue
+            keys = venue[3].keys
+            if keys and keys[0] < best_ask:
+                best_ask = keys[0]
+                ask_at = venue
+        return (
+            None if bid_at is None else (best_bid, bid_at[2].levels[best_bid], bid_at[0]),
+            None if ask_at is None else (best_ask, ask_at[3].levels[best_ask], ask_at[0]),
+        )
 
     def levels(
         self, name: str, book: SymbolBook, depth: int, version: tuple[int, int, int] | None = None, now_ns: int = 0
@@ -224,43 +253,31 @@ class ConsolidatedView:
             cached = self._cache[name] = _VenueCache()
         elif cached.version == version and (cached.depth >= depth or cached.complete):
             return cached
+        # each side: its best prices and their quantities (the key), re-read only when they differ
         stamp = None
-        cached.bids, cached.bid_index, cached.bid_key, stamp = self._side_rows(
-            book, name, book.book.bids, depth, cached.bids, cached.bid_index, cached.bid_key, stamp, now_ns
-        )
-        cached.asks, cached.ask_index, cached.ask_key, stamp = self._side_rows(
-            book, name, book.book.asks, depth, cached.asks, cached.ask_index, cached.ask_key, stamp, now_ns
-        )
+        sides = book.book
+        side = sides.bids
+        prices = side.prices(depth)
+        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
+        key = cached.bid_key
+        if quantities != key[1] or prices != key[0]:
+            cached.bids, stamp = _side_rows(prices, quantities, key, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
+            cached.bid_key = (prices, quantities)
+            if len(cached.bid_index) > 2 * depth + 8:  # forget levels no longer read (bounded by the depth)
+                cached.bid_index = dict(zip(prices, cached.bids))
+        side = sides.asks
+        prices = side.prices(depth)
+        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
+        key = cached.ask_key
+        if quantities != key[1] or prices != key[0]:
+            cached.asks, stamp = _side_rows(prices, quantities, key, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
+            cached.ask_key = (prices, quantities)
+            if len(cached.ask_index) > 2 * depth + 8:
+                cached.ask_index = dict(zip(prices, cached.asks))
         cached.version = version
         cached.depth = depth
         cached.complete = len(cached.bids) < depth and len(cached.asks) < depth
         return cached
-
-    def _side_rows(
-        self,
-        book: SymbolBook,
-        name: str,
-        side: BookSide,
-        depth: int,
-        rows: list[PriceLevel],
-        index: dict[float, PriceLevel],
-        key: tuple[list[float], tuple[float, ...]],
-        stamp: datetime | None,
-        now_ns: int,
-    ) -> tuple[list[PriceLevel], dict[float, PriceLevel], tuple[list[float], tuple[float, ...]], datetime | None]:
-        """One side of :meth:`levels`: its rows, level index and (prices, quantities) key, the
-        previous ones when nothing in its top ``depth`` changed."""
-        prices = side.prices(depth)
-        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
-        if quantities == key[1] and prices == key[0]:
-            return rows, index, key, stamp
-        if prices == key[0]:
-            rows, stamp = _requantify(prices, quantities, key[1], index, rows, name, stamp, self, book, now_ns)
-        else:
-            rows, stamp = _reread(prices, quantities, index, rows, name, stamp, self, book, now_ns)
-        if len(index) > 2 * depth + 8:  # forget levels no longer read (bounded by the depth)
-            index = dict(zip(prices, rows))
-        return rows, index, (prices, quantities), stamp
 
     def _refill(
         self, previous: list[PriceLevel], venue: str, fresh: list[PriceLevel], used: list[str], depth: int, bids: bool
@@ -304,6 +321,36 @@ class ConsolidatedView:
     def merge(self, depth: int, max_age_ms: float, now_ns: int | None = None) -> Merged:
         """Merged top-``depth`` of the LIVE, fresh venues, with the reasons others are left out."""
         now_ns = now_ns or self.clock.monotonic_ns()
+        venues = self.venues
+        last = self.last_merged
+        if len(venues) == 1 and last is not None and self._merged_depth == depth and len(self._merged_used) == 1:
+            # one venue, which the last merge (at this depth) used: what the general path below
+            # gives while it stays LIVE and fresh, without its lists and dicts
+            for name, book in venues.items():
+                if book.state is _LIVE and self._merged_used[0] == name:
+                    updated = book.last_update_ns
+                    waited = 0
+                    if updated:
+                        alive = book.alive_ns
+                        waited = now_ns - (alive if alive > updated else updated)  # since seen_ns()
+                    if waited <= max_age_ms * 1e6:
+                        version = (self.stamps.get(book, 0), book.messages, book.level_updates)
+                        if self._merged_versions.get(name) == version:
+                            top_bids, top_asks = last.bids, last.asks
+                        else:
+                            rows = self.levels(name, book, depth, version, now_ns)
+                            top_bids, top_asks = rows.bids, rows.asks
+                            if len(top_bids) > depth:
+                                top_bids = top_bids[:depth]
+                            if len(top_asks) > depth:
+                                top_asks = top_asks[:depth]
+                        one = [name]
+                        age = {name: waited // 1000 / 1000} if updated else {}
+                        merged = Merged(self.pair, top_bids, top_asks, one, {}, age, now_ns, last.books)
+                        self.last_merged = merged
+                        self._merged_used = one
+                        self._merged_versions = {name: version}
+                        return merged
         limit_ns = max_age_ms * 1e6
         used: list[str] = []
         excluded: dict[str, str] = {}
@@ -312,7 +359,6 @@ class ConsolidatedView:
         previous = self._merged_versions
         changed: list[str] = []
         stamps = self.stamps
-        venues = self.venues
         for name, book in venues.items():
             updated = book.last_update_ns
             if updated:
@@ -336,7 +382,6 @@ class ConsolidatedView:
                 self._cache.pop(name, None)  # a book that comes back is read afresh (new timestamps)
             else:
                 excluded[name] = f"stale: last update {waited / 1e6:.0f} ms ago (max_age_ms {max_age_ms:g})"
-        last = self.last_merged
         if last is not None and self._merged_used == used:
             books = last.books
         else:
@@ -404,10 +449,10 @@ def _quantities(levels: dict[float, float], prices: list[float]) -> tuple[float,
     return tuple([levels[p] for p in prices])
 
 
-def _requantify(
+def _side_rows(
     prices: list[float],
     quantities: tuple[float, ...],
-    before: tuple[float, ...],
+    key: tuple[list[float], tuple[float, ...]],
     index: dict[float, PriceLevel],
     previous: list[PriceLevel],
     name: str,
@@ -416,33 +461,21 @@ def _requantify(
     book: SymbolBook,
     now_ns: int,
 ) -> tuple[list[PriceLevel], datetime | None]:
-    """One side's rows when its prices are those of ``previous`` and only quantities changed
-    (``before`` -> ``quantities``): the previous rows with new levels where they differ."""
-    if stamp is None:
-        stamp = view.stamp(book, now_ns)
-    rows = previous[:]
-    differs = list(map(ne, quantities, before))
-    i = -1
-    for _ in range(differs.count(True)):
-        i = differs.index(True, i + 1)
-        p = prices[i]
-        rows[i] = index[p] = PriceLevel(p, quantities[i], name, stamp)
-    return rows, stamp
-
-
-def _reread(
-    prices: list[float],
-    quantities: tuple[float, ...],
-    index: dict[float, PriceLevel],
-    previous: list[PriceLevel],
-    name: str,
-    stamp: datetime | None,
-    view: ConsolidatedView,
-    book: SymbolBook,
-    now_ns: int,
-) -> tuple[list[PriceLevel], datetime | None]:
-    """One side's rows: the level read before at a price when its quantity is the same, else a
-    new one (``stamp``, made once when first needed)."""
+    """One side's new rows when its best ``prices`` and their ``quantities`` are no longer the
+    ``key`` (prices, quantities) of its ``previous`` rows: the level read before at a price when
+    its quantity is the same (``index``, updated here), else a new one (``stamp``, made once when
+    first needed)."""
+    if prices == key[0]:  # only quantities changed: the previous rows, new levels where they differ
+        if stamp is None:
+            stamp = view.stamp(book, now_ns)
+        rows = previous[:]
+        differs = list(map(ne, quantities, key[1]))
+        i = -1
+        for _ in range(differs.count(True)):
+            i = differs.index(True, i + 1)
+            p = prices[i]
+            rows[i] = index[p] = PriceLevel(p, quantities[i], name, stamp)
+        return rows, stamp
     rows = []
     get = index.get
     for p, q in zip(prices, quantities):
