@@ -35,7 +35,7 @@ from aggcore.connector import Connection, Connector, ConnectorConfig, RateLimitC
 from aggcore.symbols import SymbolTable
 from pydantic import Field
 
-from .messages import Ack, ErrorReply, ServerShutdown, depth_weight, parse, parse_snapshot, stream_name
+from .messages import DECODE_FAILS, DEPTH_DECODER, Ack, ErrorReply, ServerShutdown, depth_weight, parse, parse_snapshot, stream_name
 from .symbols import build_symbol_table
 
 __all__ = ["BinanceConfig", "BinanceConnector"]
@@ -146,6 +146,18 @@ class BinanceConnector(Connector):
     # -- the hot path ------------------------------------------------------------------------
 
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
+        try:
+            update = DEPTH_DECODER.decode(frame).data  # nearly every frame: decode_depth() inlined
+        except DECODE_FAILS:
+            pass
+        else:
+            ts = update.exchange_ts
+            if ts is not None:
+                update.exchange_ts = ts / 1000.0  # E: milliseconds
+            book = self.books.get(update.symbol)
+            if book is not None:
+                book.apply(update, receipt_ns)
+            return
         event = parse(frame)
         if isinstance(event, BookUpdate):
             book = self.books.get(event.symbol)

@@ -30,7 +30,18 @@ import msgspec
 import orjson
 from aggcore.book import BookUpdate
 
-__all__ = ["Ack", "ErrorReply", "Event", "ServerShutdown", "parse", "parse_snapshot", "stream_name"]
+__all__ = [
+    "DECODE_FAILS",
+    "DEPTH_DECODER",
+    "Ack",
+    "ErrorReply",
+    "Event",
+    "ServerShutdown",
+    "decode_depth",
+    "parse",
+    "parse_snapshot",
+    "stream_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,35 +78,55 @@ def stream_name(symbol: str, speed_ms: int = 100) -> str:
     return base if speed_ms == 1000 else f"{base}@{speed_ms}ms"
 
 
-class _Depth(msgspec.Struct):
+class _DepthUpdate(
+    BookUpdate,
+    kw_only=True,
+    gc=False,
+    rename={"symbol": "s", "bids": "b", "asks": "a", "first": "U", "last": "u", "exchange_ts": "E"},
+):
+    """A combined-stream depthUpdate payload decoded straight into a :class:`BookUpdate` (no
+    second object per message). ``exchange_ts`` arrives as Binance's ``E`` in milliseconds:
+    :func:`decode_depth` turns it into seconds before anyone sees it."""
+
     e: Literal["depthUpdate"]
-    s: str
-    U: int
-    u: int
-    b: list[tuple[float, float]]
-    a: list[tuple[float, float]]
-    E: int | msgspec.UnsetType = msgspec.UNSET  # absent: no event time (null takes the general path)
+    symbol: str
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    first: int
+    last: int
+    exchange_ts: float | None = None  # absent or null: no event time
+    numeric: bool = True
 
 
 class _Combined(msgspec.Struct):
-    data: _Depth
+    data: _DepthUpdate
 
 
 # typed decoding of the frame that is nearly every frame: a combined-stream depthUpdate. Strict
 # off turns the price/size strings into the same floats as ``float()``; anything else (control
 # replies, raw-stream payloads, odd or invalid levels) fails here and takes the general path.
-_DEPTH = msgspec.json.Decoder(_Combined, strict=False)
-_FAST_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
+DEPTH_DECODER = msgspec.json.Decoder(_Combined, strict=False)
+#: what :func:`decode_depth` raises for a frame that is not a combined-stream depthUpdate
+DECODE_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+def decode_depth(frame: str | bytes) -> BookUpdate:
+    """The fast path of :func:`parse`: a combined-stream depthUpdate as a numeric
+    :class:`BookUpdate`. Raises ``msgspec.ValidationError``/``DecodeError`` on any other frame
+    (the connector then takes :func:`parse`)."""
+    update = DEPTH_DECODER.decode(frame).data
+    ts = update.exchange_ts
+    if ts is not None:
+        update.exchange_ts = ts / 1000.0
+    return update
 
 
 def parse(frame: str | bytes) -> Event:
     """Parse one received frame. Raises ``orjson.JSONDecodeError``/``KeyError`` on garbage."""
     try:
-        d = _DEPTH.decode(frame).data
-    except _FAST_FAILS:
+        return decode_depth(frame)
+    except DECODE_FAILS:
         return _parse_any(frame)
-    ts = d.E
-    return BookUpdate(d.s, d.b, d.a, first=d.U, last=d.u, exchange_ts=None if ts is msgspec.UNSET else ts / 1000.0, numeric=True)
 
 
 def _parse_any(frame: str | bytes) -> Event:
@@ -106,13 +137,14 @@ def _parse_any(frame: str | bytes) -> Event:
     payload = data if type(data) is dict else msg
     event = payload.get("e")
     if event == "depthUpdate":
+        ts = payload.get("E")
         return BookUpdate(
             payload["s"],
             payload["b"],
             payload["a"],
             first=payload["U"],
             last=payload["u"],
-            exchange_ts=payload["E"] / 1000.0 if "E" in payload else None,
+            exchange_ts=ts / 1000.0 if ts is not None else None,
         )
     if event == "serverShutdown":
         ts = payload.get("E")
