@@ -98,7 +98,7 @@ class _DepthUpdate(
     numeric: bool = True
 
 
-class _Combined(msgspec.Struct):
+class _Combined(msgspec.Struct, gc=False):  # never in a cycle: not tracked by the GC
     data: _DepthUpdate
 
 

@@ -133,13 +133,13 @@ def _book(symbol: str, data: dict[str, Any], snapshot: bool) -> BookUpdate:
     )
 
 
-class _BookData(msgspec.Struct):
+class _BookData(msgspec.Struct, gc=False):  # never in a cycle: not tracked by the GC
     microtimestamp: int
     bids: list[tuple[float, float]]
     asks: list[tuple[float, float]]
 
 
-class _BookFrame(msgspec.Struct):
+class _BookFrame(msgspec.Struct, gc=False):
     event: str
     channel: str
     data: _BookData

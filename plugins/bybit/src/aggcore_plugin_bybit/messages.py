@@ -103,14 +103,14 @@ def failed_topic(ret_msg: str) -> str | None:
     return m.group(1) if m else None
 
 
-class _BookData(msgspec.Struct):
+class _BookData(msgspec.Struct, gc=False):  # never in a cycle: not tracked by the GC
     s: str
     b: list[tuple[float, float]]
     a: list[tuple[float, float]]
     u: int
 
 
-class _BookFrame(msgspec.Struct):
+class _BookFrame(msgspec.Struct, gc=False):
     topic: str
     type: str
     data: _BookData
