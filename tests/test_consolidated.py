@@ -103,6 +103,30 @@ def test_hot_path_marks_dirty_once_until_taken() -> None:
     assert len(calls) == 1 and len(router.take_dirty()) == 1 and not router.dirty
 
 
+def test_a_view_learns_of_changes_after_it_was_looked_at() -> None:
+    # the view silences a book's per-message calls until it is looked at; what readers see
+    # never lags: a merge after silenced messages shows them, and a look re-arms the book
+    router = Router()
+    calls = []
+    router.on_dirty = lambda: calls.append(1)
+    a = live_book(router, "a", [["100", "1"]], [["101", "1"]])
+    b = live_book(router, "b", [["99", "1"]], [["102", "1"]])
+    view = router.take_dirty()[0]
+    assert a.notify and b.notify
+    for rnd in range(3):
+        for q in ("2", "3", "4"):
+            a.apply(BookUpdate("X", [["100", f"{rnd}{q}"]], []), time.monotonic_ns())
+            assert not a.notify and b.notify  # only the book that changed is silenced
+            merged = view.merge(5, 60_000)
+            assert rows(merged.bids)[0] == (100.0, float(f"{rnd}{q}"), "a")  # never behind the book
+        b.apply(BookUpdate("X", [], [["102", str(rnd + 5)]]), time.monotonic_ns())
+        assert router.take_dirty() == [view] and a.notify and b.notify and not view.dirty
+        assert rows(view.merge(5, 60_000).asks)[1] == (102.0, float(rnd + 5), "b")
+    assert len(calls) == 4  # the first change after each look (the books' first snapshots: one)
+    a.apply(BookUpdate("X", [], [["101", "0"]]), time.monotonic_ns())
+    assert len(calls) == 5 and router.take_dirty() == [view]
+
+
 def _truth(books: dict[str, SymbolBook], depth: int) -> tuple[list[tuple[float, float, str]], list[tuple[float, float, str]]]:
     bids = sorted(((p, q, n) for n, b in books.items() for p, q in b.book.bids.top(10_000)), key=lambda r: -r[0])[:depth]
     asks = sorted(((p, q, n) for n, b in books.items() for p, q in b.book.asks.top(10_000)), key=lambda r: r[0])[:depth]

@@ -329,7 +329,14 @@ def _apply_sides(book: OrderBook, update: BookUpdate) -> int:
 
 
 class BookListener(Protocol):
-    """Told when a book changes while LIVE, and when it leaves or enters LIVE."""
+    """Told when a book changes while LIVE, and when it leaves or enters LIVE.
+
+    ``book_changed`` comes after every applied message while the book's ``notify`` is True (it
+    is True unless a listener turns it off). A listener that only needs the first change since
+    it last looked (the consolidated view: its readers re-read the book's counters) sets
+    ``book.notify = False`` in ``book_changed`` and back to True when it looks again, which
+    spares the hot path a call per message. Snapshots and state changes always notify.
+    """
 
     def book_changed(self, book: "SymbolBook", receipt_ns: int) -> None: ...
 
@@ -380,6 +387,7 @@ class SymbolBook:
         "_stale_run",
         "_sequence",
         "_most",
+        "notify",
     )
 
     def __init__(
@@ -411,6 +419,7 @@ class SymbolBook:
         self.buffer: deque[BookUpdate] = deque()
         self.awaiting_first = False
         self.listener = listener
+        self.notify = True  # tell the listener of each applied message (see BookListener)
         self.request_resync = request_resync
         self.on_event = on_event
         self.last_update_ns = 0
@@ -622,9 +631,10 @@ class SymbolBook:
         # inlined OrderBook.crossed(): this runs on every message
         if bk and ak and bk[-1] >= ak[0] and self.rules.check_crossed:
             return self._crossed()
-        listener = self.listener
-        if listener is not None:
-            listener.book_changed(self, receipt_ns)
+        if self.notify:
+            listener = self.listener
+            if listener is not None:
+                listener.book_changed(self, receipt_ns)
         return True
 
     def _stale(self, last: int) -> bool:

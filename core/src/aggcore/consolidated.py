@@ -174,6 +174,9 @@ class ConsolidatedView:
     def book_changed(self, book: SymbolBook, receipt_ns: int) -> None:
         self.changes = changes = self.changes + 1
         self.stamps[book] = changes
+        # the book's next messages need not tell this view again until it is looked at
+        # (take_dirty): readers see them through the book's counters (:meth:`version`)
+        book.notify = False
         if not self.dirty:
             self.dirty = True
             self.first_dirty_ns = receipt_ns
@@ -565,6 +568,7 @@ class Router:
         view = self.view_for(book.pair)
         view.add(book)
         book.listener = view
+        book.notify = True
         return view
 
     def book_changed(self, book: SymbolBook, receipt_ns: int) -> None:
@@ -574,8 +578,12 @@ class Router:
         self.attach(book).book_state_changed(book)
 
     def take_dirty(self) -> list[ConsolidatedView]:
+        """The views changed since the last call, in the order they changed; each is clean
+        again and its books tell it of their next change."""
         views = list(self.dirty)
         self.dirty.clear()
         for view in views:
             view.dirty = False
+            for venue in view._sides:
+                venue[1].notify = True
         return views
