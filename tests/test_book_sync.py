@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import zlib
 
 from aggcore.book import BookUpdate, OrderBook, SequenceMode, SnapshotSource, SymbolBook, SyncRules
@@ -27,9 +29,9 @@ class Recorder:
         pass
 
 
-def make(rules: SyncRules, depth: int | None = None) -> tuple[SymbolBook, Recorder]:
+def make(rules: SyncRules, depth: int | None = None, max_levels: int | None = None) -> tuple[SymbolBook, Recorder]:
     rec = Recorder()
-    return SymbolBook("x", "BTCUSDT", "BTC/USDT", rules, depth=depth, listener=rec, request_resync=rec.request), rec
+    return SymbolBook("x", "BTCUSDT", "BTC/USDT", rules, depth=depth, max_levels=max_levels, listener=rec, request_resync=rec.request), rec
 
 
 def delta(first: int, last: int, bids=(), asks=(), **kw) -> BookUpdate:  # type: ignore[no-untyped-def]
@@ -231,26 +233,41 @@ def test_a_buffered_invalid_delta_is_caught_when_replayed() -> None:
     assert not book.book.asks.levels and rec.changes == 1  # only the valid delta 11 was emitted
 
 
-def test_numeric_levels_give_the_same_books_and_the_same_rejections() -> None:
+@pytest.mark.parametrize(("depth", "max_levels"), [(None, None), (30, None), (None, 40)], ids=["full", "depth-30", "capped-40"])
+def test_numeric_levels_give_the_same_books_and_the_same_rejections(depth: int | None, max_levels: int | None) -> None:
     """``BookUpdate(numeric=True)`` (typed decoding: levels already floats) skips the conversion
-    of each level, never the checks: books and rejections equal the wire-string path's."""
+    of each level, never the checks: books, truncation to ``depth``, caps (and the resync of a
+    capped side thinned below its floor) and rejections equal the wire-string path's."""
     import random
 
     rng = random.Random(5)
-    strings, rec_s = make(INBAND)
-    numbers, rec_n = make(INBAND)
+    strings, rec_s = make(INBAND, depth, max_levels)
+    numbers, rec_n = make(INBAND, depth, max_levels)
     bids = [[f"{100 - i * 0.5:.2f}", f"{rng.uniform(0.1, 5):.4f}"] for i in range(50)]
     asks = [[f"{101 + i * 0.5:.2f}", f"{rng.uniform(0.1, 5):.4f}"] for i in range(50)]
-    strings.apply(snap(10, bids, asks))
-    numbers.apply(snap(10, [(float(p), float(q)) for p, q in bids], [(float(p), float(q)) for p, q in asks], numeric=True))
-    for seq in range(11, 400):
-        side = [[f"{rng.choice([95, 99.5, 100]) - rng.randrange(40) * 0.5:.2f}", rng.choice(["0", "0.00000000", f"{rng.uniform(0, 3):.3f}"])] for _ in range(rng.randrange(6))]
-        other = [[f"{101 + rng.randrange(40) * 0.5:.2f}", rng.choice(["0", f"{rng.uniform(0, 3):.3f}"])] for _ in range(rng.randrange(6))]
+    resyncs = full = 0
+    for seq in range(10, 1200):
+        if seq == 10 or not strings.live:
+            resyncs += seq > 10
+            strings.apply(snap(seq, bids, asks))
+            numbers.apply(snap(seq, [(float(p), float(q)) for p, q in bids], [(float(p), float(q)) for p, q in asks], numeric=True))
+            continue
+        size = f"{rng.uniform(0, 3):.3f}"
+        side = [[f"{rng.choice([95, 99.5, 100]) - rng.randrange(40) * 0.5:.2f}", rng.choice(["0", "0.00000000", size, size])] for _ in range(rng.randrange(6))]
+        other = [[f"{101 + rng.randrange(40) * 0.5:.2f}", rng.choice(["0", size, size])] for _ in range(rng.randrange(6))]
         strings.apply(delta(seq, seq, bids=side, asks=other))
         numbers.apply(delta(seq, seq, bids=[(float(p), float(q)) for p, q in side], asks=[(float(p), float(q)) for p, q in other], numeric=True))
+        assert numbers.state is strings.state and numbers.error == strings.error, seq
         assert numbers.book.bids.levels == strings.book.bids.levels and numbers.book.bids.keys == strings.book.bids.keys
         assert numbers.book.asks.levels == strings.book.asks.levels and numbers.book.asks.keys == strings.book.asks.keys
-    assert numbers.live and rec_n.changes == rec_s.changes
+        limit = min(x for x in (depth, max_levels, 10**9) if x is not None)
+        assert len(numbers.book.bids) <= limit and len(numbers.book.asks) <= limit
+        full += len(numbers.book.bids) == limit or len(numbers.book.asks) == limit
+    assert rec_n.changes == rec_s.changes and numbers.resyncs == strings.resyncs
+    if depth is not None:
+        assert full > 100  # the sides did reach the depth (and were truncated)
+    if max_levels is not None:
+        assert resyncs > 0  # a capped side did thin below its floor (and healed)
     nan, inf = float("nan"), float("inf")
     for level in [(nan, 1.0), (1.0, nan), (inf, 1.0), (9.0, inf), (0.0, 1.0), (-9.0, 1.0), (9.0, -1.0), (9.0,), (9.0, 1.0, 2.0), ("9", "1"), (None, 1.0), 9.0]:
         book, rec = make(INBAND)

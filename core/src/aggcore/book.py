@@ -574,9 +574,11 @@ class SymbolBook:
         try:
             if update.numeric and bids.raw is None:
                 # typed decoding: lists of number pairs (often one side is empty). This is
-                # BookSide.apply_numbers written out for each side: the two calls it saves are a
-                # tenth of a small real diff's cost. Keep the three loops the same.
-                n = 0
+                # BookSide.apply_numbers written out for each side, which spares two calls per
+                # message; a side's size is checked only when a level came or went (``resize``).
+                # Keep the three loops the same.
+                resize = False
+                most = self._most
                 inf = _INF
                 levels = update.bids
                 if levels:
@@ -589,12 +591,16 @@ class SymbolBook:
                             if qty:
                                 if price not in book_levels:
                                     insort(keys, price)
+                                    if len(keys) > most:
+                                        resize = True
                                 book_levels[price] = qty
                             elif book_levels.pop(price, None) is not None:
                                 del keys[bisect_left(keys, price)]
+                                if len(keys) < bids.floor:
+                                    resize = True
                         elif not (0.0 < price < inf and 0.0 <= qty < inf):
                             raise InvalidLevel(f"bid level {_show((price, qty))}: {_why(price, qty)}")
-                    n = len(levels)
+                    self.level_updates += len(levels)
                 levels = update.asks
                 if levels:
                     book_levels = asks.levels
@@ -606,29 +612,30 @@ class SymbolBook:
                             if qty:
                                 if price not in book_levels:
                                     insort(keys, price)
+                                    if len(keys) > most:
+                                        resize = True
                                 book_levels[price] = qty
                             elif book_levels.pop(price, None) is not None:
                                 del keys[bisect_left(keys, price)]
+                                if len(keys) < asks.floor:
+                                    resize = True
                         elif not (0.0 < price < inf and 0.0 <= qty < inf):
                             raise InvalidLevel(f"ask level {_show((price, qty))}: {_why(price, qty)}")
-                    n += len(levels)
+                    self.level_updates += len(levels)
             else:
-                n = bids.apply(update.bids) + asks.apply(update.asks)
+                self.level_updates += bids.apply(update.bids) + asks.apply(update.asks)
+                resize = True  # _resize() checks both sides' sizes
         except (ValueError, TypeError) as exc:  # InvalidLevel, levels of the wrong shape, sides that are not lists
             return self._invalid(update, exc)
-        self.level_updates += n
         if last is not None:
             self.last_seq = last
-        bk = bids.keys
-        ak = asks.keys
-        nb = len(bk)
-        na = len(ak)
-        most = self._most
-        if (nb > most or na > most or nb < bids.floor or na < asks.floor) and not self._resize(nb, na):
+        if resize and not self._resize(len(bids.keys), len(asks.keys)):
             return False
         if update.checksum and not self._checksum_ok(update):
             return False
         # inlined OrderBook.crossed(): this runs on every message
+        bk = bids.keys
+        ak = asks.keys
         if bk and ak and bk[-1] >= ak[0] and self.rules.check_crossed:
             return self._crossed()
         if self.notify:
