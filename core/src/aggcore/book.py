@@ -162,6 +162,8 @@ class BookSide:
     (:meth:`cap`) drops its far levels and from then on ignores every level at or beyond the
     best price it dropped, so the levels it keeps are exactly the exchange's best ones.
     ``floor`` is the size under which a capped side is too thin to trust and the book resyncs.
+    ``levels`` and ``keys`` are changed in place, never rebound (readers such as the
+    consolidated view hold on to them).
     """
 
     __slots__ = ("levels", "keys", "bids", "raw", "lo", "hi", "floor")
@@ -241,13 +243,16 @@ class BookSide:
         hi = self.hi
         inf = _INF
         for price, qty in levels:
-            if lo < price < hi and 0.0 <= qty < inf:  # also false for NaN
-                if qty:
+            if lo < price < hi:  # also false for NaN
+                if 0.0 < qty < inf:
                     if price not in book:
                         insort(keys, price)
                     book[price] = qty
-                elif book.pop(price, None) is not None:
-                    del keys[bisect_left(keys, price)]
+                elif qty == 0.0:
+                    if book.pop(price, None) is not None:
+                        del keys[bisect_left(keys, price)]
+                else:
+                    raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show((price, qty))}: {_why(price, qty)}")
             elif not (0.0 < price < inf and 0.0 <= qty < inf):
                 raise InvalidLevel(f"{'bid' if self.bids else 'ask'} level {_show((price, qty))}: {_why(price, qty)}")
             # else: beyond the levels a capped side keeps
@@ -587,17 +592,20 @@ class SymbolBook:
                     lo = bids.lo
                     hi = bids.hi
                     for price, qty in levels:
-                        if lo < price < hi and 0.0 <= qty < inf:  # also false for NaN
-                            if qty:
+                        if lo < price < hi:  # also false for NaN
+                            if 0.0 < qty < inf:
                                 if price not in book_levels:
                                     insort(keys, price)
                                     if len(keys) > most:
                                         resize = True
                                 book_levels[price] = qty
-                            elif book_levels.pop(price, None) is not None:
-                                del keys[bisect_left(keys, price)]
-                                if len(keys) < bids.floor:
-                                    resize = True
+                            elif qty == 0.0:
+                                if book_levels.pop(price, None) is not None:
+                                    del keys[bisect_left(keys, price)]
+                                    if len(keys) < bids.floor:
+                                        resize = True
+                            else:
+                                raise InvalidLevel(f"bid level {_show((price, qty))}: {_why(price, qty)}")
                         elif not (0.0 < price < inf and 0.0 <= qty < inf):
                             raise InvalidLevel(f"bid level {_show((price, qty))}: {_why(price, qty)}")
                     self.level_updates += len(levels)
@@ -608,17 +616,20 @@ class SymbolBook:
                     lo = asks.lo
                     hi = asks.hi
                     for price, qty in levels:
-                        if lo < price < hi and 0.0 <= qty < inf:
-                            if qty:
+                        if lo < price < hi:
+                            if 0.0 < qty < inf:
                                 if price not in book_levels:
                                     insort(keys, price)
                                     if len(keys) > most:
                                         resize = True
                                 book_levels[price] = qty
-                            elif book_levels.pop(price, None) is not None:
-                                del keys[bisect_left(keys, price)]
-                                if len(keys) < asks.floor:
-                                    resize = True
+                            elif qty == 0.0:
+                                if book_levels.pop(price, None) is not None:
+                                    del keys[bisect_left(keys, price)]
+                                    if len(keys) < asks.floor:
+                                        resize = True
+                            else:
+                                raise InvalidLevel(f"ask level {_show((price, qty))}: {_why(price, qty)}")
                         elif not (0.0 < price < inf and 0.0 <= qty < inf):
                             raise InvalidLevel(f"ask level {_show((price, qty))}: {_why(price, qty)}")
                     self.level_updates += len(levels)

@@ -35,6 +35,9 @@ _UTC = timezone.utc
 
 Row = tuple[float, float, str]  # (price, quantity, venue): what top_of_book() returns
 _Venue = tuple[str, SymbolBook, BookSide, BookSide]  # name, book, its bids, its asks
+# the one venue of a view: name, book, its bid prices and levels, its ask prices and levels (a
+# side's ``keys`` list and ``levels`` dict are the same objects for the side's whole life)
+_OneVenue = tuple[str, SymbolBook, list[float], dict[float, float], list[float], dict[float, float]]
 
 
 def view_key(pair: str, quote_groups: dict[str, list[str]]) -> str:
@@ -160,13 +163,16 @@ class ConsolidatedView:
         self._rank: dict[str, int] = {}  # venue -> its place in the last merge's venues
         # (name, book, bids, asks) per venue in order, for top_of_book(): no dict or attribute walk
         self._sides: tuple[_Venue, ...] = ()
-        self._one: _Venue | None = None  # the venue when there is one
+        self._one: _OneVenue | None = None  # the venue when there is one
 
     def add(self, book: SymbolBook) -> None:
         key = book.exchange if book.exchange not in self.venues or self.venues[book.exchange] is book else f"{book.exchange}:{book.symbol}"
         self.venues[key] = book
         self._sides = tuple((name, b, b.book.bids, b.book.asks) for name, b in self.venues.items())
-        self._one = self._sides[0] if len(self._sides) == 1 else None
+        self._one = None
+        if len(self._sides) == 1:
+            name, b, bids, asks = self._sides[0]
+            self._one = (name, b, bids.keys, bids.levels, asks.keys, asks.levels)
         self.changes += 1
         self.stamps[book] = self.changes
 
@@ -206,19 +212,17 @@ class ConsolidatedView:
         (``max_age_ms``) is applied by :meth:`merge`."""
         one = self._one
         if one is not None:  # one venue: its best levels, no comparing
-            name, book, bids, asks = one
+            name, book, keys, levels, ask_keys, ask_levels = one
             if book.state is not _LIVE:
                 return None, None
-            keys = bids.keys
             if keys:
                 price = keys[-1]
-                bid: Row | None = (price, bids.levels[price], name)
+                bid: Row | None = (price, levels[price], name)
             else:
                 bid = None
-            keys = asks.keys
-            if keys:
-                price = keys[0]
-                return bid, (price, asks.levels[price], name)
+            if ask_keys:
+                price = ask_keys[0]
+                return bid, (price, ask_levels[price], name)
             return bid, None
         # prices are finite and > 0 (checked when applied): 0 and inf are below and above them all
         best_bid = 0.0
