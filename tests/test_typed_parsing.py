@@ -68,6 +68,9 @@ def test_binance_typed_parse_matches_the_general_parse() -> None:
     assert books >= 4
     fast = binance.parse(_binance(DEPTH))
     assert isinstance(fast, BookUpdate) and fast.bids[0] == (0.0024, 10.0)  # the typed path was taken
+    # keys that are BookUpdate fields but not Binance's are ignored, as on the general path
+    odd = binance.parse(_binance({**DEPTH, "snapshot": True, "checksum": 7, "numeric": False}))
+    assert isinstance(odd, BookUpdate) and not odd.snapshot and not odd.checksum and odd.numeric
     # one leniency: an update id sent as a numeric string is read as the number (as Bybit's ``u`` always was)
     lenient = binance.parse(_binance({**DEPTH, "U": "157"}))
     assert isinstance(lenient, BookUpdate) and lenient.first == 157

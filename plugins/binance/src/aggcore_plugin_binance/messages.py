@@ -82,7 +82,19 @@ class _DepthUpdate(
     BookUpdate,
     kw_only=True,
     gc=False,
-    rename={"symbol": "s", "bids": "b", "asks": "a", "first": "U", "last": "u", "exchange_ts": "E"},
+    rename={
+        "symbol": "s",
+        "bids": "b",
+        "asks": "a",
+        "first": "U",
+        "last": "u",
+        "exchange_ts": "E",
+        # names no Binance frame uses: no key of a frame sets these (a "snapshot" key must
+        # never turn a delta into a book replacement)
+        "snapshot": "aggcore:snapshot",
+        "checksum": "aggcore:checksum",
+        "numeric": "aggcore:numeric",
+    },
 ):
     """A combined-stream depthUpdate payload decoded straight into a :class:`BookUpdate` (no
     second object per message). ``exchange_ts`` arrives as Binance's ``E`` in milliseconds:
@@ -96,6 +108,9 @@ class _DepthUpdate(
     last: int
     exchange_ts: float | None = None  # absent or null: no event time
     numeric: bool = True
+    # redefined so that their names above apply (msgspec renames only a class's own fields)
+    snapshot: bool = False
+    checksum: int | None = None
 
 
 class _Combined(msgspec.Struct, gc=False):  # never in a cycle: not tracked by the GC
