@@ -22,6 +22,8 @@ from aggcore.config import load_config
 from aggcore.models import BookState
 from aggcore.plugins import PluginRegistry, load_plugins
 from aggcore.replay import load_replay, replay
+from aggcore.testing.server import InstrumentSpec
+from aggcore_plugin_binance.fake import exchange_symbol
 
 pytestmark = pytest.mark.anyio
 
@@ -31,23 +33,7 @@ SNAPSHOT_ID = 1000
 
 
 def _exchange_info() -> str:
-    symbol = {
-        "symbol": "BTCUSDT",
-        "status": "TRADING",
-        "baseAsset": "BTC",
-        "baseAssetPrecision": 8,
-        "quoteAsset": "USDT",
-        "quotePrecision": 8,
-        "quoteAssetPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-        "isSpotTradingAllowed": True,
-        "isMarginTradingAllowed": False,
-        "permissionSets": [["SPOT"]],
-        "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
-            {"filterType": "LOT_SIZE", "minQty": "0.000001", "maxQty": "9000.00", "stepSize": "0.000001"},
-        ],
-    }
+    symbol = exchange_symbol("BTCUSDT", InstrumentSpec("BTC", "USDT"))  # as the fake lists it
     return orjson.dumps({"timezone": "UTC", "serverTime": T0 // 1_000_000, "rateLimits": [], "exchangeFilters": [], "symbols": [symbol]}).decode()
 
 

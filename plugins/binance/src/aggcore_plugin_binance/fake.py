@@ -32,13 +32,36 @@ import orjson
 from aggcore.testing import Change, FakeExchange, Fault, InstrumentSpec, Session
 from websockets.exceptions import ConnectionClosed
 
-__all__ = ["FakeBinance"]
+__all__ = ["FakeBinance", "exchange_symbol"]
 
 _STREAM = re.compile(r"^([a-z0-9]+)@depth(?:@(100|1000)ms)?$")
 
 
 def _weight(limit: int) -> int:
     return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def exchange_symbol(symbol: str, spec: InstrumentSpec) -> dict[str, Any]:
+    """One instrument as ``GET /api/v3/exchangeInfo`` lists it."""
+    tick = f"{spec.tick:.{spec.price_precision}f}"
+    step = f"{10 ** -spec.qty_precision:.{spec.qty_precision}f}"
+    return {
+        "symbol": symbol,
+        "status": spec.extra.get("status", "TRADING"),
+        "baseAsset": spec.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": spec.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "permissionSets": [["SPOT"]],
+        "filters": [
+            {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00", "tickSize": tick},
+            {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000.00", "stepSize": step},
+        ],
+    }
 
 
 class FakeBinance(FakeExchange):
@@ -75,27 +98,6 @@ class FakeBinance(FakeExchange):
         self.closed_for_rate = 0
 
     # -- instruments and REST ----------------------------------------------------------------
-
-    def _exchange_symbol(self, symbol: str, spec: InstrumentSpec) -> dict[str, Any]:
-        tick = f"{spec.tick:.{spec.price_precision}f}"
-        step = f"{10 ** -spec.qty_precision:.{spec.qty_precision}f}"
-        return {
-            "symbol": symbol,
-            "status": spec.extra.get("status", "TRADING"),
-            "baseAsset": spec.base,
-            "baseAssetPrecision": 8,
-            "quoteAsset": spec.quote,
-            "quotePrecision": 8,
-            "quoteAssetPrecision": 8,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
-            "isSpotTradingAllowed": True,
-            "isMarginTradingAllowed": False,
-            "permissionSets": [["SPOT"]],
-            "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00", "tickSize": tick},
-                {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000.00", "stepSize": step},
-            ],
-        }
 
     def _charge(self, weight: int) -> tuple[int, Any] | None:
         now = time.monotonic()
@@ -142,7 +144,7 @@ class FakeBinance(FakeExchange):
                 ],
                 "exchangeFilters": [],
                 "symbols": [
-                    self._exchange_symbol(s, spec) for s, spec in self.specs.items() if wanted in (None, s)
+                    exchange_symbol(s, spec) for s, spec in self.specs.items() if wanted in (None, s)
                 ],
             }
         if path == "/api/v3/depth":
