@@ -18,7 +18,7 @@ decimals (the most any leg's book has used), sizes to 8 decimals.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -94,6 +94,18 @@ def walk(
     paid = cost * (1 + buy_fee)
     profit = proceeds * (1 - sell_fee) - paid
     return Leg(volume, cost / volume, proceeds / volume, profit, profit / paid * 100)
+
+
+def _read_tops(sides: dict[str, tuple[BookSide, BookSide]], books: dict[str, SymbolBook], name: str) -> tuple[list[float], list[float], tuple[float, float]]:
+    """A venue's ask and bid prices (its sides kept in ``sides``) and its best (ask, bid), NaN
+    for a side with none (the same NaN object: equal tuples when nothing moved)."""
+    book = books[name].book
+    asks = book.asks
+    bids = book.bids
+    sides[name] = (asks, bids)
+    ak = asks.keys
+    bk = bids.keys
+    return ak, bk, (ak[0] if ak else _NAN, bk[-1] if bk else _NAN)
 
 
 @lru_cache(maxsize=4096)  # prices repeat: the same ticks on every venue of a pair
@@ -322,24 +334,12 @@ class ArbitrageAnalyzer(Analyzer):
         sides = walked.sides
         bests = walked.bests
         crossing = walked.crossing
+        versions = walked.versions
         if not joined and len(changed) == 1:  # the usual pass: one venue changed below its best prices
             venue = changed[0]
-            book = books[venue].book
-            asks = book.asks
-            bids = book.bids
-            sides[venue] = (asks, bids)
-            ak = asks.keys
-            bk = bids.keys
-            if (ak[0] if ak else _NAN, bk[-1] if bk else _NAN) == bests[venue]:
-                versions = walked.versions
-                look = self._look
-                deep = 0
-                for key in crossing[venue]:  # only the pairs whose tops crossed can be profitable
-                    buy, sell = key
-                    if (sell if buy == venue else buy) in versions:
-                        deep += look(walked, key, buy, sell)
+            if _read_tops(sides, books, venue)[2] == bests[venue]:
                 self.walks += 2 * (len(versions) - 1)
-                self.deep_walks += deep
+                self.deep_walks += self._look_crossed(walked, venue, ())
                 return
         fees = self._fees
         tops = walked.tops
@@ -349,13 +349,7 @@ class ArbitrageAnalyzer(Analyzer):
         moved: list[str] = []
         still: list[str] = []
         for name in changed:
-            book = books[name].book
-            asks = book.asks
-            bids = book.bids
-            sides[name] = (asks, bids)
-            ak = asks.keys
-            bk = bids.keys
-            best = (ak[0] if ak else _NAN, bk[-1] if bk else _NAN)
+            ak, bk, best = _read_tops(sides, books, name)
             if best != bests.get(name) or name in joined:
                 bests[name] = best
                 fee = fees.get(name)
@@ -366,10 +360,7 @@ class ArbitrageAnalyzer(Analyzer):
                 moved.append(name)
             else:
                 still.append(name)
-        versions = walked.versions
-        legs = walked.legs
-        dropped = walked.dropped
-        look = self._look
+        recheck = self._recheck
         deep = 0
         done: set[str] = set()
         for venue in moved:
@@ -379,43 +370,46 @@ class ArbitrageAnalyzer(Analyzer):
                 if other == venue or other in done:
                     continue
                 other_ask, other_bid = tops[other]
-                key = (venue, other)  # buy here, sell there
-                if other_bid > ask_top:
-                    if key not in mine:
-                        mine.add(key)
-                        crossing[other].add(key)
-                    deep += look(walked, key, venue, other)
-                else:  # where a walk would stop at once: not profitable at the best prices
-                    if key in mine:
-                        mine.discard(key)
-                        crossing[other].discard(key)
-                    if key in legs:
-                        del legs[key]
-                        dropped.add(key)
-                key = (other, venue)  # buy there, sell here
-                if bid_top > other_ask:
-                    if key not in mine:
-                        mine.add(key)
-                        crossing[other].add(key)
-                    deep += look(walked, key, other, venue)
-                else:
-                    if key in mine:
-                        mine.discard(key)
-                        crossing[other].discard(key)
-                    if key in legs:
-                        del legs[key]
-                        dropped.add(key)
+                theirs = crossing[other]
+                deep += recheck(walked, (venue, other), other_bid > ask_top, mine, theirs)  # buy here, sell there
+                deep += recheck(walked, (other, venue), bid_top > other_ask, mine, theirs)  # buy there, sell here
             done.add(venue)
         for venue in still:  # its tops did not move: only the pairs that crossed can be profitable
-            for key in crossing[venue]:
-                buy, sell = key
-                other = sell if buy == venue else buy
-                if other in versions and other not in done:
-                    deep += look(walked, key, buy, sell)
+            deep += self._look_crossed(walked, venue, done)
             done.add(venue)
         k = len(changed)
         self.walks += k * (2 * (len(versions) - 1) - (k - 1))  # each ordered pair with a changed venue, once
         self.deep_walks += deep
+
+    def _recheck(self, walked: _Walked, key: tuple[str, str], crosses: bool, mine: set[tuple[str, str]], theirs: set[tuple[str, str]]) -> int:
+        """One ordered pair (buy, sell) of a venue whose tops moved: walked when its tops cross
+        after fees (``crosses``), else where a walk would stop at once: its leg goes."""
+        if crosses:
+            if key not in mine:
+                mine.add(key)
+                theirs.add(key)
+            return self._look(walked, key, key[0], key[1])
+        if key in mine:
+            mine.discard(key)
+            theirs.discard(key)
+        legs = walked.legs
+        if key in legs:
+            del legs[key]
+            walked.dropped.add(key)
+        return 0
+
+    def _look_crossed(self, walked: _Walked, venue: str, skip: Collection[str]) -> int:
+        """The pairs of a venue whose tops did not move that crossed before (the only ones that
+        can be profitable), with fresh venues not in ``skip``."""
+        versions = walked.versions
+        look = self._look
+        deep = 0
+        for key in walked.crossing[venue]:
+            buy, sell = key
+            other = sell if buy == venue else buy
+            if other in versions and other not in skip:
+                deep += look(walked, key, buy, sell)
+        return deep
 
     def _look(self, walked: _Walked, key: tuple[str, str], buy: str, sell: str) -> int:
         """One ordered pair whose tops cross: keep its last walk if the levels it read did not
