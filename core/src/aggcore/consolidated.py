@@ -254,7 +254,7 @@ class ConsolidatedView:
         stamped with the book's last update in wall time (one ``datetime`` per re-read); the
         others are the objects read before, and a side with no new level is the previous list."""
         if version is None:
-            version = (self.stamps.get(book, 0), book.messages, book.level_updates)
+            version = self.version(book)
         cached = self._cache.get(name)
         if cached is None:
             cached = self._cache[name] = _VenueCache()
@@ -341,7 +341,7 @@ class ConsolidatedView:
                         alive = book.alive_ns
                         waited = now_ns - (alive if alive > updated else updated)  # since seen_ns()
                     if waited <= max_age_ms * 1e6:
-                        version = (self.stamps.get(book, 0), book.messages, book.level_updates)
+                        version = self.version(book)
                         if self._merged_versions.get(name) == version:
                             top_bids, top_asks = last.bids, last.asks
                         else:
@@ -365,7 +365,7 @@ class ConsolidatedView:
         versions: dict[str, tuple[int, int, int]] = {}
         previous = self._merged_versions
         changed: list[str] = []
-        stamps = self.stamps
+        version_of = self.version
         for name, book in venues.items():
             updated = book.last_update_ns
             if updated:
@@ -374,13 +374,13 @@ class ConsolidatedView:
                 ages[name] = waited // 1000 / 1000  # ms, to the microsecond
                 if book.state is _LIVE and waited <= limit_ns:
                     used.append(name)
-                    versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
+                    versions[name] = version = version_of(book)
                     if previous.get(name) != version:
                         changed.append(name)
                     continue
             elif book.state is _LIVE:
                 used.append(name)
-                versions[name] = version = (stamps.get(book, 0), book.messages, book.level_updates)
+                versions[name] = version = version_of(book)
                 if previous.get(name) != version:
                     changed.append(name)
                 continue

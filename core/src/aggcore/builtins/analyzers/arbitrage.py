@@ -289,7 +289,7 @@ class ArbitrageAnalyzer(Analyzer):
     def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
         since = now_ns - self._limit_ns  # fresh: seen at or after this
-        stamps = view.stamps
+        version_of = view.version
         walked = self.walked.get(view.pair)
         if walked is None:
             walked = self.walked[view.pair] = _Walked()
@@ -303,7 +303,7 @@ class ArbitrageAnalyzer(Analyzer):
                 updated = book.last_update_ns
                 if updated and (updated >= since or book.alive_ns >= since):  # seen_ns() within max_leg_age_ms
                     fresh += 1
-                    version = (stamps.get(book, 0), book.messages, book.level_updates)
+                    version = version_of(book)
                     old = versions.get(name)
                     if old != version:
                         versions[name] = version
