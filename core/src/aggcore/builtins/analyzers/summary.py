@@ -107,7 +107,7 @@ class SummaryAnalyzer(Analyzer):
 
     def on_update(self, view: ConsolidatedView, now: float) -> None:
         merged = view.merge(self.depth, self.max_age_ms)
-        key = (merged.bids, merged.asks, merged.venues)  # merged.key()
+        key = merged.key()
         pair = view.pair
         if self.last_key.get(pair) == key:
             return
