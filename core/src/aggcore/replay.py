@@ -255,6 +255,14 @@ class RecordedFrames:
         raise IndexError(index)
 
 
+def _report(errors: list[str], message: str) -> None:
+    """A replay-time problem with the recording, logged and listed once (the loading pass may
+    have named it already)."""
+    if message not in errors:
+        log.error("replay: %s", message)
+        errors.append(message)
+
+
 class _SeriesFrames(RecordedFrames):
     """The frames of connection ``c`` in an exchange's series of aggcore recording files, from
     the record that started it (file ``files[first]``, block at ``offset``, line ``line``) until
@@ -278,12 +286,7 @@ class _SeriesFrames(RecordedFrames):
         if left <= 0:
             return
         c = self.c
-        # the fast path: lines as our writer makes them, {"t":<digits>,"k":"in","c":<c>,...
-        own = b',"k":"in","c":%d,' % c if type(c) is int else b"\0"
-        own_len = len(own)
-        other = b',"k":"in","c":'
         loads = orjson.loads
-        find = bytes.find
         files = self.exchange.series
         for i in range(first, len(files)):
             path = files[i]
@@ -309,34 +312,24 @@ class _SeriesFrames(RecordedFrames):
                                     return
                         continue
                     for k, line in enumerate(lines):  # a run with a line of another shape: line by line
-                        pos = find(line, own, 5, 48)
-                        if pos > 0 and line[pos + own_len : pos + own_len + 5] == b'"d":"' and line[:5] == b'{"t":' and line[-2:] == b'"}':
-                            try:  # the frame's JSON string, and the time before it (digits only)
-                                t_ns, text = int(line[5:pos]), loads(line[pos + own_len + 4 : -1])
-                            except ValueError:
-                                text = None  # not as our writer makes it: read the whole record below
-                            if type(text) is str and line[5:pos].isdigit():
-                                yield t_ns, text
-                                left -= 1
-                                if not left:
-                                    return
-                                continue
-                        elif not line:
+                        if not line:
                             continue
+                        fast = _fast_in(line)
                         try:
-                            if pos < 0 or not line[5:pos].isdigit() or not line.startswith(b'{"t":'):
-                                pos = line.find(other, 5, 48)
-                                if pos > 0 and line[5:pos].isdigit() and line.startswith(b'{"t":'):
+                            if fast is not None:
+                                t_ns, line_c, body = fast
+                                if line_c != c:
                                     continue  # another connection's frame
+                                text = _plain_frame(line, body)
+                                frame = text if text is not None else _frame_of(loads(line))
+                            else:
                                 if member == 0 and n0 + k == 1:
                                     continue  # the file's header
                                 rec = loads(line)
                                 if not isinstance(rec, dict) or rec.get("k") != "in" or rec.get("c", -1) != c:
                                     continue
-                            else:
-                                rec = loads(line)
-                            frame: str | bytes = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
-                            t_ns = int(rec.get("t", 0))
+                                frame = _frame_of(rec)
+                                t_ns = int(rec.get("t", 0))
                         except (ValueError, TypeError) as exc:
                             # a frame line the loading pass did not parse (it only read where it
                             # starts): named and counted here, and the replay goes on without it
@@ -352,9 +345,7 @@ class _SeriesFrames(RecordedFrames):
                 self._report(str(err))
 
     def _report(self, message: str) -> None:
-        if message not in self.errors:  # the loading pass named it already
-            log.error("replay: %s", message)
-            self.errors.append(message)
+        _report(self.errors, message)
 
 
 class _Record(msgspec.Struct):
@@ -396,6 +387,25 @@ def _fast_in(line: bytes) -> tuple[int, int, int] | None:
             if t.isdigit() and c.isdigit():
                 return int(t), int(c), comma + 1
     return None
+
+
+def _plain_frame(line: bytes, body: int) -> str | None:
+    """The frame of a :func:`_fast_in` line whose rest is just ``"d":"<text>"}`` (how our writer
+    puts a text frame), read from that JSON string alone; None for anything else."""
+    if line[body : body + 5] == b'"d":"' and line[-2:] == b'"}':
+        try:
+            text = orjson.loads(line[body + 4 : -1])
+        except orjson.JSONDecodeError:
+            return None
+        if type(text) is str:
+            return text
+    return None
+
+
+def _frame_of(rec: dict[str, Any]) -> str | bytes:
+    """A frame record's frame: its text (``d``) or its base64 bytes (``b``). Raises
+    ``ValueError``/``TypeError`` when it has neither in a usable form."""
+    return rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
 
 
 class _Stream:
@@ -475,14 +485,7 @@ class _SeriesReader:
                 st = self._take(c)
                 if st is None:
                     continue
-                frame: str | bytes | None = None
-                if line[body : body + 5] == b'"d":"' and line[-2:] == b'"}':
-                    try:
-                        frame = loads(line[body + 4 : -1])  # just the frame's JSON string
-                    except orjson.JSONDecodeError:
-                        pass
-                    if type(frame) is not str:
-                        frame = None
+                frame: str | bytes | None = _plain_frame(line, body)
                 if frame is None:
                     frame = self._whole(line, file, member, n0 + k)
                 size = len(line)
@@ -506,7 +509,7 @@ class _SeriesReader:
                     continue
                 try:
                     t = int(rec.get("t", 0))
-                    frame = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
+                    frame = _frame_of(rec)
                 except (ValueError, TypeError) as exc:
                     self._report(f"{self.path}: bad record in the block at offset {member}, line {n0 + k}: {exc}; skipped")
                     frame = None
@@ -534,7 +537,7 @@ class _SeriesReader:
         its end: read whole (None, reported, when it is not valid)."""
         try:
             rec = orjson.loads(line)
-            frame: str | bytes = rec["d"] if "d" in rec else base64.b64decode(rec.get("b", ""))
+            frame = _frame_of(rec)
         except (ValueError, TypeError) as exc:
             self._report(f"{self.exchange.series[file]}: bad record in the block at offset {member}, line {n}: {exc}; skipped")
             return None
@@ -590,9 +593,7 @@ class _SeriesReader:
         return None
 
     def _report(self, message: str) -> None:
-        if message not in self.errors:
-            log.error("replay: %s", message)
-            self.errors.append(message)
+        _report(self.errors, message)
 
 
 class _CaptureFile:
