@@ -134,6 +134,16 @@ _OUT_CHUNK = 256 * 1024  # decompressed bytes made at a time
 _HOLD_BYTES = 4 * 1024 * 1024  # a block up to this size (decompressed) is checked whole before its lines are given
 
 
+def _block_error(path: str | Path, offset: int, what: str) -> RecordingError:
+    """``<path>: <what>``, about the block at ``offset`` of a recording file."""
+    return RecordingError(f"{path}: {what}", path=str(path), offset=offset)
+
+
+def _bad_record(path: str | Path, offset: int, line: int, why: object) -> RecordingError:
+    """A record line that cannot be read: its file, block and line number, and why."""
+    return _block_error(path, offset, f"bad record in the block at offset {offset}, line {line}: {why}")
+
+
 def _iter_chunks(path: Path, errors: list[RecordingError], start: int = 0) -> Generator[tuple[int, int, list[bytes]], None, None]:
     """The lines of a multi-member gzip file from the member at byte ``start``, streamed, in
     runs: (offset of their block, the line number in the block of the first, the lines; empty
@@ -165,13 +175,7 @@ def _iter_chunks(path: Path, errors: list[RecordingError], start: int = 0) -> Ge
                 try:
                     out = d.decompress(data, _OUT_CHUNK)
                 except zlib.error as exc:
-                    errors.append(
-                        RecordingError(
-                            f"{path}: corrupt block at offset {member_start}: {exc}; the records before it were read",
-                            path=str(path),
-                            offset=member_start,
-                        )
-                    )
+                    errors.append(_block_error(path, member_start, f"corrupt block at offset {member_start}: {exc}; the records before it were read"))
                     return
                 made = len(out)
                 if d.eof:
@@ -205,12 +209,7 @@ def _iter_chunks(path: Path, errors: list[RecordingError], start: int = 0) -> Ge
                     data = fh.read(_IN_CHUNK)
                     if not data:
                         errors.append(
-                            RecordingError(
-                                f"{path}: truncated block at offset {member_start} (the file ends inside it); "
-                                "the records before it were read",
-                                path=str(path),
-                                offset=member_start,
-                            )
+                            _block_error(path, member_start, f"truncated block at offset {member_start} (the file ends inside it); the records before it were read")
                         )
                         return
             if held:
@@ -233,16 +232,10 @@ def _iter_records(path: Path, errors: list[RecordingError], start: int = 0) -> I
         try:
             rec = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            errors.append(
-                RecordingError(
-                    f"{path}: bad record in the block at offset {member_start}, line {n}: {exc}",
-                    path=str(path),
-                    offset=member_start,
-                )
-            )
+            errors.append(_bad_record(path, member_start, n, exc))
             return
         if not isinstance(rec, dict):
-            errors.append(RecordingError(f"{path}: bad record in the block at offset {member_start}, line {n}: not an object", path=str(path), offset=member_start))
+            errors.append(_bad_record(path, member_start, n, "not an object"))
             return
         yield member_start, n, rec
 

@@ -50,7 +50,7 @@ import orjson
 
 from .clock import Clock
 from .errors import AggregatorError, ConfigError
-from .recording import RecordingError, _iter_chunks, is_recording, read_recording
+from .recording import RecordingError, _bad_record, _iter_chunks, is_recording, read_recording
 
 if TYPE_CHECKING:
     from .aggregator import Aggregator
@@ -333,7 +333,7 @@ class _SeriesFrames(RecordedFrames):
                         except (ValueError, TypeError) as exc:
                             # a frame line the loading pass did not parse (it only read where it
                             # starts): named and counted here, and the replay goes on without it
-                            self._report(f"{path}: bad record in the block at offset {member}, line {n0 + k}: {exc}; skipped")
+                            self._report(f"{_bad_record(path, member, n0 + k, exc)}; skipped")
                             continue
                         yield t_ns, frame
                         left -= 1
@@ -511,7 +511,7 @@ class _SeriesReader:
                     t = int(rec.get("t", 0))
                     frame = _frame_of(rec)
                 except (ValueError, TypeError) as exc:
-                    self._report(f"{self.path}: bad record in the block at offset {member}, line {n0 + k}: {exc}; skipped")
+                    self._report(f"{_bad_record(self.path, member, n0 + k, exc)}; skipped")
                     frame = None
                 size = len(line)
                 st.buf.append((t, frame, size, file, member, n0 + k))
@@ -539,7 +539,7 @@ class _SeriesReader:
             rec = orjson.loads(line)
             frame = _frame_of(rec)
         except (ValueError, TypeError) as exc:
-            self._report(f"{self.exchange.series[file]}: bad record in the block at offset {member}, line {n}: {exc}; skipped")
+            self._report(f"{_bad_record(self.exchange.series[file], member, n, exc)}; skipped")
             return None
         return frame
 
@@ -886,10 +886,10 @@ def _load_aggcore(path: Path, data: ReplayData) -> None:
             try:
                 rec = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                rf.errors.append(RecordingError(f"{path}: bad record in the block at offset {member}, line {n}: {exc}", path=str(path), offset=member))
+                rf.errors.append(_bad_record(path, member, n, exc))
                 break
             if not isinstance(rec, dict):
-                rf.errors.append(RecordingError(f"{path}: bad record in the block at offset {member}, line {n}: not an object", path=str(path), offset=member))
+                rf.errors.append(_bad_record(path, member, n, "not an object"))
                 break
             at = (member, n)
             _index_record(data, ex, path, first, member, n, rec, seen)
