@@ -592,8 +592,8 @@ class SymbolBook:
                     lo = bids.lo
                     hi = bids.hi
                     for price, qty in levels:
-                        if lo < price < hi:  # also false for NaN
-                            if 0.0 < qty < inf:
+                        if lo < price and price < hi:  # also false for NaN
+                            if 0.0 < qty and qty < inf:
                                 if price not in book_levels:
                                     insort(keys, price)
                                     if len(keys) > most:
@@ -616,8 +616,8 @@ class SymbolBook:
                     lo = asks.lo
                     hi = asks.hi
                     for price, qty in levels:
-                        if lo < price < hi:
-                            if 0.0 < qty < inf:
+                        if lo < price and price < hi:
+                            if 0.0 < qty and qty < inf:
                                 if price not in book_levels:
                                     insort(keys, price)
                                     if len(keys) > most:
@@ -644,10 +644,12 @@ class SymbolBook:
             return False
         if update.checksum and not self._checksum_ok(update):
             return False
-        # inlined OrderBook.crossed(): this runs on every message
-        bk = bids.keys
-        ak = asks.keys
-        if bk and ak and bk[-1] >= ak[0] and self.rules.check_crossed:
+        # inlined OrderBook.crossed(): this runs on every message (an empty side: IndexError)
+        try:
+            crossed = bids.keys[-1] >= asks.keys[0]
+        except IndexError:
+            crossed = False
+        if crossed and self.rules.check_crossed:
             return self._crossed()
         if self.notify:
             listener = self.listener
