@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from ...book import BookSide, SymbolBook
 from ...consolidated import ConsolidatedView
 from ...models import ArbitrageOpportunity, BookState
 from ...sink import Event
+from ._decimals import places as _places
 
 __all__ = ["ArbitrageAnalyzer", "ArbitrageConfig", "Leg", "walk"]
 
@@ -106,15 +106,6 @@ def _read_tops(sides: dict[str, tuple[BookSide, BookSide]], books: dict[str, Sym
     ak = asks.keys
     bk = bids.keys
     return ak, bk, (ak[0] if ak else _NAN, bk[-1] if bk else _NAN)
-
-
-@lru_cache(maxsize=4096)  # prices repeat: the same ticks on every venue of a pair
-def _places(price: float, limit: int = 10) -> int:
-    """Decimal places of a price as the exchange wrote it (60001.5 -> 1, 0.000123 -> 6)."""
-    for d in range(limit):
-        if abs(round(price, d) - price) <= abs(price) * 1e-12:
-            return d
-    return limit
 
 
 def _walk_sides(asks: BookSide, bids: BookSide, buy_fee: float, sell_fee: float, n: int) -> Leg | None:

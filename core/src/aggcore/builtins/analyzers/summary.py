@@ -15,16 +15,9 @@ from ...analyzer import Analyzer, AnalyzerConfig
 from ...consolidated import ConsolidatedView, Merged
 from ...models import Summary
 from ...sink import Event
+from ._decimals import places as _places
 
 __all__ = ["SummaryAnalyzer", "SummaryConfig", "build_summary"]
-
-
-def _places(price: float, limit: int = 10) -> int:
-    """Decimal places of a price as the exchange wrote it (60001.5 -> 1)."""
-    for d in range(limit):
-        if abs(round(price, d) - price) <= abs(price) * 1e-12:
-            return d
-    return limit
 
 
 # memos (bounded): the best prices, and so the spread and mid, repeat from summary to summary;
