@@ -143,6 +143,7 @@ class Aggcore(Design):
                 self.router.attach(book)
                 book.snapshot_fetched(parse_snapshot(sym, orjson.loads(body)))
                 self.books[f"{v}:{sym}"] = book
+            conn.subscribe_frames(list(snaps))  # as the runtime does on connecting (it picks the decoder)
             self.connectors.append(conn)
         self.sink = LastEvent()
         settings = AggregationConfig(max_price_levels=10)

@@ -81,6 +81,31 @@ def test_binance_typed_parse_on_the_real_capture() -> None:
     assert books > 100
 
 
+@pytest.mark.parametrize("symbols", [{"BTCUSDT"}, {"BTCUSDT", "ETHUSDT"}, {"ETHUSDT"}, set()])
+def test_binance_decoder_of_the_subscribed_symbols_parses_as_the_general_parse(symbols: set[str]) -> None:
+    """The connector decodes with the decoder of the symbols it subscribed: the same updates;
+    a frame of another symbol takes the general path (and gives the same update there)."""
+    decoder = binance.depth_decoder(frozenset(symbols))
+    frames = [_binance(DEPTH), _binance({**DEPTH, "s": "ETHUSDT"}), _binance({**DEPTH, "s": "BTCUSDTX"}), _binance({**DEPTH, "E": None})]
+    frames += [_binance({**DEPTH, "b": levels}) for levels in ODD_LEVELS]
+    frames += [_binance({**DEPTH, "e": "other"}), '{"result":null,"id":1}', '{"e":"serverShutdown","E":1}', "not json"]
+    assert sum(_same(lambda f: binance.parse(f, decoder), binance._parse_any, f) for f in frames) >= 5
+    fast = binance.parse(_binance(DEPTH), decoder)
+    assert isinstance(fast, BookUpdate) and fast.numeric is ("BTCUSDT" in symbols or not symbols)  # typed path when subscribed
+    odd = binance.parse(_binance({**DEPTH, "snapshot": True, "checksum": 7}), decoder)
+    assert isinstance(odd, BookUpdate) and not odd.snapshot and not odd.checksum
+    assert binance.depth_decoder(frozenset(symbols)) is decoder  # built once per set of symbols
+
+
+def test_binance_decoder_of_the_subscribed_symbols_on_the_real_capture() -> None:
+    frames = [f.text for f in recording("BINANCE.ws.1.0").frames()]
+    symbols = {u.symbol for f in frames if isinstance(u := binance.parse(f), BookUpdate)}
+    decoder = binance.depth_decoder(frozenset(symbols))
+    books = [binance.parse(f, decoder) for f in frames]
+    assert sum(isinstance(u, BookUpdate) and u.numeric for u in books) > 100  # all took the typed path
+    assert sum(_same(lambda f: binance.parse(f, decoder), binance._parse_any, f) for f in frames) > 100
+
+
 def _bybit(kind: str, data: dict[str, Any], topic: str = "orderbook.50.BTCUSDT") -> str:
     return orjson.dumps({"topic": topic, "type": kind, "ts": 1700000000123, "data": data, "cts": 1}).decode()
 

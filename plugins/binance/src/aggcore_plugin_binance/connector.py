@@ -35,7 +35,7 @@ from aggcore.connector import Connection, Connector, ConnectorConfig, RateLimitC
 from aggcore.symbols import SymbolTable
 from pydantic import Field
 
-from .messages import DECODE_FAILS, DEPTH_DECODER, Ack, ErrorReply, ServerShutdown, depth_weight, parse, parse_snapshot, stream_name
+from .messages import DECODE_FAILS, DEPTH_DECODER, Ack, ErrorReply, ServerShutdown, depth_decoder, depth_weight, parse, parse_snapshot, stream_name
 from .symbols import build_symbol_table
 
 __all__ = ["BinanceConfig", "BinanceConnector"]
@@ -94,6 +94,10 @@ class BinanceConnector(Connector):
         self._next_id = 0
         self._requests: dict[int | str, list[str]] = {}  # request id -> symbols it (un)subscribed
         self.shutdown_notices = 0
+        # the typed decoder of the depthUpdates of every symbol subscribed so far (on any of
+        # this connector's connections): see messages.depth_decoder
+        self._subscribed: frozenset[str] = frozenset()
+        self._decoder = DEPTH_DECODER
 
     # -- symbols ---------------------------------------------------------------------------
 
@@ -138,6 +142,9 @@ class BinanceConnector(Connector):
         return frames
 
     def subscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
+        if not self._subscribed.issuperset(symbols):
+            self._subscribed = self._subscribed.union(symbols)
+            self._decoder = depth_decoder(self._subscribed)
         return self._requests_for("SUBSCRIBE", symbols)
 
     def unsubscribe_frames(self, symbols: list[str]) -> list[str | dict[str, Any]]:
@@ -147,22 +154,22 @@ class BinanceConnector(Connector):
 
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
         try:
-            update = DEPTH_DECODER.decode(frame).data  # nearly every frame: decode_depth() inlined
+            update = self._decoder.decode(frame).data  # nearly every frame: decode_depth() inlined
         except DECODE_FAILS:
             pass
         else:
-            ts = update.exchange_ts
-            if ts is not None:
-                update.exchange_ts = ts / 1000.0  # E: milliseconds
-            book = self.books.get(update.symbol)
-            if book is not None:
-                book.apply(update, receipt_ns)
+            update.exchange_ts /= 1000.0  # E: milliseconds
+            try:
+                book = self.books[update.symbol]
+            except KeyError:
+                return  # a symbol we did not subscribe to
+            book.apply(update, receipt_ns)
             return
         event = parse(frame)
         if isinstance(event, BookUpdate):
-            book = self.books.get(event.symbol)
-            if book is not None:
-                book.apply(event, receipt_ns)
+            found = self.books.get(event.symbol)
+            if found is not None:
+                found.apply(event, receipt_ns)
         elif event is not None:
             self._control(conn, event)
 

@@ -24,6 +24,7 @@ Anything else (other streams, partial-depth payloads) parses to ``None``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
@@ -38,6 +39,7 @@ __all__ = [
     "Event",
     "ServerShutdown",
     "decode_depth",
+    "depth_decoder",
     "parse",
     "parse_snapshot",
     "stream_name",
@@ -106,7 +108,7 @@ class _DepthUpdate(
     asks: list[tuple[float, float]]
     first: int
     last: int
-    exchange_ts: float | None = None  # absent or null: no event time
+    exchange_ts: float  # Binance always sends E; a frame without it (or null) takes parse()'s general path
     numeric: bool = True
     # redefined so that their names above apply (msgspec renames only a class's own fields)
     snapshot: bool = False
@@ -125,21 +127,38 @@ DEPTH_DECODER = msgspec.json.Decoder(_Combined, strict=False)
 DECODE_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
 
 
-def decode_depth(frame: str | bytes) -> BookUpdate:
+@lru_cache(maxsize=64)  # the connections of one connector, and of a few connectors, share them
+def depth_decoder(symbols: frozenset[str]) -> msgspec.json.Decoder[Any]:
+    """:data:`DEPTH_DECODER` for the depthUpdates of ``symbols`` only (what a connector
+    subscribed): the symbol decodes as one of these very strings, so no string is made, and
+    none hashed, per frame (measured 0.1 us of 0.75 per real frame). A frame of any other
+    symbol fails here and takes :func:`parse`, as any frame :data:`DEPTH_DECODER` refuses."""
+    if not symbols:
+        return DEPTH_DECODER
+    one_of = Literal.__getitem__(tuple(sorted(symbols)))
+    # only the symbol's type changes: the other fields keep _DepthUpdate's names and types
+    update = msgspec.defstruct(
+        "_DepthUpdateOf", [("symbol", one_of)], bases=(_DepthUpdate,), kw_only=True, gc=False, rename={"symbol": "s"}
+    )
+    combined = msgspec.defstruct("_CombinedOf", [("data", update)], gc=False)
+    return msgspec.json.Decoder(combined, strict=False)
+
+
+def decode_depth(frame: str | bytes, decoder: msgspec.json.Decoder[Any] = DEPTH_DECODER) -> BookUpdate:
     """The fast path of :func:`parse`: a combined-stream depthUpdate as a numeric
     :class:`BookUpdate`. Raises ``msgspec.ValidationError``/``DecodeError`` on any other frame
-    (the connector then takes :func:`parse`)."""
-    update = DEPTH_DECODER.decode(frame).data
-    ts = update.exchange_ts
-    if ts is not None:
-        update.exchange_ts = ts / 1000.0
+    (the connector then takes :func:`parse`). ``decoder``: :data:`DEPTH_DECODER` or one of
+    :func:`depth_decoder`."""
+    update: _DepthUpdate = decoder.decode(frame).data
+    update.exchange_ts /= 1000.0  # E (required here): milliseconds
     return update
 
 
-def parse(frame: str | bytes) -> Event:
-    """Parse one received frame. Raises ``orjson.JSONDecodeError``/``KeyError`` on garbage."""
+def parse(frame: str | bytes, decoder: msgspec.json.Decoder[Any] = DEPTH_DECODER) -> Event:
+    """Parse one received frame. Raises ``orjson.JSONDecodeError``/``KeyError`` on garbage.
+    ``decoder``: the typed decoder to try first (see :func:`decode_depth`)."""
     try:
-        return decode_depth(frame)
+        return decode_depth(frame, decoder)
     except DECODE_FAILS:
         return _parse_any(frame)
 
