@@ -519,12 +519,11 @@ class SymbolBook:
             # nearly every message: a delta on a LIVE book, in sequence
             last = self.last_seq
             if last is not None:
-                mode = self._sequence
-                if mode is _CONTIGUOUS:
+                if self._sequence is _CONTIGUOUS:
                     first = update.first
                     if first is not None and first != last + 1:
                         return self._out_of_sequence(update, last)
-                elif mode is _MONOTONIC:
+                elif self._sequence is _MONOTONIC:
                     seq = update.last
                     if seq is not None and seq <= last:
                         return self._stale(last)

@@ -215,15 +215,16 @@ class ConsolidatedView:
             name, book, keys, levels, ask_keys, ask_levels = one
             if book.state is not _LIVE:
                 return None, None
-            if keys:
+            try:  # an empty side raises IndexError
                 price = keys[-1]
                 bid: Row | None = (price, levels[price], name)
-            else:
+            except IndexError:
                 bid = None
-            if ask_keys:
+            try:
                 price = ask_keys[0]
                 return bid, (price, ask_levels[price], name)
-            return bid, None
+            except IndexError:
+                return bid, None
         # prices are finite and > 0 (checked when applied): 0 and inf are below and above them all
         best_bid = 0.0
         best_ask = _INF
