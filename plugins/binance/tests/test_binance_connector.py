@@ -306,3 +306,27 @@ async def test_plugin_entry_point_and_config() -> None:
     assert c.connection_url(["BTCUSDT"]) == "wss://data-stream.binance.vision/stream"
     assert c.snapshot_limit == 5000
     assert BinanceConnector.max_messages_per_second < 5
+
+
+def test_frames_of_a_symbol_outside_the_subscribed_decoder_still_reach_its_book() -> None:
+    """The connector decodes with the decoder of the symbols it subscribed (see
+    messages.depth_decoder); a book's frames reach it whichever decoder takes them, and a frame
+    of a symbol with no book is ignored."""
+    from aggcore_plugin_binance.messages import parse_snapshot
+
+    connector = BinanceConnector(BinanceConfig(trading_pairs=[BTC, ETH]))
+    for sym in (BTC, ETH):
+        book = connector.books[sym] = SymbolBook("binance", sym, sym, connector.rules)
+        book.snapshot_fetched(parse_snapshot(sym, {"lastUpdateId": 10, "bids": [["100.0", "1"]], "asks": [["101.0", "1"]]}))
+    connector.subscribe_frames([BTC])  # ETH's book exists, but the decoder knows only BTC
+    for sym, price in ((BTC, "100.5"), (ETH, "100.25"), ("XRPUSDT", "1.0")):
+        frame = (
+            f'{{"stream":"{sym.lower()}@depth@100ms","data":{{"e":"depthUpdate","E":1672515782136,"s":"{sym}",'
+            f'"U":11,"u":11,"b":[["{price}","2"]],"a":[]}}}}'
+        )
+        connector.on_frame(None, frame, time.monotonic_ns())  # type: ignore[arg-type]
+    for sym, price in ((BTC, 100.5), (ETH, 100.25)):
+        book = connector.books[sym]
+        assert book.live and book.last_seq == 11 and book.book.bids.top(1) == [(price, 2.0)], sym
+        assert book.last_exchange_ts == 1672515782.136, sym
+    assert "XRPUSDT" not in connector.books and connector.errors == 0
