@@ -266,7 +266,7 @@ class ConsolidatedView:
         sides = book.book
         side = sides.bids
         prices = side.prices(depth)
-        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
+        quantities = _quantities(side.levels, prices)
         key = cached.bid_key
         if quantities != key[1] or prices != key[0]:
             cached.bids, stamp = _side_rows(prices, quantities, key, cached.bid_index, cached.bids, name, stamp, self, book, now_ns)
@@ -275,7 +275,7 @@ class ConsolidatedView:
                 cached.bid_index = dict(zip(prices, cached.bids))
         side = sides.asks
         prices = side.prices(depth)
-        quantities = itemgetter(*prices)(side.levels) if len(prices) > 1 else _quantities(side.levels, prices)
+        quantities = _quantities(side.levels, prices)
         key = cached.ask_key
         if quantities != key[1] or prices != key[0]:
             cached.asks, stamp = _side_rows(prices, quantities, key, cached.ask_index, cached.asks, name, stamp, self, book, now_ns)
