@@ -645,7 +645,7 @@ def bench_workload(wl: Workload, designs: list[Design], repeats: int, lat_passes
     floor = active[0]
     times: dict[str, list[float]] = {d.name: [] for d in active}
     ratios: dict[str, dict[str, list[float]]] = {d.name: {} for d in active}
-    lats: dict[str, list[int]] = {d.name: [] for d in active}
+    lats: dict[str, list[list[int]]] = {d.name: [] for d in active}  # one list per latency pass
     extras: dict[str, dict[str, Any]] = {}
     n = len(wl.frames)
     rounds = repeats + lat_passes
@@ -656,7 +656,10 @@ def bench_workload(wl: Workload, designs: list[Design], repeats: int, lat_passes
         for d in order:
             d.setup(wl)
             gc.collect()
-            lat = None if timing else lats[d.name]
+            lat: list[int] | None = None
+            if not timing:
+                lat = []
+                lats[d.name].append(lat)
             ns = d.run(wl.frames, lat)
             if timing:
                 this[d.name] = ns / n / 1000.0
@@ -714,7 +717,11 @@ def bench_workload(wl: Workload, designs: list[Design], repeats: int, lat_passes
     }
     for d in active:
         us = times[d.name]
-        lat = lats[d.name]
+        passes = lats[d.name]
+        lat = [ns for p in passes for ns in p]
+        # every pass replays the same frames through fresh state, so a message does the same work
+        # in each: its fastest pass is its own cost, without what the host did meanwhile
+        best = [min(ns) for ns in zip(*passes)] if passes else []
         out["designs"][d.name] = {
             "peer": d.peer,
             "us_per_msg": spread(us),
@@ -723,7 +730,9 @@ def bench_workload(wl: Workload, designs: list[Design], repeats: int, lat_passes
             "x_floor": spread(ratios[d.name]["floor"]),
             "throughput_x": {p: spread(v) for p, v in ratios[d.name].items() if p != "floor"},
             "latency_us": {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "p999": pct(lat, 0.999),
-                           "max": max(lat) / 1000.0 if lat else float("nan"), "samples": len(lat)},  # fmt: skip
+                           "max": max(lat) / 1000.0 if lat else float("nan"), "samples": len(lat),
+                           "best_of_passes": {"passes": len(passes), "p50": pct(best, 0.5), "p99": pct(best, 0.99),
+                                              "p999": pct(best, 0.999)}},  # fmt: skip
             **extras.get(d.name, {}),
         }
     return out
