@@ -59,19 +59,31 @@ Formats = Mapping[str, tuple[str, str]]
 # -- checksum -------------------------------------------------------------------------------------------
 
 
+#: a wire string's checksum digits, by the string: a book's top levels change a few at a time,
+#: so nearly every string of a checksum was seen by the one before (cleared when it grows large)
+_DIGITS: dict[str, str] = {}
+_DIGITS_MAX = 65_536
+
+
 def _digits(text: str) -> str:
-    return text.replace(".", "").lstrip("0")
+    """``text`` without its decimal point and leading zeros (remembered in ``_DIGITS``)."""
+    if len(_DIGITS) >= _DIGITS_MAX:
+        _DIGITS.clear()
+    digits = _DIGITS[text] = text.replace(".", "").lstrip("0")
+    return digits
 
 
 def checksum_levels(asks: Iterable[Sequence[str]], bids: Iterable[Sequence[str]]) -> int:
     """CRC32 of the top levels as wire strings: asks best (lowest) first, then bids best first."""
+    get = _DIGITS.get
     parts: list[str] = []
-    for level in asks:
-        parts.append(_digits(level[0]))
-        parts.append(_digits(level[1]))
-    for level in bids:
-        parts.append(_digits(level[0]))
-        parts.append(_digits(level[1]))
+    append = parts.append
+    for levels in (asks, bids):
+        for level in levels:
+            price = level[0]
+            append(get(price) or _digits(price))
+            qty = level[1]
+            append(get(qty) or _digits(qty))
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
@@ -82,8 +94,8 @@ def book_checksum(book: OrderBook) -> int:
     if asks_raw is None or bids_raw is None:
         raise ValueError("Kraken checksums need the wire strings: SyncRules(keep_strings=True)")
     return checksum_levels(
-        [asks_raw[p] for p in book.asks.prices(CHECKSUM_DEPTH)],
-        [bids_raw[p] for p in book.bids.prices(CHECKSUM_DEPTH)],
+        map(asks_raw.__getitem__, book.asks.prices(CHECKSUM_DEPTH)),
+        map(bids_raw.__getitem__, book.bids.prices(CHECKSUM_DEPTH)),
     )
 
 
