@@ -119,6 +119,32 @@ async def test_prometheus_scrape_healthz_and_readyz() -> None:
             assert ready.status_code == 503 and "BTC/USDT" in ready.json()["pairs_without_live_venue"]
 
 
+def _count(text: str, family: str) -> float:
+    """The summed ``_count`` samples of a histogram family in a Prometheus scrape."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(f"{family}_count"))
+
+
+async def test_exchange_latency_is_sampled_once_per_update_not_per_analysis() -> None:
+    async with FakeToy(seed=8, rate_hz=100) as fake:
+        async with Aggregator(config(fake), registry=registry()) as agg:
+            assert agg.telemetry is not None
+            toy = agg.connectors["toy"]
+            await wait_until(lambda: len(toy.books) == 2 and all(b.live for b in toy.books.values()), what="books LIVE")
+            await wait_until(lambda: _count(agg.telemetry.scrape().decode(), "aggcore_exchange_latency_seconds") > 0, what="a sample")
+            fake.pause()
+            await anyio.sleep(0.2)  # what was on the wire is applied and analysed
+            before = agg.telemetry.scrape().decode()
+            for _ in range(3):  # analyses with no new update: the views are touched (as a state change does)
+                for view in agg.router.views.values():
+                    view.touch()
+                await anyio.sleep(0.05)
+            after = agg.telemetry.scrape().decode()
+            # every touched view was analysed again (one receipt -> summary sample each)...
+            assert _count(after, "aggcore_summary_latency_seconds") >= _count(before, "aggcore_summary_latency_seconds") + 3
+            # ...and no book had a new update, so no new exchange -> receipt sample
+            assert _count(after, "aggcore_exchange_latency_seconds") == _count(before, "aggcore_exchange_latency_seconds")
+
+
 class Blocking(Sink):
     name = "blocking"
 

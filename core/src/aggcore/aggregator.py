@@ -111,6 +111,7 @@ class Aggregator:
         self._prev_counts: dict[tuple[str, str], tuple[int, float]] = {}
         self._rates: dict[tuple[str, str], float] = {}
         self._latency_ms: dict[tuple[str, str], float] = {}
+        self._lag_sampled: dict[SymbolBook, int] = {}  # book -> the update its latency was last sampled at
         self._crashes: dict[str, str] = {}
         self.started = False
         self._started_at: float | None = None  # clock time of start()
@@ -410,25 +411,32 @@ class Aggregator:
             return
         now = self.clock.time()
         now_ns = self.clock.monotonic_ns()
+        telemetry = self.telemetry
+        if telemetry is not None and not telemetry.recording:
+            telemetry = None  # no reader: a histogram nobody reads is not recorded
+        sampled = self._lag_sampled
         for view in views:
             for analyzer in self.analyzers:
                 try:
                     analyzer.on_update(view, now)
                 except Exception:
                     log.exception("analyzer %s failed on %s", analyzer.name, view.pair)
-            if self.telemetry is not None and view.first_dirty_ns:
-                self.telemetry.summary_latency.record((self.clock.monotonic_ns() - view.first_dirty_ns) / 1e9, {"pair": view.pair})
-            # exchange time -> receipt, sampled once per analysed view and venue
-            for name, book in view.venues.items():
+            if telemetry is not None and view.first_dirty_ns:
+                telemetry.summary_latency.record((self.clock.monotonic_ns() - view.first_dirty_ns) / 1e9, {"pair": view.pair})
+            # exchange time -> receipt, sampled once per update a book received since the last
+            # analysis of its view (a book that did not change would repeat its last sample)
+            for book in view.venues.values():
                 ts = book.last_exchange_ts
-                if ts is None or not book.last_update_ns:
+                updated = book.last_update_ns
+                if ts is None or not updated or sampled.get(book) == updated:
                     continue
-                lag = now - (now_ns - book.last_update_ns) / 1e9 - ts
+                sampled[book] = updated
+                lag = now - (now_ns - updated) / 1e9 - ts
                 key = (book.exchange, book.pair)
                 prev = self._latency_ms.get(key)
                 self._latency_ms[key] = lag * 1000 if prev is None else prev * 0.9 + lag * 100
-                if self.telemetry is not None and lag >= 0:
-                    self.telemetry.exchange_latency.record(lag, {"exchange": book.exchange})
+                if telemetry is not None and lag >= 0:
+                    telemetry.exchange_latency.record(lag, {"exchange": book.exchange})
 
     async def _ticker(self) -> None:
         max_age = self.config.aggregation.max_age_ms

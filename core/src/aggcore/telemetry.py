@@ -165,6 +165,8 @@ class Telemetry:
         ]
         resource = Resource.create({"service.name": "aggcore", "service.version": __version__})
         self.provider = MeterProvider(metric_readers=readers, views=views, resource=resource)
+        #: whether any reader collects the instruments (the analysis task records its histograms only then)
+        self.recording = bool(readers)
         meter = self.provider.get_meter("aggcore", __version__)
         # arbitrage events, counted by Aggregator.publish (rare: never per book message)
         self.arbitrage_opened: dict[str, int] = {}
