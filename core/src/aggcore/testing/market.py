@@ -25,6 +25,17 @@ from ..symbols import normalize_asset
 __all__ = ["Change", "GenBook", "LatentPrice", "Market", "VenueProfile", "reference_price"]
 
 
+class _Prices(dict[str, float]):
+    """A price string's float, converted once (the fakes sort their books on every step)."""
+
+    def __missing__(self, price: str) -> float:
+        value = self[price] = float(price)
+        return value
+
+
+_PRICES = _Prices()
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One level change as an exchange would send it: ``qty == "0"`` style zero deletes."""
@@ -119,9 +130,14 @@ class GenBook:
 
     def top(self, n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """Best ``n`` levels of each side as wire strings, best first."""
-        bids = sorted(self.bids.items(), key=lambda kv: -float(kv[0]))[:n]
-        asks = sorted(self.asks.items(), key=lambda kv: float(kv[0]))[:n]
-        return bids, asks
+        if len(_PRICES) > 200_000:
+            _PRICES.clear()
+        value = _PRICES.__getitem__
+        bids, asks = self.bids, self.asks
+        return (
+            [(p, bids[p]) for p in sorted(bids, key=value, reverse=True)[:n]],
+            [(p, asks[p]) for p in sorted(asks, key=value)[:n]],
+        )
 
     def truth(self, n: int | None = None) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """The book as floats, best first (what a correct client book holds)."""
@@ -144,6 +160,8 @@ class GenBook:
 
     # -- flow -------------------------------------------------------------------------------------
     def step(self) -> list[Change]:
+        if len(_PRICES) > 200_000:
+            _PRICES.clear()
         rng = self.rng
         self.seq += 1
         changes: dict[tuple[str, str], Change] = {}
@@ -159,6 +177,7 @@ class GenBook:
         else:  # half a tick: a price string's float may sit a hair either side of ticks * tick
             bid_limit = (bid_top + 0.5) * self.tick
             ask_limit = (ask_top - 0.5) * self.tick
+        ordered: dict[str, list[str]] = {}  # a side's prices best first (the books change after this loop)
         for _ in range(rng.randint(1, self.max_changes)):
             side = "bid" if rng.random() < 0.5 else "ask"
             book = self.bids if side == "bid" else self.asks
@@ -166,11 +185,11 @@ class GenBook:
             level = min(int(rng.expovariate(1 / 6)), self.depth - 1) + 1
             if r < 0.6 and book:
                 # size change at an existing level near the top
-                keys = sorted(book, key=float, reverse=(side == "bid"))
+                keys = ordered.get(side) or ordered.setdefault(side, sorted(book, key=_PRICES.__getitem__, reverse=(side == "bid")))
                 price = keys[min(level - 1, len(keys) - 1)]
                 qty = self.fmt_qty(self._qty(level))
             elif r < 0.8 and len(book) > self.depth // 2:
-                keys = sorted(book, key=float, reverse=(side == "bid"))
+                keys = ordered.get(side) or ordered.setdefault(side, sorted(book, key=_PRICES.__getitem__, reverse=(side == "bid")))
                 price = keys[min(level - 1, len(keys) - 1)]
                 qty = self.fmt_qty(0)
             else:
@@ -179,9 +198,10 @@ class GenBook:
                 qty = self.fmt_qty(self._qty(level))
             changes[(side, price)] = Change(side, price, qty)
         # keep the book uncrossed after a mid move: remove levels on the wrong side of the mid
-        for price in [p for p in self.bids if float(p) >= bid_limit]:
+        value = _PRICES.__getitem__
+        for price in [p for p in self.bids if value(p) >= bid_limit]:
             changes[("bid", price)] = Change("bid", price, self.fmt_qty(0))
-        for price in [p for p in self.asks if float(p) <= ask_limit]:
+        for price in [p for p in self.asks if value(p) <= ask_limit]:
             changes[("ask", price)] = Change("ask", price, self.fmt_qty(0))
         if self.source is not None:
             self._quote_top(changes, bid_top, ask_top)
