@@ -45,6 +45,21 @@ class Collect(Sink):
 
 
 @pytest.mark.anyio
+async def test_a_subscriber_that_comes_late_wakes_the_waiting_book_loop() -> None:
+    async with FakeToy(seed=5, rate_hz=200) as fake:
+        cfg = {"exchanges": {"toy": fake.connector_config(stale_after_s=5)}, "aggregation": {"book_interval_ms": 5}}
+        async with Aggregator(cfg, registry=registry()) as agg:
+            toy = agg.connectors["toy"]
+            await wait_until(lambda: all(b.live for b in toy.books.values()) and len(toy.books) == 2, what="LIVE")
+            await anyio.sleep(0.2)
+            assert agg.outbox.scans == 0  # nobody wants per-venue books: no scan (the loop waits for a reader)
+            sub = agg.subscribe_books()
+            with anyio.fail_after(5):
+                msg = await sub.__anext__()
+            assert msg.venue == "toy" and agg.outbox.scans > 0
+
+
+@pytest.mark.anyio
 async def test_book_events_are_conflated_self_contained_books_equal_to_the_live_book() -> None:
     async with FakeToy(seed=3, rate_hz=200) as fake:
         sink = Collect(SinkConfig(events=["book"]))

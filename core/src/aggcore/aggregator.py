@@ -105,6 +105,7 @@ class Aggregator:
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._wake = anyio.Event()
+        self._books_asked = anyio.Event()
         self.telemetry: Telemetry | None = None
         self.metrics_port: int | None = None
         self._health: dict[str, HealthStatus] = {}
@@ -379,9 +380,16 @@ class Aggregator:
             self.hub.publish(Event("book", msg, self.clock.time()))
 
     async def _book_loop(self) -> None:
-        """Per-venue book messages, conflated per book: at most one per book per interval."""
+        """Per-venue book messages, conflated per book: at most one per book per interval.
+        While nobody wants them (no feed role, no ``book`` sink or subscriber) it does not tick:
+        :meth:`subscribe_books` wakes it (and it looks again every second)."""
         interval = self.config.aggregation.book_interval_ms / 1000
         while True:
+            if not self._books_wanted():
+                self._books_asked = anyio.Event()
+                with anyio.move_on_after(1.0):
+                    await self._books_asked.wait()
+                continue
             await self.clock.sleep(interval)
             if self._books_wanted():
                 self.outbox.scan(self.all_books())
@@ -507,7 +515,9 @@ class Aggregator:
         sub: Subscription[BookMessage] = Subscription(
             "book", maxsize=maxsize, policy="conflate", key=lambda m: (m.venue, m.symbol)
         )
-        return self.hub.subscribe(sub)
+        self.hub.subscribe(sub)
+        self._books_asked.set()  # the book loop waits for a first reader
+        return sub
 
     def subscribe_health(self, *, maxsize: int = 1000) -> Subscription[HealthStatus]:
         """Health statuses every ``health_check_interval_ms``. Policy: drop the oldest when full."""
