@@ -434,8 +434,11 @@ class ConsolidatedView:
             if len(caches) == 1:
                 bids, asks = caches[0].bids[:depth], caches[0].asks[:depth]
             else:
-                bids = [row for c in caches for row in c.bids]
-                asks = [row for c in caches for row in c.asks]
+                bids = []
+                asks = []
+                for c in caches:
+                    bids += c.bids
+                    asks += c.asks
                 bids.sort(key=_price, reverse=True)  # stable: equal prices stay in venue order
                 asks.sort(key=_price)
                 del bids[depth:], asks[depth:]
