@@ -1,4 +1,4 @@
-"""Typed decoding (msgspec) of book frames in the Binance, Bybit and Bitstamp plugins gives exactly
+"""Typed decoding (msgspec) of book frames in the Binance, Bybit, Bitstamp and Coinbase plugins gives exactly
 what the general orjson path gives (levels as the same floats as ``float()``), and every frame the
 typed decoder does not take (control frames, odd or invalid levels, garbage) behaves as before."""
 
@@ -15,6 +15,7 @@ from aggcore.testing.recordings import recording
 import aggcore_plugin_binance.messages as binance
 import aggcore_plugin_bitstamp.messages as bitstamp
 import aggcore_plugin_bybit.messages as bybit
+import aggcore_plugin_coinbase.messages as coinbase
 
 Parser = Callable[[str | bytes], Any]
 
@@ -148,3 +149,63 @@ def test_bybit_typed_parse_on_the_real_capture() -> None:
     # an older API's capture: its book frames are not v5 ones; both paths must still agree
     for f in recording("BYBIT.ws.25.0").frames():
         _same(bybit.parse, bybit._parse_any, f.text)
+
+
+def _coinbase_same(frame: str) -> int:
+    """Coinbase's typed path and its general path agree on ``frame``; the number of book updates."""
+    try:
+        want = coinbase._parse_any(frame)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            coinbase.parse(frame)
+        return 0
+    got = coinbase.parse(frame)
+    for attr in ("channel", "seq", "timestamp", "subscriptions", "error", "heartbeat"):
+        assert getattr(got, attr) == getattr(want, attr), (attr, frame)
+    assert len(got.books) == len(want.books), frame
+    for g, w in zip(got.books, want.books):
+        assert _same(lambda _: g, lambda _: w, frame)
+    return len(got.books)
+
+
+def _l2(updates: list[Any], **envelope: Any) -> str:
+    event = {"type": "update", "product_id": "BTC-USD", "updates": updates}
+    msg = {"channel": "l2_data", "client_id": "", "timestamp": "2023-02-09T20:32:50.714964855Z", "sequence_num": 4, "events": [event]}
+    return orjson.dumps({**msg, **envelope}).decode()
+
+
+def _upd(side: str, price: Any, qty: Any) -> dict[str, Any]:
+    return {"side": side, "event_time": "2023-02-09T20:32:50.7Z", "price_level": price, "new_quantity": qty}
+
+
+def test_coinbase_typed_parse_matches_the_general_parse() -> None:
+    good = [_upd("bid", "21921.73", "0.06317902"), _upd("offer", "21921.74", "0"), _upd("ask", "21922", "1.5")]
+    frames = [_l2(good), _l2(good, events=None), _l2(good, timestamp=None), _l2([]), _l2(good, sequence_num=None)]
+    frames += [_l2([_upd("bid", p, q)]) for (p, q, *_) in (lv + ["1", "1"] for lv in ([], ["abc"], ["NaN"], ["1", "inf"], ["-1"], [" 1.5"], ["1e3"], [None], [1.5, 2]))]
+    frames += [_l2([_upd("middle", "1", "1")]), _l2([{"side": "bid", "price_level": "1"}]), _l2(good, timestamp=12)]
+    snapshot = orjson.loads(_l2(good))
+    snapshot["events"] = [{**snapshot["events"][0], "type": "snapshot"}, {"type": "other", "product_id": "ETH-USD"},
+                          {**snapshot["events"][0], "product_id": "ETH-USD", "updates": None}]  # fmt: skip
+    frames += [orjson.dumps(snapshot).decode(), orjson.dumps({**snapshot, "events": [{"type": "update"}]}).decode()]
+    frames += ['{"type":"error","message":"failure","reason":"bad product"}', "not json", "[1]",
+               '{"channel":"subscriptions","timestamp":"2023-02-09T20:32:50Z","sequence_num":1,"events":[{"subscriptions":{"level2":["BTC-USD"]}}]}',
+               '{"channel":"heartbeats","sequence_num":2,"events":[{"heartbeat_counter":"7"}]}']  # fmt: skip
+    books = sum(_coinbase_same(f) for f in frames)
+    assert books >= 8
+    fast = coinbase.parse(_l2(good))
+    assert fast.books[0].numeric and fast.books[0].bids == [(21921.73, 0.06317902)]  # the typed path was taken
+    # one leniency: a sequence number sent as a numeric string is read as the number
+    assert coinbase.parse(_l2(good, sequence_num="4")).seq == 4
+
+
+def test_coinbase_typed_parse_matches_on_the_fakes_frames() -> None:
+    from aggcore.testing.market import GenBook
+
+    # what the fake sends: a snapshot and then updates of a drifting book, as wire strings
+    book = GenBook(seed=5, price_precision=2, qty_precision=8)
+    bids, asks = book.top(50)
+    updates = [_upd("bid", p, q) for p, q in bids] + [_upd("offer", p, q) for p, q in asks]
+    frames = [_l2(updates, events=[{"type": "snapshot", "product_id": "BTC-USD", "updates": updates}])]
+    for _ in range(300):
+        frames.append(_l2([_upd("bid" if ch.side == "bid" else "offer", ch.price, ch.qty) for ch in book.step()]))
+    assert sum(_coinbase_same(f) for f in frames) == len(frames)

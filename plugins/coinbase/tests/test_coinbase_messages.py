@@ -8,7 +8,7 @@ from aggcore.book import OrderBook, SequenceMode, SnapshotSource, SymbolBook, Sy
 from aggcore.errors import ParsingError
 from aggcore.models import BookState
 from aggcore.testing.recordings import recording
-from aggcore_plugin_coinbase.messages import parse, parse_exchange, parse_timestamp
+from aggcore_plugin_coinbase.messages import _parse_any, parse, parse_exchange, parse_timestamp
 
 # verbatim from the reference (ccxt's real-data comment, 2023-02-09; its trailing comma removed)
 SNAPSHOT = """{
@@ -84,7 +84,9 @@ def test_snapshot_verbatim() -> None:
     assert msg.channel == "l2_data" and msg.seq == 0
     (u,) = msg.books
     assert u.snapshot and u.symbol == "BTC-USD"
-    assert list(u.bids) == [("21921.73", "0.06317902"), ("21921.3", "0.02")]
+    # typed decoding: the wire strings as the same floats as float() (the general path keeps the strings)
+    assert u.numeric and list(u.bids) == [(21921.73, 0.06317902), (21921.3, 0.02)]
+    assert list(_parse_any(SNAPSHOT).books[0].bids) == [("21921.73", "0.06317902"), ("21921.3", "0.02")]
     assert list(u.asks) == []
     assert u.first is None and u.checksum is None
     # the envelope timestamp (nanoseconds), not the epoch-0 level event_time
@@ -96,12 +98,12 @@ def test_update_verbatim_applies_offer_as_ask_and_zero_deletes() -> None:
     assert msg.seq == 9
     (u,) = msg.books
     assert not u.snapshot
-    assert list(u.bids) == [("62319.46", "0.00169"), ("62318.81", "0")]
-    assert list(u.asks) == [("62336.65", "0.03021537")]
+    assert list(u.bids) == [(62319.46, 0.00169), (62318.81, 0.0)]
+    assert list(u.asks) == [(62336.65, 0.03021537)]
     book = OrderBook()
     book.bids.apply([("62318.81", "1.0")])
-    book.bids.apply(u.bids)
-    book.asks.apply(u.asks)
+    book.bids.apply_numbers(u.bids)
+    book.asks.apply_numbers(u.asks)
     assert book.bids.top(5) == [(62319.46, 0.00169)]
     assert book.asks.top(5) == [(62336.65, 0.03021537)]
 
@@ -115,7 +117,7 @@ def test_several_events_in_one_frame() -> None:
     frame["events"].append({"type": "something_new", "product_id": "ETH-USD"})  # ignored
     msg = parse(orjson.dumps(frame))
     assert [u.symbol for u in msg.books] == ["BTC-USD", "ETH-USD"]
-    assert list(msg.books[1].asks) == [("3000.1", "0.00000000")]
+    assert list(msg.books[1].asks) == [(3000.1, 0.0)]
 
 
 def test_ack_heartbeat_error() -> None:

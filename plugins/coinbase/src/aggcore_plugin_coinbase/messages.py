@@ -1,4 +1,4 @@
-"""Pure parsing of Coinbase frames: no I/O, no state, orjson only.
+"""Pure parsing of Coinbase frames: no I/O, no state (msgspec for book frames, orjson for the rest).
 
 Advanced Trade market-data envelope (every frame, all channels)::
 
@@ -22,8 +22,9 @@ Advanced Trade market-data envelope (every frame, all channels)::
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import orjson
 from aggcore.book import BookUpdate
 from aggcore.errors import ParsingError
@@ -96,9 +97,69 @@ def _levels(updates: list[dict[str, Any]], product: str) -> tuple[list[tuple[str
     return bids, asks
 
 
+class _Update(msgspec.Struct, gc=False):  # never in a cycle: not tracked by the GC
+    side: str
+    price_level: float
+    new_quantity: float
+
+
+class _Event(msgspec.Struct, gc=False):
+    type: str
+    product_id: str
+    updates: list[_Update] | None = None
+
+
+class _L2Frame(msgspec.Struct, gc=False):
+    channel: Literal["l2_data"]
+    timestamp: str | None = None
+    sequence_num: int | None = None
+    events: list[_Event] | None = None
+
+
+# typed decoding of l2_data frames (nearly every frame): strict off turns the price and
+# quantity strings into the same floats as ``float()``; anything else (other channels, errors,
+# odd fields or levels) fails here and takes the general path below, as before.
+_L2 = msgspec.json.Decoder(_L2Frame, strict=False)
+_FAST_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+def _decode_l2(frame: str | bytes) -> Message | None:
+    """The fast path of :func:`parse`: an ``l2_data`` frame with numeric levels, else None."""
+    try:
+        f = _L2.decode(frame)
+    except _FAST_FAILS:
+        return None
+    out = Message("l2_data", f.sequence_num, parse_timestamp(f.timestamp))
+    ts = out.timestamp
+    for ev in f.events or ():
+        kind = ev.type
+        if kind != "snapshot" and kind != "update":
+            continue  # new event types may appear: ignore what we do not know
+        bids: list[tuple[float, float]] = []
+        asks: list[tuple[float, float]] = []
+        for u in ev.updates or ():
+            side = u.side
+            if side == "bid" or side in _BID_SIDES:
+                bids.append((u.price_level, u.new_quantity))
+            elif side == "offer" or side in _ASK_SIDES:
+                asks.append((u.price_level, u.new_quantity))
+            else:
+                return None  # the general path raises the error
+        out.books.append(BookUpdate(ev.product_id, bids, asks, snapshot=kind == "snapshot", exchange_ts=ts, numeric=True))
+    return out
+
+
 def parse(frame: str | bytes) -> Message:
     """Parse one Advanced Trade frame. Raises ``ParsingError`` (or ``ValueError``/``KeyError``)
     on frames that are not what the protocol says."""
+    fast = _decode_l2(frame)
+    if fast is not None:
+        return fast
+    return _parse_any(frame)
+
+
+def _parse_any(frame: str | bytes) -> Message:
+    """:func:`parse` without the typed fast path (every frame; levels as they came)."""
     try:
         msg = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
