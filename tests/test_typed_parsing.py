@@ -1,4 +1,4 @@
-"""Typed decoding (msgspec) of book frames in the Binance, Bybit, Bitstamp and Coinbase plugins gives exactly
+"""Typed decoding (msgspec) of book frames in the Binance, Bybit, Bitstamp, Coinbase and Crypto.com plugins gives exactly
 what the general orjson path gives (levels as the same floats as ``float()``), and every frame the
 typed decoder does not take (control frames, odd or invalid levels, garbage) behaves as before."""
 
@@ -16,6 +16,7 @@ import aggcore_plugin_binance.messages as binance
 import aggcore_plugin_bitstamp.messages as bitstamp
 import aggcore_plugin_bybit.messages as bybit
 import aggcore_plugin_coinbase.messages as coinbase
+import aggcore_plugin_cryptocom.messages as cryptocom
 
 Parser = Callable[[str | bytes], Any]
 
@@ -209,3 +210,58 @@ def test_coinbase_typed_parse_matches_on_the_fakes_frames() -> None:
     for _ in range(300):
         frames.append(_l2([_upd("bid" if ch.side == "bid" else "offer", ch.price, ch.qty) for ch in book.step()]))
     assert sum(_coinbase_same(f) for f in frames) == len(frames)
+
+
+def _cryptocom_same(frame: str) -> int:
+    """Crypto.com's typed path and its general path agree on ``frame``; the number of book updates."""
+    try:
+        want = cryptocom._parse_any(frame)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            cryptocom.parse(frame)
+        return 0
+    got = cryptocom.parse(frame)
+    assert type(got) is type(want), frame
+    if not isinstance(want, cryptocom.BookData):
+        return 0
+    assert isinstance(got, cryptocom.BookData) and len(got.updates) == len(want.updates), frame
+    for g, w in zip(got.updates, want.updates):
+        # levels are [price, quantity, orders]: the typed path keeps the first two, which is all a book reads
+        trimmed = BookUpdate(w.symbol, [lv[:2] for lv in w.bids], [lv[:2] for lv in w.asks], snapshot=w.snapshot,
+                             first=w.first, last=w.last, exchange_ts=w.exchange_ts)  # fmt: skip
+        ref = trimmed if g.numeric else w  # a frame the typed decoder did not take parses as before
+        assert _same(lambda _: g, lambda _: ref, frame)
+    return len(got.updates)
+
+
+def _delta(bids: Any, asks: Any = (), **data: Any) -> str:
+    d = {"update": {"bids": bids, "asks": asks}, "t": 1700000000123, "tt": 1700000000120, "u": 542048017824, "pu": 542048017820, "cs": 1, **data}
+    return orjson.dumps({"id": -1, "method": "subscribe", "code": 0,
+                         "result": {"instrument_name": "BTC_USDT", "subscription": "book.BTC_USDT.50", "channel": "book.update", "depth": 50, "data": [d]}}).decode()  # fmt: skip
+
+
+def test_cryptocom_typed_parse_matches_the_general_parse() -> None:
+    good = [["30000.1", "0.5", "3"], ["29999.9", "0", "0"]]
+    frames = [_delta(good, [["30001", "1.25", 2]]), _delta([], []), _delta(good, t="1700000000123"), _delta(good, u="542048017824", pu="542048017820")]
+    frames += [_delta(good, t=None), _delta(good, t="soon"), _delta(None, None), orjson.dumps({**orjson.loads(_delta(good)), "code": "0"}).decode()]
+    frames += [_delta([lv]) for lv in (["abc", "1", "1"], ["NaN", "1", "1"], ["1", "inf", "1"], ["-1", "1", "1"], [" 1.5", "2", "1"],
+                                        ["1e3", "0.5", "1"], [None, "1", "1"], ["1", "1"], ["1", "1", "1", "1"], [1.5, 2, 1])]  # fmt: skip
+    frames += [_delta(good, pu=None), _delta(good, u="x"), orjson.dumps({**orjson.loads(_delta(good)), "code": 10004, "message": "invalid channel"}).decode()]
+    frames += ['{"id":1587523073344,"method":"public/heartbeat","code":0}', '{"id":7,"method":"subscribe","code":0}', "not json",
+               '{"id":-1,"method":"subscribe","code":0,"result":{"instrument_name":"BTC_USDT","channel":"book","data":[{"bids":[["1","2","1"]],"asks":[],"u":5,"t":1}]}}',
+               '{"id":-1,"method":"subscribe","code":0,"result":{"channel":"trade","instrument_name":"BTC_USDT","data":[]}}']  # fmt: skip
+    books = sum(_cryptocom_same(f) for f in frames)
+    assert books >= 10
+    fast = cryptocom.parse(_delta(good))
+    assert isinstance(fast, cryptocom.BookData) and fast.updates[0].numeric and fast.updates[0].bids == [(30000.1, 0.5), (29999.9, 0.0)]
+
+
+def test_cryptocom_typed_parse_matches_on_a_drifting_book() -> None:
+    from aggcore.testing.market import GenBook
+
+    book = GenBook(seed=9, price_precision=2, qty_precision=6)
+    frames = []
+    for _ in range(300):
+        changes = book.step()
+        frames.append(_delta([[c.price, c.qty, "1"] for c in changes if c.side == "bid"], [[c.price, c.qty, "1"] for c in changes if c.side == "ask"]))
+    assert sum(_cryptocom_same(f) for f in frames) == len(frames)

@@ -7,7 +7,7 @@ import json
 import orjson
 import pytest
 from aggcore.testing.recordings import recording
-from aggcore_plugin_cryptocom.messages import Ack, BookData, ErrorReply, Heartbeat, parse
+from aggcore_plugin_cryptocom.messages import Ack, BookData, ErrorReply, Heartbeat, _parse_any, parse
 from aggcore_plugin_cryptocom.symbols import parse_instruments, symbol_table
 
 # -- verbatim frames of the reference (protocols doc, Crypto.com section 2.A) -------------------------
@@ -68,8 +68,12 @@ def test_update_frame_normalizes_pu_u() -> None:
     (u,) = msg.updates
     assert not u.snapshot
     assert u.first == 7845460001 + 1 and u.last == 7845460002  # first = pu + 1: engine's contiguity = pu == prev u
-    assert [list(x) for x in u.asks] == [["50126.000000", "0", "0"], ["50180.000000", "3.279000", "10"]]
-    assert [list(x) for x in u.bids] == [["50097.000000", "0.252000", "1"]]
+    # typed decoding: price and quantity as the same floats as float() (the general path keeps the wire levels)
+    assert u.numeric and u.asks == [(50126.0, 0.0), (50180.0, 3.279)] and u.bids == [(50097.0, 0.252)]
+    general = _parse_any(UPDATE)
+    assert isinstance(general, BookData)
+    assert [list(x) for x in general.updates[0].asks] == [["50126.000000", "0", "0"], ["50180.000000", "3.279000", "10"]]
+    assert [list(x) for x in general.updates[0].bids] == [["50097.000000", "0.252000", "1"]]
 
 
 def test_real_update_with_cs_and_non_consecutive_u() -> None:
