@@ -87,16 +87,29 @@ def checksum_levels(asks: Iterable[Sequence[str]], bids: Iterable[Sequence[str]]
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
+#: a level's (price, quantity) wire strings -> their checksum digits, joined (bounded like ``_DIGITS``)
+_PAIRS: dict[tuple[str, str], str] = {}
+
+
+def _pair_digits(level: tuple[str, str]) -> str:
+    if len(_PAIRS) >= _DIGITS_MAX:
+        _PAIRS.clear()
+    digits = _PAIRS[level] = _digits(level[0]) + _digits(level[1])
+    return digits
+
+
 def book_checksum(book: OrderBook) -> int:
-    """The Kraken checksum of a book kept with ``keep_strings`` (``SyncRules.checksum``)."""
+    """The Kraken checksum of a book kept with ``keep_strings`` (``SyncRules.checksum``): what
+    :func:`checksum_levels` gives for its top levels, each level's digits read from a cache
+    (the book keeps a level's wire strings as one tuple while the level is unchanged)."""
     asks_raw = book.asks.raw
     bids_raw = book.bids.raw
     if asks_raw is None or bids_raw is None:
         raise ValueError("Kraken checksums need the wire strings: SyncRules(keep_strings=True)")
-    return checksum_levels(
-        map(asks_raw.__getitem__, book.asks.prices(CHECKSUM_DEPTH)),
-        map(bids_raw.__getitem__, book.bids.prices(CHECKSUM_DEPTH)),
-    )
+    get = _PAIRS.get
+    parts = [get(level) or _pair_digits(level) for level in map(asks_raw.__getitem__, book.asks.prices(CHECKSUM_DEPTH))]
+    parts += [get(level) or _pair_digits(level) for level in map(bids_raw.__getitem__, book.bids.prices(CHECKSUM_DEPTH))]
+    return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
 def formats_for(price_precision: int | None, qty_precision: int | None) -> tuple[str, str] | None:
