@@ -31,8 +31,8 @@ from aggcore.errors import ParsingError
 
 __all__ = ["Message", "parse", "parse_exchange", "parse_timestamp"]
 
-_ASK_SIDES = frozenset({"offer", "ask", "sell"})
-_BID_SIDES = frozenset({"bid", "buy"})
+#: a level's side -> whether it is a bid (``bid`` and ``offer`` are the protocol's; the others are read too)
+_IS_BID = {"bid": True, "buy": True, "offer": False, "ask": False, "sell": False}
 _second_cache: dict[str, float] = {}
 
 
@@ -84,16 +84,10 @@ def _levels(updates: list[dict[str, Any]], product: str) -> tuple[list[tuple[str
     for u in updates:
         side = u["side"]
         level = (u["price_level"], u["new_quantity"])
-        if side == "bid":
-            bids.append(level)
-        elif side == "offer":
-            asks.append(level)
-        elif side in _ASK_SIDES:
-            asks.append(level)
-        elif side in _BID_SIDES:
-            bids.append(level)
-        else:
+        is_bid = _IS_BID.get(side)
+        if is_bid is None:
             raise ParsingError(f"l2_data {product}: unknown side {side!r}", exchange="coinbase")
+        (bids if is_bid else asks).append(level)
     return bids, asks
 
 
@@ -138,13 +132,10 @@ def _decode_l2(frame: str | bytes) -> Message | None:
         bids: list[tuple[float, float]] = []
         asks: list[tuple[float, float]] = []
         for u in ev.updates or ():
-            side = u.side
-            if side == "bid" or side in _BID_SIDES:
-                bids.append((u.price_level, u.new_quantity))
-            elif side == "offer" or side in _ASK_SIDES:
-                asks.append((u.price_level, u.new_quantity))
-            else:
+            is_bid = _IS_BID.get(u.side)
+            if is_bid is None:
                 return None  # the general path raises the error
+            (bids if is_bid else asks).append((u.price_level, u.new_quantity))
         out.books.append(BookUpdate(ev.product_id, bids, asks, snapshot=kind == "snapshot", exchange_ts=ts, numeric=True))
     return out
 
