@@ -50,6 +50,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
 from websockets.frames import Opcode
+from websockets.protocol import State
 
 from .clock import SYSTEM_CLOCK, Clock
 from .book import BookListener, BookUpdate, SnapshotSource, SymbolBook, SyncRules
@@ -78,6 +79,7 @@ __all__ = [
 ]
 
 _TEXT = Opcode.TEXT
+_OPEN = State.OPEN
 _BINARY = Opcode.BINARY
 
 log = logging.getLogger("aggcore.connector")
@@ -688,12 +690,13 @@ class Connector:
     async def _read(self, conn: Connection) -> None:
         """The hot loop: every frame goes straight to the plugin's parser.
 
-        With the websockets asyncio client, every complete data frame a read of the socket
-        delivers is handled right where the read parses it (:func:`_direct_frames`), all of them
-        before anything else runs, instead of one task wake-up, ``recv()`` and message assembly
-        per frame. Everything else (fragmented messages, frames queued before this loop started,
-        text that is not UTF-8) still comes through ``recv()`` below, in order; pings, pongs,
-        keepalive, size limits and the close handshake stay websockets' own, unchanged.
+        With the default opener, every complete data frame a read of the socket delivers is
+        parsed out of the read and handled right there (:class:`_DirectFrames`), all of them
+        before anything else runs, instead of websockets' frame parser, one task wake-up,
+        ``recv()`` and message assembly per frame. Everything else (fragmented messages, frames
+        queued before this loop started) still comes through ``recv()`` below, in order; pings,
+        pongs, keepalive, size limits, invalid text and the close handshake stay websockets' own,
+        unchanged.
         """
         clock = self.clock.monotonic_ns
         handle = self._handle
@@ -705,7 +708,7 @@ class Connector:
                 handle(conn, frame, clock())
         finally:
             if direct is not None:
-                direct.uninstall()
+                direct.ws.uninstall()
         if direct is not None and direct.failure is not None:
             raise direct.failure
 
@@ -993,28 +996,138 @@ except ImportError:  # pragma: no cover - anyio then asks asyncio for the runnin
 
 
 class _DirectFrames:
-    """Hands complete data frames to the connector inside the websockets client's own
-    ``process_event`` (called for each frame a socket read delivered), bypassing the message
-    queue, while that queue is empty (so order is kept). Other events take websockets' path."""
+    """The receive path of one connection while its reader runs (:meth:`Connector._read`).
 
-    __slots__ = ("connector", "conn", "ws", "original", "queue", "failure", "frames", "clock")
+    Each read of the socket comes to :meth:`receive`, which splits it into frames. A complete
+    text or binary frame that websockets would take as it is (final, no reserved bits, not
+    masked, within the size limit), with no earlier frame waiting in ``recv()``'s queue (so
+    order is kept), is decoded here and handed straight to the connector: all the frames of a
+    read before anything else runs. Any other frame (ping, pong, close, a fragment, text that
+    is not UTF-8, anything malformed) is handed whole to websockets' own ``data_received``,
+    which does with it what it always did: keepalive, errors and the close handshake are
+    websockets', and its parser always waits at a frame boundary. A header over the size limit,
+    and all that follows it, goes to websockets as it comes (it fails the connection on the
+    header, as before), as does everything once the connection is no longer open
+    (:func:`_parser_idle`). The complete data frames websockets parses still skip the queue
+    while it is empty (:meth:`process_event`). A frame cut by the end of a read waits here for
+    the rest; websockets gets it if the stream ends first.
+    """
 
-    def __init__(self, connector: "Connector", conn: Connection, ws: Any, queue: deque[Any]) -> None:
+    __slots__ = ("connector", "conn", "ws", "protocol", "queue", "failure", "frames", "parsed", "clock", "limit", "buffer", "synced")
+
+    def __init__(self, connector: "Connector", conn: Connection, ws: "_ClientConnection", queue: deque[Any]) -> None:
         self.connector = connector
         self.conn = conn
         self.ws = ws
-        self.original = ws.process_event
+        self.protocol = ws.protocol
         self.queue = queue
         self.failure: BaseException | None = None
-        self.frames = 0  # frames handled here (the rest came through recv())
+        self.frames = 0  # frames handled here, either way (the rest came through recv())
+        self.parsed = 0  # of which frames this path parsed itself
         self.clock = connector.clock.monotonic_ns
-        ws.process_event = self.process_event
+        limits = [n for n in (self.protocol.max_message_size, self.protocol.max_fragment_size) if n is not None]
+        self.limit = min(limits) if limits else math.inf
+        self.buffer = bytearray()  # the start of a frame the next read completes
+        self.synced = _parser_idle(self.protocol)
 
-    def uninstall(self) -> None:
-        if self.ws.__dict__.get("process_event") == self.process_event:
-            del self.ws.process_event
+    def receive(self, data: bytes) -> None:
+        if not self.synced:
+            self._to_websockets(data)
+            return
+        buffer = self.buffer
+        view: bytes | bytearray = data
+        if buffer:
+            buffer += data
+            view = buffer
+        end = len(view)
+        pos = 0
+        rest = False  # whether view[pos:] goes to websockets as it is
+        protocol = self.protocol
+        queue = self.queue
+        handle = self.connector._handle
+        conn = self.conn
+        now = self.clock()  # the frames of one read arrived together
+        # a protocol callback runs outside any task: under a bare asyncio.run() (no anyio.run)
+        # anyio would find no event loop for what the handler starts (Connector.spawn)
+        token = _SNIFFIO.set("asyncio") if _SNIFFIO is not None else None
+        try:
+            while end - pos >= 2:
+                head = view[pos]
+                second = view[pos + 1]
+                length = second & 0x7F
+                start = pos + 2
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    length = (view[pos + 2] << 8) | view[pos + 3]
+                    start += 2
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = int.from_bytes(view[pos + 2 : pos + 10], "big")
+                    start += 8
+                if length > self.limit:  # websockets fails the connection on this header
+                    rest = True
+                    break
+                if second > 0x7F:  # a masking key (websockets refuses masked frames from a server)
+                    start += 4
+                stop = start + length
+                if stop > end:
+                    break
+                if (head == 0x81 or head == 0x82) and second < 0x80 and not queue and protocol.current_size is None and self.failure is None:
+                    frame: str | bytes | None
+                    if head == 0x81:
+                        try:
+                            frame = view[start:stop].decode()
+                        except UnicodeDecodeError:  # websockets closes with 1007, as it always did
+                            frame = None
+                    else:
+                        frame = bytes(view[start:stop])
+                    if frame is not None:
+                        try:
+                            handle(conn, frame, now)
+                        except Exception as exc:
+                            # what recv()'s loop would have raised: the frame goes to recv()'s
+                            # queue, which wakes the reader, and the reader raises it
+                            self.failure = exc
+                        else:
+                            self.frames += 1
+                            self.parsed += 1
+                            pos = stop
+                            continue
+                # anything else, whole, to websockets, which does what it always did with it
+                self._to_websockets(bytes(view[pos:stop]))
+                pos = stop
+                if not self.synced:  # the connection is closing or failed
+                    rest = True
+                    break
+        finally:
+            if token is not None:
+                _SNIFFIO.reset(token)
+        chunk = bytes(view[pos:]) if rest and pos < end else None
+        if view is buffer:
+            del buffer[: end if rest else pos]
+        elif pos < end and not rest:
+            buffer += view[pos:]
+        if chunk is not None:
+            self.synced = False
+            ClientConnection.data_received(self.ws, chunk)
+
+    def _to_websockets(self, data: bytes) -> None:
+        ClientConnection.data_received(self.ws, data)
+        self.synced = _parser_idle(self.protocol)
+
+    def flush(self) -> None:
+        """Hand a frame cut short to websockets (the stream ends, or this path does)."""
+        self.synced = False
+        if self.buffer and not self.protocol.reader.eof:
+            data = bytes(self.buffer)
+            self.buffer.clear()
+            self._to_websockets(data)
 
     def process_event(self, event: Any) -> None:
+        """A frame websockets parsed: a complete data frame skips ``recv()`` while its queue is
+        empty; anything else takes websockets' path."""
         opcode = event.opcode
         if (opcode is _TEXT or opcode is _BINARY) and event.fin and not self.queue and self.failure is None:
             data = event.data
@@ -1022,39 +1135,91 @@ class _DirectFrames:
                 try:
                     frame: str | bytes = data.decode()
                 except UnicodeDecodeError:  # recv() raises it, as it always did
-                    self.original(event)
+                    ClientConnection.process_event(self.ws, event)
                     return
             else:
                 frame = bytes(data)
             self.frames += 1
-            # a protocol callback runs outside any task: under a bare asyncio.run() (no anyio.run)
-            # anyio would find no event loop for what the handler starts (Connector.spawn)
             token = _SNIFFIO.set("asyncio") if _SNIFFIO is not None else None
             try:
                 self.connector._handle(self.conn, frame, self.clock())
             except Exception as exc:
-                # what recv()'s loop would have raised: the reader raises it (woken by the frame)
                 self.failure = exc
-                self.original(event)
+                ClientConnection.process_event(self.ws, event)
             finally:
                 if token is not None:
                     _SNIFFIO.reset(token)
             return
-        self.original(event)
+        ClientConnection.process_event(self.ws, event)
+
+
+def _parser_idle(protocol: Any) -> bool:
+    """Whether websockets' parser has used all it was fed and waits for the first byte of a
+    frame, on an open connection. Anything unexpected (another websockets version's
+    internals) answers False: websockets then parses every read, as without this path."""
+    try:
+        if protocol.state is not _OPEN or protocol.parser_exc is not None or protocol.reader.buffer:
+            return False
+        gen = protocol.parser
+        while gen.gi_yieldfrom is not None:
+            gen = gen.gi_yieldfrom
+        return bool(gen.gi_code.co_name == "at_eof")
+    except AttributeError:  # pragma: no cover - a websockets without these internals
+        return False
+
+
+class _ClientConnection(ClientConnection):
+    """websockets' asyncio client connection, whose reads go to :class:`_DirectFrames` while a
+    reader has one installed (``direct``), and to websockets alone otherwise."""
+
+    direct: _DirectFrames | None = None
+
+    def data_received(self, data: bytes) -> None:
+        direct = self.direct
+        if direct is None:
+            super().data_received(data)
+        else:
+            direct.receive(data)
+
+    def process_event(self, event: Any) -> None:
+        direct = self.direct
+        if direct is None:
+            super().process_event(event)
+        else:
+            direct.process_event(event)
+
+    def eof_received(self) -> None:
+        if self.direct is not None:
+            self.direct.flush()
+        super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.direct is not None:
+            self.direct.flush()
+        super().connection_lost(exc)
+
+    def install(self, connector: "Connector", conn: Connection) -> _DirectFrames | None:
+        queue = getattr(getattr(getattr(self, "recv_messages", None), "frames", None), "queue", None)
+        if self.direct is not None or not isinstance(queue, deque):
+            return None
+        self.direct = _DirectFrames(connector, conn, self, queue)
+        return self.direct
+
+    def uninstall(self) -> None:
+        direct, self.direct = self.direct, None
+        if direct is not None:
+            direct.flush()
 
 
 def _direct_frames(connector: "Connector", conn: Connection) -> _DirectFrames | None:
-    """Direct frame handling for a websockets asyncio client connection, else None (any other
-    WebSocket object injected through ``ws_connect`` is read with ``recv()`` alone)."""
+    """The direct receive path for a connection opened by :func:`ws_connect_default`, else None
+    (any other WebSocket object injected through ``ws_connect`` is read with ``recv()`` alone)."""
     ws = conn.ws
-    assembler = getattr(ws, "recv_messages", None)
-    queue = getattr(getattr(assembler, "frames", None), "queue", None)
-    if not isinstance(ws, ClientConnection) or not isinstance(queue, deque) or "process_event" in vars(ws):
-        return None
-    return _DirectFrames(connector, conn, ws, queue)
+    return ws.install(connector, conn) if isinstance(ws, _ClientConnection) else None
 
 
 def ws_connect_default(url: str, **kwargs: Any) -> AbstractAsyncContextManager[ClientConnection]:
+    kwargs.setdefault("create_connection", _ClientConnection)
     return ws_connect(url, **kwargs)
 
 
