@@ -149,3 +149,31 @@ def test_v1_names_are_joined_by_learned_aliases() -> None:
     }  # fmt: skip
     assert table.by_symbol["BTC/USD"].extra["rest"] == "XXBTZUSD"
     assert table.resolve("XBT/USD").symbol == "BTC/USD"
+
+
+def test_each_number_keeps_its_text_when_it_has_the_pairs_decimals_and_is_formatted_otherwise() -> None:
+    frame = (
+        '{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":['
+        '{"price":62807.0,"qty":0.50000000},{"price":62806,"qty":0.5},{"price":62805.50,"qty":1e-5},'
+        '{"price":62804.0,"qty":123456789012.1234567}],"asks":[],"checksum":1,"timestamp":"2026-08-16T10:00:00Z"}]}'
+    )
+    [u] = parse(frame, {"BTC/USD": (".1f", ".8f")})
+    assert u.snapshot
+    assert u.bids == [
+        ("62807.0", "0.50000000"),  # as sent
+        ("62806.0", "0.50000000"),  # an integer and stripped zeros: formatted with the precision
+        ("62805.5", "0.00001000"),  # two decimals for one, an exponent
+        ("62804.0", "123456789012.1234567"),  # 19 digits do not survive a float: the text as sent
+    ]
+    [z] = parse(frame, {"BTC/USD": (".0f", ".8f")})  # no decimals: every price is formatted
+    assert [p for p, _ in z.bids] == ["62807", "62806", "62806", "62804"]
+
+
+def test_a_malformed_book_frame_is_a_parsing_error_naming_the_field() -> None:
+    import pytest
+    from aggcore.errors import ParsingError
+
+    with pytest.raises(ParsingError, match=r"malformed book frame.*symbol"):
+        parse('{"channel":"book","type":"update","data":[{"bids":[],"asks":[]}]}', {})
+    with pytest.raises(ParsingError, match="not JSON"):
+        parse('{"channel":"book",', {})

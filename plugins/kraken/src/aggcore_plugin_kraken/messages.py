@@ -11,8 +11,10 @@ WebSocket v2 (``wss://ws.kraken.com/v2``) frames are JSON objects:
   ``{"method":"pong","req_id":N}``.
 
 Prices and quantities are JSON numbers carrying the engine's precision (``0.5660``); the checksum
-needs those exact digits, so each number is re-formatted with the pair's ``price_precision`` /
-``qty_precision`` (fast path, orjson), or, when a precision is unknown, read as its literal text.
+needs those exact digits, so book frames are decoded (msgspec) with each number as its literal
+text. Text with exactly the pair's ``price_precision`` / ``qty_precision`` decimals is used as it
+is; any other (the docs' examples strip zeros: ``0.566``) is formatted with the precision where
+a float holds it exactly; with no precision known, the literal text is used.
 
 WebSocket v1 (``wss://ws.kraken.com``, frozen) frames are arrays with string levels; they are parsed
 by :func:`parse_v1` so the shared checksum routine can be checked on real v1 captures.
@@ -24,12 +26,12 @@ concatenated; CRC32 (zlib), unsigned 32-bit.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import orjson
 from aggcore.book import BookUpdate, OrderBook
 from aggcore.errors import ParsingError
@@ -219,29 +221,95 @@ def _limit(spec: str) -> float:
     return 10.0 ** (15 - int(spec[1:-1]))
 
 
-def _exact_as_float(entry: dict[str, Any], fmt: tuple[str, str]) -> bool:
-    """True when every number of ``entry`` has at most 15 significant digits at its precision."""
-    plim = _LIMITS.get(fmt[0]) or _LIMITS.setdefault(fmt[0], _limit(fmt[0]))
-    qlim = _LIMITS.get(fmt[1]) or _LIMITS.setdefault(fmt[1], _limit(fmt[1]))
-    for side in (entry["bids"], entry["asks"]):
-        for lv in side:
-            if lv["qty"] >= qlim or lv["price"] >= plim:
-                return False
-    return True
+#: per format spec (".8f"): (where its decimal point sits, counted from the end, or 0 for none;
+#: the bound under which a number survives the trip through a float)
+_SPECS: dict[str, tuple[int, float]] = {}
 
 
-_LIMITS: dict[str, float] = {}
+def _spec(spec: str) -> tuple[int, float]:
+    places = int(spec[1:-1])
+    known = _SPECS[spec] = (places + 1 if places > 0 else 0, _limit(spec))
+    return known
 
 
-def _exact_entry(frame: str | bytes, index: int) -> dict[str, Any]:
-    """Entry ``index`` of ``data`` with every JSON number as its literal text (no float)."""
-    text = frame.decode() if isinstance(frame, bytes) else frame
-    entry: dict[str, Any] = json.loads(text, parse_float=str)["data"][index]
-    return entry
+def _wire(value: Any, spec: str, bound: float) -> str:
+    """A number whose text lacks the pair's precision (or an integer): formatted with it when
+    the float is exact, else its literal text."""
+    number = float(value)
+    return format(number, spec) if abs(number) < bound else _literal(value)
+
+
+def _levels(levels: list[_Level], fmt: tuple[str, str] | None) -> list[tuple[str, str]]:
+    """Levels as the wire strings the checksum reads. A number's literal text is kept when it
+    has exactly the pair's decimals (live frames do: ``0.00000000``); any other text is
+    formatted with the pair's precision where a float holds it exactly (the docs' examples
+    strip zeros: ``0.566``); with no precision known, the literal text."""
+    if fmt is None:
+        return [(_literal(lv.price), _literal(lv.qty)) for lv in levels]
+    fp, fq = fmt
+    kp, bp = _SPECS.get(fp) or _spec(fp)
+    kq, bq = _SPECS.get(fq) or _spec(fq)
+    out = []
+    for lv in levels:
+        p = lv.price
+        if type(p) is not str or not kp or len(p) < kp or p[-kp] != ".":
+            p = _wire(p, fp, bp)
+        q = lv.qty
+        if type(q) is not str or not kq or len(q) < kq or q[-kq] != ".":
+            q = _wire(q, fq, bq)
+        out.append((p, q))
+    return out
+
+
+class _Level(msgspec.Struct):
+    price: Any  # a str (the number's text) or an int
+    qty: Any
+
+
+class _Entry(msgspec.Struct):
+    symbol: str
+    bids: list[_Level] = []
+    asks: list[_Level] = []
+    checksum: Any = None
+    timestamp: Any = None
+
+
+class _BookFrame(msgspec.Struct):
+    channel: Literal["book"]
+    data: list[_Entry]
+    type: str = "update"
+
+
+#: book frames, each JSON number with a fraction or an exponent read as its text (strict off:
+#: no float is made, so the checksum digits are exactly the wire's)
+_BOOK = msgspec.json.Decoder(_BookFrame, float_hook=str)
 
 
 def parse(frame: str | bytes, formats: Formats) -> list[Parsed]:
     """Parse one v2 frame into book updates and events (unknown channels give ``[]``)."""
+    try:
+        book = _BOOK.decode(frame)
+    except msgspec.DecodeError as exc:
+        return _parse_any(frame, exc)
+    snapshot = book.type == "snapshot"
+    out: list[Parsed] = []
+    for entry in book.data:
+        fmt = formats.get(entry.symbol)
+        out.append(
+            BookUpdate(
+                entry.symbol,
+                _levels(entry.bids, fmt),
+                _levels(entry.asks, fmt),
+                snapshot=snapshot,
+                checksum=entry.checksum,
+                exchange_ts=_ts(entry.timestamp),
+            )
+        )
+    return out
+
+
+def _parse_any(frame: str | bytes, book_error: msgspec.DecodeError) -> list[Parsed]:
+    """Every frame that is not a well-formed book frame."""
     try:
         msg = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
@@ -250,30 +318,7 @@ def parse(frame: str | bytes, formats: Formats) -> list[Parsed]:
         raise ParsingError(f"kraken: unexpected frame {frame[:120]!r}", exchange="kraken")
     channel = msg.get("channel")
     if channel == "book":
-        snapshot = msg.get("type") == "snapshot"
-        out: list[Parsed] = []
-        for i, entry in enumerate(msg["data"]):
-            symbol = entry["symbol"]
-            fmt = formats.get(symbol)
-            if fmt is not None and _exact_as_float(entry, fmt):
-                fp, fq = fmt
-                bids = [(format(lv["price"], fp), format(lv["qty"], fq)) for lv in entry["bids"]]
-                asks = [(format(lv["price"], fp), format(lv["qty"], fq)) for lv in entry["asks"]]
-            else:
-                exact = _exact_entry(frame, i)
-                bids = [(_literal(lv["price"]), _literal(lv["qty"])) for lv in exact["bids"]]
-                asks = [(_literal(lv["price"]), _literal(lv["qty"])) for lv in exact["asks"]]
-            out.append(
-                BookUpdate(
-                    symbol,
-                    bids,
-                    asks,
-                    snapshot=snapshot,
-                    checksum=entry.get("checksum"),
-                    exchange_ts=_ts(entry.get("timestamp")),
-                )
-            )
-        return out
+        raise ParsingError(f"kraken: malformed book frame ({book_error}): {frame[:120]!r}", exchange="kraken") from book_error
     if channel == "heartbeat":
         return [HEARTBEAT]
     if channel == "status":
