@@ -279,3 +279,22 @@ def test_numeric_levels_give_the_same_books_and_the_same_rejections(depth: int |
     keep, _ = make(SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS, keep_strings=True))
     keep.apply(snap(10, [("9.10", "1.5")], [("11", "1")], numeric=True))
     assert keep.live and keep.book.bids.raw == {9.1: ("9.10", "1.5")}
+
+
+def test_a_book_made_without_wire_strings_keeps_them_from_the_next_snapshot() -> None:
+    """``OrderBook.keep_strings()``: a feed found to send checksums (OKX's older feed)."""
+
+    def crc(book: OrderBook) -> int:
+        assert book.bids.raw is not None and book.asks.raw is not None
+        text = ":".join(":".join(book.bids.raw[p]) for p in book.bids.prices(5)) + "|" + ":".join(":".join(book.asks.raw[p]) for p in book.asks.prices(5))
+        return zlib.crc32(text.encode())
+
+    b, _ = make(SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, checksum=crc))
+    b.apply(BookUpdate("S", [(10.0, 1.0)], [(11.0, 1.0)], snapshot=True, numeric=True))
+    assert b.live and b.book.bids.raw is None
+    b.book.keep_strings()
+    assert not b.book.bids.keys and b.book.bids.raw == {} and b.book.asks.raw == {}
+    snap = BookUpdate("S", [("10.50", "2.0")], [("11.00", "1")], snapshot=True, checksum=zlib.crc32(b"10.50:2.0|11.00:1"))
+    assert b.apply(snap) and b.live and b.book.bids.raw == {10.5: ("10.50", "2.0")}
+    assert not b.apply(BookUpdate("S", [("10.50", "3.0")], [], checksum=1))  # checked over the strings
+    assert b.checksum_failures == 1

@@ -348,7 +348,11 @@ async def test_a_recording_with_gaps_and_bad_checksums_replays_every_resync_as_l
         assert replayed[key] == states[: len(replayed[key])] and len(states) - len(replayed[key]) <= 1, key
     books = {f"{c.name}:{s}": b for c in connectors for s, b in c.books.items()}
     assert books["binance:BTCUSDT"].gaps == 1 and books["binance:BTCUSDT"].resyncs == 1
-    assert books["okx:BTC-USDT"].checksum_failures == 1 and books["kraken:BTC/USD"].checksum_failures == 1
+    assert books["kraken:BTC/USD"].checksum_failures == 1
+    # OKX's feed sends checksum 0, so the book keeps no wire strings: the one frame with a checksum
+    # resyncs it (it cannot be checked), and the book keeps the strings from the new snapshot on
+    okx = books["okx:BTC-USDT"]
+    assert okx.resyncs == 1 and okx.checksum_failures == 0 and okx.book.bids.raw is not None
     assert next(c for c in connectors if c.name == "bitstamp").reconnects == 1
     for key, book in books.items():
         assert book.state is BookState.LIVE, (key, book.state, book.error)  # each came back

@@ -321,6 +321,14 @@ class OrderBook:
         self.bids.clear()
         self.asks.clear()
 
+    def keep_strings(self) -> None:
+        """Keep each level's wire strings from now on, as a book made with
+        ``SyncRules.keep_strings`` does (for a feed found to send checksums). Empties the book:
+        call it right before a snapshot, or with a resync."""
+        self.clear()
+        self.bids.raw = {}
+        self.asks.raw = {}
+
     def crossed(self) -> bool:
         bid = self.bids.best()
         ask = self.asks.best()

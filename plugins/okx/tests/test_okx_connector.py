@@ -88,7 +88,7 @@ async def test_real_checksums_verified_over_the_wire() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("fault", [Fault.GAP, Fault.REORDER, Fault.BAD_CHECKSUM])
 async def test_sequence_faults_resync_one_symbol(fault: Fault) -> None:
-    async with running({"checksums": fault is not Fault.BAD_CHECKSUM}) as (fake, conn):
+    async with running({"checksums": fault is Fault.BAD_CHECKSUM}) as (fake, conn):
         await wait_until(lambda: live(conn, A, B))
         other = conn.books[B].resyncs
         fake.inject(fault, A)

@@ -107,17 +107,52 @@ def test_rest_snapshot_older_than_the_stream_is_fetched_again() -> None:
     assert not book.live and resyncs == ["BTC-USDT"]
 
 
+def _with_checksum(text: str, value: int | None = None) -> str:
+    """``text`` with its checksum set: ``value``, else the right one for the book it leaves."""
+    msg = orjson.loads(text)
+    msg["data"][0]["checksum"] = value
+    return orjson.dumps(msg).decode()
+
+
 def test_checksum_zero_is_not_verified_and_nonzero_is() -> None:
+    """The current feed (checksum 0): numbers, no wire strings kept, nothing verified. A frame
+    with a checksum: that book keeps the wire strings from a fresh snapshot on and verifies."""
+    from aggcore_plugin_okx.messages import checksum_of_levels
+
     conn, resyncs = connector()
+    book = conn.books["BTC-USDT"]
     feed(conn, snap("BTC-USDT", 10))
-    assert conn.books["BTC-USDT"].live  # checksum 0: not provided
-    bad = orjson.loads(frame("BTC-USDT", "update", 10, 11, bids=[["99.9", "7", "0", "1"]]))
-    bad["data"][0]["checksum"] = 12345
-    feed(conn, orjson.dumps(bad).decode())
-    assert conn.books["BTC-USDT"].checksum_failures == 1 and resyncs == ["BTC-USDT"]
+    assert book.live and book.book.bids.raw is None  # checksum 0: not provided
+    bad = _with_checksum(frame("BTC-USDT", "update", 10, 11, bids=[["99.9", "7", "0", "1"]]), 12345)
+    feed(conn, bad)
+    # a book read without the wire strings cannot check it: synced again, not applied
+    assert resyncs == ["BTC-USDT"] and not book.live and book.book.bids.raw is not None
+    right = checksum_of_levels([("100.0", "1"), ("99.9", "2")], [("100.1", "1"), ("100.2", "3")])
+    feed(conn, _with_checksum(snap("BTC-USDT", 20), right))
+    assert book.live and book.checksum_failures == 0 and book.book.bids.raw[99.9] == ("99.9", "2")
+    feed(conn, _with_checksum(frame("BTC-USDT", "update", 20, 21, bids=[["99.9", "7", "0", "1"]]), 12345))
+    assert book.checksum_failures == 1 and resyncs == ["BTC-USDT", "BTC-USDT"]
+    # the other book, LIVE and read without strings: its first frame with a checksum resyncs it
+    feed(conn, snap("ETH-USDT", 5), _with_checksum(frame("ETH-USDT", "update", 5, 6), 777))
+    assert resyncs[-1] == "ETH-USDT" and conn.books["ETH-USDT"].checksum_failures == 0
     off, resyncs2 = connector(verify_checksum=False)
-    feed(off, snap("BTC-USDT", 10), orjson.dumps(bad).decode())
-    assert off.books["BTC-USDT"].live and not resyncs2
+    feed(off, snap("BTC-USDT", 10), bad)
+    assert off.books["BTC-USDT"].live and not resyncs2 and off.books["BTC-USDT"].book.bids.raw is None
+
+
+def test_the_current_feed_is_read_as_numbers_and_the_same_as_the_strings() -> None:
+    from aggcore_plugin_okx.messages import parse, parse_numeric
+
+    text = frame("BTC-USDT", "update", 10, 15, bids=[["99.9", "5", "0", "2"], ["99.85", "0", "0", "0"]], asks=[["1e2", "0.10", "0", "1"]])
+    [n] = parse_numeric(text) or []
+    [w] = parse(text)  # type: ignore[misc]
+    assert n.numeric and n.bids == [(99.9, 5.0), (99.85, 0.0)] and n.asks == [(100.0, 0.1)]
+    assert [tuple(map(float, lv[:2])) for lv in w.bids] == n.bids and [tuple(map(float, lv[:2])) for lv in w.asks] == n.asks
+    assert (n.symbol, n.snapshot, n.first, n.last, n.checksum, n.exchange_ts) == (w.symbol, w.snapshot, w.first, w.last, w.checksum, w.exchange_ts)
+    assert parse_numeric(_with_checksum(text, 5)) is None  # a checksum needs the wire strings
+    assert parse_numeric(_with_checksum(text, 5), checksums=False) is not None
+    assert parse_numeric('{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}') is None
+    assert parse_numeric(text.replace('"0","2"]', '"0"]')) is None  # a level of another shape: the general path
 
 
 def test_errors_become_health_errors() -> None:

@@ -44,7 +44,7 @@ from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 from websockets.asyncio.client import ClientConnection
 
-from .messages import Event, checksum, parse
+from .messages import Event, checksum, parse, parse_numeric
 from .symbols import parse_instruments
 
 __all__ = ["OkxConfig", "OkxConnector"]
@@ -61,7 +61,11 @@ CONNECTS_PER_SECOND = 3.0  # "Connection limit: 3 requests per second (based on 
 InstType = Literal["SPOT", "SWAP", "FUTURES"]
 DEFAULT_INST_TYPES: tuple[InstType, ...] = ("SPOT", "SWAP")
 
-INBAND_RULES = SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS, checksum=checksum, keep_strings=True)
+# With in-band snapshots a book keeps no wire strings until a frame for it carries a checksum
+# (the feed before 2026-06-23, e.g. the 2022 captures): it then keeps them
+# (OrderBook.keep_strings) from a snapshot on, and its checksums are verified. A REST snapshot
+# can come before any frame tells: with REST snapshots every book keeps them.
+INBAND_RULES = SyncRules(SnapshotSource.INBAND, SequenceMode.CONTIGUOUS, checksum=checksum)
 REST_RULES = SyncRules(SnapshotSource.REST, SequenceMode.CONTIGUOUS, checksum=checksum, keep_strings=True)
 
 
@@ -114,6 +118,9 @@ class OkxConnector(Connector):
             rules = SyncRules(rules.snapshot, rules.sequence)
         self.rules = rules  # chosen per instance by config
         self.rest_snapshots = config.snapshot_source == "rest"
+        self._verify = config.verify_checksum
+        # every frame takes the wire-string parse: REST snapshots, or a frame carried a checksum
+        self._checksummed = self.rest_snapshots and config.verify_checksum
         self._ids = itertools.count(1)
         self._requests: dict[str, tuple[str, list[str]]] = {}  # request id -> (op, instIds)
         self._prev: dict[str, int] = {}  # instId -> prevSeqId of the last applied message
@@ -185,19 +192,33 @@ class OkxConnector(Connector):
     # -- the hot path ---------------------------------------------------------------------------
 
     def on_frame(self, conn: Connection, frame: str | bytes, receipt_ns: int) -> None:
-        result = parse(frame)
-        if isinstance(result, Event):
-            self.on_event_frame(conn, result)
-            return
+        # the current feed (checksum 0): typed decoding into numbers; anything else, or once a
+        # frame carried a checksum, the wire strings (the checksum is computed over them)
+        updates = None if self._checksummed else parse_numeric(frame, checksums=self._verify)
+        if updates is None:
+            result = parse(frame, checksums=self._verify)
+            if isinstance(result, Event):
+                self.on_event_frame(conn, result)
+                return
+            updates = result
         books = self.books
-        for update in result:
+        for update in updates:
             sym = update.symbol
             book = books.get(sym)
             if book is None:
                 continue
+            if update.snapshot and self.rest_snapshots:
+                continue  # the announced procedure: ignore the in-band snapshot, use REST
+            if update.checksum and book.book.bids.raw is None:
+                # a feed with checksums: this book keeps the wire strings from a snapshot on (a
+                # book that holds levels read without them is synced again)
+                self._checksummed = True
+                held = not update.snapshot and bool(book.book.bids.keys or book.book.asks.keys)
+                book.book.keep_strings()
+                if held:
+                    book.resync("OKX sends checksums: a fresh snapshot to verify them from", "checksum")
+                    continue
             if update.snapshot:
-                if self.rest_snapshots:
-                    continue  # the announced procedure: ignore the in-band snapshot, use REST
                 self._prev[sym] = -1
                 book.apply(update, receipt_ns)
                 continue

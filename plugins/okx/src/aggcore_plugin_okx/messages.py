@@ -1,4 +1,4 @@
-"""Pure parsing of OKX v5 public frames: no I/O, no state, orjson only.
+"""Pure parsing of OKX v5 public frames: no I/O, no state.
 
 Frames the ``books`` channel sends (``wss://ws.okx.com:8443/ws/v5/public``)::
 
@@ -14,6 +14,10 @@ Frames the ``books`` channel sends (``wss://ws.okx.com:8443/ws/v5/public``)::
 - ``checksum`` is fixed to ``0`` since 2026-06-23 (deprecated); older feeds (the 2022
   captures) carry a signed CRC32 of the interleaved top-25 levels, see :func:`checksum`.
 
+:func:`parse_numeric` decodes ``books`` frames without a checksum (the current feed) straight
+into numbers (msgspec, strict off: the same floats as ``float()``); :func:`parse` keeps the wire
+strings a checksum needs, and reads every other frame.
+
 Event frames: ``{"event": "subscribe"|"unsubscribe", "arg": {...}, "connId": ...}`` (one ack
 per arg), ``{"event": "error", "code": "60018", "msg": ..., "connId": ...}``, the maintenance
 ``{"event": "notice", "code": "64008", ...}``, and the plain-text ``pong``.
@@ -24,11 +28,13 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from typing import Any, Literal
 
+import msgspec
 import orjson
 from aggcore.book import BookUpdate, OrderBook
 
-__all__ = ["CHECKSUM_LEVELS", "Event", "checksum", "checksum_of_levels", "parse"]
+__all__ = ["CHECKSUM_LEVELS", "Event", "checksum", "checksum_of_levels", "parse", "parse_numeric"]
 
 #: levels per side in the (historical) CRC32
 CHECKSUM_LEVELS = 25
@@ -55,6 +61,61 @@ class Event:
             return self.inst_id
         m = _INST_IN_MSG.search(self.msg)
         return m.group(1) if m else None
+
+
+class _Data(msgspec.Struct, gc=False):  # never in a cycle: not tracked by the GC
+    asks: list[tuple[float, float, Any, Any]]  # [px, sz, "0", numOrders]
+    bids: list[tuple[float, float, Any, Any]]
+    ts: int | None = None
+    checksum: int = 0
+    prevSeqId: int | None = None
+    seqId: int | None = None
+
+
+class _Arg(msgspec.Struct, gc=False):
+    channel: Literal["books"]
+    instId: str
+
+
+class _BooksFrame(msgspec.Struct, gc=False):
+    arg: _Arg
+    data: list[_Data]
+    action: str | None = None
+
+
+_BOOKS = msgspec.json.Decoder(_BooksFrame, strict=False)
+_FAST_FAILS = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+def parse_numeric(frame: str | bytes, *, checksums: bool = True) -> list[BookUpdate] | None:
+    """The ``books`` updates of a frame as (price, size) pairs of numbers (``numeric=True``), or
+    None for any other frame, and for one that carries a checksum while ``checksums`` (it needs
+    the wire strings: :func:`parse`). The same updates as :func:`parse` otherwise."""
+    try:
+        f = _BOOKS.decode(frame)
+    except _FAST_FAILS:
+        return None
+    inst = f.arg.instId
+    snapshot = f.action == "snapshot"
+    out: list[BookUpdate] = []
+    for d in f.data:
+        if d.checksum and checksums:
+            return None
+        prev = d.prevSeqId
+        ts = d.ts
+        out.append(
+            BookUpdate(
+                inst,
+                [(p, q) for p, q, _, _ in d.bids],
+                [(p, q) for p, q, _, _ in d.asks],
+                snapshot=snapshot,
+                first=None if snapshot or prev is None else prev + 1,
+                last=d.seqId,
+                exchange_ts=ts / 1000.0 if ts else None,
+                numeric=True,
+            )
+        )
+    return out
 
 
 def parse(frame: str | bytes, *, checksums: bool = True) -> list[BookUpdate] | Event:
