@@ -98,7 +98,7 @@ def e2e_table(e2e: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"Highest rate sustained (received ≥ 97% of sent, p99 send→summary < 100 ms): **{e2e['max_sustained_fps']:,} frames/s**; "
-        f"what stopped the ramp: {e2e['limited_by']}. CPU per 10k frames/s (median of sustained steps ≥ 5k/s): "
+        f"what stopped the ramp: {e2e['limited_by']}. CPU per 10k frames/s (median of the sustained steps offered at ≥ 5k/s): "
         f"**{f(e2e['cpu_s_per_10k_fps'], 3)} CPU-seconds per second**.",
         "",
     ]
@@ -155,8 +155,10 @@ def targets(hot: dict[str, Any], e2e: dict[str, Any] | None) -> list[str]:
     if e2e:
         m = e2e["max_sustained_fps"]
         cpu = e2e["cpu_s_per_10k_fps"]
+        at10k = next((s for s in e2e["steps"] if s["offered_fps"] == 10_000 and s["sustained"]), None)
         rows.append(("end to end: aggregator CPU ≤ 0.25 core per 10k frames/s",
-                     f"{f(cpu, 3)} core per 10k frames/s (median of sustained steps ≥ 5k/s)",
+                     f"{f(cpu, 3)} core per 10k frames/s (median of the sustained steps offered at ≥ 5k/s)"
+                     + (f"; {at10k['agg_cpu_core']:.2f} core at the 10k frames/s step" if at10k else ""),
                      "PASS" if cpu is not None and cpu <= 0.25 else "MISS"))  # fmt: skip
         # judged on the offered rate of the highest sustained step: the generators send within ~0.5% of it
         rows.append(("end to end ≥ 20,000 frames/s sustained, seven venues, one core (issue 13)",
