@@ -97,29 +97,35 @@ async def test_parser_errors_and_plugin_bugs_are_reported_and_the_session_goes_o
     assert conn.error_counts.get("parsing") == 2 and "plugin bug" in (conn.last_error or "")
 
 
-async def test_the_direct_path_is_used_with_the_websockets_client() -> None:
+async def _spied_session(send: Callable[[ServerConnection], Awaitable[None]], **kw: Any) -> tuple[Recorder, BaseException | None, Any]:
+    """:func:`_session`, also returning the connection's direct receive path (None: not used)."""
     from aggcore import connector as mod
 
-    used: list[Any] = []
+    seen: list[Any] = []
     original = mod._direct_frames
 
     def spy(c: Any, conn: Any) -> Any:
         d = original(c, conn)
-        used.append(d)
+        seen.append(d)
         return d
 
     mod._direct_frames = spy
     try:
-        async def send(ws: ServerConnection) -> None:
-            await anyio.sleep(0.1)  # the client is reading by now
-            for i in range(200):
-                await ws.send(f"t{i}")
-
-        conn, error = await _session(send)
+        conn, error = await _session(send, **kw)
     finally:
         mod._direct_frames = original
+    return conn, error, seen[0] if seen else None
+
+
+async def test_the_direct_path_is_used_with_the_websockets_client() -> None:
+    async def send(ws: ServerConnection) -> None:
+        await anyio.sleep(0.1)  # the client is reading by now
+        for i in range(200):
+            await ws.send(f"t{i}")
+
+    conn, error, direct = await _spied_session(send)
     assert error is None and len(conn.got) == 200
-    assert used and used[0] is not None and used[0].frames > 0
+    assert direct is not None and direct.frames > 0 and direct.parsed > 0  # split out of the reads here
 
 
 def test_a_library_user_on_plain_asyncio_run_gets_every_venue() -> None:
@@ -187,8 +193,6 @@ def _stream() -> tuple[bytes, list[str | bytes]]:
 
 
 async def _raw_session(pieces: list[bytes], **kw: Any) -> tuple[Recorder, BaseException | None, Any]:
-    seen: list[Any] = []
-
     async def send(ws: ServerConnection) -> None:
         await anyio.sleep(0.1)  # the client is reading by now
         for piece in pieces:
@@ -196,21 +200,7 @@ async def _raw_session(pieces: list[bytes], **kw: Any) -> tuple[Recorder, BaseEx
             await anyio.sleep(0.002)  # one read each, mostly (TCP_NODELAY)
         await anyio.sleep(0.1)
 
-    from aggcore import connector as mod
-
-    original = mod._direct_frames
-
-    def spy(c: Any, conn: Any) -> Any:
-        d = original(c, conn)
-        seen.append(d)
-        return d
-
-    mod._direct_frames = spy
-    try:
-        conn, error = await _session(send, **kw)
-    finally:
-        mod._direct_frames = original
-    return conn, error, seen[0] if seen else None
+    return await _spied_session(send, **kw)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
