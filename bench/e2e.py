@@ -10,6 +10,10 @@ WebSockets into a running :class:`aggcore.Aggregator`, at rising rates.
   BTC/USDT into ``BTC/USD``). Each fake steps its book ``rate / venues`` times a second
   (``FakeExchange(rate_hz=...)``); the fake's 1/rate sleep loop is replaced by a catch-up loop
   (steps owed since the last 1 ms wake-up) so rates above the sleep granularity are exact.
+  Each fake's book is its own random walk, so the venues drift apart and cross each other deep
+  (the arbitrage analyzer walks up to its level limit); ``--market`` makes every venue follow one
+  latent price, as ``aggcore run --simulate`` quotes (a side measurement: its books cost the
+  fakes more, so its ramp stops lower).
 - Per rate step: frames sent (counted in the fakes) and received (the connectors' counters),
   receipt->summary lag (first frame that dirtied the view -> the summary analyzer ran,
   the runtime's own ``summary_latency``), send->summary lag (the fake's timestamp in the
@@ -34,6 +38,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+MARKET_SEED = 7
 RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000]
 
 
@@ -61,12 +66,17 @@ def _paced_tick(shared: Any, venues: int) -> Any:
     return tick
 
 
-def fakes_main(names: list[str], rate: Any, conn: Any, seed: int, venues: int) -> None:
-    asyncio.run(_serve_fakes(names, rate, conn, seed, venues))
+def fakes_main(names: list[str], rate: Any, conn: Any, seed: int, venues: int, market: bool = False) -> None:
+    asyncio.run(_serve_fakes(names, rate, conn, seed, venues, market))
 
 
-async def _serve_fakes(names: list[str], rate: Any, conn: Any, seed: int, venues: int) -> None:
+async def _serve_fakes(names: list[str], rate: Any, conn: Any, seed: int, venues: int, market: bool = False) -> None:
     from aggcore.plugins import load_plugins
+    from aggcore.testing.market import Market
+
+    # --market: every venue follows one latent price (the same seed in each process), as
+    # ``aggcore run --simulate`` quotes; else each book is its own random walk
+    shared = Market(MARKET_SEED) if market else None
 
     registry = load_plugins()
     fakes: dict[str, Any] = {}
@@ -77,7 +87,7 @@ async def _serve_fakes(names: list[str], rate: Any, conn: Any, seed: int, venues
         fake_cls = getattr(importlib.import_module(module), attr)
         probe = fake_cls(seed=seed + i, rate_hz=1.0, autostart=False)
         symbol = next(s for s, spec in probe.specs.items() if spec.base.upper() in ("BTC", "XBT") and spec.kind == "spot")
-        fake = fake_cls(symbols=[symbol], seed=seed + i, rate_hz=max(1.0, rate.value / venues))
+        fake = fake_cls(symbols=[symbol], seed=seed + i, rate_hz=max(1.0, rate.value / venues), market=shared)
         fake._tick = types.MethodType(_paced_tick(rate, venues), fake)
         sent[name] = 0
         deliver = fake.deliver
@@ -118,7 +128,9 @@ def pct(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-async def run(rates: list[int], window_s: float, settle_s: float, names: list[str] | None, procs: int, log: Any) -> dict[str, Any]:
+async def run(
+    rates: list[int], window_s: float, settle_s: float, names: list[str] | None, procs: int, log: Any, market: bool = False
+) -> dict[str, Any]:
     import anyio
     from aggcore import Aggregator
     from aggcore.plugins import load_plugins
@@ -131,7 +143,7 @@ async def run(rates: list[int], window_s: float, settle_s: float, names: list[st
     pipes, children = [], []
     for g, group in enumerate(groups):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=fakes_main, args=(group, rate, child, 11 + 10 * g, len(names)), daemon=True)
+        proc = ctx.Process(target=fakes_main, args=(group, rate, child, 11 + 10 * g, len(names), market), daemon=True)
         proc.start()
         pipes.append(parent)
         children.append(proc)
@@ -266,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--venues", default="", help="comma-separated plugin names (default: every plugin with a fake)")
     ap.add_argument("--fake-procs", type=int, default=2, help="processes the fakes are spread over")
-    ap.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "e2e.json"))
+    ap.add_argument("--market", action="store_true", help="the venues follow one market price (as --simulate); default: independent books")
+    ap.add_argument("--json", default=None, help="default: bench/results/e2e.json (e2e-market.json with --market)")
     args = ap.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
     if args.quick:
@@ -278,9 +291,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log(f"end-to-end: rates {rates} frames/s, {args.window:.0f} s windows, {os.cpu_count()} CPUs")
     t0 = time.monotonic()
     venues = [v for v in args.venues.split(",") if v] or None
-    result = anyio.run(run, rates, args.window, args.settle, venues, args.fake_procs, log)
+    result = anyio.run(run, rates, args.window, args.settle, venues, args.fake_procs, log, args.market)
     result["fake_procs"] = args.fake_procs
+    result["market"] = args.market
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    if args.json is None:
+        args.json = str(Path(__file__).resolve().parent / "results" / ("e2e-market.json" if args.market else "e2e.json"))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     log(f"wrote {args.json} ({result['elapsed_s']} s)")
