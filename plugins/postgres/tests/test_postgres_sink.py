@@ -3,13 +3,16 @@ restart in the middle of a run included)."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import anyio
+import anyio.abc
 import asyncpg
 import msgspec
 import pytest
@@ -96,6 +99,99 @@ async def test_a_database_that_refuses_writes_holds_events_until_it_takes_them(s
     assert sink.delivered_events == len(events) and sink.dropped_events == 0 and sink.health_error is None
     assert await db.fetchval("SELECT count(DISTINCT published_at) FROM ro_summary") == len(events)
     assert await db.fetchval("SELECT count(*) FROM ro_summary") == len(events)
+
+
+def _after(chunk: bytes, kind: bytes) -> int | None:
+    """Where the first whole message of ``kind`` in ``chunk`` (server messages from its start) ends."""
+    at = 0
+    while at + 5 <= len(chunk):
+        end = at + 1 + int.from_bytes(chunk[at + 1 : at + 5], "big")
+        if chunk[at : at + 1] == kind and end <= len(chunk):
+            return end
+        at = end
+    return None
+
+
+_FATAL = b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0"
+
+
+class _KillBeforeCopy:
+    """A TCP proxy in front of the server that, once, passes on the reply to the statement asyncpg
+    prepares before a COPY (``SELECT <columns> FROM <table> LIMIT 1``) and then ends the session as
+    ``pg_terminate_backend`` does: a FATAL ErrorResponse right after that reply, the close a little
+    later. The server's goodbye is then there when the COPY starts, as a real terminate's now and
+    then is."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.killed = 0
+
+    async def serve(self, listener: Any) -> None:
+        await listener.serve(self._session)
+
+    async def _session(self, client: Any) -> None:
+        async with client, await anyio.connect_tcp("127.0.0.1", self.port) as upstream:
+            described = anyio.Event()
+
+            async def up() -> None:
+                async for chunk in client:
+                    if chunk[:1] == b"P" and b" LIMIT 1\0" in chunk and not self.killed:
+                        described.set()
+                    await upstream.send(chunk)
+
+            async def down() -> None:
+                async for chunk in upstream:
+                    end = _after(chunk, b"T") if described.is_set() and not self.killed else None
+                    if end is None:
+                        await client.send(chunk)
+                        continue
+                    self.killed += 1
+                    await client.send(chunk[:end] + b"E" + (len(_FATAL) + 4).to_bytes(4, "big") + _FATAL)
+                    await anyio.sleep(0.2)
+                    raise anyio.EndOfStream
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(up)
+                    tg.start_soon(down)
+            except* (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                pass
+
+
+async def test_a_session_ended_between_two_operations_is_written_again_without_stray_errors(server: PostgresServer) -> None:
+    """asyncpg's COPY makes its waiter before it checks the session (asyncpg 0.32): a FATAL that came
+    just after the previous reply leaves that waiter behind, and asyncio reports its exception
+    "never retrieved" once the session closes. The sink settles it; the batch is written again."""
+    proxy = _KillBeforeCopy(server.port)
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as tg:
+            tg.start_soon(proxy.serve, listener)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            sink = make(f"postgresql://aggcore@127.0.0.1:{port}/postgres", "fatal_", events=["summary"], backoff_max_s=0.05)
+            await sink.open()
+            events = [e for e in sample_events(100, seed=5) if e.kind == "summary"]
+            await sink.write(events)
+            with anyio.fail_after(10):
+                while sink.pending_events:
+                    await anyio.sleep(0.02)
+            await sink.close()
+            tg.cancel_scope.cancel()
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert proxy.killed == 1 and sink.reconnects >= 1 and "another operation" in (sink.last_error or "")
+    assert sink.delivered_events == len(events) and sink.dropped_events == 0
+    assert reported == []
+    conn = await asyncpg.connect(server.dsn)
+    try:
+        assert await conn.fetchval("SELECT count(DISTINCT published_at) FROM fatal_summary") == len(events)
+        assert await conn.fetchval("SELECT count(*) FROM fatal_summary") == len(events)
+    finally:
+        await conn.close()
 
 
 async def test_a_rejected_batch_is_dropped_counted_and_the_next_goes_on(server: PostgresServer, db: Any) -> None:

@@ -15,6 +15,8 @@ and the accounting are :class:`aggcore.buffered.BufferedSink`'s.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import re
 import uuid
@@ -240,6 +242,27 @@ def _row(event: Event) -> tuple[str, tuple[Any, ...]] | None:
     return None
 
 
+def _settle_orphaned_waiter(conn: asyncpg.Connection[Any]) -> None:
+    """Mark a waiter that asyncpg left behind as seen, before the connection is aborted.
+
+    asyncpg's COPY (``Protocol.copy_in``, asyncpg 0.32) makes the future it waits on before it
+    switches the protocol's state, outside its ``try``. When the server's FATAL message arrived
+    just after the previous reply (a terminated backend, a shutdown), that switch raises, the
+    future stays the protocol's waiter with no one awaiting it, and aborting the connection sets
+    an exception on it: asyncio would log "Future exception was never retrieved" for a failure the
+    sink has already handled. The writer is the connection's only user and is past its last
+    operation here, so a pending future the protocol holds has no one else to read it.
+    """
+    for ref in gc.get_referents(getattr(conn, "_protocol", None)):
+        if isinstance(ref, asyncio.Future) and not ref.done():
+            ref.add_done_callback(_seen)
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class PostgresSink(BufferedSink):
     """Events as rows, one COPY per table per batch, exactly once across reconnects."""
 
@@ -345,6 +368,7 @@ class PostgresSink(BufferedSink):
     async def disconnect(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
+            _settle_orphaned_waiter(conn)
             try:
                 conn.terminate()
             except Exception:
