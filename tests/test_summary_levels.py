@@ -115,3 +115,52 @@ def test_summary_copies_the_merged_levels_and_a_deep_change_emits_nothing() -> N
     assert isinstance(latest, Summary)
     assert latest.bids[0] is summary.bids[0] and (latest.bids[1].quantity, latest.bids[1].timestamp) == (7.0, wall(9 * S))
     assert build_summary(view.merge(2, 60_000), clock.time()).to_dict() == latest.to_dict()
+
+
+def test_a_merge_from_scratch_shares_levels_with_the_folds_and_forgets_old_ones() -> None:
+    """Several venues changed: the merge starts from scratch and reads rows only for the levels
+    it keeps. A level unchanged since is the same object in the folds that follow (one venue
+    changed), so a change no reader sees emits no summary; the levels remembered per venue stay
+    bounded however far the prices walk."""
+    clock = SteppedClock()
+    router = Router(clock=clock)
+    names = ["a", "b", "c", "d", "e"]
+    books = {n: venue(router, n) for n in names}
+    for i, n in enumerate(names):
+        bids = [[f"{100 - k - i / 10:.1f}", "1"] for k in range(6)]
+        asks = [[f"{101 + k + i / 10:.1f}", "1"] for k in range(6)]
+        books[n].apply(BookUpdate("X", bids, asks, snapshot=True), 1 * S)
+    view = router.views["BTC/USDT"]
+    events: list[Event] = []
+    analyzer = SummaryAnalyzer(SummaryConfig(depth=4), events.append, AggregationConfig(max_age_ms=60_000))
+    clock.mono = 2 * S
+    analyzer.on_update(view, clock.time())
+    for i, n in enumerate(names):  # every venue changes its best bid: from scratch
+        books[n].apply(BookUpdate("X", [[f"{100 - i / 10:.1f}", "2"]], []), 3 * S)
+    clock.mono = 4 * S
+    analyzer.on_update(view, clock.time())
+    scratch = view.last_merged
+    assert scratch is not None and len(events) == 2
+    assert [(lv.price, lv.quantity, lv.exchange) for lv in scratch.bids] == [(100.0, 2.0, "a"), (99.9, 2.0, "b"), (99.8, 2.0, "c"), (99.7, 2.0, "d")]
+    assert [lv.timestamp for lv in scratch.bids] == [wall(3 * S)] * 4
+
+    books["a"].apply(BookUpdate("X", [["95", "7"]], []), 5 * S)  # below the top 4: folded, nothing seen
+    analyzer.on_update(view, clock.time())
+    assert len(events) == 2 and all(x is y for x, y in zip(view.last_merged.bids, scratch.bids))  # type: ignore[union-attr]
+    books["b"].apply(BookUpdate("X", [["99.9", "3"]], []), 6 * S)  # one level seen: the rest shared
+    analyzer.on_update(view, clock.time())
+    folded = view.last_merged
+    assert folded is not None and len(events) == 3
+    assert [x is y for x, y in zip(folded.bids, scratch.bids)] == [True, False, True, True]
+    assert (folded.bids[1].quantity, folded.bids[1].timestamp) == (3.0, wall(6 * S))
+
+    for step in range(200):  # each venue's best bid moves to a new price: from scratch each time
+        for i, n in enumerate(names):
+            p, before = (100 + (s % 50 + 1) / 100 + i / 1000 for s in (step, step - 1))
+            books[n].apply(BookUpdate("X", [[f"{before:.3f}", "0"], [f"{p:.3f}", "5"]], []), (7 + step) * S)
+        analyzer.on_update(view, clock.time())
+        merged = view.last_merged
+        truth = sorted(((p, q, n) for n, b in books.items() for p, q in b.book.bids.top(100)), key=lambda r: -r[0])[:4]
+        assert merged is not None and merged.venues == names
+        assert [(lv.price, lv.quantity, lv.exchange) for lv in merged.bids] == truth
+    assert max(len(c.bid_index) for c in view._cache.values()) <= 4 * 4 + 9

@@ -110,7 +110,8 @@ class _VenueCache:
         self.ask_index: dict[float, PriceLevel] = {}
         self.bid_key: tuple[list[float], tuple[float, ...]] = ([], ())  # (prices, quantities) of ``bids``
         self.ask_key: tuple[list[float], tuple[float, ...]] = ([], ())
-        self.merged: tuple[list[PriceLevel], list[PriceLevel]] | None = None  # the lists the last merge used
+        # the lists this venue's last fold used (None after a merge from scratch, which reads the books)
+        self.merged: tuple[list[PriceLevel], list[PriceLevel]] | None = None
 
 
 class ConsolidatedView:
@@ -121,9 +122,10 @@ class ConsolidatedView:
     counters), so a merge re-reads only the venues that changed since the last merge and folds
     their new levels into the previous merged top-N (a side the venue did not change, or changed
     only beyond the cut-off, is the previous list; a change of quantities only keeps the rows'
-    places). When the changed venue gave up places that rows beyond the old cut-off may take,
-    those come from the other venues' cached rows; a merge rebuilds from every cached venue only
-    when the venues used or the depth changed, or several venues changed since the last merge.
+    places). A merge starts from scratch when the venues used or the depth changed, when several
+    venues changed since the last merge, or when the changed venue gave up places that levels
+    beyond the old cut-off may take; from scratch, only the venues' best prices are read and
+    sorted, and rows are read or built only for the ``depth`` levels kept.
     """
 
     __slots__ = (
@@ -287,34 +289,59 @@ class ConsolidatedView:
         cached.complete = len(cached.bids) < depth and len(cached.asks) < depth
         return cached
 
-    def _refill(
-        self, previous: list[PriceLevel], venue: str, fresh: list[PriceLevel], used: list[str], depth: int, bids: bool
-    ) -> list[PriceLevel] | None:
-        """One side's new top-``depth`` when only ``venue`` changed and the fold could not tell
-        (its change left room that rows beyond the old cut-off may fill): from each other venue,
-        its rows in the previous top-depth plus as many as the changed venue could have given up.
-        None when another venue's cached rows are not the ones the last merge used."""
-        counts: dict[str, int] = {}
-        for row in previous:
-            name = row.exchange
-            counts[name] = counts.get(name, 0) + 1
-        more = counts.get(venue, 0) + depth - len(previous)  # at most this many rows come in from beyond the cut
-        rows: list[PriceLevel] = []
+    def _rebuild(self, books: dict[str, SymbolBook], depth: int, now_ns: int) -> tuple[list[PriceLevel], list[PriceLevel]]:
+        """The merged top-``depth`` of ``books`` from scratch: each venue's best ``depth`` prices,
+        sorted together and cut, then a row for each price kept, from the venues that quote it in
+        venue order (only those rows are read or built; a venue quoting a kept price has it among
+        its best ``depth``: its better prices are all kept before it). The rows are the venues'
+        indexed levels (:meth:`levels` reads the same), so an unchanged level is the same object."""
         cache = self._cache
-        for name in used:  # venue order: a stable sort on price keeps equal prices in it
-            if name == venue:
-                rows += fresh
-                continue
+        sides: list[tuple[str, SymbolBook, dict[float, float], dict[float, float], _VenueCache]] = []
+        bid_prices: list[float] = []
+        ask_prices: list[float] = []
+        for name, book in books.items():
             c = cache.get(name)
-            if c is None or c.merged is None:
-                return None
-            mine = c.bids if bids else c.asks
-            if mine is not c.merged[0 if bids else 1]:
-                return None
-            rows += mine[: counts.get(name, 0) + more]
-        rows.sort(key=_price, reverse=bids)
-        del rows[depth:]
-        return rows
+            if c is None:
+                c = cache[name] = _VenueCache()
+            c.merged = None  # the folds' shortcut holds from their next fold on
+            b = book.book
+            bid_prices += b.bids.prices(depth)
+            ask_prices += b.asks.prices(depth)
+            sides.append((name, book, b.bids.levels, b.asks.levels, c))
+        bid_prices.sort(reverse=True)
+        ask_prices.sort()
+        del bid_prices[depth:], ask_prices[depth:]
+        stamps: dict[str, datetime] = {}
+        out: list[list[PriceLevel]] = []
+        for prices, bids in ((bid_prices, True), (ask_prices, False)):
+            rows: list[PriceLevel] = []
+            last = -1.0
+            for p in prices:
+                if p == last:
+                    continue  # a price several venues quote: all its rows came with its first
+                last = p
+                for name, book, bid_levels, ask_levels, c in sides:
+                    q = (bid_levels if bids else ask_levels).get(p)
+                    if q is None:
+                        continue
+                    index = c.bid_index if bids else c.ask_index
+                    level = index.get(p)
+                    if level is None or level.quantity != q:
+                        stamp = stamps.get(name)
+                        if stamp is None:
+                            stamp = stamps[name] = self.stamp(book, now_ns)
+                        level = index[p] = PriceLevel(p, q, name, stamp)
+                        if len(index) > 4 * depth + 8:  # forget levels no longer among the best (bounded)
+                            side = book.book.bids if bids else book.book.asks
+                            kept = {k: index[k] for k in side.prices(depth) if k in index}
+                            if bids:
+                                c.bid_index = kept
+                            else:
+                                c.ask_index = kept
+                    rows.append(level)
+            del rows[depth:]
+            out.append(rows)
+        return out[0], out[1]
 
     def stamp(self, book: SymbolBook, now_ns: int = 0) -> datetime:
         """When ``book`` last changed, in wall time (UTC; now when it never did). ``now_ns``:
@@ -406,42 +433,19 @@ class ConsolidatedView:
                     bids = bids[:depth]
                 if len(asks) > depth:
                     asks = asks[:depth]
-            elif len(changed) <= 3:
-                # fold the changed venues one after the other (each fold is exact given the
-                # others' rows as the previous step left them)
-                bids, asks = last.bids, last.asks
+            elif len(changed) == 1:
+                # one venue changed: its fresh rows folded into the previous merge (exact, the
+                # others' rows being the same); several: from scratch, which costs about as
+                # much as one fold
+                venue = changed[0]
+                rows = self.levels(venue, books[venue], depth, versions[venue], now_ns)
+                seen = rows.merged or ([], [])
                 rank = self._rank
-                for venue in changed:
-                    rows = self.levels(venue, books[venue], depth, versions[venue], now_ns)
-                    seen = rows.merged or ([], [])
-                    if rows.bids is not seen[0]:  # the very list the last fold used: unchanged
-                        side = _fold(bids, venue, rank, rows.bids, depth, True)
-                        if side is None:
-                            side = self._refill(bids, venue, rows.bids, used, depth, True)
-                        bids = side
-                    if rows.asks is not seen[1] and bids is not None:
-                        side = _fold(asks, venue, rank, rows.asks, depth, False)
-                        if side is None:
-                            side = self._refill(asks, venue, rows.asks, used, depth, False)
-                        asks = side
-                    if bids is None or asks is None:
-                        break
-                    rows.merged = (rows.bids, rows.asks)
+                bids = last.bids if rows.bids is seen[0] else _fold(last.bids, venue, rank, rows.bids, depth, True)
+                asks = last.asks if rows.asks is seen[1] else _fold(last.asks, venue, rank, rows.asks, depth, False)
+                rows.merged = (rows.bids, rows.asks)  # unused when a fold gave up: the merge from scratch resets it
         if bids is None or asks is None:
-            caches = [self.levels(name, book, depth, versions[name], now_ns) for name, book in books.items()]
-            for c in caches:
-                c.merged = (c.bids, c.asks)
-            if len(caches) == 1:
-                bids, asks = caches[0].bids[:depth], caches[0].asks[:depth]
-            else:
-                bids = []
-                asks = []
-                for c in caches:
-                    bids += c.bids
-                    asks += c.asks
-                bids.sort(key=_price, reverse=True)  # stable: equal prices stay in venue order
-                asks.sort(key=_price)
-                del bids[depth:], asks[depth:]
+            bids, asks = self._rebuild(books, depth, now_ns)
             if self._merged_used != used:
                 self._rank = {name: i for i, name in enumerate(used)}
         merged = Merged(self.pair, bids, asks, used, excluded, ages, now_ns, books)
@@ -476,16 +480,20 @@ def _side_rows(
     ``key`` (prices, quantities) of its ``previous`` rows: the level read before at a price when
     its quantity is the same (``index``, updated here), else a new one (``stamp``, made once when
     first needed)."""
-    if prices == key[0]:  # only quantities changed: the previous rows, new levels where they differ
-        if stamp is None:
-            stamp = view.stamp(book, now_ns)
+    if prices == key[0]:  # only quantities changed: the previous rows, other levels where they differ
         rows = previous[:]
         differs = list(map(ne, quantities, key[1]))
         i = -1
         for _ in range(differs.count(True)):
             i = differs.index(True, i + 1)
             p = prices[i]
-            rows[i] = index[p] = PriceLevel(p, quantities[i], name, stamp)
+            q = quantities[i]
+            level = index.get(p)  # a merge from scratch may have read it already
+            if level is None or level.quantity != q:
+                if stamp is None:
+                    stamp = view.stamp(book, now_ns)
+                level = index[p] = PriceLevel(p, q, name, stamp)
+            rows[i] = level
         return rows, stamp
     rows = []
     get = index.get
