@@ -298,3 +298,25 @@ def test_a_book_made_without_wire_strings_keeps_them_from_the_next_snapshot() ->
     assert b.apply(snap) and b.live and b.book.bids.raw == {10.5: ("10.50", "2.0")}
     assert not b.apply(BookUpdate("S", [("10.50", "3.0")], [], checksum=1))  # checked over the strings
     assert b.checksum_failures == 1
+
+
+def test_a_book_keeps_what_level_text_makes_of_each_levels_wire_strings() -> None:
+    """``SyncRules.level_text``: made once per applied level (numbers as their repr), kept while
+    the level is, gone with it; the checksum reads those values."""
+    made: list[tuple[str, str]] = []
+
+    def text(price: str, size: str) -> str:
+        made.append((price, size))
+        return f"{price}x{size}"
+
+    def crc(book: OrderBook) -> int:
+        assert book.bids.raw is not None and book.asks.raw is not None
+        return zlib.crc32("|".join([*map(book.bids.raw.__getitem__, book.bids.prices(5)), *map(book.asks.raw.__getitem__, book.asks.prices(5))]).encode())
+
+    b, _ = make(SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, checksum=crc, keep_strings=True, level_text=text))
+    snap = BookUpdate("S", [("10.50", "2.0"), (10.25, 1.0)], [("11.00", "1")], snapshot=True, checksum=zlib.crc32(b"10.50x2.0|10.25x1.0|11.00x1"))
+    assert b.apply(snap) and b.live and b.checksum_failures == 0
+    assert b.book.bids.raw == {10.5: "10.50x2.0", 10.25: "10.25x1.0"} and made == [("10.50", "2.0"), ("10.25", "1.0"), ("11.00", "1")]
+    assert b.apply(BookUpdate("S", [("10.50", "0")], [("11.00", "4")], checksum=zlib.crc32(b"10.25x1.0|11.00x4")))
+    assert b.book.bids.raw == {10.25: "10.25x1.0"} and b.book.asks.raw == {11.0: "11.00x4"} and len(made) == 4
+    assert not b.apply(BookUpdate("S", [("10.25", "2")], [], checksum=1)) and b.checksum_failures == 1

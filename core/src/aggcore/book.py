@@ -122,7 +122,9 @@ class SyncRules:
 
     ``checksum`` computes the exchange's checksum from a book (it is called only when an
     update carries a non-zero checksum). ``keep_strings`` keeps each level's wire strings in
-    ``OrderBook.bids.raw`` / ``asks.raw`` for checksums over exact strings.
+    ``OrderBook.bids.raw`` / ``asks.raw`` for checksums over exact strings: the pair
+    ``(price, size)``, or what ``level_text(price, size)`` makes of them once, when the level
+    is applied (a checksum then reads one value per level, e.g. its digits already joined).
     ``check_crossed`` resyncs a LIVE book whose best bid reaches its best ask.
     """
 
@@ -130,6 +132,7 @@ class SyncRules:
     sequence: SequenceMode
     checksum: Callable[["OrderBook"], int] | None = None
     keep_strings: bool = False
+    level_text: Callable[[str, str], object] | None = None
     check_crossed: bool = True
     max_buffer: int = 50_000
 
@@ -166,13 +169,15 @@ class BookSide:
     consolidated view hold on to them).
     """
 
-    __slots__ = ("levels", "keys", "bids", "raw", "lo", "hi", "floor")
+    __slots__ = ("levels", "keys", "bids", "raw", "text", "lo", "hi", "floor")
 
-    def __init__(self, bids: bool, keep_strings: bool = False) -> None:
+    def __init__(self, bids: bool, keep_strings: bool = False, level_text: Callable[[str, str], object] | None = None) -> None:
         self.levels: dict[float, float] = {}
         self.keys: list[float] = []
         self.bids = bids
-        self.raw: dict[float, tuple[str, str]] | None = {} if keep_strings else None
+        #: per price, its wire strings (price, size), or what ``text`` made of them
+        self.raw: dict[float, Any] | None = {} if keep_strings else None
+        self.text = level_text
         self.lo = 0.0
         self.hi = _INF
         self.floor = 0
@@ -200,6 +205,7 @@ class BookSide:
         book = self.levels
         keys = self.keys
         raw = self.raw
+        text = self.text
         lo = self.lo
         hi = self.hi
         inf = _INF
@@ -227,7 +233,9 @@ class BookSide:
                 insort(keys, price)
             book[price] = qty
             if raw is not None:
-                raw[price] = (p if isinstance(p, str) else repr(p), q if isinstance(q, str) else repr(q))
+                p = p if isinstance(p, str) else repr(p)
+                q = q if isinstance(q, str) else repr(q)
+                raw[price] = (p, q) if text is None else text(p, q)
         return len(levels)
 
     def apply_numbers(self, levels: Sequence[Level]) -> int:
@@ -313,9 +321,9 @@ class BookSide:
 class OrderBook:
     __slots__ = ("bids", "asks")
 
-    def __init__(self, keep_strings: bool = False) -> None:
-        self.bids = BookSide(True, keep_strings)
-        self.asks = BookSide(False, keep_strings)
+    def __init__(self, keep_strings: bool = False, level_text: Callable[[str, str], object] | None = None) -> None:
+        self.bids = BookSide(True, keep_strings, level_text)
+        self.asks = BookSide(False, keep_strings, level_text)
 
     def clear(self) -> None:
         self.bids.clear()
@@ -425,7 +433,7 @@ class SymbolBook:
         #: levels kept per side (full-depth feeds); beyond it the far levels are dropped
         self.max_levels = max_levels if max_levels is not None else _NO_CAP
         self._most = min(self.max_levels, depth if depth is not None else _NO_CAP)  # read on every message
-        self.book = OrderBook(rules.keep_strings)
+        self.book = OrderBook(rules.keep_strings, rules.level_text)
         self.state = BookState.SYNCING
         self.last_seq: int | None = None
         self.snapshot_seq: int | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aggcore.book import BookUpdate, SymbolBook
+from aggcore.book import BookUpdate, SymbolBook, SyncRules
 from aggcore.models import BookState
 from aggcore_plugin_kraken.connector import KrakenConnector
 from aggcore_plugin_kraken.messages import (
@@ -11,6 +11,7 @@ from aggcore_plugin_kraken.messages import (
     Pong,
     Reply,
     Status,
+    book_checksum,
     checksum_levels,
     formats_for,
     parse,
@@ -40,6 +41,13 @@ def test_v2_doc_example_snapshot_and_update_verify_with_precisions() -> None:
     assert not upd.snapshot and upd.bids == [("0.5657", "1098.39475580")]
     assert book.apply(upd) and book.checksum_failures == 0
     assert book.book.bids.levels[0.5657] == 1098.3947558
+    # the book keeps each level's checksum digits; a book keeping the wire strings gives the same checksum
+    assert book.book.bids.raw is not None and book.book.bids.raw[0.566] == "5660" "1809715470000"
+    plain = SymbolBook("kraken", "MATIC/USD", "MATIC/USD", SyncRules(KrakenConnector.rules.snapshot, KrakenConnector.rules.sequence, keep_strings=True))
+    plain.apply(snap)
+    plain.apply(upd)
+    assert plain.book.bids.raw is not None and plain.book.bids.raw[0.566] == ("0.5660", "18097.15470000")
+    assert book_checksum(plain.book) == book_checksum(book.book) == 2114181697
 
 
 def test_v2_doc_example_stripped_numbers_fail_the_checksum() -> None:

@@ -35,7 +35,7 @@ from aggcore.symbols import SymbolTable
 from pydantic import Field, field_validator
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, parse, parse_v1
+from .messages import HEARTBEAT, Instruments, Pong, Reply, Status, book_checksum, formats_for, level_digits, parse, parse_v1
 from .symbols import from_asset_pairs, from_instrument_pairs, join_v1_names
 
 __all__ = ["DEPTHS", "KrakenConfig", "KrakenConnector"]
@@ -79,7 +79,7 @@ class KrakenConnector(Connector):
 
     name = "kraken"
     Config: ClassVar[type[ConnectorConfig]] = KrakenConfig
-    rules = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, checksum=book_checksum, keep_strings=True)
+    rules = SyncRules(SnapshotSource.INBAND, SequenceMode.NONE, checksum=book_checksum, keep_strings=True, level_text=level_digits)
     ws_url = "wss://ws.kraken.com/v2"
     rest_url = "https://api.kraken.com"
     default_depth = 10  # Kraken's default; the checksum covers exactly the top 10

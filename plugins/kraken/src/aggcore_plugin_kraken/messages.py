@@ -48,6 +48,7 @@ __all__ = [
     "book_checksum",
     "checksum_levels",
     "formats_for",
+    "level_digits",
     "parse",
     "parse_v1",
 ]
@@ -61,8 +62,9 @@ Formats = Mapping[str, tuple[str, str]]
 # -- checksum -------------------------------------------------------------------------------------------
 
 
-#: a wire string's checksum digits, by the string: a book's top levels change a few at a time,
-#: so nearly every string of a checksum was seen by the one before (cleared when it grows large)
+#: a wire string's checksum digits, by the string, for :func:`checksum_levels` (the fake's
+#: checksums): a book's top levels change a few at a time, so nearly every string of a checksum
+#: was seen by the one before (cleared when it grows large)
 _DIGITS: dict[str, str] = {}
 _DIGITS_MAX = 65_536
 
@@ -89,28 +91,27 @@ def checksum_levels(asks: Iterable[Sequence[str]], bids: Iterable[Sequence[str]]
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
-#: a level's (price, quantity) wire strings -> their checksum digits, joined (bounded like ``_DIGITS``)
-_PAIRS: dict[tuple[str, str], str] = {}
-
-
-def _pair_digits(level: tuple[str, str]) -> str:
-    if len(_PAIRS) >= _DIGITS_MAX:
-        _PAIRS.clear()
-    digits = _PAIRS[level] = _digits(level[0]) + _digits(level[1])
-    return digits
+def level_digits(price: str, qty: str) -> str:
+    """A level's checksum digits, the price's then the quantity's, each without its decimal
+    point and leading zeros: what a Kraken book keeps per level (``SyncRules.level_text``), made
+    once when the level is applied, so that a checksum joins ten values per side."""
+    return price.replace(".", "").lstrip("0") + qty.replace(".", "").lstrip("0")
 
 
 def book_checksum(book: OrderBook) -> int:
     """The Kraken checksum of a book kept with ``keep_strings`` (``SyncRules.checksum``): what
-    :func:`checksum_levels` gives for its top levels, each level's digits read from a cache
-    (the book keeps a level's wire strings as one tuple while the level is unchanged)."""
-    asks_raw = book.asks.raw
-    bids_raw = book.bids.raw
+    :func:`checksum_levels` gives for its top levels, each level's digits as the book keeps them
+    (:func:`level_digits`; from the wire strings when the book keeps those)."""
+    asks = book.asks
+    bids = book.bids
+    asks_raw = asks.raw
+    bids_raw = bids.raw
     if asks_raw is None or bids_raw is None:
         raise ValueError("Kraken checksums need the wire strings: SyncRules(keep_strings=True)")
-    get = _PAIRS.get
-    parts = [get(level) or _pair_digits(level) for level in map(asks_raw.__getitem__, book.asks.prices(CHECKSUM_DEPTH))]
-    parts += [get(level) or _pair_digits(level) for level in map(bids_raw.__getitem__, book.bids.prices(CHECKSUM_DEPTH))]
+    parts = list(map(asks_raw.__getitem__, asks.prices(CHECKSUM_DEPTH)))
+    parts += map(bids_raw.__getitem__, bids.prices(CHECKSUM_DEPTH))
+    if asks.text is not level_digits or bids.text is not level_digits:
+        parts = [level_digits(*level) for level in parts]
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
