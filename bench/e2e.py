@@ -10,10 +10,13 @@ WebSockets into a running :class:`aggcore.Aggregator`, at rising rates.
   BTC/USDT into ``BTC/USD``). Each fake steps its book ``rate / venues`` times a second
   (``FakeExchange(rate_hz=...)``); the fake's 1/rate sleep loop is replaced by a catch-up loop
   (steps owed since the last 1 ms wake-up) so rates above the sleep granularity are exact.
-  Each fake's book is its own random walk, so the venues drift apart and cross each other deep
-  (the arbitrage analyzer walks up to its level limit); ``--market`` makes every venue follow one
-  latent price, as ``aggcore run --simulate`` quotes (a side measurement: its books cost the
-  fakes more, so its ramp stops lower).
+  Each fake's book is its own order flow around one starting price (``BTC_MID``), so the venues
+  quote within a few ticks of each other and seldom cross after fees (until 2026-12-02 Coinbase's
+  fake quoted at its own default of 60,000, twice the others: the consolidated book crossed by
+  100% and the arbitrage analyzer walked six venue pairs to its level limit on every analysis);
+  ``--market`` makes every venue follow one latent price that moves, as ``aggcore run
+  --simulate`` quotes (a side measurement: its books cost the fakes more, so its ramp stops
+  lower).
 - Per rate step: frames sent (counted in the fakes) and received (the connectors' counters),
   receipt->summary lag (first frame that dirtied the view -> the summary analyzer ran,
   the runtime's own ``summary_latency``), send->summary lag (the fake's timestamp in the
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import json
 import multiprocessing as mp
@@ -43,6 +47,9 @@ from pathlib import Path
 from typing import Any
 
 MARKET_SEED = 7
+#: where every venue's BTC book starts (the fakes' own defaults differ: Coinbase's BTC-USD is at
+#: 60,000, the others' at 30,000, which made the consolidated book cross by 100%)
+BTC_MID = 30_000.0
 RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000]
 
 
@@ -91,7 +98,8 @@ async def _serve_fakes(names: list[str], rate: Any, conn: Any, seed: int, venues
         fake_cls = getattr(importlib.import_module(module), attr)
         probe = fake_cls(seed=seed + i, rate_hz=1.0, autostart=False)
         symbol = next(s for s, spec in probe.specs.items() if spec.base.upper() in ("BTC", "XBT") and spec.kind == "spot")
-        fake = fake_cls(symbols=[symbol], seed=seed + i, rate_hz=max(1.0, rate.value / venues), market=shared)
+        spec = dataclasses.replace(probe.specs[symbol], mid=BTC_MID)
+        fake = fake_cls(symbols={symbol: spec}, seed=seed + i, rate_hz=max(1.0, rate.value / venues), market=shared)
         fake._tick = types.MethodType(_paced_tick(rate, venues), fake)
         sent[name] = 0
         deliver = fake.deliver
