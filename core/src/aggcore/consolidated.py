@@ -289,59 +289,53 @@ class ConsolidatedView:
         cached.complete = len(cached.bids) < depth and len(cached.asks) < depth
         return cached
 
-    def _rebuild(self, books: dict[str, SymbolBook], depth: int, now_ns: int) -> tuple[list[PriceLevel], list[PriceLevel]]:
-        """The merged top-``depth`` of ``books`` from scratch: each venue's best ``depth`` prices,
-        sorted together and cut, then a row for each price kept, from the venues that quote it in
-        venue order (only those rows are read or built; a venue quoting a kept price has it among
-        its best ``depth``: its better prices are all kept before it). The rows are the venues'
-        indexed levels (:meth:`levels` reads the same), so an unchanged level is the same object."""
+    def _rebuild(
+        self, books: dict[str, SymbolBook], depth: int, now_ns: int, bids: bool, stamps: dict[str, datetime]
+    ) -> list[PriceLevel]:
+        """One side's merged top-``depth`` of ``books`` from scratch: each venue's best ``depth``
+        prices, sorted together and cut, then a row for each price kept, from the venues that
+        quote it in venue order (only those rows are read or built; a venue quoting a kept price
+        has it among its best ``depth``: its better prices are all kept before it). The rows are
+        the venues' indexed levels (:meth:`levels` reads the same), so an unchanged level is the
+        same object; a new one is stamped with ``stamps[venue]`` (made once per merge)."""
         cache = self._cache
-        sides: list[tuple[str, SymbolBook, dict[float, float], dict[float, float], _VenueCache]] = []
-        bid_prices: list[float] = []
-        ask_prices: list[float] = []
+        venues: list[tuple[str, SymbolBook, BookSide, _VenueCache]] = []
+        prices: list[float] = []
         for name, book in books.items():
             c = cache.get(name)
             if c is None:
                 c = cache[name] = _VenueCache()
-            c.merged = None  # the folds' shortcut holds from their next fold on
-            b = book.book
-            bid_prices += b.bids.prices(depth)
-            ask_prices += b.asks.prices(depth)
-            sides.append((name, book, b.bids.levels, b.asks.levels, c))
-        bid_prices.sort(reverse=True)
-        ask_prices.sort()
-        del bid_prices[depth:], ask_prices[depth:]
-        stamps: dict[str, datetime] = {}
-        out: list[list[PriceLevel]] = []
-        for prices, bids in ((bid_prices, True), (ask_prices, False)):
-            rows: list[PriceLevel] = []
-            last = -1.0
-            for p in prices:
-                if p == last:
-                    continue  # a price several venues quote: all its rows came with its first
-                last = p
-                for name, book, bid_levels, ask_levels, c in sides:
-                    q = (bid_levels if bids else ask_levels).get(p)
-                    if q is None:
-                        continue
-                    index = c.bid_index if bids else c.ask_index
-                    level = index.get(p)
-                    if level is None or level.quantity != q:
-                        stamp = stamps.get(name)
-                        if stamp is None:
-                            stamp = stamps[name] = self.stamp(book, now_ns)
-                        level = index[p] = PriceLevel(p, q, name, stamp)
-                        if len(index) > 4 * depth + 8:  # forget levels no longer among the best (bounded)
-                            side = book.book.bids if bids else book.book.asks
-                            kept = {k: index[k] for k in side.prices(depth) if k in index}
-                            if bids:
-                                c.bid_index = kept
-                            else:
-                                c.ask_index = kept
-                    rows.append(level)
-            del rows[depth:]
-            out.append(rows)
-        return out[0], out[1]
+            side = book.book.bids if bids else book.book.asks
+            prices += side.prices(depth)
+            venues.append((name, book, side, c))
+        prices.sort(reverse=bids)
+        del prices[depth:]
+        rows: list[PriceLevel] = []
+        last = -1.0
+        for p in prices:
+            if p == last:
+                continue  # a price several venues quote: all its rows came with its first
+            last = p
+            for name, book, side, c in venues:
+                q = side.levels.get(p)
+                if q is None:
+                    continue
+                index = c.bid_index if bids else c.ask_index
+                level = index.get(p)
+                if level is None or level.quantity != q:
+                    stamp = stamps.get(name)
+                    if stamp is None:
+                        stamp = stamps[name] = self.stamp(book, now_ns)
+                    level = index[p] = PriceLevel(p, q, name, stamp)
+                    if len(index) > 4 * depth + 8:  # forget levels no longer among the best (bounded)
+                        kept = {k: index[k] for k in side.prices(depth) if k in index}
+                        if bids:
+                            c.bid_index = kept
+                        else:
+                            c.ask_index = kept
+                rows.append(level)
+        del rows[depth:]
+        return rows
 
     def stamp(self, book: SymbolBook, now_ns: int = 0) -> datetime:
         """When ``book`` last changed, in wall time (UTC; now when it never did). ``now_ns``:
@@ -435,17 +429,33 @@ class ConsolidatedView:
                     asks = asks[:depth]
             elif len(changed) == 1:
                 # one venue changed: its fresh rows folded into the previous merge (exact, the
-                # others' rows being the same); several: from scratch, which costs about as
-                # much as one fold
+                # others' rows being the same); a side whose fold cannot tell (the venue gave up
+                # places that levels beyond the old cut-off may take) is merged from scratch, as
+                # are both sides when several venues changed (about as cheap as folding each)
                 venue = changed[0]
                 rows = self.levels(venue, books[venue], depth, versions[venue], now_ns)
                 seen = rows.merged or ([], [])
                 rank = self._rank
+                stamps: dict[str, datetime] = {}
                 bids = last.bids if rows.bids is seen[0] else _fold(last.bids, venue, rank, rows.bids, depth, True)
+                if bids is None:
+                    bids = self._rebuild(books, depth, now_ns, True, stamps)
                 asks = last.asks if rows.asks is seen[1] else _fold(last.asks, venue, rank, rows.asks, depth, False)
-                rows.merged = (rows.bids, rows.asks)  # unused when a fold gave up: the merge from scratch resets it
+                if asks is None:
+                    asks = self._rebuild(books, depth, now_ns, False, stamps)
+                # what this merge used of the venue (the others' rows, unchanged, are those of
+                # their last fold or of none)
+                rows.merged = (rows.bids, rows.asks)
         if bids is None or asks is None:
-            bids, asks = self._rebuild(books, depth, now_ns)
+            # from scratch, reading books that changed since their rows were last read: the
+            # folds' shortcut holds again for each venue from its next fold on
+            for name in books:
+                c = self._cache.get(name)
+                if c is not None:
+                    c.merged = None
+            stamps = {}
+            bids = self._rebuild(books, depth, now_ns, True, stamps)
+            asks = self._rebuild(books, depth, now_ns, False, stamps)
             if self._merged_used != used:
                 self._rank = {name: i for i, name in enumerate(used)}
         merged = Merged(self.pair, bids, asks, used, excluded, ages, now_ns, books)
