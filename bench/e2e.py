@@ -27,6 +27,11 @@ WebSockets into a running :class:`aggcore.Aggregator`, at rising rates.
 - ``--parts``: also where the aggregator's CPU goes in each step (:class:`Parts`); the timers
   cost about 0.02 core at 10k frames/s themselves, so the headline figures come from runs
   without it.
+- ``--floor``: the receive path alone. Once every book is LIVE, each frame gets only the
+  connector's own bookkeeping (its receipt time, the count; :func:`bookkeeping_only`), not the
+  plugin's parser, the book or the analyses: what the event loop, the sockets and the WebSocket
+  framing cost at each rate, the part of the aggregator's CPU that no parser or book work can
+  remove. A step is then sustained on the frames received alone (there are no summaries).
 """
 
 from __future__ import annotations
@@ -247,9 +252,34 @@ class Parts:
         }
 
 
+def bookkeeping_only() -> Any:
+    """``--floor``: ``Connector._handle`` replaced by its bookkeeping alone (the receipt time, the
+    count, the connection's last parsed frame, which keeps its books LIVE) once the returned
+    switch is called; until then it handles frames as always (the books get LIVE)."""
+    import aggcore.connector as connector
+
+    handle = connector.Connector._handle
+    on = [False]
+
+    def floor_handle(self: Any, conn: Any, frame: Any, now: int) -> None:
+        if not on[0]:
+            handle(self, conn, frame, now)
+            return
+        conn.last_frame_ns = now
+        self.messages += 1
+        conn.last_parsed_ns = now
+
+    connector.Connector._handle = floor_handle  # type: ignore[method-assign]
+
+    def switch() -> None:
+        on[0] = True
+
+    return switch
+
+
 async def run(
     rates: list[int], window_s: float, settle_s: float, names: list[str] | None, procs: int, log: Any, market: bool = False,
-    parts: Parts | None = None,
+    parts: Parts | None = None, floor: bool = False,
 ) -> dict[str, Any]:
     import anyio
     from aggcore import Aggregator
@@ -311,6 +341,7 @@ async def run(
                         send_lag.append((now - max(stamps)) * 1000)
 
             agg._analyse = analyse  # type: ignore[method-assign]
+            floor_on = bookkeeping_only() if floor else None
             if parts is not None:
                 parts.install(agg)
             deadline = time.monotonic() + 30
@@ -321,6 +352,9 @@ async def run(
                 await anyio.sleep(0.1)
             live = {n: all(b.live for b in c.books.values()) for n, c in agg.connectors.items()}
             log(f"  venues LIVE: {sum(live.values())}/{len(live)} {[n for n, ok in live.items() if not ok] or ''}")
+            if floor_on is not None:
+                floor_on()
+                log("  --floor: from now on every frame gets the connector's bookkeeping alone (no parser, book or analysis)")
             views = list(agg.router.views)
             for r in rates:
                 rate.value = float(r)
@@ -357,7 +391,7 @@ async def run(
                     "per_venue_sent_fps": {n: round((s1["sent"][n] - s0["sent"][n]) / dt) for n in s1["sent"]},
                 }
                 p99 = step["send_summary_ms"]["p99"]
-                step["sustained"] = bool(sent and recv >= 0.97 * sent and p99 is not None and p99 < 100)
+                step["sustained"] = bool(sent and recv >= 0.97 * sent and (floor or (p99 is not None and p99 < 100)))
                 # the fakes' process is one core too: when it cannot produce the offered rate the
                 # step measures the generator, not the aggregator
                 step["generator_limited"] = sent < 0.9 * r * dt
@@ -392,6 +426,7 @@ async def run(
             "max_sustained_fps": best["received_fps"] if best else 0,
             "at_max": best,
             "cpu_s_per_10k_fps": statistics.median(cpu_per) if cpu_per else None,
+            "floor": floor,
             "limited_by": ("generator (fakes' process)" if steps and steps[-1]["generator_limited"] and steps[-1]["sustained"]
                            else "aggregator" if steps and not steps[-1]["sustained"] else "rate list exhausted"),  # fmt: skip
         }
@@ -418,7 +453,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--fake-procs", type=int, default=2, help="processes the fakes are spread over")
     ap.add_argument("--market", action="store_true", help="the venues follow one market price (as --simulate); default: independent books")
     ap.add_argument("--parts", action="store_true", help="also time each part of the aggregator (handle per venue, reads, analyses, gc)")
-    ap.add_argument("--json", default=None, help="default: bench/results/e2e.json (e2e-market.json with --market)")
+    ap.add_argument("--floor", action="store_true", help="the receive path alone: no parser, book or analysis once the books are LIVE")
+    ap.add_argument("--json", default=None, help="default: bench/results/e2e.json (e2e-market.json with --market, e2e-floor.json with --floor)")
     args = ap.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
     if args.quick:
@@ -430,13 +466,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log(f"end-to-end: rates {rates} frames/s, {args.window:.0f} s windows, {os.cpu_count()} CPUs")
     t0 = time.monotonic()
     venues = [v for v in args.venues.split(",") if v] or None
-    result = anyio.run(run, rates, args.window, args.settle, venues, args.fake_procs, log, args.market, Parts() if args.parts else None)
+    if args.floor and args.market:
+        ap.error("--floor and --market: choose one")
+    result = anyio.run(
+        run, rates, args.window, args.settle, venues, args.fake_procs, log, args.market, Parts() if args.parts else None, args.floor
+    )
     result["fake_procs"] = args.fake_procs
     result["market"] = args.market
     result["parts"] = args.parts
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
     if args.json is None:
-        args.json = str(Path(__file__).resolve().parent / "results" / ("e2e-market.json" if args.market else "e2e.json"))
+        name = "e2e-market.json" if args.market else "e2e-floor.json" if args.floor else "e2e.json"
+        args.json = str(Path(__file__).resolve().parent / "results" / name)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     log(f"wrote {args.json} ({result['elapsed_s']} s)")

@@ -1,4 +1,4 @@
-"""Merge ``hotpath.json``, ``e2e.json`` and ``bus.json`` into ``results.json``, ``results.md`` and ``chart.png``."""
+"""Merge ``hotpath.json``, ``e2e.json``, ``e2e-floor.json`` and ``bus.json`` into ``results.json``, ``results.md`` and ``chart.png``."""
 
 from __future__ import annotations
 
@@ -105,7 +105,23 @@ def e2e_table(e2e: dict[str, Any]) -> list[str]:
     return lines
 
 
-def targets(hot: dict[str, Any], e2e: dict[str, Any] | None) -> list[str]:
+def floor_table(floor: dict[str, Any]) -> list[str]:
+    """``e2e.py --floor``: the same ramp with every frame given the connector's bookkeeping alone."""
+    lines = [
+        "### End to end, the receive path alone (`e2e.py --floor`: once the books are LIVE, no parser, book or analysis)",
+        "",
+        "| offered frames/s | received/s | aggregator CPU (cores) | CPU s per 10k frames/s | fakes' CPU |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for s in floor["steps"]:
+        lines.append(
+            f"| {s['offered_fps']:,} | {s['received_fps']:,} | {f(s['agg_cpu_core'], 2)} | {f(s['cpu_s_per_10k_fps'], 3)} | "
+            f"{f(s['fakes_cpu_core'], 2)} |"
+        )
+    return lines + [""]
+
+
+def targets(hot: dict[str, Any], e2e: dict[str, Any] | None, floor: dict[str, Any] | None = None) -> list[str]:
     rows: list[tuple[str, str, str]] = []
     ws = hot.get("workloads", {})
     sb = hot.get("summary")
@@ -156,10 +172,14 @@ def targets(hot: dict[str, Any], e2e: dict[str, Any] | None) -> list[str]:
         m = e2e["max_sustained_fps"]
         cpu = e2e["cpu_s_per_10k_fps"]
         at10k = next((s for s in e2e["steps"] if s["offered_fps"] == 10_000 and s["sustained"]), None)
+        # judged at the 10k frames/s step (the target read literally); the median over the steps
+        # offered at 5k/s and up, which falls as faster steps fill each read, is given beside it
+        floor10k = next((s for s in (floor or {}).get("steps", []) if s["offered_fps"] == 10_000 and s["sustained"]), None)
         rows.append(("end to end: aggregator CPU ≤ 0.25 core per 10k frames/s",
-                     f"{f(cpu, 3)} core per 10k frames/s (median of the sustained steps offered at ≥ 5k/s)"
-                     + (f"; {at10k['agg_cpu_core']:.2f} core at the 10k frames/s step" if at10k else ""),
-                     "PASS" if cpu is not None and cpu <= 0.25 else "MISS"))  # fmt: skip
+                     (f"{at10k['agg_cpu_core']:.2f} core at the 10k frames/s step" if at10k else "no sustained 10k frames/s step")
+                     + (f" (the receive path alone, `--floor`: {floor10k['agg_cpu_core']:.2f})" if floor10k else "")
+                     + f"; {f(cpu, 3)} core per 10k frames/s as the median of the sustained steps offered at ≥ 5k/s",
+                     "PASS" if at10k is not None and at10k["agg_cpu_core"] <= 0.25 else "MISS"))  # fmt: skip
         # judged on the offered rate of the highest sustained step: the generators send within ~0.5% of it
         rows.append(("end to end ≥ 20,000 frames/s sustained, seven venues, one core (issue 13)",
                      f"{m:,} frames/s sustained ({e2e['limited_by']})",
@@ -298,9 +318,11 @@ def main() -> None:
     hot = json.loads((RESULTS / "hotpath.json").read_text())
     e2e_path = RESULTS / "e2e.json"
     e2e = json.loads(e2e_path.read_text()) if e2e_path.exists() else None
+    floor_path = RESULTS / "e2e-floor.json"
+    floor = json.loads(floor_path.read_text()) if floor_path.exists() else None
     bus_path = RESULTS / "bus.json"
     bus = json.loads(bus_path.read_text()) if bus_path.exists() else None
-    results = {"hotpath": hot, "e2e": e2e, "bus": bus}
+    results = {"hotpath": hot, "e2e": e2e, "e2e_floor": floor, "bus": bus}
     (RESULTS / "results.json").write_text(json.dumps(results, indent=1))
     meta = hot["meta"]
     v = meta["versions"]
@@ -312,11 +334,13 @@ def main() -> None:
         f"(+{meta['lat_passes']} latency passes), medians with [min–max]; ratios are per round, then the median.",
         "",
     ]
-    lines += targets(hot, e2e)
+    lines += targets(hot, e2e, floor)
     lines += hot_table(hot)
     lines += extra_tables(hot)
     if e2e:
         lines += e2e_table(e2e)
+    if floor:
+        lines += floor_table(floor)
     if bus:
         lines += bus_table(bus)
     (RESULTS / "results.md").write_text("\n".join(lines))

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one benchmark command (from the repository root):   bash bench/run.sh [--quick]
 # Creates bench/.venv with the peers (cryptofeed, ccxt) and aggcore's workspace packages,
-# runs the hot-path, end-to-end and bus benchmarks, and writes bench/results/
-# (results.json, results.md, chart.png).  --quick: a ~1-2 minute smoke run.
+# runs the hot-path, end-to-end (also --floor: the receive path alone) and bus benchmarks,
+# and writes bench/results/ (results.json, results.md, chart.png).  --quick: a ~1-2 minute smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=()
@@ -26,8 +26,9 @@ editable=(-e core)
 for p in plugins/*/; do editable+=(-e "${p%/}"); done
 uv pip install --quiet --python "$PY" cryptofeed ccxt orjson matplotlib "${editable[@]}"
 mkdir -p bench/results
-rm -f bench/results/e2e.json bench/results/bus.json
+rm -f bench/results/e2e.json bench/results/e2e-floor.json bench/results/bus.json
 "$PY" bench/hotpath.py "${QUICK[@]}"
 "$PY" bench/e2e.py "${QUICK[@]}"
+"$PY" bench/e2e.py --floor --rates 10000,20000 "${QUICK[@]}"
 "$PY" bench/bus.py "${QUICK[@]}"
 "$PY" bench/report.py
