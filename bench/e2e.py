@@ -13,7 +13,8 @@ WebSockets into a running :class:`aggcore.Aggregator`, at rising rates.
   Each fake's book is its own order flow around one starting price (``BTC_MID``), so the venues
   quote within a few ticks of each other and seldom cross after fees (until 2026-12-02 Coinbase's
   fake quoted at its own default of 60,000, twice the others: the consolidated book crossed by
-  100% and the arbitrage analyzer walked six venue pairs to its level limit on every analysis);
+  100% and the arbitrage analyzer walked six venue pairs to its level limit on every analysis;
+  the fakes' defaults now agree, and ``BTC_MID`` keeps the benchmark from depending on them);
   ``--market`` makes every venue follow one latent price that moves, as ``aggcore run
   --simulate`` quotes (a side measurement: its books cost the fakes more, so its ramp stops
   lower).
@@ -52,8 +53,8 @@ from pathlib import Path
 from typing import Any
 
 MARKET_SEED = 7
-#: where every venue's BTC book starts (the fakes' own defaults differ: Coinbase's BTC-USD is at
-#: 60,000, the others' at 30,000, which made the consolidated book cross by 100%)
+#: where every venue's BTC book starts, whatever the fakes' own defaults (Coinbase's BTC-USD was
+#: at 60,000 until 2026-12-02, the others' at 30,000: the consolidated book crossed by 100%)
 BTC_MID = 30_000.0
 RATES = [2_000, 5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 40_000]
 

@@ -48,9 +48,11 @@ class FakeCoinbase(FakeExchange):
     name: ClassVar[str] = "coinbase"
     supported_faults: ClassVar[frozenset[Fault]] = frozenset(Fault) - {Fault.BAD_CHECKSUM}
     default_symbols: ClassVar[dict[str, InstrumentSpec]] = {
-        "BTC-USD": InstrumentSpec("BTC", "USD", mid=60000.0, qty_precision=8),
-        "ETH-USD": InstrumentSpec("ETH", "USD", mid=3000.0, qty_precision=8),
-        "ETH-BTC": InstrumentSpec("ETH", "BTC", mid=0.05, tick=0.00001, price_precision=5, qty_precision=8),
+        # at the other fakes' prices (BTC 30,000, ETH 2,000): fakes run side by side, without a
+        # shared market, make one consolidated book, not one crossed by 100%
+        "BTC-USD": InstrumentSpec("BTC", "USD", mid=30000.0, qty_precision=8),
+        "ETH-USD": InstrumentSpec("ETH", "USD", mid=2000.0, qty_precision=8),
+        "ETH-BTC": InstrumentSpec("ETH", "BTC", mid=0.06667, tick=0.00001, price_precision=5, qty_precision=8),
     }
     #: listed by REST but not streamed: "GHOST-USD" is online yet unknown to the feed,
     #: "OLD-USD" is delisted (its status says so)
