@@ -128,6 +128,24 @@ def test_only_pairs_with_a_changed_venue_are_walked_again() -> None:
     assert [e.event for e in events] == ["opened", "updated"] and events[-1].buy_price == 100.5
 
 
+def test_a_pass_reads_each_venue_at_the_views_own_version_and_updates_keep_the_legs_venues_and_fees() -> None:
+    router, arb, events = setup(fees={"a": 0.001, "b": 0.002})
+    a = book(router, "a", [["99", "1"]], [["100", "1"]])
+    book(router, "b", [["101", "1"]], [["102", "1"]])
+    view = router.views["BTC/USDT"]
+    arb.on_update(view, time.time())
+    a.apply(BookUpdate("X", [], [["100", "0.5"]]), time.monotonic_ns())
+    router.take_dirty()
+    a.apply(BookUpdate("X", [], [["100", "0.25"]]), time.monotonic_ns())  # told to no one: seen by its counters
+    arb.on_update(view, time.time())
+    # the pass computes the versions inline: they must be the view's (ConsolidatedView.version)
+    assert arb.walked["BTC/USDT"].versions == {name: view.version(b) for name, b in view.venues.items()}
+    assert [(e.event, e.volume) for e in events] == [("opened", 1.0), ("updated", 0.25)]
+    opened, updated = events
+    assert (updated.buy_exchange, updated.sell_exchange, updated.symbol, updated.buy_fee, updated.sell_fee) == (
+        opened.buy_exchange, opened.sell_exchange, opened.symbol, 0.001, 0.002)  # fmt: skip
+
+
 def test_incremental_passes_find_what_a_fresh_analyzer_finds() -> None:
     import random
 

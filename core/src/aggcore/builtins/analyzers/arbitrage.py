@@ -280,7 +280,7 @@ class ArbitrageAnalyzer(Analyzer):
     def _pass(self, view: ConsolidatedView, now_ns: int | None = None) -> _Walked:
         now_ns = now_ns or view.clock.monotonic_ns()
         since = now_ns - self._limit_ns  # fresh: seen at or after this
-        version_of = view.version
+        stamp_of = view.stamps.get
         walked = self.walked.get(view.pair)
         if walked is None:
             walked = self.walked[view.pair] = _Walked()
@@ -294,7 +294,7 @@ class ArbitrageAnalyzer(Analyzer):
                 updated = book.last_update_ns
                 if updated and (updated >= since or book.alive_ns >= since):  # seen_ns() within max_leg_age_ms
                     fresh += 1
-                    version = version_of(book)
+                    version = (stamp_of(book, 0), book.messages, book.level_updates)  # view.version(book), inlined
                     old = versions.get(name)
                     if old != version:
                         versions[name] = version
@@ -471,7 +471,7 @@ class ArbitrageAnalyzer(Analyzer):
                 if abs(pct - last.profit_percentage) > th * abs(last.profit_percentage) or abs(volume - last.volume) > th * last.volume:
                     ts = ts or datetime.fromtimestamp(now, timezone.utc)
                     duration = (now - state.opened_at) * 1000
-                    opp = self._opportunity(walked, key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume)
+                    opp = self._opportunity(walked, key, leg, ts, "updated", duration, state.peak_pct, state.peak_volume, last)
                     state.last = opp
                     out.append(opp)
             recomputed.clear()
@@ -491,12 +491,14 @@ class ArbitrageAnalyzer(Analyzer):
 
     def _opportunity(
         self, walked: _Walked, key: tuple[str, str, str], leg: Leg, ts: datetime, event: Literal["opened", "updated"],
-        duration_ms: float, peak_pct: float, peak_volume: float,
+        duration_ms: float, peak_pct: float, peak_volume: float, last: ArbitrageOpportunity | None = None,
     ) -> ArbitrageOpportunity:  # fmt: skip
         """The event for ``leg``. Prices are rounded to the pair's price decimals: the most the
         best prices of the legs reported so far have needed (book prices sit on the venues' ticks;
         the volume-weighted prices do not): the buy venue's best ask and the sell venue's best bid
-        now, their places computed when they moved."""
+        now, their places computed when they moved. ``last``: this opportunity's last event, whose
+        venues, pair and fees an update keeps: copied with the rest replaced, a third of the cost
+        of building one."""
         pair, buy, sell = key
         decimals = self._decimals
         d = decimals.get(pair, 0)
@@ -508,12 +510,15 @@ class ArbitrageAnalyzer(Analyzer):
         if p > d:
             d = p
         decimals[pair] = d
-        fees = self._fees
+        if last is None:  # what stays for the opportunity's life (its later events copy it)
+            fees = self._fees
+            last = ArbitrageOpportunity(
+                buy_exchange=buy, sell_exchange=sell, symbol=pair, buy_price=0.0, sell_price=0.0, profit_percentage=0.0,
+                volume=0.0, timestamp=ts, buy_fee=fees[buy], sell_fee=fees[sell],
+            )  # fmt: skip
         volume = round(leg.volume, 8)
-        return ArbitrageOpportunity(
-            buy_exchange=buy,
-            sell_exchange=sell,
-            symbol=pair,
+        return msgspec.structs.replace(
+            last,
             buy_price=round(leg.buy_price, d),
             sell_price=round(leg.sell_price, d),
             profit_percentage=leg.profit_percentage,
@@ -525,8 +530,6 @@ class ArbitrageAnalyzer(Analyzer):
             peak_profit_percentage=peak_pct,
             peak_volume=volume if peak_volume == leg.volume else round(peak_volume, 8),
             gross_spread_percentage=(leg.sell_price / leg.buy_price - 1) * 100,
-            buy_fee=fees[buy],
-            sell_fee=fees[sell],
         )
 
     def _close(self, key: tuple[str, str, str], now: float, ts: datetime) -> None:
