@@ -222,8 +222,11 @@ async def test_connections_split_at_max_symbols() -> None:
 
 
 async def test_too_many_requests_retried() -> None:
-    # one request per calendar second: the second subscribe is rejected with 42901, then retried
-    async with fake(max_requests_per_s=1) as fx, running(fx, connect_delay_s=1.0, subscribe_retry_s=0.3) as conn:
+    # one request per calendar second, pro-rated in the second the socket opened. Sent at once, the
+    # first subscribe meets a budget of 0; if the connect crossed into the next second, the second
+    # subscribe (20 ms later) meets a spent budget of 1. Either way one is rejected with 42901, then
+    # retried. (With a 1 s connect wait the two could straddle a second boundary and both pass.)
+    async with fake(max_requests_per_s=1) as fx, running(fx, connect_delay_s=0.0, subscribe_retry_s=0.3) as conn:
         await wait_until(lambda: conn.error_counts.get("rate_limit", 0) >= 1, timeout=4, what="42901")
         assert any("TOO_MANY_REQUESTS" in (b.error or "") for b in conn.books.values() if b.state is not BookState.LIVE)
         await wait_until(live(conn, A, B), timeout=8, what="both LIVE after retry")
