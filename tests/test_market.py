@@ -108,6 +108,28 @@ def test_a_following_books_changes_replayed_give_its_truth() -> None:
     assert len(book.bids) <= 2 * book.depth and len(book.asks) <= 2 * book.depth
 
 
+def test_a_books_top_and_best_prices_are_its_truth_sorted_after_every_step() -> None:
+    # the sides are kept sorted beside the truth (no sort per step): inserts, deletions, the
+    # wrong-side sweep after a mid move, the refill of a thin side and the trim of a long tail
+    # must all keep them equal to the truth's own order
+    clock = Clock()
+    market = Market(4, clock=clock, volatility=5.0, dislocation_every_s=2.0)
+    books = [
+        GenBook(seed=2, depth=6, max_changes=20),  # thin: deletions empty it, the refill tops it up
+        GenBook(seed=3, drift=0.002, tick=0.5, price_precision=1),  # the mid moves: wrong-side sweeps
+        market.book("okx", "SOL", "USDT", depth=8, seed=5),  # follows a price: quotes and trims
+    ]
+    for k in range(1500):
+        clock.t += 0.05
+        for book in books:
+            book.step()
+            bids = sorted(book.bids.items(), key=lambda kv: float(kv[0]), reverse=True)
+            asks = sorted(book.asks.items(), key=lambda kv: float(kv[0]))
+            assert book.top(5) == (bids[:5], asks[:5])
+            assert book.top(1000) == (bids, asks)
+            assert (book.best_bid(), book.best_ask()) == (float(bids[0][0]), float(asks[0][0]))
+
+
 def test_an_unknown_asset_follows_the_mid_it_was_given() -> None:
     market = Market(1)
     book = market.book("binance", "NOSUCHCOIN", "USDT", mid=12.5)

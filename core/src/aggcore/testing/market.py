@@ -16,6 +16,7 @@ import hashlib
 import math
 import random
 import time
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class _Prices(dict[str, float]):
 
 
 _PRICES = _Prices()
+_log = math.log
+_INV_6 = 1 / 6  # the level draw's rate: rng.expovariate(1 / 6) is -log(1 - random()) / _INV_6
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,9 @@ class GenBook:
     ``step()`` applies 1..``max_changes`` changes (size changes near the top, inserts,
     deletes, and a slow random walk of the mid) and returns them with wire-string prices and
     quantities formatted to ``price_precision``/``qty_precision``. ``bids``/``asks`` are the
-    truth (price string -> quantity string) after every step; ``seq`` counts steps.
+    truth (price string -> quantity string) after every step; ``seq`` counts steps. Only
+    ``step()`` changes them (with each side's prices kept sorted beside them, so a step, ``top``
+    and the best prices do not sort or scan the book).
     """
 
     def __init__(
@@ -87,6 +92,10 @@ class GenBook:
             self.mid = source()
         self.bids: dict[str, str] = {}
         self.asks: dict[str, str] = {}
+        #: each side's (price, price string), lowest first, always the keys of ``bids``/``asks``
+        self._sorted: dict[str, list[tuple[float, str]]] = {"bid": [], "ask": []}
+        self._zero = self.fmt_qty(0)  # every deletion's quantity (a level's is never below 10**-qp)
+        self._min_qty = 10.0**-self.qp
         self.seq = 0
         self.recorded: set[tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]] = set()
         self._record_n = 0
@@ -94,14 +103,15 @@ class GenBook:
 
     # -- formatting ---------------------------------------------------------------------------
     def fmt_price(self, ticks: int) -> str:
-        return f"{ticks * self.tick:.{self.pp}f}"
+        return "%.*f" % (self.pp, ticks * self.tick)
 
     def fmt_qty(self, qty: float) -> str:
-        return f"{qty:.{self.qp}f}"
+        return "%.*f" % (self.qp, qty)
 
     def _qty(self, level: int) -> float:
-        base = (0.05 + self.rng.expovariate(1.0) * (1 + level / 10)) * self.size_unit
-        return max(base, 10.0 ** -self.qp)
+        # rng.expovariate(1.0), inlined: the same draw and the same float
+        base = (0.05 + -_log(1.0 - self.rng.random()) * (1 + level / 10)) * self.size_unit
+        return max(base, self._min_qty)
 
     def _mid_ticks(self) -> int:
         return int(round(self.mid / self.tick))
@@ -120,23 +130,28 @@ class GenBook:
         for i in range(1, self.depth + 1):
             self.bids[self.fmt_price(bid_top + 1 - i)] = self.fmt_qty(self._qty(i))
             self.asks[self.fmt_price(ask_top - 1 + i)] = self.fmt_qty(self._qty(i))
+        value = _PRICES.__getitem__
+        self._sorted = {"bid": sorted((value(p), p) for p in self.bids), "ask": sorted((value(p), p) for p in self.asks)}
 
     # -- reading --------------------------------------------------------------------------------
     def best_bid(self) -> float:
-        return max(float(p) for p in self.bids)
+        levels = self._sorted["bid"]
+        if not levels:
+            raise ValueError("the book has no bids")
+        return levels[-1][0]
 
     def best_ask(self) -> float:
-        return min(float(p) for p in self.asks)
+        levels = self._sorted["ask"]
+        if not levels:
+            raise ValueError("the book has no asks")
+        return levels[0][0]
 
     def top(self, n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """Best ``n`` levels of each side as wire strings, best first."""
-        if len(_PRICES) > 200_000:
-            _PRICES.clear()
-        value = _PRICES.__getitem__
         bids, asks = self.bids, self.asks
         return (
-            [(p, bids[p]) for p in sorted(bids, key=value, reverse=True)[:n]],
-            [(p, asks[p]) for p in sorted(asks, key=value)[:n]],
+            [(p, bids[p]) for _, p in self._sorted["bid"][-1 : -n - 1 : -1]] if n > 0 else [],
+            [(p, asks[p]) for _, p in self._sorted["ask"][:n]] if n > 0 else [],
         )
 
     def truth(self, n: int | None = None) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -177,58 +192,72 @@ class GenBook:
         else:  # half a tick: a price string's float may sit a hair either side of ticks * tick
             bid_limit = (bid_top + 0.5) * self.tick
             ask_limit = (ask_top - 0.5) * self.tick
-        ordered: dict[str, list[str]] = {}  # a side's prices best first (the books change after this loop)
+        srt = self._sorted
+        bids, asks = self.bids, self.asks
+        depth = self.depth
+        zero = self._zero
+        fmt_qty, qty_of = self.fmt_qty, self._qty
+        random_ = rng.random
         for _ in range(rng.randint(1, self.max_changes)):
-            side = "bid" if rng.random() < 0.5 else "ask"
-            book = self.bids if side == "bid" else self.asks
-            r = rng.random()
-            level = min(int(rng.expovariate(1 / 6)), self.depth - 1) + 1
-            if r < 0.6 and book:
-                # size change at an existing level near the top
-                keys = ordered.get(side) or ordered.setdefault(side, sorted(book, key=_PRICES.__getitem__, reverse=(side == "bid")))
-                price = keys[min(level - 1, len(keys) - 1)]
-                qty = self.fmt_qty(self._qty(level))
-            elif r < 0.8 and len(book) > self.depth // 2:
-                keys = ordered.get(side) or ordered.setdefault(side, sorted(book, key=_PRICES.__getitem__, reverse=(side == "bid")))
-                price = keys[min(level - 1, len(keys) - 1)]
-                qty = self.fmt_qty(0)
+            side = "bid" if random_() < 0.5 else "ask"
+            book = bids if side == "bid" else asks
+            r = random_()
+            level = min(int(-_log(1.0 - random_()) / _INV_6), depth - 1) + 1  # rng.expovariate(1 / 6)
+            if (r < 0.6 and book) or (r < 0.8 and len(book) > depth // 2):
+                # r < 0.6: a size change at an existing level near the top; else a deletion there.
+                # The level-th best price before this step (the books change after this loop).
+                levels = srt[side]
+                i = min(level - 1, len(levels) - 1)
+                price = levels[-1 - i][1] if side == "bid" else levels[i][1]
+                qty = fmt_qty(qty_of(level)) if r < 0.6 else zero
             else:
                 ticks = bid_top + 1 - level if side == "bid" else ask_top - 1 + level
                 price = self.fmt_price(ticks)
-                qty = self.fmt_qty(self._qty(level))
+                qty = fmt_qty(qty_of(level))
             changes[(side, price)] = Change(side, price, qty)
         # keep the book uncrossed after a mid move: remove levels on the wrong side of the mid
+        # (in the books' own order, as they were before the sorted sides were kept)
         value = _PRICES.__getitem__
-        for price in [p for p in self.bids if value(p) >= bid_limit]:
-            changes[("bid", price)] = Change("bid", price, self.fmt_qty(0))
-        for price in [p for p in self.asks if value(p) <= ask_limit]:
-            changes[("ask", price)] = Change("ask", price, self.fmt_qty(0))
+        if srt["bid"] and srt["bid"][-1][0] >= bid_limit:
+            for price in [p for p in bids if value(p) >= bid_limit]:
+                changes[("bid", price)] = Change("bid", price, zero)
+        if srt["ask"] and srt["ask"][0][0] <= ask_limit:
+            for price in [p for p in asks if value(p) <= ask_limit]:
+                changes[("ask", price)] = Change("ask", price, zero)
         if self.source is not None:
             self._quote_top(changes, bid_top, ask_top)
         out = []
         for ch in changes.values():
-            book = self.bids if ch.side == "bid" else self.asks
-            if float(ch.qty) == 0:
-                if ch.price not in book:
+            side, price = ch.side, ch.price
+            book = bids if side == "bid" else asks
+            if ch.qty == zero:
+                if price not in book:
                     continue
-                del book[ch.price]
+                del book[price]
+                levels = srt[side]
+                del levels[bisect_left(levels, (value(price), price))]
             else:
-                if ch.side == "bid" and float(ch.price) >= bid_limit:
+                if side == "bid" and value(price) >= bid_limit:
                     continue
-                if ch.side == "ask" and float(ch.price) <= ask_limit:
+                if side == "ask" and value(price) <= ask_limit:
                     continue
-                book[ch.price] = ch.qty
+                if price not in book:
+                    insort(srt[side], (value(price), price))
+                book[price] = ch.qty
             out.append(ch)
         if self.source is not None:
             out.extend(self._trim())
         # refill so the book never empties
-        for side, book, sign in (("bid", self.bids, -1), ("ask", self.asks, 1)):
-            while len(book) < max(2, self.depth // 2):
-                far = max((abs(round(float(p) / self.tick) - m) for p in book), default=0)
+        tick = self.tick
+        for side, book, sign in (("bid", bids, -1), ("ask", asks, 1)):
+            while len(book) < max(2, depth // 2):
+                levels = srt[side]  # the level furthest from the mid is at one end of its side
+                far = max(abs(round(levels[0][0] / tick) - m), abs(round(levels[-1][0] / tick) - m)) if levels else 0
                 ticks = m + sign * (far + 1)
                 price = self.fmt_price(ticks)
-                qty = self.fmt_qty(self._qty(self.depth))
+                qty = fmt_qty(qty_of(depth))
                 book[price] = qty
+                insort(levels, (value(price), price))
                 out.append(Change(side, price, qty))
         if self._record_n:
             self._remember()
@@ -239,7 +268,31 @@ class GenBook:
         more than a tick away from where the venue quotes, add levels from the quote outwards
         (at most a few) so the venue's spread stays within a few ticks and its book has no hole
         at the top after the price moved."""
+        tick = self.tick
+        zero = self._zero
+        value = _PRICES.__getitem__
         for side, book, top, sign in (("bid", self.bids, bid_top, -1), ("ask", self.asks, ask_top, 1)):
+            # first, cheaply, the best price this side will have (at or inside where the venue
+            # quotes): the book's best that this step does not delete, or a change's if better.
+            # Close enough to the quote, nothing is added; else the whole side is read below.
+            best = None
+            for v, p in reversed(self._sorted[side]) if side == "bid" else self._sorted[side]:
+                t = round(v / tick)
+                if t > bid_top if side == "bid" else t < ask_top:
+                    continue
+                ch = changes.get((side, p))
+                if ch is None or ch.qty != zero:
+                    best = t
+                    break
+            for (sd, _), ch in changes.items():
+                if sd == side and ch.qty != zero:
+                    t = round(value(ch.price) / tick)
+                    if side == "bid" and t <= bid_top and (best is None or t > best):
+                        best = t
+                    elif side == "ask" and t >= ask_top and (best is None or t < best):
+                        best = t
+            if best is not None and abs(best - top) <= 1:
+                continue
             live = {
                 round(float(p) / self.tick)
                 for p in book
@@ -265,10 +318,16 @@ class GenBook:
             extra = len(book) - 2 * self.depth
             if extra <= 0:
                 continue
-            keys = sorted(book, key=float, reverse=(side == "ask"))  # furthest first
-            for price in keys[:extra]:
+            levels = self._sorted[side]
+            if side == "bid":  # furthest first
+                gone = levels[:extra]
+                del levels[:extra]
+            else:
+                gone = levels[: -extra - 1 : -1]
+                del levels[-extra:]
+            for _, price in gone:
                 del book[price]
-                out.append(Change(side, price, self.fmt_qty(0)))
+                out.append(Change(side, price, self._zero))
         return out
 
     def deep_snapshot(self, levels: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
