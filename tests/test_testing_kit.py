@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
 import pytest
 
-from aggcore.testing import Fault, GenBook, running, wait_until
+from aggcore.testing import Fault, GenBook, iso_now, running, wait_until
 from aggcore.testing.recordings import Recording
 
 pytestmark = pytest.mark.anyio
@@ -20,6 +22,17 @@ def test_genbook_is_deterministic_per_seed_and_never_crosses() -> None:
     assert steps_a != [c.step() for _ in range(300)]
     assert a.bids == b.bids and a.asks == b.asks
     assert a.best_bid() < a.best_ask() and len(a.bids) >= a.depth // 2
+
+
+def test_iso_now_is_the_utc_time_with_microseconds_as_coinbase_and_kraken_write_it() -> None:
+    before = datetime.now(timezone.utc)
+    stamps = [iso_now() for _ in range(3)]
+    after = datetime.now(timezone.utc)
+    for stamp in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+        moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        assert before - timedelta(milliseconds=1) <= moment <= after + timedelta(milliseconds=1)
+    assert stamps == sorted(stamps)
 
 
 def test_genbook_changes_replayed_on_an_empty_copy_give_the_truth() -> None:

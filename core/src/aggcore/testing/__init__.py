@@ -7,8 +7,8 @@ symbol with its truth (:class:`GenBook`), and the faults of :class:`Fault`.
 
 from .market import Change, GenBook, Market, VenueProfile
 from .running import running, wait_until
-from .server import FakeExchange, Fault, InstrumentSpec, Session
+from .server import FakeExchange, Fault, InstrumentSpec, Session, iso_now
 
 __all__ = [
-    "Change", "FakeExchange", "Fault", "GenBook", "InstrumentSpec", "Market", "Session", "VenueProfile", "running", "wait_until"
+    "Change", "FakeExchange", "Fault", "GenBook", "InstrumentSpec", "Market", "Session", "VenueProfile", "iso_now", "running", "wait_until"
 ]

@@ -43,6 +43,7 @@ import http
 import logging
 import random
 import re
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,9 +59,23 @@ from websockets.http11 import Request, Response
 from . import mutate
 from .market import Change, GenBook, Market
 
-__all__ = ["Fault", "FakeExchange", "InstrumentSpec", "Session"]
+__all__ = ["Fault", "FakeExchange", "InstrumentSpec", "Session", "iso_now"]
 
 log = logging.getLogger("aggcore.testing")
+
+
+_SECOND: tuple[int, str] = (-1, "")
+
+
+def iso_now() -> str:
+    """The time now in UTC as ISO 8601 with microseconds, ``2026-12-02T08:06:26.123456Z`` (how
+    Coinbase and Kraken stamp their messages). The date and time of day are formatted once a
+    second: a fake stamps every frame it sends."""
+    global _SECOND
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if seconds != _SECOND[0]:
+        _SECOND = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{_SECOND[1]}.{micros:06d}Z"
 
 
 class Fault(str, enum.Enum):

@@ -29,13 +29,9 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import orjson
-from aggcore.testing import Change, FakeExchange, Fault, InstrumentSpec, Session
+from aggcore.testing import Change, FakeExchange, Fault, InstrumentSpec, Session, iso_now
 
 __all__ = ["FakeCoinbase"]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _dumps(obj: Any) -> str:
@@ -82,7 +78,7 @@ class FakeCoinbase(FakeExchange):
     def envelope(self, session: Session, channel: str, events: list[dict[str, Any]]) -> str:
         seq = session.state.get("seq", -1) + 1
         session.state["seq"] = seq
-        return _dumps({"channel": channel, "client_id": "", "timestamp": _now(), "sequence_num": seq, "events": events})
+        return _dumps({"channel": channel, "client_id": "", "timestamp": iso_now(), "sequence_num": seq, "events": events})
 
     def _stalled(self) -> bool:
         return asyncio.get_running_loop().time() < self.stalled_until
@@ -154,7 +150,7 @@ class FakeCoinbase(FakeExchange):
                     "product_id": query.get("product_id"),
                     "bids": [{"price": p, "size": q} for p, q in bids],
                     "asks": [{"price": p, "size": q} for p, q in asks],
-                    "time": _now(),
+                    "time": iso_now(),
                 }
             }
         return 404, {"error": "NOT_FOUND", "message": f"no route {path}"}
@@ -245,7 +241,7 @@ class FakeCoinbase(FakeExchange):
         return [self.envelope(session, "l2_data", [{"type": "snapshot", "product_id": symbol, "updates": updates}])]
 
     def delta_frames(self, session: Session, symbol: str, changes: list[Change]) -> list[str]:
-        now = _now()
+        now = iso_now()
         updates = [
             {"side": "bid" if c.side == "bid" else "offer", "event_time": now, "price_level": c.price, "new_quantity": c.qty}
             for c in changes

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import orjson
-from aggcore.testing import Change, FakeExchange, Fault, InstrumentSpec, Session
+from aggcore.testing import Change, FakeExchange, Fault, InstrumentSpec, Session, iso_now
 
 from .messages import CHECKSUM_DEPTH, checksum_levels
 
@@ -34,10 +33,6 @@ __all__ = ["FakeKraken"]
 _DEPTHS = (10, 25, 100, 500, 1000)
 _V2_TO_V1 = {"BTC": "XBT", "DOGE": "XDG"}
 _CHECKSUM = re.compile(r'"checksum":(\d+)')
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _levels(levels: list[tuple[str, str]]) -> str:
@@ -91,7 +86,7 @@ class FakeKraken(FakeExchange):
         }).decode())
 
     def _reply(self, session: Session, body: dict[str, Any]) -> None:
-        body.update(time_in=_now(), time_out=_now())
+        body.update(time_in=iso_now(), time_out=iso_now())
         session.send_soon(orjson.dumps(body).decode())
 
     def on_message(self, session: Session, text: str) -> None:
@@ -154,7 +149,7 @@ class FakeKraken(FakeExchange):
     def _frame(self, kind: str, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], checksum: int) -> str:
         return (
             f'{{"channel":"book","type":"{kind}","data":[{{"symbol":"{symbol}","bids":{_levels(bids)},'
-            f'"asks":{_levels(asks)},"checksum":{checksum},"timestamp":"{_now()}"}}]}}'
+            f'"asks":{_levels(asks)},"checksum":{checksum},"timestamp":"{iso_now()}"}}]}}'
         )
 
     def _checksum(self, symbol: str) -> int:
@@ -192,7 +187,7 @@ class FakeKraken(FakeExchange):
         body: dict[str, Any] = {"error": message, "method": "subscribe", "success": False}
         if symbol is not None:
             body["symbol"] = symbol
-        body.update(time_in=_now(), time_out=_now())
+        body.update(time_in=iso_now(), time_out=iso_now())
         return orjson.dumps(body).decode()
 
     def corrupt(self, frame: str) -> str:
