@@ -116,10 +116,13 @@ class FakeBybit(FakeExchange):
         return bids, asks
 
     def on_step(self, symbol: str, changes: list[Change]) -> None:
-        """Diff every depth's window against what was published; one frame per changed topic."""
+        """Diff every depth's window against what was published; one frame per changed topic
+        that a client subscribes to (the others' windows and ``u`` move on all the same, so a
+        later subscriber's snapshot carries on from them)."""
         book = self.books[symbol]
         bids, asks = book.top(max(DEPTHS))
         category = self.category_of(symbol)
+        wanted = {int(s.subscribed[symbol].get("depth", 50)) for s in self.sessions if symbol in s.subscribed}
         for depth in DEPTHS:
             new_b, new_a = dict(bids[:depth]), dict(asks[:depth])
             old_b, old_a = self.views[(symbol, depth)]
@@ -130,6 +133,8 @@ class FakeBybit(FakeExchange):
                 continue
             self.views[(symbol, depth)] = (new_b, new_a)
             self.u[(symbol, depth)] += 1
+            if depth not in wanted:
+                continue
             if depth == 1:
                 frame = self._book_frame(category, symbol, 1, "snapshot", [list(b) for b in bids[:1]], [list(a) for a in asks[:1]])
             else:
