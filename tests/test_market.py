@@ -110,8 +110,8 @@ def test_a_following_books_changes_replayed_give_its_truth() -> None:
 
 def test_a_books_top_and_best_prices_are_its_truth_sorted_after_every_step() -> None:
     # the sides are kept sorted beside the truth (no sort per step): inserts, deletions, the
-    # wrong-side sweep after a mid move, the refill of a thin side and the trim of a long tail
-    # must all keep them equal to the truth's own order
+    # wrong-side sweep after a mid move, the refill of a thin side, the trim of a long tail and
+    # a fake's own levels (add_level) must all keep them equal to the truth's own order
     clock = Clock()
     market = Market(4, clock=clock, volatility=5.0, dislocation_every_s=2.0)
     books = [
@@ -123,6 +123,9 @@ def test_a_books_top_and_best_prices_are_its_truth_sorted_after_every_step() -> 
         clock.t += 0.05
         for book in books:
             book.step()
+            if k % 100 == 0:  # a fake's own level (an oversize snapshot's padding), far from the mid
+                far = book.fmt_price(int(round(book.best_bid() / book.tick)) - 1000 - k)
+                assert book.add_level("bid", far, book.fmt_qty(1.0)) and not book.add_level("bid", far, book.fmt_qty(2.0))
             bids = sorted(book.bids.items(), key=lambda kv: float(kv[0]), reverse=True)
             asks = sorted(book.asks.items(), key=lambda kv: float(kv[0]))
             assert book.top(5) == (bids[:5], asks[:5])

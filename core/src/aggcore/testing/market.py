@@ -54,9 +54,9 @@ class GenBook:
     ``step()`` applies 1..``max_changes`` changes (size changes near the top, inserts,
     deletes, and a slow random walk of the mid) and returns them with wire-string prices and
     quantities formatted to ``price_precision``/``qty_precision``. ``bids``/``asks`` are the
-    truth (price string -> quantity string) after every step; ``seq`` counts steps. Only
-    ``step()`` changes them (with each side's prices kept sorted beside them, so a step, ``top``
-    and the best prices do not sort or scan the book).
+    truth (price string -> quantity string) after every step; ``seq`` counts steps. Each side's
+    prices are kept sorted beside them, so a step, ``top`` and the best prices do not sort or
+    scan the book: a fake that puts a level into the truth itself does so with :meth:`add_level`.
     """
 
     def __init__(
@@ -132,6 +132,16 @@ class GenBook:
             self.asks[self.fmt_price(ask_top - 1 + i)] = self.fmt_qty(self._qty(i))
         value = _PRICES.__getitem__
         self._sorted = {"bid": sorted((value(p), p) for p in self.bids), "ask": sorted((value(p), p) for p in self.asks)}
+
+    def add_level(self, side: str, price: str, qty: str) -> bool:
+        """Put a level into the truth outside a step (a fake whose snapshot gave clients levels
+        the book did not have); one the side already has is left as it is. True if added."""
+        book = self.bids if side == "bid" else self.asks
+        if price in book:
+            return False
+        book[price] = qty
+        insort(self._sorted[side], (_PRICES[price], price))
+        return True
 
     # -- reading --------------------------------------------------------------------------------
     def best_bid(self) -> float:

@@ -110,9 +110,9 @@ class FakeBybit(FakeExchange):
         if pending is None:
             return book.top(d)
         bids, asks = book.deep_snapshot(int(pending.params.get("levels", 20000)))
-        for side, levels, best_first in ((book.bids, bids, True), (book.asks, asks, False)):
+        for side, levels, best_first in (("bid", bids, True), ("ask", asks, False)):
             for price, qty in sorted(levels, key=lambda lv: float(lv[0]), reverse=best_first)[:d]:
-                side.setdefault(price, qty)
+                book.add_level(side, price, qty)
         return bids, asks
 
     def on_step(self, symbol: str, changes: list[Change]) -> None:
