@@ -15,7 +15,8 @@ What it speaks, as the exchange does (reference section 2.A):
 - ``public/heartbeat`` every ``heartbeat_s`` with a fresh ``id``; no matching
   ``public/respond-heartbeat`` within ``heartbeat_timeout_s`` -> close with code 1000.
 - Request rate: ``max_requests_per_s`` per calendar second, pro-rated in the second the socket
-  opened -> ``42901 TOO_MANY_REQUESTS``; more than ``max_subscriptions`` -> ``40107``; an unknown
+  opened (``prorate_first_second``; a test that connects and sends at once, and should not meet a
+  budget of 0 one time in a hundred, turns it off) -> ``42901 TOO_MANY_REQUESTS``; more than ``max_subscriptions`` -> ``40107``; an unknown
   instrument or depth -> ``10004`` "invalid channel ..."; a request without ``method`` ->
   ``{"id": -1, "method": "ERROR", ..., "original": ...}``. :meth:`maintenance` closes with 1013.
 """
@@ -65,6 +66,7 @@ class FakeCryptocom(FakeExchange):
         idle_delta_s: float = 0.5,
         max_subscriptions: int = 400,
         max_requests_per_s: int = 100,
+        prorate_first_second: bool = True,
         send_acks: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -74,6 +76,7 @@ class FakeCryptocom(FakeExchange):
         self.idle_delta_s = idle_delta_s
         self.max_subscriptions = max_subscriptions
         self.max_requests_per_s = max_requests_per_s
+        self.prorate_first_second = prorate_first_second
         self.send_acks = send_acks
         self._u: dict[str, int] = {s: 78_795_598_000_000 + i * 7_919_000 for i, s in enumerate(self.books)}
         self._hb_ids = itertools.count(_ms())
@@ -150,7 +153,7 @@ class FakeCryptocom(FakeExchange):
             st["second"], st["count"] = second, 0
         opened = st["opened"]
         budget = self.max_requests_per_s
-        if second == int(opened):
+        if self.prorate_first_second and second == int(opened):
             budget = int(budget * (1.0 - (opened - second)))
         st["count"] += 1
         return bool(st["count"] <= budget)
