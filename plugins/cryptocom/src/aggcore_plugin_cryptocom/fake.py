@@ -15,10 +15,11 @@ What it speaks, as the exchange does (reference section 2.A):
 - ``public/heartbeat`` every ``heartbeat_s`` with a fresh ``id``; no matching
   ``public/respond-heartbeat`` within ``heartbeat_timeout_s`` -> close with code 1000.
 - Request rate: ``max_requests_per_s`` per calendar second, pro-rated in the second the socket
-  opened (``prorate_first_second``; a test that connects and sends at once, and should not meet a
-  budget of 0 one time in a hundred, turns it off) -> ``42901 TOO_MANY_REQUESTS``; more than ``max_subscriptions`` -> ``40107``; an unknown
-  instrument or depth -> ``10004`` "invalid channel ..."; a request without ``method`` ->
-  ``{"id": -1, "method": "ERROR", ..., "original": ...}``. :meth:`maintenance` closes with 1013.
+  opened (``prorate_first_second``; a test that connects and sends at once, and should not meet
+  a budget of 0 one time in a hundred, turns it off) -> ``42901 TOO_MANY_REQUESTS``; more than
+  ``max_subscriptions`` -> ``40107``; an unknown instrument or depth -> ``10004`` "invalid
+  channel ..."; a request without ``method`` -> ``{"id": -1, "method": "ERROR", ...,
+  "original": ...}``. :meth:`maintenance` closes with 1013.
 """
 
 from __future__ import annotations
