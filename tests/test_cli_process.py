@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,32 @@ def test_python_dash_m_aggcore_and_a_version_that_loads_no_plugins() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+
+
+def test_an_interrupt_that_a_callback_swallows_during_start_up_prints_no_traceback() -> None:
+    """A signal's exception raised inside a ``__del__`` or a weakref callback (an import lock's,
+    seen in CI) cannot propagate: Python reports it as unraisable, with a traceback. The start-up
+    hook drops an interrupt (the runtime stops on the recorded signal) and passes anything else on."""
+    from aggcore import cli
+
+    seen: list[Any] = []
+
+    class Interrupted:
+        def __del__(self) -> None:
+            raise cli._Interrupted
+
+    class Broken:
+        def __del__(self) -> None:
+            raise ValueError("a real bug")
+
+    before = sys.unraisablehook
+    sys.unraisablehook = cli._quiet_interrupts(seen.append)
+    try:
+        Interrupted()  # collected at once: its __del__'s exception is unraisable
+        Broken()
+    finally:
+        sys.unraisablehook = before
+    assert [type(u.exc_value) for u in seen] == [ValueError]
+    # main() puts the hook in place for start-up only
+    assert cli.main(["plugins", "--json"]) == 0
+    assert sys.unraisablehook is before

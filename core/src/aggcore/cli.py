@@ -48,9 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # handlers once its event loop runs): an early signal is then a clean exit, not 143
     _received.clear()
     previous = _interrupt_on_signals()
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupts(unraisable)
     try:
         return _main(argv)
     finally:
+        sys.unraisablehook = unraisable
         if argv is None:  # the real process: a late signal must not turn exit 0 into 143
             _ignore_signals()
         else:
@@ -397,6 +400,20 @@ _received: list[int] = []
 def _interrupt(signum: int, frame: Any) -> None:
     _received.append(signum)
     raise _Interrupted
+
+
+def _quiet_interrupts(previous: Callable[[Any], Any]) -> Callable[[Any], None]:
+    """An unraisable-exception hook for start-up: an interrupt that a signal raised inside a
+    callback or a ``__del__`` (an import lock's weakref callback, say) cannot propagate, and
+    Python would print it with a traceback. ``_received`` has it and the runtime stops on it, so
+    it is dropped here; any other unraisable exception goes to ``previous``."""
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, _Interrupted):
+            return
+        previous(unraisable)
+
+    return hook
 
 
 def _interrupt_on_signals() -> dict[int, Any]:
